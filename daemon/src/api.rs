@@ -1,0 +1,615 @@
+//! The HTTP + WebSocket control API (documented in API.md), the embedded web UI, and
+//! downloaded files under `/downloads/`. State-changing calls need the API token.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures_util::StreamExt;
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::mpsc;
+use tower_http::services::ServeDir;
+
+use crate::events::Event;
+use crate::net::rpc::{self, RpcError};
+use crate::node::{Node, NodeError};
+use crate::shares::SharesError;
+use crate::transfer::download::DownloadError;
+use crate::wire::{Entry, LsChunker, WireError};
+
+pub const TOKEN_FILE: &str = "api-token";
+
+#[derive(rust_embed::RustEmbed)]
+#[folder = "../webui-dist/"]
+struct WebUi;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("missing or wrong API token")]
+    Unauthorized,
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    PeerError(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::PeerError(_) => StatusCode::BAD_GATEWAY,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        (status, Json(json!({ "error": self.to_string() }))).into_response()
+    }
+}
+
+impl From<NodeError> for ApiError {
+    fn from(e: NodeError) -> Self {
+        match e {
+            NodeError::Announce(_) | NodeError::OwnAddress => ApiError::BadRequest(e.to_string()),
+            NodeError::NotConnected(_) => ApiError::NotFound(e.to_string()),
+            NodeError::Unreachable { .. } | NodeError::WrongKey(_) => {
+                ApiError::PeerError(e.to_string())
+            }
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<SharesError> for ApiError {
+    fn from(e: SharesError) -> Self {
+        match e {
+            SharesError::BadDirectory { .. } | SharesError::AlreadyShared(_) => {
+                ApiError::BadRequest(e.to_string())
+            }
+            SharesError::UnknownShare(_) => ApiError::NotFound(e.to_string()),
+            SharesError::Store(_) => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<DownloadError> for ApiError {
+    fn from(e: DownloadError) -> Self {
+        match e {
+            DownloadError::Unknown(_) => ApiError::NotFound(e.to_string()),
+            DownloadError::Store(_) => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<RpcError> for ApiError {
+    fn from(e: RpcError) -> Self {
+        match e {
+            RpcError::Refused(WireError::NotFound) => ApiError::NotFound(e.to_string()),
+            RpcError::Refused(WireError::Forbidden | WireError::BadRequest(_)) => {
+                ApiError::BadRequest(e.to_string())
+            }
+            other => ApiError::PeerError(other.to_string()),
+        }
+    }
+}
+
+#[derive(Clone)]
+struct AppState {
+    node: Arc<Node>,
+    token: Arc<str>,
+}
+
+/// Creates `<storage>/api-token` (mode 0600) on first start and returns it.
+pub fn load_or_create_token(
+    storage: &std::path::Path,
+) -> Result<String, crate::identity::IdentityError> {
+    let path = storage.join(TOKEN_FILE);
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        let existing = existing.trim().to_string();
+        if existing.len() >= 32 {
+            return Ok(existing);
+        }
+    }
+    let token: String = crate::identity::random_bytes::<24>()?
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    crate::identity::write_private_file(&path, token.as_bytes())
+        .map_err(|source| crate::identity::IdentityError::Write { path, source })?;
+    Ok(token)
+}
+
+pub fn router(node: Arc<Node>, token: String) -> Router {
+    let downloads_dir = node.download_dir.clone();
+    let state = AppState {
+        node,
+        token: token.into(),
+    };
+    let api = Router::new()
+        .route("/info", get(info))
+        .route("/peers", get(peers))
+        .route("/connect", post(connect))
+        .route("/disconnect", post(disconnect))
+        .route("/shares", get(list_shares).post(add_share))
+        .route("/shares/{name}", axum::routing::delete(remove_share))
+        .route("/rescan", post(rescan))
+        .route("/index", get(own_index))
+        .route("/ls", get(remote_ls))
+        .route("/downloads", post(download))
+        .route("/transfers", get(transfers))
+        .route("/transfers/{id}", get(transfer).delete(cancel_transfer))
+        .route("/transfers/{id}/pause", post(pause_transfer))
+        .route("/transfers/{id}/resume", post(resume_transfer))
+        .route("/read", get(read))
+        .route("/stop", post(stop))
+        .layer(middleware::from_fn_with_state(state.clone(), require_token));
+    Router::new()
+        .nest("/api", api)
+        .route("/ws", get(ws))
+        .nest_service("/downloads", ServeDir::new(downloads_dir))
+        .fallback(get(web_ui))
+        .with_state(state)
+}
+
+async fn require_token(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    if matches!(*request.method(), Method::GET | Method::HEAD) {
+        return Ok(next.run(request).await);
+    }
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    // The token's length is not secret; equal-length contents are compared in constant time.
+    let ok = presented.is_some_and(|p| {
+        p.len() == state.token.len()
+            && p.bytes()
+                .zip(state.token.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+    });
+    if !ok {
+        return Err(ApiError::Unauthorized);
+    }
+    Ok(next.run(request).await)
+}
+
+async fn info(State(s): State<AppState>) -> Json<serde_json::Value> {
+    let n = &s.node;
+    Json(json!({
+        "name": n.identity.name,
+        "announce_address": n.announce_address(),
+        "public_key": n.identity.public_key.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+        "listen_address": n.listen_address().map(|a| a.to_string()),
+        "nat_type": "unknown",
+        "public_address": null,
+        "version": env!("CARGO_PKG_VERSION"),
+        "download_dir": n.download_dir,
+        "storage": n.storage,
+        "peers_connected": n.peers.all().len(),
+    }))
+}
+
+async fn peers(State(s): State<AppState>) -> impl IntoResponse {
+    Json(s.node.peer_views())
+}
+
+#[derive(Deserialize)]
+struct ConnectBody {
+    announce_address: String,
+}
+
+async fn connect(
+    State(s): State<AppState>,
+    Json(body): Json<ConnectBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    let name = s.node.connect(&body.announce_address).await?;
+    Ok(Json(json!({ "name": name })))
+}
+
+#[derive(Deserialize)]
+struct PeerBody {
+    peer: String,
+}
+
+async fn disconnect(
+    State(s): State<AppState>,
+    Json(body): Json<PeerBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    s.node.disconnect(&body.peer)?;
+    Ok(Json(json!({ "disconnected": body.peer })))
+}
+
+async fn list_shares(State(s): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(s.node.shares.list()?))
+}
+
+#[derive(Deserialize)]
+struct AddShareBody {
+    dir: std::path::PathBuf,
+}
+
+async fn blocking<T: Send + 'static, E: Into<ApiError> + Send + 'static>(
+    f: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(Into::into)
+}
+
+async fn add_share(
+    State(s): State<AppState>,
+    Json(body): Json<AddShareBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    let shares = s.node.shares.clone();
+    let (name, stats) = blocking(move || shares.add(&body.dir)).await?;
+    let _ = s.node.events.send(Event::SharesChanged);
+    Ok(Json(json!({ "name": name, "files": stats.files })))
+}
+
+async fn remove_share(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    s.node.shares.remove(&name)?;
+    let _ = s.node.events.send(Event::SharesChanged);
+    Ok(Json(json!({ "removed": name })))
+}
+
+async fn rescan(State(s): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let shares = s.node.shares.clone();
+    let stats = blocking(move || shares.rescan_all()).await?;
+    let _ = s.node.events.send(Event::SharesChanged);
+    Ok(Json(stats))
+}
+
+#[derive(Deserialize)]
+struct LsQuery {
+    #[serde(default)]
+    path: String,
+    searchterm: Option<String>,
+    recursive: Option<bool>,
+}
+
+type Chunk = Result<Vec<Entry>, String>;
+
+/// Streams chunks as one JSON array, so huge listings are never held whole. A listing cut
+/// short mid-stream ends with an error object after the array, so it cannot pass as complete.
+fn json_array_response(mut rx: mpsc::Receiver<Chunk>) -> Response {
+    let (tx, out) = mpsc::channel::<Result<Bytes, Infallible>>(4);
+    tokio::spawn(async move {
+        let _ = tx.send(Ok(Bytes::from_static(b"["))).await;
+        let mut first = true;
+        let mut failure = None;
+        while let Some(chunk) = rx.recv().await {
+            match chunk {
+                Ok(entries) => {
+                    let mut buf = Vec::new();
+                    for entry in entries {
+                        if !first {
+                            buf.push(b',');
+                        }
+                        first = false;
+                        let _ = serde_json::to_writer(&mut buf, &entry);
+                    }
+                    if tx.send(Ok(Bytes::from(buf))).await.is_err() {
+                        return;
+                    }
+                }
+                Err(e) => failure = Some(e),
+            }
+        }
+        let tail = match failure {
+            None => Bytes::from_static(b"]"),
+            Some(e) => Bytes::from(format!("]\n{}", json!({ "error": e }))),
+        };
+        let _ = tx.send(Ok(tail)).await;
+    });
+    let mut out = out;
+    let stream = futures_util::stream::poll_fn(move |cx| out.poll_recv(cx));
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from_stream(stream),
+    )
+        .into_response()
+}
+
+async fn own_index(
+    State(s): State<AppState>,
+    Query(q): Query<LsQuery>,
+) -> Result<Response, ApiError> {
+    let shares = s.node.shares.clone();
+    // Check the path first so a bad one is a clean 4xx rather than an error inside a 200 stream.
+    shares
+        .ls(&q.path, None, false, |_| false)
+        .map_err(|e| match e {
+            WireError::NotFound => ApiError::NotFound(format!("{}: {e}", q.path)),
+            other => ApiError::BadRequest(other.to_string()),
+        })?;
+    let (tx, rx) = mpsc::channel::<Chunk>(2);
+    tokio::task::spawn_blocking(move || {
+        let mut chunker = LsChunker::default();
+        let mut open = true;
+        let result = shares.ls(
+            &q.path,
+            q.searchterm.as_deref(),
+            q.recursive.unwrap_or(true),
+            |entry| {
+                if let Some(chunk) = chunker.push(entry) {
+                    open = tx.blocking_send(Ok(chunk)).is_ok();
+                }
+                open
+            },
+        );
+        let _ = tx.blocking_send(Ok(chunker.take()));
+        if let Err(e) = result {
+            let _ = tx.blocking_send(Err(e.to_string()));
+        }
+    });
+    Ok(json_array_response(rx))
+}
+
+/// `peer/path` split into the peer name and the path on that peer.
+fn split_peer_path(full: &str) -> Result<(String, String), ApiError> {
+    let trimmed = full.trim_matches('/');
+    let (peer, path) = trimmed.split_once('/').unwrap_or((trimmed, ""));
+    if peer.is_empty() {
+        return Err(ApiError::BadRequest("expected peer/path".into()));
+    }
+    Ok((peer.to_string(), path.to_string()))
+}
+
+fn prefixed(peer: &str, entries: Vec<Entry>) -> Vec<Entry> {
+    entries
+        .into_iter()
+        .map(|e| Entry {
+            path: format!("{peer}/{}", e.path),
+            ..e
+        })
+        .collect()
+}
+
+/// Lists a remote peer's files (`path` = `peer/dir`), or the top level of every connected
+/// peer when no path is given. Paths in the answer start with the peer's name.
+async fn remote_ls(
+    State(s): State<AppState>,
+    Query(q): Query<LsQuery>,
+) -> Result<Response, ApiError> {
+    let recursive = q.recursive.unwrap_or(true);
+    let (tx, rx) = mpsc::channel::<Chunk>(2);
+    if q.path.trim_matches('/').is_empty() {
+        let peers = s.node.peers.all();
+        tokio::spawn(async move {
+            for peer in peers {
+                let result = async {
+                    let mut listing =
+                        rpc::ls(&peer.connection, "", q.searchterm.clone(), recursive).await?;
+                    while let Some(entries) = listing.next().await? {
+                        if tx.send(Ok(prefixed(&peer.name, entries))).await.is_err() {
+                            break;
+                        }
+                    }
+                    Ok::<(), RpcError>(())
+                }
+                .await;
+                if let Err(e) = result {
+                    let _ = tx.send(Err(format!("{}: {e}", peer.name))).await;
+                }
+            }
+        });
+        return Ok(json_array_response(rx));
+    }
+    let (peer_name, path) = split_peer_path(&q.path)?;
+    let peer = s
+        .node
+        .peers
+        .get(&peer_name)
+        .ok_or_else(|| ApiError::Unavailable(format!("peer {peer_name} is not connected")))?;
+    let mut listing = rpc::ls(&peer.connection, &path, q.searchterm, recursive).await?;
+    // The first chunk decides the status code; the rest streams.
+    let first = listing.next().await?;
+    tokio::spawn(async move {
+        let Some(first) = first else { return };
+        if tx.send(Ok(prefixed(&peer_name, first))).await.is_err() {
+            return;
+        }
+        loop {
+            match listing.next().await {
+                Ok(Some(entries)) => {
+                    if tx.send(Ok(prefixed(&peer_name, entries))).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(None) => return,
+                Err(e) => {
+                    let _ = tx.send(Err(e.to_string())).await;
+                    return;
+                }
+            }
+        }
+    });
+    Ok(json_array_response(rx))
+}
+
+#[derive(Deserialize)]
+struct DownloadBody {
+    /// `peer/path`
+    path: String,
+}
+
+async fn download(
+    State(s): State<AppState>,
+    Json(body): Json<DownloadBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    let (peer, path) = split_peer_path(&body.path)?;
+    if path.is_empty() {
+        return Err(ApiError::BadRequest(
+            "give a path on the peer: peer/path".into(),
+        ));
+    }
+    crate::shares::split_request_path(&path).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let id = s.node.downloads.add(&peer, &path)?;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "id": id }))))
+}
+
+async fn transfers(State(s): State<AppState>) -> impl IntoResponse {
+    let mut all = s.node.downloads.views();
+    all.extend(s.node.uploads.views());
+    Json(all)
+}
+
+async fn transfer(
+    State(s): State<AppState>,
+    Path(id): Path<u64>,
+) -> Result<impl IntoResponse, ApiError> {
+    s.node
+        .downloads
+        .view(id)
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound(format!("no download with id {id}")))
+}
+
+async fn pause_transfer(
+    State(s): State<AppState>,
+    Path(id): Path<u64>,
+) -> Result<impl IntoResponse, ApiError> {
+    s.node.downloads.pause(id)?;
+    Ok(Json(json!({ "paused": id })))
+}
+
+async fn resume_transfer(
+    State(s): State<AppState>,
+    Path(id): Path<u64>,
+) -> Result<impl IntoResponse, ApiError> {
+    s.node.downloads.resume(id)?;
+    Ok(Json(json!({ "resumed": id })))
+}
+
+async fn cancel_transfer(
+    State(s): State<AppState>,
+    Path(id): Path<u64>,
+) -> Result<impl IntoResponse, ApiError> {
+    s.node.downloads.cancel(id)?;
+    Ok(Json(json!({ "cancelled": id })))
+}
+
+#[derive(Deserialize)]
+struct ReadQuery {
+    path: String,
+    #[serde(default)]
+    start: u64,
+    end: Option<u64>,
+}
+
+/// Streams a remote file (or a range of it) as raw bytes.
+async fn read(State(s): State<AppState>, Query(q): Query<ReadQuery>) -> Result<Response, ApiError> {
+    let (peer_name, path) = split_peer_path(&q.path)?;
+    if q.end.is_some_and(|end| end < q.start) {
+        return Err(ApiError::BadRequest("end is before start".into()));
+    }
+    let peer = s
+        .node
+        .peers
+        .get(&peer_name)
+        .ok_or_else(|| ApiError::Unavailable(format!("peer {peer_name} is not connected")))?;
+    let (size, _mtime, recv) = rpc::read(&peer.connection, &path, q.start, q.end).await?;
+    let length = q.end.unwrap_or(size).min(size).saturating_sub(q.start);
+    let stream = futures_util::stream::unfold(Some(recv), |recv| async move {
+        let mut recv = recv?;
+        match recv.read_chunk(1 << 20, true).await {
+            Ok(Some(chunk)) => Some((Ok::<Bytes, std::io::Error>(chunk.bytes), Some(recv))),
+            Ok(None) => None,
+            // Aborts the response: a short body must not look like a whole file.
+            Err(e) => Some((Err(std::io::Error::other(e)), None)),
+        }
+    });
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+            (header::CONTENT_LENGTH, length.to_string()),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+async fn stop(State(s): State<AppState>) -> impl IntoResponse {
+    s.node.request_shutdown();
+    Json(json!({ "stopping": true }))
+}
+
+async fn ws(State(s): State<AppState>, upgrade: WebSocketUpgrade) -> impl IntoResponse {
+    upgrade.on_upgrade(move |socket| forward_events(socket, s.node.events.subscribe()))
+}
+
+async fn forward_events(
+    mut socket: WebSocket,
+    mut events: tokio::sync::broadcast::Receiver<Event>,
+) {
+    loop {
+        tokio::select! {
+            event = events.recv() => match event {
+                Ok(event) => {
+                    let Ok(text) = serde_json::to_string(&event) else { continue };
+                    if socket.send(Message::Text(text.into())).await.is_err() {
+                        return;
+                    }
+                }
+                // A slow client misses progress ticks rather than stalling the daemon.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(_) => return,
+            },
+            incoming = socket.next() => match incoming {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+}
+
+async fn web_ui(uri: axum::http::Uri) -> Response {
+    let path = uri.path().trim_start_matches('/');
+    let path = if path.is_empty() { "index.html" } else { path };
+    match WebUi::get(path).or_else(|| WebUi::get("index.html")) {
+        Some(file) => {
+            let mime = file.metadata.mimetype().to_string();
+            ([(header::CONTENT_TYPE, mime)], file.data.into_owned()).into_response()
+        }
+        None => (StatusCode::NOT_FOUND, "not found").into_response(),
+    }
+}
+
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        let _ = shutdown.wait_for(|stop| *stop).await;
+    })
+    .await
+}

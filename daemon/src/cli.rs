@@ -1,0 +1,468 @@
+//! Command line: `start` runs the daemon; every other command is a thin client of the
+//! HTTP API (the same one the web UI uses). Exact forms are kept for outside checks.
+
+use std::io::Write;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use clap::{ArgAction, Args, Parser, Subcommand};
+use serde_json::{json, Value};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "harddrive-party",
+    version,
+    about = "Peer-to-peer file sharing for NAS boxes, single-board computers and routers"
+)]
+pub struct Cli {
+    /// Where the web UI and API listen (start) or are reached (other commands).
+    #[arg(
+        long,
+        global = true,
+        env = "HDP_UI_ADDRESS",
+        default_value = "http://127.0.0.1:3030"
+    )]
+    pub ui_address: String,
+    /// Storage directory [default: $XDG_DATA_HOME/harddrive-party or ~/.local/share/harddrive-party]
+    #[arg(long, global = true, env = "HDP_STORAGE")]
+    pub storage: Option<PathBuf>,
+    /// Debug logging (RUST_LOG overrides).
+    #[arg(long, short, global = true)]
+    pub verbose: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the daemon.
+    Start(StartArgs),
+    /// Show this peer's name and announce address.
+    Info {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Connect to a peer by its announce address.
+    Connect { announce_address: String },
+    /// Disconnect a peer and stop reconnecting to it.
+    Disconnect { peer: String },
+    /// List known and connected peers.
+    Peers {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Query this peer's own shared files.
+    Shares(ListArgs),
+    /// Query remote peers' files: `ls [peer/path]`.
+    Ls(ListArgs),
+    /// Download a file or directory: `download peer/path`.
+    Download {
+        path: String,
+        /// Show progress until the download completes.
+        #[arg(long)]
+        wait: bool,
+        /// With --wait: print only errors.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Show downloads and uploads.
+    Transfers {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stream a remote file (or a byte range) to stdout.
+    Read {
+        path: String,
+        #[arg(long)]
+        start: Option<u64>,
+        #[arg(long)]
+        end: Option<u64>,
+    },
+    /// Stop the running daemon gracefully.
+    Stop,
+}
+
+#[derive(Args, Debug)]
+pub struct StartArgs {
+    /// Directory to share (repeatable).
+    #[arg(long = "share-dir")]
+    pub share_dirs: Vec<PathBuf>,
+    /// Where downloads go [default: ~/Downloads]
+    #[arg(long)]
+    pub download_dir: Option<PathBuf>,
+    /// UDP address for peer connections [default: the last one used, else 0.0.0.0:0]
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Disable local-network discovery.
+    #[arg(long)]
+    pub no_mdns: bool,
+    /// STUN server HOST:PORT (repeatable).
+    #[arg(long = "stun-server")]
+    pub stun_servers: Vec<String>,
+    /// Concurrent file downloads, in total and per peer.
+    #[arg(long, default_value_t = 4)]
+    pub max_downloads: usize,
+    #[arg(long, default_value_t = 2)]
+    pub max_downloads_per_peer: usize,
+    /// Concurrent uploads, in total and per peer; further requests queue.
+    #[arg(long, default_value_t = 8)]
+    pub max_uploads: usize,
+    #[arg(long, default_value_t = 4)]
+    pub max_uploads_per_peer: usize,
+    /// Seconds between automatic rescans of the shares.
+    #[arg(long, default_value_t = 600)]
+    pub rescan_interval: u64,
+    /// Tokio worker threads (small boards: 1 or 2).
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+}
+
+#[derive(Args, Debug)]
+pub struct ListArgs {
+    /// `path` (shares) or `peer/path` (ls)
+    pub path: Option<String>,
+    /// Case-insensitive filter on paths.
+    #[arg(long)]
+    pub searchterm: Option<String>,
+    #[arg(long, action = ArgAction::Set, default_value_t = true)]
+    pub recursive: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn default_storage() -> PathBuf {
+    if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(xdg).join("harddrive-party");
+    }
+    home().join(".local/share/harddrive-party")
+}
+
+fn home() -> PathBuf {
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/"))
+}
+
+pub fn default_download_dir(storage: &Path) -> PathBuf {
+    match std::env::var_os("HOME") {
+        Some(home) if Path::new(&home).is_dir() => PathBuf::from(home).join("Downloads"),
+        _ => storage.join("downloads"),
+    }
+}
+
+/// `http://host:port` (or bare `host:port`) to a socket address to bind or dial.
+pub fn ui_socket_address(url: &str) -> anyhow::Result<SocketAddr> {
+    let hostport = url.trim_start_matches("http://").trim_end_matches('/');
+    if url.starts_with("https://") || hostport.contains('/') {
+        bail!("--ui-address must look like http://HOST:PORT, got {url}");
+    }
+    hostport
+        .to_socket_addrs()
+        .with_context(|| format!("cannot resolve --ui-address {url}"))?
+        .next()
+        .ok_or_else(|| anyhow!("--ui-address {url} resolves to nothing"))
+}
+
+pub struct Client {
+    base: String,
+    token: Option<String>,
+    agent: ureq::Agent,
+}
+
+fn api_error(e: ureq::Error) -> anyhow::Error {
+    match e {
+        ureq::Error::Status(code, response) => {
+            let message = response
+                .into_json::<Value>()
+                .ok()
+                .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string));
+            anyhow!(message.unwrap_or_else(|| format!("daemon answered HTTP {code}")))
+        }
+        ureq::Error::Transport(t) => {
+            anyhow!("cannot reach the daemon: {t} (is `harddrive-party start` running?)")
+        }
+    }
+}
+
+impl Client {
+    pub fn new(ui_address: &str, storage: &Path) -> anyhow::Result<Self> {
+        let addr = ui_socket_address(ui_address)?;
+        let token = std::env::var("HDP_API_TOKEN")
+            .ok()
+            .or_else(|| std::fs::read_to_string(storage.join(crate::api::TOKEN_FILE)).ok())
+            .map(|t| t.trim().to_string());
+        let agent = ureq::AgentBuilder::new()
+            .timeout_connect(Duration::from_secs(5))
+            .build();
+        Ok(Self {
+            base: format!("http://{addr}"),
+            token,
+            agent,
+        })
+    }
+
+    fn get(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<ureq::Response> {
+        let mut req = self.agent.get(&format!("{}{path}", self.base));
+        for (k, v) in query {
+            req = req.query(k, v);
+        }
+        req.call().map_err(api_error)
+    }
+
+    fn get_json(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<Value> {
+        Ok(self.get(path, query)?.into_json()?)
+    }
+
+    fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+        let token = self.token.as_deref().ok_or_else(|| anyhow!("no API token: set HDP_API_TOKEN or point --storage at the daemon's storage directory"))?;
+        let response = self
+            .agent
+            .post(&format!("{}{path}", self.base))
+            .set("Authorization", &format!("Bearer {token}"))
+            .send_json(body)
+            .map_err(api_error)?;
+        Ok(response.into_json()?)
+    }
+}
+
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+fn print_entries(entries: &Value) {
+    for e in entries.as_array().into_iter().flatten() {
+        let dir = e["is_dir"].as_bool().unwrap_or(false);
+        let path = e["path"].as_str().unwrap_or("");
+        println!(
+            "{:>10}  {}{}",
+            human_bytes(e["size"].as_u64().unwrap_or(0)),
+            path,
+            if dir { "/" } else { "" }
+        );
+    }
+}
+
+fn list_query(args: &ListArgs) -> Vec<(&'static str, String)> {
+    let mut q = vec![
+        ("path", args.path.clone().unwrap_or_default()),
+        ("recursive", args.recursive.to_string()),
+    ];
+    if let Some(term) = &args.searchterm {
+        q.push(("searchterm", term.clone()));
+    }
+    q
+}
+
+/// Runs a client command against a running daemon.
+pub fn run_client(cli: &Cli, storage: &Path) -> anyhow::Result<()> {
+    let client = Client::new(&cli.ui_address, storage)?;
+    match &cli.command {
+        Command::Start(_) => unreachable!("start is handled by main"),
+        Command::Info { json } => {
+            let info = client.get_json("/api/info", &[])?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&info)?);
+            } else {
+                println!("name: {}", info["name"].as_str().unwrap_or(""));
+                println!(
+                    "announce address: {}",
+                    info["announce_address"].as_str().unwrap_or("")
+                );
+                println!(
+                    "listening on: {}",
+                    info["listen_address"].as_str().unwrap_or("")
+                );
+            }
+        }
+        Command::Connect { announce_address } => {
+            let reply = client.post(
+                "/api/connect",
+                json!({ "announce_address": announce_address }),
+            )?;
+            println!("connected to {}", reply["name"].as_str().unwrap_or("peer"));
+        }
+        Command::Disconnect { peer } => {
+            client.post("/api/disconnect", json!({ "peer": peer }))?;
+            println!("disconnected {peer}");
+        }
+        Command::Peers { json } => {
+            let peers = client.get_json("/api/peers", &[])?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&peers)?);
+            } else {
+                for p in peers.as_array().into_iter().flatten() {
+                    let state = if p["connected"].as_bool().unwrap_or(false) {
+                        "connected"
+                    } else {
+                        "offline"
+                    };
+                    println!(
+                        "{}  {}  {}",
+                        p["name"].as_str().unwrap_or(""),
+                        state,
+                        p["remote_address"].as_str().unwrap_or("-")
+                    );
+                }
+            }
+        }
+        Command::Shares(args) | Command::Ls(args) => {
+            let endpoint = if matches!(cli.command, Command::Shares(_)) {
+                "/api/index"
+            } else {
+                "/api/ls"
+            };
+            let body = client.get(endpoint, &list_query(args))?.into_string()?;
+            // A listing cut short ends with an error object after the array.
+            let mut parts = serde_json::Deserializer::from_str(&body).into_iter::<Value>();
+            let entries = parts.next().ok_or_else(|| anyhow!("empty answer"))??;
+            if *match &cli.command {
+                Command::Shares(a) | Command::Ls(a) => &a.json,
+                _ => &false,
+            } {
+                println!("{}", serde_json::to_string(&entries)?);
+            } else {
+                print_entries(&entries);
+            }
+            if let Some(Ok(trailer)) = parts.next() {
+                bail!(
+                    "listing incomplete: {}",
+                    trailer["error"].as_str().unwrap_or("unknown error")
+                );
+            }
+        }
+        Command::Download { path, wait, quiet } => {
+            let reply = client.post("/api/downloads", json!({ "path": path }))?;
+            let id = reply["id"]
+                .as_u64()
+                .ok_or_else(|| anyhow!("daemon gave no download id"))?;
+            if *wait {
+                wait_for_download(&client, id, *quiet)?;
+            } else if !quiet {
+                println!("queued download {id}: {path}");
+            }
+        }
+        Command::Transfers { json } => {
+            let list = client.get_json("/api/transfers", &[])?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                for t in list.as_array().into_iter().flatten() {
+                    println!(
+                        "{:>3} {:8} {:9} {}/{}  {} / {}{}",
+                        t["id"],
+                        t["direction"].as_str().unwrap_or(""),
+                        t["state"].as_str().unwrap_or(""),
+                        t["peer"].as_str().unwrap_or(""),
+                        t["path"].as_str().unwrap_or(""),
+                        human_bytes(t["received"].as_u64().unwrap_or(0)),
+                        human_bytes(t["size"].as_u64().unwrap_or(0)),
+                        t["error"]
+                            .as_str()
+                            .map(|e| format!("  ({e})"))
+                            .unwrap_or_default()
+                    );
+                }
+            }
+        }
+        Command::Read { path, start, end } => {
+            let mut query = vec![("path", path.clone())];
+            if let Some(s) = start {
+                query.push(("start", s.to_string()));
+            }
+            if let Some(e) = end {
+                query.push(("end", e.to_string()));
+            }
+            let response = client.get("/api/read", &query)?;
+            let expected: Option<u64> = response
+                .header("content-length")
+                .and_then(|v| v.parse().ok());
+            let mut stdout = std::io::stdout().lock();
+            let copied = std::io::copy(&mut response.into_reader(), &mut stdout)
+                .context("transfer interrupted")?;
+            stdout.flush()?;
+            if expected.is_some_and(|n| n != copied) {
+                bail!("transfer interrupted after {copied} bytes");
+            }
+        }
+        Command::Stop => {
+            client.post("/api/stop", json!({}))?;
+        }
+    }
+    Ok(())
+}
+
+fn wait_for_download(client: &Client, id: u64, quiet: bool) -> anyhow::Result<()> {
+    use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+    let multi = MultiProgress::with_draw_target(if quiet {
+        ProgressDrawTarget::hidden()
+    } else {
+        ProgressDrawTarget::stderr()
+    });
+    let style = ProgressStyle::with_template(
+        "{msg:30!} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+    )
+    .map_err(|e| anyhow!(e.to_string()))?
+    .progress_chars("=> ");
+    let total = multi.add(ProgressBar::new(0).with_style(style.clone()));
+    let current = multi.add(ProgressBar::new(0).with_style(style));
+    let started = Instant::now();
+    loop {
+        let t = client.get_json(&format!("/api/transfers/{id}"), &[])?;
+        total.set_length(t["size"].as_u64().unwrap_or(0));
+        total.set_position(t["received"].as_u64().unwrap_or(0));
+        total.set_message(format!(
+            "total {}/{} files",
+            t["files_done"], t["files_total"]
+        ));
+        if let Some(file) = t["active_files"].as_array().and_then(|a| a.first()) {
+            current.set_length(file["size"].as_u64().unwrap_or(0));
+            current.set_position(file["received"].as_u64().unwrap_or(0));
+            current.set_message(file["path"].as_str().unwrap_or("").to_string());
+        }
+        match t["state"].as_str() {
+            Some("done") => {
+                current.finish_and_clear();
+                total.finish();
+                if !quiet {
+                    eprintln!("done in {:.1?}", started.elapsed());
+                }
+                return Ok(());
+            }
+            Some("failed") => {
+                current.finish_and_clear();
+                total.abandon();
+                let mut reasons: Vec<String> = t["failures"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|f| {
+                        format!(
+                            "{}: {}",
+                            f["path"].as_str().unwrap_or(""),
+                            f["reason"].as_str().unwrap_or("")
+                        )
+                    })
+                    .collect();
+                if let Some(e) = t["error"].as_str() {
+                    reasons.push(e.to_string());
+                }
+                bail!("download failed: {}", reasons.join("; "));
+            }
+            _ => {}
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}

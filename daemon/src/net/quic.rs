@@ -1,0 +1,271 @@
+//! The QUIC endpoint: quinn over rustls (TLS 1.3 only, ring provider) with mutual
+//! authentication by ed25519 keys. quinn keeps its own UDP socket so GSO/GRO batching stays.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
+
+use crate::identity::{public_key_from_certificate, Identity, PublicKey};
+use crate::wire::ALPN;
+
+/// How long a silent connection lives; keep-alives below keep idle ones open.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+pub const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(10);
+/// Flow-control windows: large enough for loopback/LAN line rate, bounded for small boards.
+const STREAM_RECEIVE_WINDOW: u32 = 8 * 1024 * 1024;
+const CONNECTION_RECEIVE_WINDOW: u32 = 16 * 1024 * 1024;
+const SEND_WINDOW: u64 = 16 * 1024 * 1024;
+const SOCKET_BUFFER_BYTES: usize = 4 * 1024 * 1024;
+/// TLS SNI placeholder; peers are identified by key, never by DNS name.
+const SERVER_NAME: &str = "harddrive-party";
+
+#[derive(Debug, thiserror::Error)]
+pub enum QuicError {
+    #[error("cannot bind UDP {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("TLS setup failed: {0}")]
+    Tls(String),
+    #[error("cannot connect to {addr}: {reason}")]
+    Connect { addr: SocketAddr, reason: String },
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn transport_config() -> Arc<quinn::TransportConfig> {
+    let mut t = quinn::TransportConfig::default();
+    t.max_idle_timeout(IDLE_TIMEOUT.try_into().ok())
+        .keep_alive_interval(Some(KEEP_ALIVE_INTERVAL))
+        .stream_receive_window(STREAM_RECEIVE_WINDOW.into())
+        .receive_window(CONNECTION_RECEIVE_WINDOW.into())
+        .send_window(SEND_WINDOW)
+        .max_concurrent_bidi_streams(256u32.into())
+        .max_concurrent_uni_streams(0u32.into());
+    Arc::new(t)
+}
+
+/// Verifies the handshake signature with the key inside the certificate; only ed25519.
+fn verify_ed25519(
+    message: &[u8],
+    cert: &CertificateDer<'_>,
+    dss: &DigitallySignedStruct,
+) -> Result<HandshakeSignatureValid, rustls::Error> {
+    if dss.scheme != SignatureScheme::ED25519 {
+        return Err(rustls::Error::PeerIncompatible(
+            rustls::PeerIncompatible::NoSignatureSchemesInCommon,
+        ));
+    }
+    let key = public_key_from_certificate(cert).ok_or(rustls::Error::InvalidCertificate(
+        rustls::CertificateError::BadEncoding,
+    ))?;
+    let verifying = ed25519_dalek::VerifyingKey::from_bytes(&key)
+        .map_err(|_| rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding))?;
+    let signature = ed25519_dalek::Signature::from_slice(dss.signature())
+        .map_err(|_| rustls::Error::InvalidCertificate(rustls::CertificateError::BadSignature))?;
+    verifying
+        .verify_strict(message, &signature)
+        .map_err(|_| rustls::Error::InvalidCertificate(rustls::CertificateError::BadSignature))?;
+    Ok(HandshakeSignatureValid::assertion())
+}
+
+/// Client side: the server must hold exactly the key from the announce address we dialled.
+#[derive(Debug)]
+struct ExpectKey(PublicKey);
+
+impl ServerCertVerifier for ExpectKey {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match public_key_from_certificate(end_entity) {
+            Some(key) if key == self.0 => Ok(ServerCertVerified::assertion()),
+            Some(_) => Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::ApplicationVerificationFailure,
+            )),
+            None => Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::BadEncoding,
+            )),
+        }
+    }
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::PeerIncompatible(
+            rustls::PeerIncompatible::Tls12NotOffered,
+        ))
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_ed25519(message, cert, dss)
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        vec![SignatureScheme::ED25519]
+    }
+}
+
+/// Server side: any peer may connect, but it must prove it holds an ed25519 key.
+#[derive(Debug)]
+struct AnyEd25519Client;
+
+impl ClientCertVerifier for AnyEd25519Client {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        public_key_from_certificate(end_entity)
+            .map(|_| ClientCertVerified::assertion())
+            .ok_or(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::BadEncoding,
+            ))
+    }
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::PeerIncompatible(
+            rustls::PeerIncompatible::Tls12NotOffered,
+        ))
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_ed25519(message, cert, dss)
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        vec![SignatureScheme::ED25519]
+    }
+}
+
+/// The bound endpoint plus what is needed to build per-dial client configs.
+pub struct QuicNode {
+    pub endpoint: quinn::Endpoint,
+    cert: CertificateDer<'static>,
+    key: PrivateKeyDer<'static>,
+}
+
+fn tls_err(e: impl std::fmt::Display) -> QuicError {
+    QuicError::Tls(e.to_string())
+}
+
+impl QuicNode {
+    pub fn bind(addr: SocketAddr, identity: &Identity) -> Result<Self, QuicError> {
+        let (cert, key) = identity.tls_certificate().map_err(tls_err)?;
+        let mut tls = rustls::ServerConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(tls_err)?
+            .with_client_cert_verifier(Arc::new(AnyEd25519Client))
+            .with_single_cert(vec![cert.clone()], key.clone_key())
+            .map_err(tls_err)?;
+        tls.alpn_protocols = vec![ALPN.to_vec()];
+        let crypto = QuicServerConfig::try_from(tls).map_err(tls_err)?;
+        let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+        server.transport_config(transport_config());
+
+        let socket = bind_socket(addr).map_err(|source| QuicError::Bind { addr, source })?;
+        let endpoint = quinn::Endpoint::new(
+            quinn::EndpointConfig::default(),
+            Some(server),
+            socket,
+            Arc::new(quinn::TokioRuntime),
+        )
+        .map_err(|source| QuicError::Bind { addr, source })?;
+        Ok(Self {
+            endpoint,
+            cert,
+            key,
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.endpoint.local_addr()
+    }
+
+    /// Dials `addr` and succeeds only if the peer proves it holds `expected_key`.
+    pub async fn connect(
+        &self,
+        addr: SocketAddr,
+        expected_key: PublicKey,
+    ) -> Result<quinn::Connection, QuicError> {
+        let mut tls = rustls::ClientConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(tls_err)?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(ExpectKey(expected_key)))
+            .with_client_auth_cert(vec![self.cert.clone()], self.key.clone_key())
+            .map_err(tls_err)?;
+        tls.alpn_protocols = vec![ALPN.to_vec()];
+        let crypto = QuicClientConfig::try_from(tls).map_err(tls_err)?;
+        let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+        config.transport_config(transport_config());
+        let connecting = self
+            .endpoint
+            .connect_with(config, addr, SERVER_NAME)
+            .map_err(|e| QuicError::Connect {
+                addr,
+                reason: e.to_string(),
+            })?;
+        connecting.await.map_err(|e| QuicError::Connect {
+            addr,
+            reason: e.to_string(),
+        })
+    }
+}
+
+fn bind_socket(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+    let domain = if addr.is_ipv4() {
+        socket2::Domain::IPV4
+    } else {
+        socket2::Domain::IPV6
+    };
+    let socket = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
+    // Bigger kernel buffers absorb bursts at high rates; the kernel caps them at rmem_max/wmem_max.
+    let _ = socket.set_recv_buffer_size(SOCKET_BUFFER_BYTES);
+    let _ = socket.set_send_buffer_size(SOCKET_BUFFER_BYTES);
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
+}
+
+/// The peer's key and a fingerprint of the exact certificate it presented on this
+/// connection. A new fingerprint for a known key means the peer process restarted.
+pub fn peer_identity(conn: &quinn::Connection) -> Option<(PublicKey, [u8; 32])> {
+    let certs = conn
+        .peer_identity()?
+        .downcast::<Vec<CertificateDer<'static>>>()
+        .ok()?;
+    let cert = certs.first()?;
+    Some((
+        public_key_from_certificate(cert)?,
+        *blake3::hash(cert).as_bytes(),
+    ))
+}

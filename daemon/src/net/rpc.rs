@@ -1,0 +1,117 @@
+//! Client side of the wire protocol over one QUIC connection: one bidirectional stream per request.
+
+use crate::wire::{
+    read_frame, write_frame, AnnounceReply, Entry, FrameError, LsChunk, ReadHeader, Request,
+    WireError, MAX_REQUEST_FRAME, MAX_RESPONSE_FRAME,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RpcError {
+    #[error("peer refused: {0}")]
+    Refused(WireError),
+    #[error("connection lost: {0}")]
+    ConnectionLost(String),
+    #[error("bad reply from peer: {0}")]
+    Protocol(#[from] FrameError),
+}
+
+impl RpcError {
+    pub fn is_connection_loss(&self) -> bool {
+        matches!(self, RpcError::ConnectionLost(_))
+    }
+}
+
+fn lost(e: impl std::fmt::Display) -> RpcError {
+    RpcError::ConnectionLost(e.to_string())
+}
+
+async fn send_request(
+    conn: &quinn::Connection,
+    request: &Request,
+) -> Result<quinn::RecvStream, RpcError> {
+    let (mut send, recv) = conn.open_bi().await.map_err(lost)?;
+    write_frame(&mut send, request, MAX_REQUEST_FRAME)
+        .await
+        .map_err(|e| match e {
+            FrameError::Io(io) => lost(io),
+            other => RpcError::Protocol(other),
+        })?;
+    send.finish().map_err(lost)?;
+    Ok(recv)
+}
+
+/// Maps a failed frame read to a connection loss when the connection itself is gone.
+fn frame_failure(conn: &quinn::Connection, e: FrameError) -> RpcError {
+    match conn.close_reason() {
+        Some(reason) => lost(reason),
+        None => RpcError::Protocol(e),
+    }
+}
+
+/// An `Ls` answer being received chunk by chunk (a listing is never held whole).
+pub struct Listing {
+    conn: quinn::Connection,
+    recv: quinn::RecvStream,
+}
+
+impl Listing {
+    /// The next chunk, or None once the peer has finished the listing.
+    pub async fn next(&mut self) -> Result<Option<Vec<Entry>>, RpcError> {
+        match read_frame::<LsChunk, _>(&mut self.recv, MAX_RESPONSE_FRAME).await {
+            Ok(LsChunk::Entries(entries)) => Ok(Some(entries)),
+            Ok(LsChunk::Error(e)) => Err(RpcError::Refused(e)),
+            Err(FrameError::Eof) => Ok(None),
+            Err(e) => Err(frame_failure(&self.conn, e)),
+        }
+    }
+}
+
+pub async fn ls(
+    conn: &quinn::Connection,
+    path: &str,
+    searchterm: Option<String>,
+    recursive: bool,
+) -> Result<Listing, RpcError> {
+    let request = Request::Ls {
+        path: path.to_string(),
+        searchterm,
+        recursive,
+    };
+    let recv = send_request(conn, &request).await?;
+    Ok(Listing {
+        conn: conn.clone(),
+        recv,
+    })
+}
+
+/// Sends `Read` and returns the header's size and mtime with the stream positioned at the body.
+pub async fn read(
+    conn: &quinn::Connection,
+    path: &str,
+    start: u64,
+    end: Option<u64>,
+) -> Result<(u64, u64, quinn::RecvStream), RpcError> {
+    let mut recv = send_request(
+        conn,
+        &Request::Read {
+            path: path.to_string(),
+            start,
+            end,
+        },
+    )
+    .await?;
+    match read_frame::<ReadHeader, _>(&mut recv, MAX_RESPONSE_FRAME).await {
+        Ok(ReadHeader::Ok { size, mtime }) => Ok((size, mtime, recv)),
+        Ok(ReadHeader::Error(e)) => Err(RpcError::Refused(e)),
+        Err(e) => Err(frame_failure(conn, e)),
+    }
+}
+
+pub async fn announce(conn: &quinn::Connection, announce_address: String) -> Result<(), RpcError> {
+    let mut recv = send_request(conn, &Request::AnnouncePeer { announce_address }).await?;
+    match read_frame::<AnnounceReply, _>(&mut recv, MAX_RESPONSE_FRAME).await {
+        Ok(AnnounceReply::Ok) => Ok(()),
+        Ok(AnnounceReply::Error(e)) => Err(RpcError::Refused(e)),
+        Err(e) => Err(frame_failure(conn, e)),
+    }
+}

@@ -1,0 +1,685 @@
+//! Shared directories and their index: names, sizes and mtimes only (never hashes, so
+//! start-up never waits on file contents). Answers `Ls` queries straight from the index and
+//! resolves `Read` paths safely, refusing anything that leaves a share root.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::UNIX_EPOCH;
+
+use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
+use serde::Serialize;
+
+use crate::store::{IndexValue, Store, StoreError, INDEX, SHARES};
+use crate::wire::{Entry, WireError};
+
+/// Commit a rescan in slices so a huge share never holds one giant transaction in memory.
+const OPS_PER_COMMIT: usize = 20_000;
+/// Deeper trees are not indexed: protects against pathological nesting.
+const MAX_DEPTH: usize = 128;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SharesError {
+    #[error("{path} cannot be shared: {reason}")]
+    BadDirectory { path: PathBuf, reason: String },
+    #[error("{0} is already shared")]
+    AlreadyShared(PathBuf),
+    #[error("no share named {0}")]
+    UnknownShare(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<redb::Error> for SharesError {
+    fn from(e: redb::Error) -> Self {
+        SharesError::Store(StoreError::Db(e.to_string()))
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ShareInfo {
+    pub name: String,
+    pub dir: PathBuf,
+    pub size: u64,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ScanStats {
+    pub files: u64,
+    pub dirs: u64,
+    pub written: u64,
+    pub removed: u64,
+}
+
+pub struct Shares {
+    store: Arc<Store>,
+    /// share name -> canonical root directory
+    roots: RwLock<BTreeMap<String, PathBuf>>,
+}
+
+/// Splits a request path into components, refusing absolute paths, `.`/`..` and empty parts.
+/// "" (or "/"-free empty) means the root listing of all shares.
+pub fn split_request_path(path: &str) -> Result<Vec<&str>, WireError> {
+    if path.starts_with('/') {
+        return Err(WireError::Forbidden);
+    }
+    let trimmed = path.trim_end_matches('/');
+    if trimmed.is_empty() {
+        return Ok(Vec::new());
+    }
+    let parts: Vec<&str> = trimmed.split('/').collect();
+    if parts
+        .iter()
+        .any(|p| p.is_empty() || *p == "." || *p == ".." || p.contains('\0'))
+    {
+        return Err(WireError::Forbidden);
+    }
+    Ok(parts)
+}
+
+fn lock_poisoned() -> SharesError {
+    SharesError::Store(StoreError::Db("share list lock poisoned".into()))
+}
+
+fn mtime_secs(meta: &fs::Metadata) -> u64 {
+    meta.modified()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The first key after every key that starts with `prefix/`: '0' is the byte after '/'.
+fn subtree_end(key: &str) -> String {
+    format!("{key}0")
+}
+
+impl Shares {
+    pub fn open(store: Arc<Store>) -> Result<Self, SharesError> {
+        let mut roots = BTreeMap::new();
+        {
+            let txn = store.db().begin_read().map_err(StoreError::from)?;
+            let table = txn.open_table(SHARES).map_err(StoreError::from)?;
+            for row in table.iter().map_err(StoreError::from)? {
+                let (name, dir) = row.map_err(StoreError::from)?;
+                roots.insert(name.value().to_string(), PathBuf::from(dir.value()));
+            }
+        }
+        Ok(Self {
+            store,
+            roots: RwLock::new(roots),
+        })
+    }
+
+    pub fn roots(&self) -> BTreeMap<String, PathBuf> {
+        self.roots.read().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    pub fn list(&self) -> Result<Vec<ShareInfo>, SharesError> {
+        let txn = self.store.db().begin_read().map_err(StoreError::from)?;
+        let index = txn.open_table(INDEX).map_err(StoreError::from)?;
+        let mut out = Vec::new();
+        for (name, dir) in self.roots() {
+            let size = index
+                .get(name.as_str())
+                .map_err(StoreError::from)?
+                .and_then(|v| IndexValue::unpack(v.value()))
+                .map_or(0, |v| v.size);
+            out.push(ShareInfo { name, dir, size });
+        }
+        Ok(out)
+    }
+
+    /// Shares a directory under a display name derived from its base name, made unique
+    /// with a numeric suffix, then indexes it.
+    pub fn add(&self, dir: &Path) -> Result<(String, ScanStats), SharesError> {
+        let bad = |reason: String| SharesError::BadDirectory {
+            path: dir.to_path_buf(),
+            reason,
+        };
+        let root = dir.canonicalize().map_err(|e| bad(e.to_string()))?;
+        if !root.is_dir() {
+            return Err(bad("not a directory".into()));
+        }
+        let root_str = root
+            .to_str()
+            .ok_or_else(|| bad("path is not valid UTF-8".into()))?
+            .to_string();
+        let name = {
+            let mut roots = self.roots.write().map_err(|_| lock_poisoned())?;
+            if roots.values().any(|r| *r == root) {
+                return Err(SharesError::AlreadyShared(root));
+            }
+            let base = root
+                .file_name()
+                .and_then(|n| n.to_str())
+                .filter(|n| !n.is_empty())
+                .unwrap_or("share")
+                .to_string();
+            let name = (1..)
+                .map(|i| {
+                    if i == 1 {
+                        base.clone()
+                    } else {
+                        format!("{base}-{i}")
+                    }
+                })
+                .find(|candidate| !roots.contains_key(candidate))
+                .unwrap_or(base);
+            let txn = self.store.db().begin_write().map_err(StoreError::from)?;
+            txn.open_table(SHARES)
+                .map_err(StoreError::from)?
+                .insert(name.as_str(), root_str.as_str())
+                .map_err(StoreError::from)?;
+            txn.commit().map_err(StoreError::from)?;
+            roots.insert(name.clone(), root);
+            name
+        };
+        let stats = self.rescan(&name)?;
+        Ok((name, stats))
+    }
+
+    pub fn remove(&self, name: &str) -> Result<(), SharesError> {
+        let mut roots = self.roots.write().map_err(|_| lock_poisoned())?;
+        if roots.remove(name).is_none() {
+            return Err(SharesError::UnknownShare(name.to_string()));
+        }
+        let txn = self.store.db().begin_write().map_err(StoreError::from)?;
+        txn.open_table(SHARES)
+            .map_err(StoreError::from)?
+            .remove(name)
+            .map_err(StoreError::from)?;
+        {
+            let mut index = txn.open_table(INDEX).map_err(StoreError::from)?;
+            index.remove(name).map_err(StoreError::from)?;
+            let start = format!("{name}/");
+            let end = subtree_end(name);
+            index
+                .retain_in(start.as_str()..end.as_str(), |_, _| false)
+                .map_err(StoreError::from)?;
+        }
+        txn.commit().map_err(StoreError::from)?;
+        Ok(())
+    }
+
+    pub fn rescan_all(&self) -> Result<ScanStats, SharesError> {
+        let mut total = ScanStats::default();
+        for name in self.roots().into_keys() {
+            let s = self.rescan(&name)?;
+            total.files += s.files;
+            total.dirs += s.dirs;
+            total.written += s.written;
+            total.removed += s.removed;
+        }
+        Ok(total)
+    }
+
+    /// Re-walks one share and writes only entries whose size, mtime or kind changed.
+    pub fn rescan(&self, name: &str) -> Result<ScanStats, SharesError> {
+        let root = self
+            .roots()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| SharesError::UnknownShare(name.into()))?;
+        let mut scan = Scan {
+            store: &self.store,
+            root: &root,
+            txn: None,
+            ops: 0,
+            stats: ScanStats::default(),
+        };
+        let (size, mtime) = match fs::metadata(&root) {
+            Ok(meta) => (scan.dir(&root, name, 0)?, mtime_secs(&meta)),
+            Err(e) => {
+                tracing::warn!("share {name} at {} is unavailable: {e}", root.display());
+                (0, 0)
+            }
+        };
+        scan.put_if_changed(
+            name,
+            IndexValue {
+                size,
+                mtime,
+                is_dir: true,
+            },
+        )?;
+        scan.commit()?;
+        Ok(scan.stats)
+    }
+
+    /// Streams entries under `path` to `sink` (which returns false to stop early).
+    /// Non-recursive listings jump over each child directory's subtree instead of reading it.
+    pub fn ls(
+        &self,
+        path: &str,
+        searchterm: Option<&str>,
+        recursive: bool,
+        mut sink: impl FnMut(Entry) -> bool,
+    ) -> Result<(), WireError> {
+        let parts = split_request_path(path)?;
+        let key = parts.join("/");
+        let needle = searchterm.map(str::to_lowercase).filter(|s| !s.is_empty());
+        let matches = |p: &str| {
+            needle
+                .as_deref()
+                .is_none_or(|n| p.to_lowercase().contains(n))
+        };
+        let io = |e: redb::Error| WireError::Io(e.to_string());
+        let txn = self.store.db().begin_read().map_err(|e| io(e.into()))?;
+        let index = txn.open_table(INDEX).map_err(|e| io(e.into()))?;
+        let entry = |k: &str, v: &[u8]| {
+            IndexValue::unpack(v).map(|v| Entry {
+                path: k.to_string(),
+                size: v.size,
+                mtime: v.mtime,
+                is_dir: v.is_dir,
+            })
+        };
+        let prefix = if key.is_empty() {
+            String::new()
+        } else {
+            let own = index
+                .get(key.as_str())
+                .map_err(|e| io(e.into()))?
+                .ok_or(WireError::NotFound)?;
+            let own = entry(&key, own.value())
+                .ok_or_else(|| WireError::Io("damaged index entry".into()))?;
+            if !own.is_dir {
+                if matches(&own.path) {
+                    sink(own);
+                }
+                return Ok(());
+            }
+            format!("{key}/")
+        };
+        let end = if key.is_empty() {
+            None
+        } else {
+            Some(subtree_end(&key))
+        };
+        let mut start = prefix.clone();
+        loop {
+            let range = match &end {
+                Some(end) => index.range(start.as_str()..end.as_str()),
+                None => index.range(start.as_str()..),
+            }
+            .map_err(|e| io(e.into()))?;
+            let mut jump_to = None;
+            for row in range {
+                let (k, v) = row.map_err(|e| io(e.into()))?;
+                let k = k.value();
+                if !recursive {
+                    if let Some(slash) = k[prefix.len()..].find('/') {
+                        jump_to = Some(subtree_end(&k[..prefix.len() + slash]));
+                        break;
+                    }
+                }
+                if matches(k) {
+                    if let Some(e) = entry(k, v.value()) {
+                        if !sink(e) {
+                            return Ok(());
+                        }
+                    }
+                }
+            }
+            match jump_to {
+                Some(next) => start = next,
+                None => return Ok(()),
+            }
+        }
+    }
+
+    /// Maps a request path to a regular file inside a share, following symlinks only while
+    /// they stay inside that share's root.
+    pub fn resolve(&self, path: &str) -> Result<PathBuf, WireError> {
+        let parts = split_request_path(path)?;
+        let (share, rest) = parts.split_first().ok_or(WireError::NotFound)?;
+        let root = self
+            .roots()
+            .get(*share)
+            .cloned()
+            .ok_or(WireError::NotFound)?;
+        let joined = rest.iter().fold(root.clone(), |p, part| p.join(part));
+        let real = joined.canonicalize().map_err(|_| WireError::NotFound)?;
+        if !real.starts_with(&root) {
+            return Err(WireError::Forbidden);
+        }
+        if !real.is_file() {
+            return Err(WireError::NotFound);
+        }
+        Ok(real)
+    }
+}
+
+struct Scan<'a> {
+    store: &'a Store,
+    root: &'a Path,
+    txn: Option<WriteTransaction>,
+    ops: usize,
+    stats: ScanStats,
+}
+
+struct Child {
+    name: String,
+    path: PathBuf,
+    value: IndexValue,
+}
+
+impl Scan<'_> {
+    fn txn(&mut self) -> Result<&WriteTransaction, SharesError> {
+        if self.txn.is_none() {
+            self.txn = Some(self.store.db().begin_write().map_err(StoreError::from)?);
+        }
+        self.txn
+            .as_ref()
+            .ok_or_else(|| SharesError::Store(StoreError::Db("no transaction".into())))
+    }
+
+    fn commit(&mut self) -> Result<(), SharesError> {
+        if let Some(txn) = self.txn.take() {
+            txn.commit().map_err(StoreError::from)?;
+        }
+        self.ops = 0;
+        Ok(())
+    }
+
+    fn count_ops(&mut self, n: usize) -> Result<(), SharesError> {
+        self.ops += n;
+        if self.ops >= OPS_PER_COMMIT {
+            self.commit()?;
+        }
+        Ok(())
+    }
+
+    fn put_if_changed(&mut self, key: &str, value: IndexValue) -> Result<(), SharesError> {
+        let txn = self.txn()?;
+        let mut index = txn.open_table(INDEX).map_err(StoreError::from)?;
+        let current = index
+            .get(key)
+            .map_err(StoreError::from)?
+            .and_then(|v| IndexValue::unpack(v.value()));
+        if current != Some(value) {
+            index
+                .insert(key, value.pack().as_slice())
+                .map_err(StoreError::from)?;
+            drop(index);
+            self.stats.written += 1;
+            self.count_ops(1)?;
+        }
+        Ok(())
+    }
+
+    /// Indexes `dir` (stored under `key`) and returns its cumulative size.
+    fn dir(&mut self, dir: &Path, key: &str, depth: usize) -> Result<u64, SharesError> {
+        self.stats.dirs += 1;
+        let mut children = Vec::new();
+        if depth < MAX_DEPTH {
+            match fs::read_dir(dir) {
+                Ok(entries) => {
+                    for entry in entries.flatten() {
+                        if let Some(child) = self.child(entry) {
+                            children.push(child);
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!("cannot read {}: {e}", dir.display()),
+            }
+        }
+        children.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        let mut total = 0u64;
+        for child in &mut children {
+            if child.value.is_dir {
+                let child_key = format!("{key}/{}", child.name);
+                child.value.size = self.dir(&child.path, &child_key, depth + 1)?;
+            } else {
+                self.stats.files += 1;
+            }
+            total = total.saturating_add(child.value.size);
+        }
+        self.merge_children(key, &children)?;
+        Ok(total)
+    }
+
+    fn child(&self, entry: fs::DirEntry) -> Option<Child> {
+        let name = match entry.file_name().into_string() {
+            Ok(name) if !name.contains('/') => name,
+            _ => {
+                tracing::debug!("skipping non-UTF-8 name in {}", entry.path().display());
+                return None;
+            }
+        };
+        let path = entry.path();
+        let file_type = entry.file_type().ok()?;
+        let meta = if file_type.is_symlink() {
+            // Symlinks are indexed only when they point at a file inside this share;
+            // symlinked directories are skipped so loops cannot form.
+            let target = path.canonicalize().ok()?;
+            if !target.starts_with(self.root) || !target.is_file() {
+                return None;
+            }
+            fs::metadata(&target).ok()?
+        } else {
+            entry.metadata().ok()?
+        };
+        if !meta.is_dir() && !meta.is_file() {
+            return None;
+        }
+        let value = IndexValue {
+            size: if meta.is_dir() { 0 } else { meta.len() },
+            mtime: mtime_secs(&meta),
+            is_dir: meta.is_dir(),
+        };
+        Some(Child { name, path, value })
+    }
+
+    /// Writes changed children of `key` and removes children (and their subtrees) that vanished.
+    fn merge_children(&mut self, key: &str, children: &[Child]) -> Result<(), SharesError> {
+        let prefix = format!("{key}/");
+        let end = subtree_end(key);
+        let mut existing: BTreeMap<String, IndexValue> = BTreeMap::new();
+        {
+            let txn = self.txn()?;
+            let index = txn.open_table(INDEX).map_err(StoreError::from)?;
+            let mut start = prefix.clone();
+            'outer: loop {
+                for row in index
+                    .range(start.as_str()..end.as_str())
+                    .map_err(StoreError::from)?
+                {
+                    let (k, v) = row.map_err(StoreError::from)?;
+                    let rest = &k.value()[prefix.len()..];
+                    if let Some(slash) = rest.find('/') {
+                        start = subtree_end(&k.value()[..prefix.len() + slash]);
+                        continue 'outer;
+                    }
+                    if let Some(v) = IndexValue::unpack(v.value()) {
+                        existing.insert(rest.to_string(), v);
+                    }
+                }
+                break;
+            }
+        }
+        let (mut written, mut removed) = (0, 0);
+        {
+            let txn = self.txn()?;
+            let mut index = txn.open_table(INDEX).map_err(StoreError::from)?;
+            for child in children {
+                if existing.remove(&child.name) != Some(child.value) {
+                    let child_key = format!("{prefix}{}", child.name);
+                    index
+                        .insert(child_key.as_str(), child.value.pack().as_slice())
+                        .map_err(StoreError::from)?;
+                    written += 1;
+                }
+            }
+            for (gone, value) in existing {
+                let gone_key = format!("{prefix}{gone}");
+                index.remove(gone_key.as_str()).map_err(StoreError::from)?;
+                if value.is_dir {
+                    let sub_start = format!("{gone_key}/");
+                    let sub_end = subtree_end(&gone_key);
+                    index
+                        .retain_in(sub_start.as_str()..sub_end.as_str(), |_, _| false)
+                        .map_err(StoreError::from)?;
+                }
+                removed += 1;
+            }
+        }
+        self.stats.written += written;
+        self.stats.removed += removed;
+        self.count_ops((written + removed) as usize)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setup() -> (tempfile::TempDir, Shares) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("storage"), 1 << 20).unwrap());
+        (dir, Shares::open(store).unwrap())
+    }
+
+    fn collect(shares: &Shares, path: &str, search: Option<&str>, recursive: bool) -> Vec<String> {
+        let mut out = Vec::new();
+        shares
+            .ls(path, search, recursive, |e| {
+                out.push(format!("{}:{}", e.path, e.size));
+                true
+            })
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn request_paths_refuse_traversal() {
+        assert_eq!(split_request_path("").unwrap(), Vec::<&str>::new());
+        assert_eq!(split_request_path("a/b/").unwrap(), ["a", "b"]);
+        for bad in ["/etc/passwd", "a/../b", "..", "a//b", "./a", "a/\0"] {
+            assert_eq!(
+                split_request_path(bad),
+                Err(WireError::Forbidden),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn index_lists_searches_and_sums_sizes() {
+        let (tmp, shares) = setup();
+        let music = tmp.path().join("Music");
+        fs::create_dir_all(music.join("Album/CD1")).unwrap();
+        fs::write(music.join("Album/CD1/track.flac"), vec![0; 100]).unwrap();
+        fs::write(music.join("Album/cover.JPG"), vec![0; 10]).unwrap();
+        fs::write(music.join("Album-notes.txt"), vec![0; 1]).unwrap();
+        let (name, stats) = shares.add(&music).unwrap();
+        assert_eq!(name, "Music");
+        assert_eq!(stats.files, 3);
+        assert_eq!(collect(&shares, "", None, false), ["Music:111"]);
+        assert_eq!(
+            collect(&shares, "Music", None, false),
+            ["Music/Album:110", "Music/Album-notes.txt:1"]
+        );
+        let recursive: std::collections::BTreeSet<String> =
+            collect(&shares, "Music", None, true).into_iter().collect();
+        let expected = [
+            "Music/Album:110",
+            "Music/Album/CD1:100",
+            "Music/Album/CD1/track.flac:100",
+            "Music/Album/cover.JPG:10",
+            "Music/Album-notes.txt:1",
+        ];
+        assert_eq!(recursive, expected.iter().map(|s| s.to_string()).collect());
+        assert_eq!(
+            collect(&shares, "", Some("COVER"), true),
+            ["Music/Album/cover.JPG:10"]
+        );
+        assert_eq!(
+            collect(&shares, "Music/Album/cover.JPG", None, false),
+            ["Music/Album/cover.JPG:10"]
+        );
+        let mut missing = Vec::new();
+        assert_eq!(
+            shares.ls("Music/nope", None, true, |e| {
+                missing.push(e);
+                true
+            }),
+            Err(WireError::NotFound)
+        );
+    }
+
+    #[test]
+    fn rescan_writes_only_changes_and_drops_removed_subtrees() {
+        let (tmp, shares) = setup();
+        let root = tmp.path().join("data");
+        fs::create_dir_all(root.join("keep")).unwrap();
+        fs::create_dir_all(root.join("gone/deep")).unwrap();
+        fs::write(root.join("keep/a"), b"aa").unwrap();
+        fs::write(root.join("gone/deep/b"), b"b").unwrap();
+        shares.add(&root).unwrap();
+        let unchanged = shares.rescan("data").unwrap();
+        assert_eq!(unchanged.written, 0);
+        assert_eq!(unchanged.removed, 0);
+        fs::remove_dir_all(root.join("gone")).unwrap();
+        fs::write(root.join("keep/a"), b"aaaa").unwrap();
+        let changed = shares.rescan("data").unwrap();
+        assert_eq!(changed.removed, 1);
+        assert!(changed.written >= 2, "{changed:?}");
+        assert_eq!(
+            collect(&shares, "", None, true),
+            ["data:4", "data/keep:4", "data/keep/a:4"]
+        );
+    }
+
+    #[test]
+    fn same_base_names_get_distinct_shares() {
+        let (tmp, shares) = setup();
+        for parent in ["one", "two"] {
+            let dir = tmp.path().join(parent).join("Photos");
+            fs::create_dir_all(&dir).unwrap();
+            fs::write(dir.join(format!("{parent}.jpg")), b"x").unwrap();
+        }
+        assert_eq!(
+            shares.add(&tmp.path().join("one/Photos")).unwrap().0,
+            "Photos"
+        );
+        assert_eq!(
+            shares.add(&tmp.path().join("two/Photos")).unwrap().0,
+            "Photos-2"
+        );
+        assert!(matches!(
+            shares.add(&tmp.path().join("two/Photos")),
+            Err(SharesError::AlreadyShared(_))
+        ));
+        assert_eq!(
+            collect(&shares, "Photos-2", None, true),
+            ["Photos-2/two.jpg:1"]
+        );
+        shares.remove("Photos").unwrap();
+        assert_eq!(
+            collect(&shares, "", None, true),
+            ["Photos-2:1", "Photos-2/two.jpg:1"]
+        );
+    }
+
+    #[test]
+    fn symlinks_leaving_the_share_are_neither_indexed_nor_served() {
+        let (tmp, shares) = setup();
+        let root = tmp.path().join("share");
+        fs::create_dir_all(&root).unwrap();
+        fs::write(tmp.path().join("secret"), b"secret").unwrap();
+        fs::write(root.join("inside"), b"ok").unwrap();
+        std::os::unix::fs::symlink(tmp.path().join("secret"), root.join("escape")).unwrap();
+        std::os::unix::fs::symlink(root.join("inside"), root.join("alias")).unwrap();
+        shares.add(&root).unwrap();
+        assert_eq!(
+            collect(&shares, "share", None, false),
+            ["share/alias:2", "share/inside:2"]
+        );
+        assert_eq!(shares.resolve("share/escape"), Err(WireError::Forbidden));
+        assert_eq!(shares.resolve("share/../secret"), Err(WireError::Forbidden));
+        assert!(shares.resolve("share/alias").is_ok());
+        assert_eq!(shares.resolve("share/missing"), Err(WireError::NotFound));
+    }
+}

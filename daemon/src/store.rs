@@ -1,0 +1,460 @@
+//! Persistent state in one redb file: settings, the share index, known peers, the download
+//! wishlist and per-file progress. The schema carries a version; a newer or damaged database
+//! stops start-up with a clear message and is never wiped.
+
+use std::path::{Path, PathBuf};
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+pub const SCHEMA_VERSION: u64 = 1;
+pub const DB_FILE: &str = "harddrive-party.redb";
+
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const SETTINGS: TableDefinition<&str, &str> = TableDefinition::new("settings");
+/// share name -> absolute directory
+pub(crate) const SHARES: TableDefinition<&str, &str> = TableDefinition::new("shares");
+/// "share/rel/path" -> packed [`IndexValue`]
+pub(crate) const INDEX: TableDefinition<&str, &[u8]> = TableDefinition::new("index");
+/// peer name -> bincode [`KnownPeer`]
+const PEERS: TableDefinition<&str, &[u8]> = TableDefinition::new("known_peers");
+/// download id -> bincode [`DownloadRecord`]
+const DOWNLOADS: TableDefinition<u64, &[u8]> = TableDefinition::new("downloads");
+/// (download id, remote file path) -> bincode [`FileRecord`]
+const DOWNLOAD_FILES: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("download_files");
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot create storage directory {path}: {source}")]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("database {0} is in use by another harddrive-party process; stop it first or use another --storage")]
+    Locked(PathBuf),
+    #[error("database {path} is damaged or not a harddrive-party database ({detail}); it was left untouched: restore a backup or move it aside to start afresh")]
+    Corrupt { path: PathBuf, detail: String },
+    #[error("database {path} has schema version {found}, newer than this harddrive-party supports ({supported}); upgrade harddrive-party, it was left untouched")]
+    NewerSchema {
+        path: PathBuf,
+        found: u64,
+        supported: u64,
+    },
+    #[error("database error: {0}")]
+    Db(String),
+    #[error("record could not be decoded: {0}")]
+    Decode(String),
+}
+
+macro_rules! db_err {
+    ($($t:ty),*) => {$(impl From<$t> for StoreError {
+        fn from(e: $t) -> Self { StoreError::Db(e.to_string()) }
+    })*};
+}
+db_err!(
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+pub struct Store {
+    db: Database,
+}
+
+/// What the share index keeps per path: no hashes, so indexing never reads file contents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexValue {
+    pub size: u64,
+    pub mtime: u64,
+    pub is_dir: bool,
+}
+
+impl IndexValue {
+    pub fn pack(&self) -> [u8; 17] {
+        let mut out = [0u8; 17];
+        out[..8].copy_from_slice(&self.size.to_le_bytes());
+        out[8..16].copy_from_slice(&self.mtime.to_le_bytes());
+        out[16] = self.is_dir as u8;
+        out
+    }
+
+    pub fn unpack(bytes: &[u8]) -> Option<Self> {
+        let bytes: &[u8; 17] = bytes.try_into().ok()?;
+        Some(Self {
+            size: u64::from_le_bytes(bytes[..8].try_into().ok()?),
+            mtime: u64::from_le_bytes(bytes[8..16].try_into().ok()?),
+            is_dir: bytes[16] != 0,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KnownPeer {
+    pub announce_address: String,
+    /// Set by a user `disconnect`: no automatic reconnects until the user connects again.
+    pub disconnected: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DownloadState {
+    Queued,
+    Paused,
+    Done,
+    /// Every remaining file failed permanently; details are on the files.
+    Failed,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DownloadRecord {
+    pub peer: String,
+    pub path: String,
+    pub state: DownloadState,
+    /// The remote listing has been stored as file records.
+    pub expanded: bool,
+    pub added_at: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FileState {
+    Pending,
+    Done,
+    Failed,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileRecord {
+    /// Size and mtime the remote reported; a change restarts the file instead of appending.
+    pub size: u64,
+    pub mtime: u64,
+    pub state: FileState,
+    pub attempts: u32,
+    pub error: Option<String>,
+    /// Unix seconds before which a failed file is not retried.
+    pub retry_at: u64,
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    // Encoding our own plain structs into a Vec cannot fail.
+    bincode::serde::encode_to_vec(value, bincode::config::standard()).unwrap_or_default()
+}
+
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
+    bincode::serde::decode_from_slice(bytes, bincode::config::standard())
+        .map(|(v, _)| v)
+        .map_err(|e| StoreError::Decode(e.to_string()))
+}
+
+impl Store {
+    pub fn open(storage_dir: &Path, cache_bytes: usize) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(storage_dir).map_err(|source| StoreError::CreateDir {
+            path: storage_dir.into(),
+            source,
+        })?;
+        let path = storage_dir.join(DB_FILE);
+        let mut builder = Database::builder();
+        builder.set_cache_size(cache_bytes);
+        let corrupt = |detail: String| StoreError::Corrupt {
+            path: path.clone(),
+            detail,
+        };
+        let opened = if path.exists() {
+            builder.open(&path)
+        } else {
+            builder.create(&path)
+        };
+        let db = opened.map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked(path.clone()),
+            other => corrupt(other.to_string()),
+        })?;
+        let store = Store { db };
+        store.check_schema(&path)?;
+        Ok(store)
+    }
+
+    fn check_schema(&self, path: &Path) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut meta = txn.open_table(META)?;
+            let found = meta.get("schema_version")?.map(|v| v.value());
+            match found {
+                Some(v) if v > SCHEMA_VERSION => {
+                    return Err(StoreError::NewerSchema {
+                        path: path.into(),
+                        found: v,
+                        supported: SCHEMA_VERSION,
+                    })
+                }
+                Some(_) => {}
+                None => {
+                    meta.insert("schema_version", SCHEMA_VERSION)?;
+                }
+            }
+            // Create every table so later read transactions never meet a missing one.
+            txn.open_table(SETTINGS)?;
+            txn.open_table(SHARES)?;
+            txn.open_table(INDEX)?;
+            txn.open_table(PEERS)?;
+            txn.open_table(DOWNLOADS)?;
+            txn.open_table(DOWNLOAD_FILES)?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    pub(crate) fn db(&self) -> &Database {
+        &self.db
+    }
+
+    pub fn setting(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(SETTINGS)?;
+        Ok(table.get(key)?.map(|v| v.value().to_string()))
+    }
+
+    pub fn set_setting(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        txn.open_table(SETTINGS)?.insert(key, value)?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    pub fn known_peers(&self) -> Result<Vec<(String, KnownPeer)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(PEERS)?;
+        let mut peers = Vec::new();
+        for row in table.iter()? {
+            let (name, value) = row?;
+            peers.push((name.value().to_string(), decode(value.value())?));
+        }
+        Ok(peers)
+    }
+
+    pub fn known_peer(&self, name: &str) -> Result<Option<KnownPeer>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(PEERS)?;
+        table.get(name)?.map(|v| decode(v.value())).transpose()
+    }
+
+    pub fn put_known_peer(&self, name: &str, peer: &KnownPeer) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        txn.open_table(PEERS)?
+            .insert(name, encode(peer).as_slice())?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    pub fn add_download(&self, record: &DownloadRecord) -> Result<u64, StoreError> {
+        let txn = self.db.begin_write()?;
+        let id = {
+            let mut table = txn.open_table(DOWNLOADS)?;
+            let id = table.last()?.map(|(k, _)| k.value() + 1).unwrap_or(1);
+            table.insert(id, encode(record).as_slice())?;
+            id
+        };
+        txn.commit()?;
+        Ok(id)
+    }
+
+    pub fn downloads(&self) -> Result<Vec<(u64, DownloadRecord)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(DOWNLOADS)?;
+        let mut out = Vec::new();
+        for row in table.iter()? {
+            let (id, value) = row?;
+            out.push((id.value(), decode(value.value())?));
+        }
+        Ok(out)
+    }
+
+    pub fn download(&self, id: u64) -> Result<Option<DownloadRecord>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(DOWNLOADS)?;
+        table.get(id)?.map(|v| decode(v.value())).transpose()
+    }
+
+    pub fn put_download(&self, id: u64, record: &DownloadRecord) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        txn.open_table(DOWNLOADS)?
+            .insert(id, encode(record).as_slice())?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    pub fn remove_download(&self, id: u64) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        txn.open_table(DOWNLOADS)?.remove(id)?;
+        txn.open_table(DOWNLOAD_FILES)?
+            .retain_in((id, "")..(id + 1, ""), |_, _| false)?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Stores a batch of expanded file records (existing records are kept: their progress matters).
+    pub fn add_download_files(
+        &self,
+        id: u64,
+        files: &[(String, FileRecord)],
+    ) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut table = txn.open_table(DOWNLOAD_FILES)?;
+            for (path, record) in files {
+                if table.get((id, path.as_str()))?.is_none() {
+                    table.insert((id, path.as_str()), encode(record).as_slice())?;
+                }
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    pub fn put_download_file(
+        &self,
+        id: u64,
+        path: &str,
+        record: &FileRecord,
+    ) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        txn.open_table(DOWNLOAD_FILES)?
+            .insert((id, path), encode(record).as_slice())?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Visits a download's files in path order, starting after `after` (exclusive) if given,
+    /// until `visit` returns false.
+    pub fn visit_download_files(
+        &self,
+        id: u64,
+        after: Option<&str>,
+        mut visit: impl FnMut(&str, FileRecord) -> bool,
+    ) -> Result<(), StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(DOWNLOAD_FILES)?;
+        let start = (id, after.unwrap_or(""));
+        for row in table.range(start..(id + 1, ""))? {
+            let (key, value) = row?;
+            let (_, path) = key.value();
+            if after == Some(path) {
+                continue;
+            }
+            if !visit(path, decode(value.value())?) {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path(), 1 << 20).unwrap();
+            store.set_setting("listen", "127.0.0.1:5000").unwrap();
+        }
+        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(
+            store.setting("listen").unwrap().as_deref(),
+            Some("127.0.0.1:5000")
+        );
+    }
+
+    #[test]
+    fn garbage_file_is_reported_corrupt_and_left_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let garbage = vec![0x5a; 8192];
+        std::fs::write(dir.path().join(DB_FILE), &garbage).unwrap();
+        let err = Store::open(dir.path(), 1 << 20).err().expect("must refuse");
+        assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+        assert_eq!(std::fs::read(dir.path().join(DB_FILE)).unwrap(), garbage);
+    }
+
+    #[test]
+    fn newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path(), 1 << 20).unwrap();
+            let txn = store.db.begin_write().unwrap();
+            txn.open_table(META)
+                .unwrap()
+                .insert("schema_version", SCHEMA_VERSION + 1)
+                .unwrap();
+            txn.commit().unwrap();
+        }
+        let err = Store::open(dir.path(), 1 << 20).err().expect("must refuse");
+        assert!(
+            matches!(err, StoreError::NewerSchema { found, .. } if found == SCHEMA_VERSION + 1)
+        );
+    }
+
+    #[test]
+    fn download_files_iterate_in_order_and_are_removed_with_their_download() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        let record = DownloadRecord {
+            peer: "p".into(),
+            path: "s".into(),
+            state: DownloadState::Queued,
+            expanded: false,
+            added_at: 0,
+        };
+        let a = store.add_download(&record).unwrap();
+        let b = store.add_download(&record).unwrap();
+        assert_ne!(a, b);
+        let file = FileRecord {
+            size: 1,
+            mtime: 2,
+            state: FileState::Pending,
+            attempts: 0,
+            error: None,
+            retry_at: 0,
+        };
+        let files: Vec<_> = ["s/b", "s/a", "s/c"]
+            .iter()
+            .map(|p| (p.to_string(), file.clone()))
+            .collect();
+        store.add_download_files(a, &files).unwrap();
+        store.add_download_files(b, &files[..1]).unwrap();
+        let mut seen = Vec::new();
+        store
+            .visit_download_files(a, Some("s/a"), |p, _| {
+                seen.push(p.to_string());
+                true
+            })
+            .unwrap();
+        assert_eq!(seen, ["s/b", "s/c"]);
+        store.remove_download(a).unwrap();
+        let mut left = 0;
+        store
+            .visit_download_files(a, None, |_, _| {
+                left += 1;
+                true
+            })
+            .unwrap();
+        assert_eq!(left, 0);
+        store
+            .visit_download_files(b, None, |_, _| {
+                left += 1;
+                true
+            })
+            .unwrap();
+        assert_eq!(left, 1);
+    }
+
+    #[test]
+    fn index_value_packs_round_trip() {
+        let v = IndexValue {
+            size: u64::MAX - 1,
+            mtime: 12345,
+            is_dir: true,
+        };
+        assert_eq!(IndexValue::unpack(&v.pack()), Some(v));
+        assert_eq!(IndexValue::unpack(&[1, 2]), None);
+    }
+}

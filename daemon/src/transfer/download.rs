@@ -1,0 +1,769 @@
+//! The download side: a persisted wishlist of requests (files or whole directories),
+//! expanded into per-file records, scheduled under total and per-peer limits, fetched into
+//! `.part` files that resume by appending, and renamed only when complete and synced.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::OpenOptions;
+use std::io::{Seek, SeekFrom, Write};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, Notify};
+use tokio::task::AbortHandle;
+
+use super::plan::{self, RateMeter};
+use super::{FailedFile, TransferState, TransferView};
+use crate::events::{Event, EventSender};
+use crate::net::peers::{PeerConnection, PeerTable};
+use crate::net::rpc::{self, RpcError};
+use crate::store::{DownloadRecord, DownloadState, FileRecord, FileState, Store, StoreError};
+use crate::wire::{WireError, RESET_FILE_CHANGED};
+
+/// A file that fails this often (for reasons other than a lost peer or a full disk) is given up.
+const MAX_ATTEMPTS: u32 = 5;
+const DISK_FULL_RETRY: Duration = Duration::from_secs(15);
+const EXPAND_RETRY: Duration = Duration::from_secs(10);
+const MAX_LISTED_FAILURES: usize = 50;
+const READ_CHUNK: usize = 1024 * 1024;
+
+pub struct DownloadLimits {
+    pub total: usize,
+    pub per_peer: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DownloadError {
+    #[error("no download with id {0}")]
+    Unknown(u64),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+#[derive(Default)]
+struct FileProgress {
+    received: AtomicU64,
+    start: AtomicU64,
+}
+
+struct InFlight {
+    progress: Arc<FileProgress>,
+    abort: AbortHandle,
+}
+
+struct Job {
+    record: DownloadRecord,
+    size: u64,
+    done_bytes: u64,
+    files_total: u64,
+    files_done: u64,
+    failures: Vec<FailedFile>,
+    expanding: bool,
+    /// Last path dispatched; the next scan for pending files starts after it.
+    cursor: Option<String>,
+    in_flight: HashMap<String, InFlight>,
+    hold_until: Option<Instant>,
+    disk_full: Option<String>,
+    error: Option<String>,
+    meter: RateMeter,
+}
+
+enum Outcome {
+    Done,
+    /// The remote file's size or mtime changed: restart it from zero.
+    Changed {
+        size: u64,
+        mtime: u64,
+    },
+    /// The connection went away: retry when the peer is back, without counting an attempt.
+    PeerGone(String),
+    Retry(String),
+    Permanent(String),
+    DiskFull(String),
+}
+
+enum Next {
+    File(String, FileRecord),
+    Wait(Option<Instant>),
+    Complete,
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn retry_delay(attempts: u32) -> u64 {
+    (10u64 << attempts.min(6)).min(600)
+}
+
+pub struct Downloads {
+    store: Arc<Store>,
+    peers: Arc<PeerTable>,
+    events: EventSender,
+    download_dir: PathBuf,
+    limits: DownloadLimits,
+    jobs: Mutex<BTreeMap<u64, Job>>,
+    wake: Notify,
+}
+
+impl Job {
+    fn new(record: DownloadRecord) -> Self {
+        Job {
+            record,
+            size: 0,
+            done_bytes: 0,
+            files_total: 0,
+            files_done: 0,
+            failures: Vec::new(),
+            expanding: false,
+            cursor: None,
+            in_flight: HashMap::new(),
+            hold_until: None,
+            disk_full: None,
+            error: None,
+            meter: RateMeter::default(),
+        }
+    }
+
+    fn count_file(&mut self, path: &str, file: &FileRecord) {
+        self.files_total += 1;
+        self.size += file.size;
+        match file.state {
+            FileState::Done => {
+                self.files_done += 1;
+                self.done_bytes += file.size;
+            }
+            FileState::Failed => self.note_failure(path, file.error.clone().unwrap_or_default()),
+            FileState::Pending => {}
+        }
+    }
+
+    fn note_failure(&mut self, path: &str, reason: String) {
+        if self.failures.len() < MAX_LISTED_FAILURES {
+            self.failures.push(FailedFile {
+                path: path.to_string(),
+                reason,
+            });
+        }
+    }
+
+    fn received(&self) -> u64 {
+        self.done_bytes
+            + self
+                .in_flight
+                .values()
+                .map(|f| f.progress.received.load(Ordering::Relaxed))
+                .sum::<u64>()
+    }
+
+    fn state(&self) -> TransferState {
+        match self.record.state {
+            DownloadState::Done => TransferState::Done,
+            DownloadState::Failed => TransferState::Failed,
+            DownloadState::Paused => TransferState::Paused,
+            DownloadState::Queued if self.disk_full.is_some() => TransferState::DiskFull,
+            DownloadState::Queued if !self.in_flight.is_empty() => TransferState::Active,
+            DownloadState::Queued => TransferState::Queued,
+        }
+    }
+
+    fn view(&self, id: u64) -> TransferView {
+        let received = self.received();
+        let rate = self.meter.rate();
+        TransferView {
+            id,
+            direction: "download",
+            peer: self.record.peer.clone(),
+            path: self.record.path.clone(),
+            size: self.size,
+            received,
+            state: self.state(),
+            rate,
+            eta_seconds: plan::eta_seconds(self.size.saturating_sub(received), rate),
+            error: self.disk_full.clone().or_else(|| self.error.clone()),
+            files_total: self.files_total,
+            files_done: self.files_done,
+            failures: self.failures.clone(),
+            resumed_from: self
+                .in_flight
+                .values()
+                .map(|f| f.progress.start.load(Ordering::Relaxed))
+                .sum(),
+        }
+    }
+
+    fn abort_all(&mut self) {
+        for (_, f) in self.in_flight.drain() {
+            f.abort.abort();
+        }
+    }
+}
+
+impl Downloads {
+    pub fn load(
+        store: Arc<Store>,
+        peers: Arc<PeerTable>,
+        events: EventSender,
+        download_dir: PathBuf,
+        limits: DownloadLimits,
+    ) -> Result<Arc<Self>, StoreError> {
+        let mut jobs = BTreeMap::new();
+        for (id, record) in store.downloads()? {
+            let mut job = Job::new(record);
+            let mut files = Vec::new();
+            store.visit_download_files(id, None, |path, file| {
+                files.push((path.to_string(), file));
+                true
+            })?;
+            for (path, file) in files {
+                job.count_file(&path, &file);
+            }
+            jobs.insert(id, job);
+        }
+        Ok(Arc::new(Self {
+            store,
+            peers,
+            events,
+            download_dir,
+            limits,
+            jobs: Mutex::new(jobs),
+            wake: Notify::new(),
+        }))
+    }
+
+    fn jobs(&self) -> MutexGuard<'_, BTreeMap<u64, Job>> {
+        self.jobs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Queues `peer/path`; asking again for something still queued returns the same id.
+    pub fn add(&self, peer: &str, path: &str) -> Result<u64, DownloadError> {
+        let mut jobs = self.jobs();
+        let path = path.trim_matches('/').to_string();
+        if let Some((id, _)) = jobs.iter().find(|(_, j)| {
+            j.record.peer == peer && j.record.path == path && j.record.state != DownloadState::Done
+        }) {
+            return Ok(*id);
+        }
+        let record = DownloadRecord {
+            peer: peer.to_string(),
+            path,
+            state: DownloadState::Queued,
+            expanded: false,
+            added_at: unix_now(),
+        };
+        let id = self.store.add_download(&record)?;
+        jobs.insert(id, Job::new(record));
+        drop(jobs);
+        self.wake();
+        Ok(id)
+    }
+
+    pub fn views(&self) -> Vec<TransferView> {
+        self.jobs().iter().map(|(id, job)| job.view(*id)).collect()
+    }
+
+    pub fn view(&self, id: u64) -> Option<TransferView> {
+        self.jobs().get(&id).map(|job| job.view(id))
+    }
+
+    fn set_state(&self, id: u64, state: DownloadState) -> Result<(), DownloadError> {
+        let mut jobs = self.jobs();
+        let job = jobs.get_mut(&id).ok_or(DownloadError::Unknown(id))?;
+        job.record.state = state;
+        if state == DownloadState::Paused {
+            job.abort_all();
+        }
+        job.hold_until = None;
+        job.cursor = None;
+        self.store.put_download(id, &job.record)?;
+        let _ = self.events.send(Event::Transfer(job.view(id)));
+        drop(jobs);
+        self.wake();
+        Ok(())
+    }
+
+    pub fn pause(&self, id: u64) -> Result<(), DownloadError> {
+        self.set_state(id, DownloadState::Paused)
+    }
+
+    /// Resumes a paused download, or retries a failed one from its failed files.
+    pub fn resume(&self, id: u64) -> Result<(), DownloadError> {
+        let mut reset = Vec::new();
+        self.store.visit_download_files(id, None, |path, file| {
+            if file.state == FileState::Failed {
+                reset.push((
+                    path.to_string(),
+                    FileRecord {
+                        state: FileState::Pending,
+                        attempts: 0,
+                        retry_at: 0,
+                        ..file
+                    },
+                ));
+            }
+            true
+        })?;
+        for (path, file) in &reset {
+            self.store.put_download_file(id, path, file)?;
+        }
+        if let Some(job) = self.jobs().get_mut(&id) {
+            job.failures.clear();
+            job.disk_full = None;
+            job.error = None;
+        }
+        self.set_state(id, DownloadState::Queued)
+    }
+
+    /// Forgets the download and deletes its unfinished `.part` files; finished files stay.
+    pub fn cancel(&self, id: u64) -> Result<(), DownloadError> {
+        let mut jobs = self.jobs();
+        let mut job = jobs.remove(&id).ok_or(DownloadError::Unknown(id))?;
+        job.abort_all();
+        let mut parts = Vec::new();
+        self.store.visit_download_files(id, None, |path, file| {
+            if file.state != FileState::Done {
+                if let Ok(local) = plan::local_path(&self.download_dir, &job.record.peer, path) {
+                    parts.push(plan::part_path(&local));
+                }
+            }
+            true
+        })?;
+        self.store.remove_download(id)?;
+        for part in parts {
+            let _ = std::fs::remove_file(part);
+        }
+        Ok(())
+    }
+
+    pub fn abort_all(&self) {
+        for job in self.jobs().values_mut() {
+            job.abort_all();
+        }
+    }
+
+    /// The scheduler: dispatches work whenever woken (new request, peer connected, file
+    /// finished) and every second for retries; emits progress twice a second.
+    pub async fn run(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut ticks = 0u64;
+        loop {
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tick.tick() => {
+                    ticks += 1;
+                    self.emit_progress();
+                    if ticks % 2 != 0 { continue; }
+                }
+            }
+            self.schedule();
+        }
+    }
+
+    fn emit_progress(&self) {
+        let now = Instant::now();
+        let mut jobs = self.jobs();
+        for (id, job) in jobs.iter_mut() {
+            if !job.in_flight.is_empty() {
+                let received = job.received();
+                job.meter.update(now, received);
+                let _ = self.events.send(Event::Transfer(job.view(*id)));
+            }
+        }
+    }
+
+    fn schedule(self: &Arc<Self>) {
+        let now = Instant::now();
+        let mut jobs = self.jobs();
+        let mut active_total: usize = jobs.values().map(|j| j.in_flight.len()).sum();
+        let mut per_peer: HashMap<String, usize> = HashMap::new();
+        for job in jobs.values() {
+            *per_peer.entry(job.record.peer.clone()).or_default() += job.in_flight.len();
+        }
+        for (&id, job) in jobs.iter_mut() {
+            if job.record.state != DownloadState::Queued || job.hold_until.is_some_and(|t| now < t)
+            {
+                continue;
+            }
+            job.hold_until = None;
+            let Some(peer) = self.peers.get(&job.record.peer) else {
+                continue;
+            };
+            if !job.record.expanded {
+                if !job.expanding {
+                    job.expanding = true;
+                    tokio::spawn(self.clone().expand(id, peer, job.record.path.clone()));
+                }
+                continue;
+            }
+            let peer_active = per_peer.entry(job.record.peer.clone()).or_default();
+            while active_total < self.limits.total && *peer_active < self.limits.per_peer {
+                match self.next_file(id, job) {
+                    Next::File(path, record) => {
+                        let progress = Arc::new(FileProgress::default());
+                        let task = tokio::spawn(self.clone().fetch_task(
+                            id,
+                            peer.clone(),
+                            path.clone(),
+                            record,
+                            progress.clone(),
+                        ));
+                        job.in_flight.insert(
+                            path.clone(),
+                            InFlight {
+                                progress,
+                                abort: task.abort_handle(),
+                            },
+                        );
+                        job.cursor = Some(path);
+                        active_total += 1;
+                        *peer_active += 1;
+                    }
+                    Next::Wait(until) => {
+                        job.hold_until = until;
+                        break;
+                    }
+                    Next::Complete => {
+                        job.record.state =
+                            if job.failures.is_empty() && job.files_done == job.files_total {
+                                DownloadState::Done
+                            } else {
+                                DownloadState::Failed
+                            };
+                        if let Err(e) = self.store.put_download(id, &job.record) {
+                            tracing::error!("cannot record completion of download {id}: {e}");
+                        }
+                        tracing::info!(
+                            "download {}/{} finished: {:?}",
+                            job.record.peer,
+                            job.record.path,
+                            job.record.state
+                        );
+                        let _ = self.events.send(Event::Transfer(job.view(id)));
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Finds the next pending file that is due, scanning after the cursor and then once from the start.
+    fn next_file(&self, id: u64, job: &mut Job) -> Next {
+        let now = unix_now();
+        let mut earliest_retry: Option<u64> = None;
+        for pass in 0..2 {
+            let mut found = None;
+            let after = if pass == 0 { job.cursor.clone() } else { None };
+            let scan = self
+                .store
+                .visit_download_files(id, after.as_deref(), |path, file| {
+                    if file.state != FileState::Pending || job.in_flight.contains_key(path) {
+                        return true;
+                    }
+                    if file.retry_at <= now {
+                        found = Some((path.to_string(), file));
+                        return false;
+                    }
+                    earliest_retry =
+                        Some(earliest_retry.map_or(file.retry_at, |e| e.min(file.retry_at)));
+                    true
+                });
+            if let Err(e) = scan {
+                tracing::error!("cannot read download {id} from the store: {e}");
+                return Next::Wait(Some(Instant::now() + EXPAND_RETRY));
+            }
+            if let Some((path, file)) = found {
+                return Next::File(path, file);
+            }
+            if after.is_none() {
+                break;
+            }
+        }
+        match earliest_retry {
+            Some(at) => Next::Wait(Some(
+                Instant::now() + Duration::from_secs(at.saturating_sub(now)),
+            )),
+            None if job.in_flight.is_empty() => Next::Complete,
+            None => Next::Wait(None),
+        }
+    }
+
+    async fn expand(self: Arc<Self>, id: u64, peer: Arc<PeerConnection>, path: String) {
+        let mut batch_error = None;
+        let listed = async {
+            let mut listing = rpc::ls(&peer.connection, &path, None, true).await?;
+            while let Some(entries) = listing.next().await? {
+                let files: Vec<(String, FileRecord)> = entries
+                    .into_iter()
+                    .filter(|e| !e.is_dir)
+                    .map(|e| {
+                        (
+                            e.path,
+                            FileRecord {
+                                size: e.size,
+                                mtime: e.mtime,
+                                state: FileState::Pending,
+                                attempts: 0,
+                                error: None,
+                                retry_at: 0,
+                            },
+                        )
+                    })
+                    .collect();
+                if let Err(e) = self.store.add_download_files(id, &files) {
+                    batch_error = Some(e.to_string());
+                    break;
+                }
+            }
+            Ok::<(), RpcError>(())
+        }
+        .await;
+        let mut jobs = self.jobs();
+        let Some(job) = jobs.get_mut(&id) else { return };
+        job.expanding = false;
+        match (listed, batch_error) {
+            (Ok(()), None) => {
+                job.record.expanded = true;
+                job.error = None;
+                let (mut fresh, mut files) = (Job::new(job.record.clone()), Vec::new());
+                let _ = self.store.visit_download_files(id, None, |p, f| {
+                    files.push((p.to_string(), f));
+                    true
+                });
+                for (p, f) in &files {
+                    fresh.count_file(p, f);
+                }
+                job.size = fresh.size;
+                job.files_total = fresh.files_total;
+                job.files_done = fresh.files_done;
+                job.done_bytes = fresh.done_bytes;
+                if let Err(e) = self.store.put_download(id, &job.record) {
+                    tracing::error!("cannot save download {id}: {e}");
+                }
+            }
+            (Err(RpcError::Refused(e @ (WireError::NotFound | WireError::Forbidden))), _) => {
+                job.record.state = DownloadState::Failed;
+                job.error = Some(format!("{}/{}: {e}", job.record.peer, job.record.path));
+                let _ = self.store.put_download(id, &job.record);
+            }
+            (Err(e), _) => {
+                job.error = Some(format!("listing failed, will retry: {e}"));
+                job.hold_until = Some(Instant::now() + EXPAND_RETRY);
+            }
+            (Ok(()), Some(e)) => {
+                job.error = Some(format!("cannot store the listing, will retry: {e}"));
+                job.hold_until = Some(Instant::now() + EXPAND_RETRY);
+            }
+        }
+        let _ = self.events.send(Event::Transfer(job.view(id)));
+        drop(jobs);
+        self.wake();
+    }
+
+    async fn fetch_task(
+        self: Arc<Self>,
+        id: u64,
+        peer: Arc<PeerConnection>,
+        path: String,
+        record: FileRecord,
+        progress: Arc<FileProgress>,
+    ) {
+        let outcome = self.fetch(&peer, &path, &record, &progress).await;
+        self.finish_file(id, &path, record, outcome);
+    }
+
+    fn finish_file(&self, id: u64, path: &str, mut record: FileRecord, outcome: Outcome) {
+        let mut jobs = self.jobs();
+        let Some(job) = jobs.get_mut(&id) else { return };
+        job.in_flight.remove(path);
+        let now = unix_now();
+        match outcome {
+            Outcome::Done => {
+                record.state = FileState::Done;
+                record.error = None;
+                job.files_done += 1;
+                job.done_bytes += record.size;
+                job.disk_full = None;
+            }
+            Outcome::Changed { size, mtime } => {
+                tracing::info!(
+                    "{}/{path} changed on the peer; restarting it",
+                    job.record.peer
+                );
+                job.size = job.size - record.size + size;
+                record.size = size;
+                record.mtime = mtime;
+                record.attempts += 1;
+                record.retry_at = now;
+            }
+            Outcome::PeerGone(reason) => {
+                record.error = Some(reason);
+                record.retry_at = now;
+            }
+            Outcome::Retry(reason) => {
+                record.attempts += 1;
+                tracing::warn!(
+                    "{}/{path} failed (attempt {}): {reason}",
+                    job.record.peer,
+                    record.attempts
+                );
+                if record.attempts >= MAX_ATTEMPTS {
+                    record.state = FileState::Failed;
+                    job.note_failure(path, reason.clone());
+                } else {
+                    record.retry_at = now + retry_delay(record.attempts);
+                }
+                record.error = Some(reason);
+            }
+            Outcome::Permanent(reason) => {
+                tracing::warn!("{}/{path} failed: {reason}", job.record.peer);
+                record.state = FileState::Failed;
+                job.note_failure(path, reason.clone());
+                record.error = Some(reason);
+            }
+            Outcome::DiskFull(reason) => {
+                tracing::warn!("download paused, disk full: {reason}");
+                job.disk_full = Some(format!("no space left on the download disk: {reason}"));
+                job.hold_until = Some(Instant::now() + DISK_FULL_RETRY);
+            }
+        }
+        if record.state != FileState::Done {
+            job.cursor = None;
+        }
+        if let Err(e) = self.store.put_download_file(id, path, &record) {
+            tracing::error!("cannot save progress of {path}: {e}");
+        }
+        let _ = self.events.send(Event::Transfer(job.view(id)));
+        drop(jobs);
+        self.wake();
+    }
+
+    async fn fetch(
+        &self,
+        peer: &PeerConnection,
+        path: &str,
+        record: &FileRecord,
+        progress: &FileProgress,
+    ) -> Outcome {
+        let local = match plan::local_path(&self.download_dir, &peer.name, path) {
+            Ok(p) => p,
+            Err(e) => return Outcome::Permanent(e.to_string()),
+        };
+        let part = plan::part_path(&local);
+        let opened = local
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| {
+                OpenOptions::new()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .open(&part)
+            });
+        let mut file = match opened {
+            Ok(f) => f,
+            Err(e) => return io_outcome(&e, &part),
+        };
+        let local_len = file.metadata().map_or(0, |m| m.len());
+        let start = plan::resume_offset(local_len, record.size);
+        progress.start.store(start, Ordering::Relaxed);
+        progress.received.store(start, Ordering::Relaxed);
+        let (size, mtime, mut recv) = match rpc::read(&peer.connection, path, start, None).await {
+            Ok(v) => v,
+            Err(RpcError::Refused(
+                e @ (WireError::NotFound | WireError::Forbidden | WireError::BadRequest(_)),
+            )) => return Outcome::Permanent(e.to_string()),
+            Err(e) if e.is_connection_loss() => return Outcome::PeerGone(e.to_string()),
+            Err(e) => return Outcome::Retry(e.to_string()),
+        };
+        if (size, mtime) != (record.size, record.mtime) {
+            let _ = recv.stop(0u32.into());
+            return match file.set_len(0) {
+                Ok(()) => Outcome::Changed { size, mtime },
+                Err(e) => io_outcome(&e, &part),
+            };
+        }
+        if let Err(e) = file
+            .set_len(start)
+            .and_then(|()| file.seek(SeekFrom::Start(start)).map(drop))
+        {
+            return io_outcome(&e, &part);
+        }
+        let (tx, mut rx) = mpsc::channel::<Bytes>(16);
+        let counter = Arc::new(AtomicU64::new(start));
+        let written = counter.clone();
+        // A blocking writer keeps disk I/O off the async workers; what it writes is always
+        // a prefix of the remote file, so an abort at any point leaves a resumable part.
+        let writer = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            while let Some(chunk) = rx.blocking_recv() {
+                file.write_all(&chunk)?;
+                written.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+            }
+            file.sync_all()
+        });
+        let mut stream_error = None;
+        loop {
+            progress
+                .received
+                .store(counter.load(Ordering::Relaxed), Ordering::Relaxed);
+            match recv.read_chunk(READ_CHUNK, true).await {
+                Ok(Some(chunk)) => {
+                    if tx.send(chunk.bytes).await.is_err() {
+                        break;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    stream_error = Some(e);
+                    break;
+                }
+            }
+        }
+        drop(tx);
+        let write_result = writer
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        let received = counter.load(Ordering::Relaxed);
+        progress.received.store(received, Ordering::Relaxed);
+        if let Err(e) = write_result {
+            return io_outcome(&e, &part);
+        }
+        match stream_error {
+            Some(quinn::ReadError::Reset(code))
+                if code.into_inner() == u64::from(RESET_FILE_CHANGED) =>
+            {
+                return Outcome::Retry(
+                    "the file changed on the sharing peer during the transfer".into(),
+                )
+            }
+            Some(quinn::ReadError::Reset(_)) => {
+                return Outcome::Retry("the sharing peer hit a read error".into())
+            }
+            Some(e) => return Outcome::PeerGone(e.to_string()),
+            None => {}
+        }
+        if received != size {
+            return Outcome::Retry(format!("stream ended at {received} of {size} bytes"));
+        }
+        match std::fs::rename(&part, &local) {
+            Ok(()) => Outcome::Done,
+            Err(e) => io_outcome(&e, &local),
+        }
+    }
+}
+
+fn io_outcome(e: &std::io::Error, path: &std::path::Path) -> Outcome {
+    if e.kind() == std::io::ErrorKind::StorageFull {
+        Outcome::DiskFull(format!("{}: {e}", path.display()))
+    } else {
+        Outcome::Retry(format!("{}: {e}", path.display()))
+    }
+}

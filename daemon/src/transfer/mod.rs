@@ -1,0 +1,79 @@
+//! Downloads (wishlist, scheduling, resume) and uploads (slots, streaming), plus the
+//! pure decisions they share in `plan`.
+
+pub mod download;
+pub mod plan;
+pub mod upload;
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TransferState {
+    /// Waiting for a slot, or for the peer to come online.
+    Queued,
+    Active,
+    Paused,
+    /// Paused because the download disk is full; retried automatically.
+    DiskFull,
+    Done,
+    Failed,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FailedFile {
+    pub path: String,
+    pub reason: String,
+}
+
+/// One row of `transfers`: a download request (file or whole directory) or an upload.
+#[derive(Debug, Clone, Serialize)]
+pub struct TransferView {
+    pub id: u64,
+    pub direction: &'static str,
+    pub peer: String,
+    pub path: String,
+    pub size: u64,
+    pub received: u64,
+    pub state: TransferState,
+    pub rate: u64,
+    pub eta_seconds: Option<u64>,
+    pub error: Option<String>,
+    pub files_total: u64,
+    pub files_done: u64,
+    pub failures: Vec<FailedFile>,
+    /// Offset the current read started from: shows how much a resume skipped.
+    pub resumed_from: u64,
+}
+
+impl TransferView {
+    #[allow(clippy::too_many_arguments)]
+    pub fn upload(
+        id: u64,
+        peer: &str,
+        path: &str,
+        size: u64,
+        sent: u64,
+        state: TransferState,
+        error: Option<String>,
+        rate: u64,
+        start: u64,
+    ) -> Self {
+        Self {
+            id,
+            direction: "upload",
+            peer: peer.to_string(),
+            path: path.to_string(),
+            size,
+            received: sent,
+            state,
+            rate,
+            eta_seconds: plan::eta_seconds(size.saturating_sub(sent), rate),
+            error,
+            files_total: 1,
+            files_done: (state == TransferState::Done) as u64,
+            failures: Vec::new(),
+            resumed_from: start,
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! Pure transfer decisions: where a remote file lands locally, where a resumed read
+//! starts, and how fast it is going. No I/O here.
+
+use std::path::{Component, Path, PathBuf};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum UnsafePath {
+    #[error("remote path {0:?} is absolute, empty or contains '.', '..' or NUL; refused")]
+    Refused(String),
+    #[error("peer name {0:?} is not a plain name; refused")]
+    BadPeerName(String),
+}
+
+/// `<download_dir>/<peer>/<remote path>`, refusing anything that could land outside it.
+pub fn local_path(download_dir: &Path, peer: &str, remote: &str) -> Result<PathBuf, UnsafePath> {
+    if peer.is_empty() || !peer.chars().all(|c| c.is_ascii_alphanumeric()) {
+        return Err(UnsafePath::BadPeerName(peer.to_string()));
+    }
+    let refused = || UnsafePath::Refused(remote.to_string());
+    if remote.is_empty()
+        || remote.starts_with('/')
+        || remote.contains('\0')
+        || remote.contains('\\')
+    {
+        return Err(refused());
+    }
+    let mut out = download_dir.join(peer);
+    for part in remote.split('/') {
+        let mut components = Path::new(part).components();
+        match (components.next(), components.next()) {
+            (Some(Component::Normal(name)), None) if !part.is_empty() => out.push(name),
+            _ => return Err(refused()),
+        }
+    }
+    Ok(out)
+}
+
+/// Where the partial download lives until it is complete.
+pub fn part_path(local: &Path) -> PathBuf {
+    let mut name = local
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
+    name.push(".part");
+    local.with_file_name(name)
+}
+
+/// The offset to resume from: append after what we hold, unless the local part is longer
+/// than the file we expect (then it is not a prefix of it: start over).
+pub fn resume_offset(local_len: u64, expected_size: u64) -> u64 {
+    if local_len <= expected_size {
+        local_len
+    } else {
+        0
+    }
+}
+
+/// Exponentially weighted rate over ticks, in bytes per second.
+#[derive(Debug, Clone)]
+pub struct RateMeter {
+    last: Option<(Instant, u64)>,
+    rate: f64,
+}
+
+impl Default for RateMeter {
+    fn default() -> Self {
+        Self {
+            last: None,
+            rate: 0.0,
+        }
+    }
+}
+
+impl RateMeter {
+    const SMOOTHING: f64 = 0.3;
+
+    /// Records the cumulative byte count at `now` and returns the smoothed rate.
+    pub fn update(&mut self, now: Instant, total: u64) -> u64 {
+        if let Some((then, before)) = self.last {
+            let dt = now.saturating_duration_since(then);
+            if dt >= Duration::from_millis(100) {
+                let sample = total.saturating_sub(before) as f64 / dt.as_secs_f64();
+                self.rate = if self.rate == 0.0 {
+                    sample
+                } else {
+                    self.rate + Self::SMOOTHING * (sample - self.rate)
+                };
+                self.last = Some((now, total));
+            }
+        } else {
+            self.last = Some((now, total));
+        }
+        self.rate as u64
+    }
+
+    pub fn rate(&self) -> u64 {
+        self.rate as u64
+    }
+}
+
+/// Seconds left at `rate`, or None when stalled or unknown.
+pub fn eta_seconds(remaining: u64, rate: u64) -> Option<u64> {
+    (rate > 0).then(|| remaining.div_ceil(rate))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_paths_stay_inside_the_download_dir() {
+        let base = Path::new("/dl");
+        assert_eq!(
+            local_path(base, "CalmOtter0a0b", "Music/a b.flac").unwrap(),
+            Path::new("/dl/CalmOtter0a0b/Music/a b.flac")
+        );
+        for bad in [
+            "../x",
+            "a/../../x",
+            "/etc/passwd",
+            "a//b",
+            "",
+            "a/./b",
+            "a\0",
+            "a\\..\\b",
+            "a/..",
+        ] {
+            assert!(
+                local_path(base, "Peer", bad).is_err(),
+                "{bad:?} must be refused"
+            );
+        }
+        assert!(local_path(base, "../Peer", "a").is_err());
+        assert!(local_path(base, "", "a").is_err());
+    }
+
+    #[test]
+    fn part_file_sits_next_to_the_final_name() {
+        assert_eq!(
+            part_path(Path::new("/dl/p/a.mp3")),
+            Path::new("/dl/p/a.mp3.part")
+        );
+    }
+
+    #[test]
+    fn resume_appends_only_a_plausible_prefix() {
+        assert_eq!(resume_offset(0, 100), 0);
+        assert_eq!(resume_offset(40, 100), 40);
+        assert_eq!(resume_offset(100, 100), 100);
+        assert_eq!(resume_offset(101, 100), 0);
+    }
+
+    #[test]
+    fn rate_smooths_and_eta_follows() {
+        let t0 = Instant::now();
+        let mut m = RateMeter::default();
+        assert_eq!(m.update(t0, 0), 0);
+        assert_eq!(m.update(t0 + Duration::from_secs(1), 1000), 1000);
+        let r = m.update(t0 + Duration::from_secs(2), 1000);
+        assert_eq!(r, 700);
+        assert_eq!(eta_seconds(1400, 700), Some(2));
+        assert_eq!(eta_seconds(10, 0), None);
+    }
+}

@@ -1,0 +1,288 @@
+//! Serving `Read` requests: upload slots (total and per peer) with a FIFO queue behind them,
+//! the file streamed from a blocking reader thread so the async side never copies twice.
+
+use std::collections::{HashMap, VecDeque};
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, UNIX_EPOCH};
+
+use bytes::{Bytes, BytesMut};
+use tokio::sync::{mpsc, Semaphore};
+
+use super::plan::RateMeter;
+use super::{TransferState, TransferView};
+use crate::events::{Event, EventSender};
+use crate::wire::{
+    write_frame, ReadHeader, WireError, MAX_RESPONSE_FRAME, RESET_FILE_CHANGED, RESET_IO_ERROR,
+};
+
+const READ_CHUNK: usize = 512 * 1024;
+const KEEP_FINISHED: usize = 100;
+
+pub struct UploadLimits {
+    pub total: usize,
+    pub per_peer: usize,
+}
+
+struct Upload {
+    id: u64,
+    peer: String,
+    path: String,
+    start: u64,
+    size: u64,
+    sent: AtomicU64,
+    state: Mutex<(TransferState, Option<String>)>,
+    meter: Mutex<RateMeter>,
+}
+
+pub struct Uploads {
+    total_slots: Arc<Semaphore>,
+    per_peer_limit: usize,
+    peer_slots: Mutex<HashMap<String, Arc<Semaphore>>>,
+    recent: Mutex<VecDeque<Arc<Upload>>>,
+    next_id: AtomicU64,
+    events: EventSender,
+}
+
+enum ReaderError {
+    ShortFile,
+    Io(std::io::Error),
+}
+
+impl Upload {
+    fn set_state(&self, state: TransferState, error: Option<String>) {
+        if let Ok(mut s) = self.state.lock() {
+            *s = (state, error);
+        }
+    }
+
+    fn view(&self, now: Instant) -> TransferView {
+        let (state, error) = self
+            .state
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or((TransferState::Failed, None));
+        let sent = self.sent.load(Ordering::Relaxed);
+        let rate = self
+            .meter
+            .lock()
+            .map(|mut m| {
+                if state == TransferState::Active {
+                    m.update(now, sent)
+                } else {
+                    m.rate()
+                }
+            })
+            .unwrap_or(0);
+        TransferView::upload(
+            self.id, &self.peer, &self.path, self.size, sent, state, error, rate, self.start,
+        )
+    }
+}
+
+impl Uploads {
+    pub fn new(limits: UploadLimits, events: EventSender) -> Self {
+        Self {
+            total_slots: Arc::new(Semaphore::new(limits.total.max(1))),
+            per_peer_limit: limits.per_peer.max(1),
+            peer_slots: Mutex::new(HashMap::new()),
+            recent: Mutex::new(VecDeque::new()),
+            next_id: AtomicU64::new(1),
+            events,
+        }
+    }
+
+    pub fn views(&self) -> Vec<TransferView> {
+        let now = Instant::now();
+        self.recent
+            .lock()
+            .map(|r| r.iter().map(|u| u.view(now)).collect())
+            .unwrap_or_default()
+    }
+
+    /// Emits progress for uploads in flight; called from the progress ticker.
+    pub fn emit_progress(&self) {
+        let now = Instant::now();
+        let active: Vec<_> = self
+            .recent
+            .lock()
+            .map(|r| {
+                r.iter()
+                    .filter(|u| {
+                        u.state
+                            .lock()
+                            .map(|s| s.0 == TransferState::Active)
+                            .unwrap_or(false)
+                    })
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        for upload in active {
+            let _ = self.events.send(Event::Transfer(upload.view(now)));
+        }
+    }
+
+    fn track(&self, upload: Arc<Upload>) {
+        if let Ok(mut recent) = self.recent.lock() {
+            recent.push_back(upload);
+            while recent.len() > KEEP_FINISHED {
+                let finished = recent.iter().position(|u| {
+                    u.state
+                        .lock()
+                        .map(|s| s.0 != TransferState::Active && s.0 != TransferState::Queued)
+                        .unwrap_or(true)
+                });
+                match finished {
+                    Some(i) => drop(recent.remove(i)),
+                    None => break,
+                }
+            }
+        }
+    }
+
+    fn peer_slots(&self, peer: &str) -> Arc<Semaphore> {
+        let mut map = self.peer_slots.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry(peer.to_string())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.per_peer_limit)))
+            .clone()
+    }
+
+    /// Answers one `Read`: header, then the bytes, then FIN. A file that ends early resets
+    /// the stream so the downloader never mistakes a truncated body for a complete one.
+    pub async fn serve(
+        &self,
+        peer: &str,
+        remote_path: &str,
+        file: Result<PathBuf, WireError>,
+        start: u64,
+        end: Option<u64>,
+        send: &mut quinn::SendStream,
+    ) {
+        let opened = file.and_then(|path| {
+            let f = File::open(&path).map_err(|e| WireError::Io(e.kind().to_string()))?;
+            let meta = f
+                .metadata()
+                .map_err(|e| WireError::Io(e.kind().to_string()))?;
+            let mtime = meta
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_secs());
+            let end = end.unwrap_or(meta.len()).min(meta.len());
+            if start > end {
+                return Err(WireError::BadRequest(format!(
+                    "start {start} is beyond the end of the file ({})",
+                    meta.len()
+                )));
+            }
+            Ok((f, meta.len(), mtime, end))
+        });
+        let (file, size, mtime, end) = match opened {
+            Ok(v) => v,
+            Err(e) => {
+                let _ = write_frame(send, &ReadHeader::Error(e), MAX_RESPONSE_FRAME).await;
+                let _ = send.finish();
+                return;
+            }
+        };
+        let upload = Arc::new(Upload {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            peer: peer.to_string(),
+            path: remote_path.to_string(),
+            start,
+            size: end - start,
+            sent: AtomicU64::new(0),
+            state: Mutex::new((TransferState::Queued, None)),
+            meter: Mutex::new(RateMeter::default()),
+        });
+        self.track(upload.clone());
+        let peer_slots = self.peer_slots(peer);
+        let (Ok(_total), Ok(_mine)) = (
+            self.total_slots.clone().acquire_owned().await,
+            peer_slots.acquire_owned().await,
+        ) else {
+            return;
+        };
+        upload.set_state(TransferState::Active, None);
+        let _ = self
+            .events
+            .send(Event::Transfer(upload.view(Instant::now())));
+        let result = stream_file(file, start, end, size, mtime, send, &upload).await;
+        match result {
+            Ok(()) => upload.set_state(TransferState::Done, None),
+            Err(reason) => {
+                tracing::info!("upload of {remote_path} to {peer} ended early: {reason}");
+                upload.set_state(TransferState::Failed, Some(reason));
+            }
+        }
+        let _ = self
+            .events
+            .send(Event::Transfer(upload.view(Instant::now())));
+    }
+}
+
+async fn stream_file(
+    mut file: File,
+    start: u64,
+    end: u64,
+    size: u64,
+    mtime: u64,
+    send: &mut quinn::SendStream,
+    upload: &Upload,
+) -> Result<(), String> {
+    write_frame(send, &ReadHeader::Ok { size, mtime }, MAX_RESPONSE_FRAME)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (tx, mut rx) = mpsc::channel::<Result<Bytes, ReaderError>>(4);
+    let reader = tokio::task::spawn_blocking(move || {
+        if let Err(e) = file.seek(SeekFrom::Start(start)) {
+            let _ = tx.blocking_send(Err(ReaderError::Io(e)));
+            return;
+        }
+        let mut remaining = end - start;
+        while remaining > 0 {
+            let want = remaining.min(READ_CHUNK as u64) as usize;
+            let mut buf = BytesMut::zeroed(want);
+            let got = match file.read(&mut buf) {
+                Ok(0) => Err(ReaderError::ShortFile),
+                Ok(n) => {
+                    buf.truncate(n);
+                    remaining -= n as u64;
+                    Ok(buf.freeze())
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => Err(ReaderError::Io(e)),
+            };
+            let failed = got.is_err();
+            if tx.blocking_send(got).is_err() || failed {
+                return;
+            }
+        }
+    });
+    while let Some(chunk) = rx.recv().await {
+        match chunk {
+            Ok(bytes) => {
+                let n = bytes.len() as u64;
+                send.write_chunk(bytes).await.map_err(|e| e.to_string())?;
+                upload.sent.fetch_add(n, Ordering::Relaxed);
+            }
+            Err(ReaderError::ShortFile) => {
+                let _ = send.reset(RESET_FILE_CHANGED.into());
+                return Err("the file shrank while it was being sent".into());
+            }
+            Err(ReaderError::Io(e)) => {
+                let _ = send.reset(RESET_IO_ERROR.into());
+                return Err(format!("read error: {e}"));
+            }
+        }
+    }
+    let _ = reader.await;
+    send.finish().map_err(|e| e.to_string())?;
+    // Wait until the peer has everything, so "done" means delivered, not just queued.
+    let _ = send.stopped().await;
+    Ok(())
+}

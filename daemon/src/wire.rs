@@ -1,0 +1,367 @@
+//! Peer-to-peer wire protocol: message types and the length-prefixed bincode framing.
+//! Pure: everything here works on any `AsyncRead`/`AsyncWrite`, so it is tested without
+//! sockets. PROTOCOL.md is the normative description; the limits below are quoted there.
+
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+pub const ALPN: &[u8] = b"harddrive-party/1";
+
+/// Largest request frame (one per stream).
+pub const MAX_REQUEST_FRAME: usize = 16 * 1024;
+/// Largest response frame: one `Ls` chunk or a `Read`/`AnnouncePeer` header.
+pub const MAX_RESPONSE_FRAME: usize = 256 * 1024;
+/// An `Ls` chunk is flushed once it holds this many entries or bytes, well under the frame limit.
+pub const LS_CHUNK_ENTRIES: usize = 512;
+pub const LS_CHUNK_BYTES: usize = 64 * 1024;
+pub const MAX_PATH_BYTES: usize = 4096;
+pub const MAX_SEARCH_BYTES: usize = 256;
+
+/// QUIC application error codes used to reset a `Read` stream mid-body.
+pub const RESET_FILE_CHANGED: u32 = 1;
+pub const RESET_IO_ERROR: u32 = 2;
+pub const RESET_SHUTTING_DOWN: u32 = 3;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// List entries under `path` ("" lists the shares themselves).
+    Ls {
+        path: String,
+        searchterm: Option<String>,
+        recursive: bool,
+    },
+    /// Stream bytes `start..end` (end exclusive, `None` = to the end of the file).
+    Read {
+        path: String,
+        start: u64,
+        end: Option<u64>,
+    },
+    /// Tell the receiver how to reach a peer (ourselves included, right after connecting).
+    AnnouncePeer { announce_address: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// `share/dir/file`, always '/'-separated.
+    pub path: String,
+    /// For directories: the cumulative size of everything beneath.
+    pub size: u64,
+    /// Seconds since the Unix epoch.
+    pub mtime: u64,
+    pub is_dir: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum WireError {
+    #[error("no such file or directory")]
+    NotFound,
+    #[error("path is outside the shared directories")]
+    Forbidden,
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    #[error("read error on the sharing peer: {0}")]
+    Io(String),
+    #[error("the sharing peer is shutting down")]
+    ShuttingDown,
+}
+
+/// Sent repeatedly in answer to `Ls`; the stream's clean end (FIN) marks the listing complete.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LsChunk {
+    Entries(Vec<Entry>),
+    Error(WireError),
+}
+
+/// Sent once in answer to `Read`; on success the raw file bytes follow until FIN.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReadHeader {
+    Ok { size: u64, mtime: u64 },
+    Error(WireError),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AnnounceReply {
+    Ok,
+    Error(WireError),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    #[error("frame of {len} bytes exceeds the {limit}-byte limit")]
+    TooLarge { len: usize, limit: usize },
+    #[error("malformed frame: {0}")]
+    Malformed(String),
+    #[error("stream ended")]
+    Eof,
+    #[error("stream error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+fn bincode_config() -> impl bincode::config::Config {
+    bincode::config::standard()
+}
+
+/// Encodes `message` as a 4-byte big-endian length followed by its bincode payload.
+pub fn encode_frame<T: Serialize>(message: &T, limit: usize) -> Result<Vec<u8>, FrameError> {
+    let payload = bincode::serde::encode_to_vec(message, bincode_config())
+        .map_err(|e| FrameError::Malformed(e.to_string()))?;
+    if payload.len() > limit {
+        return Err(FrameError::TooLarge {
+            len: payload.len(),
+            limit,
+        });
+    }
+    let mut frame = Vec::with_capacity(4 + payload.len());
+    frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&payload);
+    Ok(frame)
+}
+
+/// Decodes one payload; trailing bytes inside the frame are an error, not ignored.
+pub fn decode_payload<T: DeserializeOwned>(payload: &[u8]) -> Result<T, FrameError> {
+    let (value, used) = bincode::serde::decode_from_slice(payload, bincode_config())
+        .map_err(|e| FrameError::Malformed(e.to_string()))?;
+    if used != payload.len() {
+        return Err(FrameError::Malformed(format!(
+            "{} trailing bytes",
+            payload.len() - used
+        )));
+    }
+    Ok(value)
+}
+
+/// Reads one frame. The length is checked before anything is allocated, so a hostile
+/// length prefix costs nothing. A clean end of stream before a frame starts is `Eof`.
+pub async fn read_frame<T: DeserializeOwned, R: AsyncRead + Unpin>(
+    reader: &mut R,
+    limit: usize,
+) -> Result<T, FrameError> {
+    let mut header = [0u8; 4];
+    let mut filled = 0;
+    while filled < 4 {
+        let n = reader.read(&mut header[filled..]).await?;
+        if n == 0 {
+            return Err(if filled == 0 {
+                FrameError::Eof
+            } else {
+                FrameError::Malformed("stream ended inside a length prefix".into())
+            });
+        }
+        filled += n;
+    }
+    let len = u32::from_be_bytes(header) as usize;
+    if len > limit {
+        return Err(FrameError::TooLarge { len, limit });
+    }
+    let mut payload = vec![0u8; len];
+    reader
+        .read_exact(&mut payload)
+        .await
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => {
+                FrameError::Malformed("stream ended inside a frame".into())
+            }
+            _ => FrameError::Io(e),
+        })?;
+    decode_payload(&payload)
+}
+
+pub async fn write_frame<T: Serialize, W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    message: &T,
+    limit: usize,
+) -> Result<(), FrameError> {
+    let frame = encode_frame(message, limit)?;
+    writer.write_all(&frame).await?;
+    Ok(())
+}
+
+impl Request {
+    /// Field limits beyond the frame limit, checked by the receiver before acting.
+    pub fn validate(&self) -> Result<(), WireError> {
+        let too_long = |what: &str, s: &str, max: usize| {
+            (s.len() > max)
+                .then(|| WireError::BadRequest(format!("{what} longer than {max} bytes")))
+        };
+        let problem = match self {
+            Request::Ls {
+                path, searchterm, ..
+            } => too_long("path", path, MAX_PATH_BYTES).or_else(|| {
+                searchterm
+                    .as_deref()
+                    .and_then(|s| too_long("search term", s, MAX_SEARCH_BYTES))
+            }),
+            Request::Read { path, start, end } => {
+                too_long("path", path, MAX_PATH_BYTES).or_else(|| {
+                    end.filter(|end| end < start)
+                        .map(|_| WireError::BadRequest("read range ends before it starts".into()))
+                })
+            }
+            Request::AnnouncePeer { announce_address } => {
+                too_long("announce address", announce_address, 512)
+            }
+        };
+        problem.map_or(Ok(()), Err)
+    }
+}
+
+/// Splits entries into chunks that each stay well below `MAX_RESPONSE_FRAME`.
+#[derive(Default)]
+pub struct LsChunker {
+    entries: Vec<Entry>,
+    bytes: usize,
+}
+
+impl LsChunker {
+    /// Adds an entry; returns a full chunk when one is ready to send.
+    pub fn push(&mut self, entry: Entry) -> Option<Vec<Entry>> {
+        self.bytes += entry.path.len() + 24;
+        self.entries.push(entry);
+        (self.entries.len() >= LS_CHUNK_ENTRIES || self.bytes >= LS_CHUNK_BYTES)
+            .then(|| self.take())
+    }
+
+    pub fn take(&mut self) -> Vec<Entry> {
+        self.bytes = 0;
+        std::mem::take(&mut self.entries)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn frames_round_trip() {
+        let req = Request::Read {
+            path: "Music/a.flac".into(),
+            start: 5,
+            end: Some(10),
+        };
+        let mut buf = Vec::new();
+        write_frame(&mut buf, &req, MAX_REQUEST_FRAME)
+            .await
+            .unwrap();
+        let mut reader = buf.as_slice();
+        let back: Request = read_frame(&mut reader, MAX_REQUEST_FRAME).await.unwrap();
+        assert_eq!(back, req);
+        assert!(matches!(
+            read_frame::<Request, _>(&mut reader, MAX_REQUEST_FRAME).await,
+            Err(FrameError::Eof)
+        ));
+    }
+
+    #[tokio::test]
+    async fn oversized_length_prefix_is_refused_before_allocating() {
+        let bytes = [0xff, 0xff, 0xff, 0xff, 1, 2, 3];
+        let err = read_frame::<Request, _>(&mut bytes.as_slice(), MAX_REQUEST_FRAME)
+            .await
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            FrameError::TooLarge {
+                len: 0xffff_ffff,
+                ..
+            }
+        ));
+    }
+
+    #[tokio::test]
+    async fn garbage_and_truncation_are_malformed() {
+        let garbage = [0, 0, 0, 3, 0xee, 0xee, 0xee];
+        assert!(matches!(
+            read_frame::<Request, _>(&mut garbage.as_slice(), MAX_REQUEST_FRAME).await,
+            Err(FrameError::Malformed(_))
+        ));
+        let truncated = [0, 0, 0, 9, 1];
+        assert!(matches!(
+            read_frame::<Request, _>(&mut truncated.as_slice(), MAX_REQUEST_FRAME).await,
+            Err(FrameError::Malformed(_))
+        ));
+        let half_prefix = [0, 0];
+        assert!(matches!(
+            read_frame::<Request, _>(&mut half_prefix.as_slice(), MAX_REQUEST_FRAME).await,
+            Err(FrameError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn trailing_bytes_inside_a_frame_are_refused() {
+        let mut payload =
+            bincode::serde::encode_to_vec(ReadHeader::Ok { size: 1, mtime: 2 }, bincode_config())
+                .unwrap();
+        payload.push(0);
+        assert!(decode_payload::<ReadHeader>(&payload).is_err());
+    }
+
+    #[test]
+    fn encoding_respects_the_limit() {
+        let big = Request::Ls {
+            path: "x".repeat(MAX_REQUEST_FRAME),
+            searchterm: None,
+            recursive: true,
+        };
+        assert!(matches!(
+            encode_frame(&big, MAX_REQUEST_FRAME),
+            Err(FrameError::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn validation_limits_fields() {
+        assert!(Request::Read {
+            path: "a".into(),
+            start: 9,
+            end: Some(3)
+        }
+        .validate()
+        .is_err());
+        assert!(Request::Ls {
+            path: "a".into(),
+            searchterm: Some("s".repeat(300)),
+            recursive: false
+        }
+        .validate()
+        .is_err());
+        assert!(Request::Read {
+            path: "a".into(),
+            start: 0,
+            end: None
+        }
+        .validate()
+        .is_ok());
+    }
+
+    #[test]
+    fn chunker_bounds_chunks_by_count_and_bytes() {
+        let mut chunker = LsChunker::default();
+        let mut chunks = Vec::new();
+        for i in 0..2000 {
+            let entry = Entry {
+                path: format!("s/{i}"),
+                size: 1,
+                mtime: 0,
+                is_dir: false,
+            };
+            if let Some(chunk) = chunker.push(entry) {
+                chunks.push(chunk);
+            }
+        }
+        chunks.push(chunker.take());
+        assert!(chunks.iter().all(|c| c.len() <= LS_CHUNK_ENTRIES));
+        assert_eq!(chunks.iter().map(Vec::len).sum::<usize>(), 2000);
+        let long = Entry {
+            path: "p".repeat(MAX_PATH_BYTES),
+            size: 1,
+            mtime: 0,
+            is_dir: false,
+        };
+        let mut chunker = LsChunker::default();
+        let mut flushed = None;
+        for _ in 0..20 {
+            flushed = flushed.or(chunker.push(long.clone()));
+        }
+        let chunk = flushed.expect("byte bound flushes early");
+        assert!(encode_frame(&LsChunk::Entries(chunk), MAX_RESPONSE_FRAME).is_ok());
+    }
+}

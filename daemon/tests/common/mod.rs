@@ -1,0 +1,349 @@
+//! Test harness: real `harddrive-party` processes on loopback, each in its own temp dirs,
+//! driven through the real CLI and HTTP API. Every wait is bounded; every process is
+//! stopped by its own PID when the test ends.
+
+#![allow(dead_code)]
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_harddrive-party");
+
+pub fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls `check` every 50 ms until it returns Some, panicking with `what` after `limit`.
+pub fn wait_for<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Deterministic pseudo-random content from the BLAKE3 XOF: fast even in a debug build.
+pub fn write_random_file(path: &Path, len: u64, seed: u64) {
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).unwrap();
+    }
+    let mut file = std::io::BufWriter::with_capacity(1 << 20, fs::File::create(path).unwrap());
+    let mut xof = blake3::Hasher::new()
+        .update(&seed.to_le_bytes())
+        .finalize_xof();
+    let mut block = vec![0u8; 1 << 20];
+    let mut remaining = len;
+    while remaining > 0 {
+        let n = remaining.min(block.len() as u64) as usize;
+        xof.fill(&mut block[..n]);
+        file.write_all(&block[..n]).unwrap();
+        remaining -= n as u64;
+    }
+    file.flush().unwrap();
+}
+
+pub fn sha256_file(path: &Path) -> String {
+    let mut hasher = Sha256::new();
+    let mut file = fs::File::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    std::io::copy(&mut file, &mut hasher).unwrap();
+    format!("{:x}", hasher.finalize())
+}
+
+pub struct Daemon {
+    pub label: String,
+    pub root: PathBuf,
+    pub storage: PathBuf,
+    pub download_dir: PathBuf,
+    pub ui: String,
+    pub shares: Vec<PathBuf>,
+    pub extra: Vec<String>,
+    child: Option<Child>,
+    log: PathBuf,
+    starts: u32,
+}
+
+impl Daemon {
+    /// Prepares (does not start) a daemon whose files live under `root/label`.
+    pub fn new(root: &Path, label: &str) -> Self {
+        let base = root.join(label);
+        fs::create_dir_all(&base).unwrap();
+        Self {
+            label: label.to_string(),
+            storage: base.join("storage"),
+            download_dir: base.join("downloads"),
+            ui: format!("http://127.0.0.1:{}", free_tcp_port()),
+            root: base.clone(),
+            shares: Vec::new(),
+            extra: Vec::new(),
+            child: None,
+            log: base.join("daemon.log"),
+            starts: 0,
+        }
+    }
+
+    pub fn share(mut self, dir: &Path) -> Self {
+        self.shares.push(dir.to_path_buf());
+        self
+    }
+
+    pub fn args(mut self, extra: &[&str]) -> Self {
+        self.extra.extend(extra.iter().map(|s| s.to_string()));
+        self
+    }
+
+    /// Starts the process and waits until its API answers.
+    pub fn start(&mut self) -> &mut Self {
+        assert!(self.child.is_none(), "{} already running", self.label);
+        self.starts += 1;
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let mut cmd = Command::new(BIN);
+        cmd.args([
+            "--storage",
+            self.storage.to_str().unwrap(),
+            "--ui-address",
+            &self.ui,
+            "start",
+            "--listen",
+            "127.0.0.1:0",
+            "--no-mdns",
+        ])
+        .arg("--download-dir")
+        .arg(&self.download_dir)
+        .args(&self.extra)
+        .env("RUST_LOG", "harddrive_party=debug,info")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log);
+        for share in &self.shares {
+            cmd.arg("--share-dir").arg(share);
+        }
+        self.child = Some(cmd.spawn().expect("spawn daemon"));
+        let label = self.label.clone();
+        wait_for(
+            &format!("{label} API to answer"),
+            Duration::from_secs(20),
+            || {
+                if let Some(child) = self.child.as_mut() {
+                    if let Ok(Some(status)) = child.try_wait() {
+                        panic!("{label} exited early with {status}:\n{}", self.log_text());
+                    }
+                }
+                self.try_api_get("/api/info")
+            },
+        );
+        self
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// SIGKILL: no chance to save anything.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, then wait (bounded) for a clean exit.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                if let Ok(Some(status)) = child.try_wait() {
+                    assert!(
+                        status.success(),
+                        "{} exited with {status} on SIGTERM",
+                        self.label
+                    );
+                    return;
+                }
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("{} did not stop within 10 s of SIGTERM", self.label);
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .args([
+                "--storage",
+                self.storage.to_str().unwrap(),
+                "--ui-address",
+                &self.ui,
+            ])
+            .args(args)
+            .output()
+            .expect("run cli")
+    }
+
+    /// Runs a CLI command that must succeed and returns its stdout.
+    pub fn cli_ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "{} {:?} failed: {}\n--- daemon log ---\n{}",
+            self.label,
+            args,
+            String::from_utf8_lossy(&out.stderr),
+            self.log_text()
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    pub fn cli_json(&self, args: &[&str]) -> Value {
+        serde_json::from_str(&self.cli_ok(args)).expect("json output")
+    }
+
+    fn token(&self) -> String {
+        fs::read_to_string(self.storage.join("api-token"))
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+
+    pub fn try_api_get(&self, path: &str) -> Option<Value> {
+        ureq::get(&format!("{}{path}", self.ui))
+            .timeout(Duration::from_secs(5))
+            .call()
+            .ok()?
+            .into_json()
+            .ok()
+    }
+
+    pub fn api_get(&self, path: &str) -> Value {
+        self.try_api_get(path)
+            .unwrap_or_else(|| panic!("GET {path} on {} failed", self.label))
+    }
+
+    pub fn api_post(&self, path: &str, body: Value) -> Result<Value, (u16, String)> {
+        match ureq::post(&format!("{}{path}", self.ui))
+            .set("Authorization", &format!("Bearer {}", self.token()))
+            .send_json(body)
+        {
+            Ok(r) => Ok(r.into_json().unwrap_or(Value::Null)),
+            Err(ureq::Error::Status(code, r)) => Err((code, r.into_string().unwrap_or_default())),
+            Err(e) => Err((0, e.to_string())),
+        }
+    }
+
+    pub fn name(&self) -> String {
+        self.api_get("/api/info")["name"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    pub fn announce(&self) -> String {
+        self.api_get("/api/info")["announce_address"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    pub fn connected_to(&self, peer: &str) -> bool {
+        self.api_get("/api/peers")
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == peer && p["connected"] == true)
+    }
+
+    pub fn transfer(&self, id: u64) -> Value {
+        self.api_get(&format!("/api/transfers/{id}"))
+    }
+
+    pub fn uploads(&self) -> Vec<Value> {
+        self.api_get("/api/transfers")
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["direction"] == "upload")
+            .cloned()
+            .collect()
+    }
+
+    /// Queues `peer/path` and returns the download id.
+    pub fn download(&self, peer_path: &str) -> u64 {
+        self.api_post("/api/downloads", serde_json::json!({ "path": peer_path }))
+            .unwrap()["id"]
+            .as_u64()
+            .unwrap()
+    }
+
+    pub fn wait_download_done(&self, id: u64, limit: Duration) -> Value {
+        wait_for(
+            &format!("download {id} on {} to finish", self.label),
+            limit,
+            || {
+                let t = self.transfer(id);
+                match t["state"].as_str() {
+                    Some("done") => Some(t),
+                    Some("failed") => panic!("download failed: {t}\n{}", self.log_text()),
+                    _ => None,
+                }
+            },
+        )
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if std::thread::panicking() && self.child.is_some() {
+            let log = self.log_text();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            eprintln!("--- last log lines of {} ---", self.label);
+            for line in tail.iter().rev() {
+                eprintln!("{line}");
+            }
+        }
+        self.kill9();
+    }
+}
+
+/// Connects `a` to `b` with the real CLI and waits until both see the connection.
+pub fn connect(a: &Daemon, b: &Daemon) {
+    a.cli_ok(&["connect", &b.announce()]);
+    let (an, bn) = (a.name(), b.name());
+    wait_for(
+        "both ends to see the connection",
+        Duration::from_secs(10),
+        || (a.connected_to(&bn) && b.connected_to(&an)).then_some(()),
+    );
+}

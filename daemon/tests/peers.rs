@@ -27,7 +27,7 @@ fn connect_browse_search_and_download_files_and_directories() {
             write_random_file(
                 &music.join(format!("albums/a{dir}/track{file:02}.flac")),
                 1000 + (dir * 40 + file) * 37,
-                (dir * 100 + file) as u64,
+                dir * 100 + file,
             );
         }
     }

@@ -592,6 +592,7 @@ impl Downloads {
                 job.files_done += 1;
                 job.done_bytes += record.size;
                 job.disk_full = None;
+                job.error = None;
             }
             Outcome::Changed { size, mtime } => {
                 tracing::info!(
@@ -605,6 +606,7 @@ impl Downloads {
                 record.retry_at = now;
             }
             Outcome::PeerGone(reason) => {
+                job.error = Some(format!("{path}: {reason}; waiting for the peer"));
                 record.error = Some(reason);
                 record.retry_at = now;
             }
@@ -620,6 +622,10 @@ impl Downloads {
                     job.note_failure(path, reason.clone());
                 } else {
                     record.retry_at = now + retry_delay(record.attempts);
+                    job.error = Some(format!(
+                        "{path}: {reason}; retrying in {} s",
+                        retry_delay(record.attempts)
+                    ));
                 }
                 record.error = Some(reason);
             }

@@ -172,16 +172,16 @@ impl Uploads {
                 .ok()
                 .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
                 .map_or(0, |d| d.as_secs());
-            let end = end.unwrap_or(meta.len()).min(meta.len());
-            if start > end {
-                return Err(WireError::BadRequest(format!(
-                    "start {start} is beyond the end of the file ({})",
-                    meta.len()
-                )));
-            }
-            Ok((f, meta.len(), mtime, end))
+            // A start past the end (the file shrank since the requester's last session) is
+            // answered with the current size and an empty body, so the requester sees the change.
+            let end = end
+                .unwrap_or(meta.len())
+                .min(meta.len())
+                .max(start.min(meta.len()));
+            let start = start.min(end);
+            Ok((f, meta.len(), mtime, start, end))
         });
-        let (file, size, mtime, end) = match opened {
+        let (file, size, mtime, start, end) = match opened {
             Ok(v) => v,
             Err(e) => {
                 let _ = write_frame(send, &ReadHeader::Error(e), MAX_RESPONSE_FRAME).await;

@@ -1,0 +1,239 @@
+//! Interrupted transfers: kill -9 of either side, a file changed between sessions, a file
+//! that shrinks mid-read, and a full disk. Every case must end byte-identical.
+
+mod common;
+
+use std::fs;
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+
+const SIZE: u64 = 384 * 1024 * 1024;
+
+fn signal(pid: u32, sig: &str) {
+    assert!(Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap()
+        .success());
+}
+
+fn received(d: &Daemon, id: u64) -> u64 {
+    d.transfer(id)["received"].as_u64().unwrap_or(0)
+}
+
+/// Waits until at least `fraction` of the download has arrived, then freezes the uploader
+/// with SIGSTOP so the test acts at a known point, not a race.
+fn freeze_uploader_mid_transfer(up: &Daemon, down: &Daemon, id: u64, fraction: f64) {
+    wait_for("transfer to get going", Duration::from_secs(60), || {
+        (received(down, id) as f64 >= SIZE as f64 * fraction).then_some(())
+    });
+    signal(up.pid(), "-STOP");
+}
+
+fn setup(tmp: &std::path::Path) -> (Daemon, Daemon, std::path::PathBuf) {
+    let share = tmp.join("share/Movies");
+    write_random_file(&share.join("film.mkv"), SIZE, 42);
+    let mut a = Daemon::new(tmp, "uploader").share(&share);
+    let mut b = Daemon::new(tmp, "downloader");
+    a.start();
+    b.start();
+    connect(&b, &a);
+    wait_for("index", Duration::from_secs(20), || {
+        a.cli_json(&["shares", "--json"])
+            .as_array()
+            .is_some_and(|l| l.len() == 2)
+            .then_some(())
+    });
+    (a, b, share)
+}
+
+#[test]
+fn downloader_killed_mid_file_resumes_from_its_part_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, mut b, share) = setup(tmp.path());
+    let an = a.name();
+    let id = b.download(&format!("{an}/Movies/film.mkv"));
+    freeze_uploader_mid_transfer(&a, &b, id, 0.15);
+    b.kill9();
+    signal(a.pid(), "-CONT");
+    let part = b.download_dir.join(&an).join("Movies/film.mkv.part");
+    let kept = fs::metadata(&part).unwrap().len();
+    assert!(kept > 0 && kept < SIZE, "part file holds {kept} of {SIZE}");
+
+    b.start();
+    let done = b.wait_download_done(id, Duration::from_secs(60));
+    assert_eq!(done["received"].as_u64(), Some(SIZE));
+    assert_eq!(
+        sha256_file(&b.download_dir.join(&an).join("Movies/film.mkv")),
+        sha256_file(&share.join("film.mkv"))
+    );
+    // The uploader re-sent exactly the missing bytes: the resumed read started at the part's size.
+    let uploads = a.uploads();
+    let resumed = uploads
+        .iter()
+        .find(|u| u["resumed_from"].as_u64().unwrap_or(0) > 0 && u["state"] == "done")
+        .unwrap_or_else(|| panic!("no resumed upload in {uploads:?}"));
+    assert_eq!(resumed["resumed_from"].as_u64(), Some(kept));
+    assert_eq!(resumed["received"].as_u64(), Some(SIZE - kept));
+}
+
+#[test]
+fn uploader_killed_and_restarted_mid_file_is_resumed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut a, b, share) = setup(tmp.path());
+    let an = a.name();
+    let id = b.download(&format!("{an}/Movies/film.mkv"));
+    wait_for("transfer to get going", Duration::from_secs(60), || {
+        (received(&b, id) >= SIZE / 6).then_some(())
+    });
+    a.kill9();
+    let before = received(&b, id);
+    assert!(before < SIZE);
+    a.start();
+    let done = b.wait_download_done(id, Duration::from_secs(90));
+    assert_eq!(done["received"].as_u64(), Some(SIZE));
+    assert_eq!(
+        sha256_file(&b.download_dir.join(&an).join("Movies/film.mkv")),
+        sha256_file(&share.join("film.mkv"))
+    );
+    let uploads = a.uploads();
+    assert!(
+        uploads
+            .iter()
+            .any(|u| u["resumed_from"].as_u64().unwrap_or(0) > 0),
+        "restarted uploader served a resumed range: {uploads:?}"
+    );
+}
+
+#[test]
+fn a_file_changed_between_sessions_is_restarted_not_corrupted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, mut b, share) = setup(tmp.path());
+    let an = a.name();
+    let id = b.download(&format!("{an}/Movies/film.mkv"));
+    freeze_uploader_mid_transfer(&a, &b, id, 0.1);
+    b.stop();
+    signal(a.pid(), "-CONT");
+    let part = b.download_dir.join(&an).join("Movies/film.mkv.part");
+    assert!(
+        fs::metadata(&part).unwrap().len() > 0,
+        "graceful stop keeps progress"
+    );
+    // Same size, new content and a new mtime: appending would silently corrupt the file.
+    write_random_file(&share.join("film.mkv"), SIZE, 4242);
+    assert!(Command::new("touch")
+        .args(["-d", "@2000000000"])
+        .arg(share.join("film.mkv"))
+        .status()
+        .unwrap()
+        .success());
+    b.start();
+    b.wait_download_done(id, Duration::from_secs(90));
+    assert_eq!(
+        sha256_file(&b.download_dir.join(&an).join("Movies/film.mkv")),
+        sha256_file(&share.join("film.mkv"))
+    );
+}
+
+#[test]
+fn a_file_shrinking_mid_read_is_recorded_and_retried() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b, share) = setup(tmp.path());
+    let an = a.name();
+    let id = b.download(&format!("{an}/Movies/film.mkv"));
+    freeze_uploader_mid_transfer(&a, &b, id, 0.1);
+    let file = fs::OpenOptions::new()
+        .write(true)
+        .open(share.join("film.mkv"))
+        .unwrap();
+    file.set_len(1000).unwrap();
+    signal(a.pid(), "-CONT");
+    let error = wait_for("the error to be recorded", Duration::from_secs(20), || {
+        b.transfer(id)["error"].as_str().map(str::to_string)
+    });
+    assert!(error.contains("changed"), "{error}");
+    assert_ne!(b.transfer(id)["state"], "done");
+    // The retry sees the new size and fetches the file as it now is.
+    b.wait_download_done(id, Duration::from_secs(60));
+    assert_eq!(
+        sha256_file(&b.download_dir.join(&an).join("Movies/film.mkv")),
+        sha256_file(&share.join("film.mkv"))
+    );
+}
+
+struct Mount(std::path::PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_pauses_the_download_and_it_resumes_when_space_returns() {
+    let tmp = tempfile::tempdir().unwrap();
+    let small = tmp.path().join("small-disk");
+    fs::create_dir_all(&small).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=48m", "tmpfs"])
+        .arg(&small)
+        .status()
+        .unwrap();
+    assert!(
+        mounted.success(),
+        "this test needs root to mount a small tmpfs"
+    );
+    let _mount = Mount(small.clone());
+    let share = tmp.path().join("share/Iso");
+    write_random_file(&share.join("disk.img"), 96 * 1024 * 1024, 7);
+    let mut a = Daemon::new(tmp.path(), "uploader").share(&share);
+    let mut b = Daemon::new(tmp.path(), "downloader");
+    b.download_dir = small.join("dl");
+    a.start();
+    b.start();
+    connect(&b, &a);
+    let an = a.name();
+    wait_for("index", Duration::from_secs(20), || {
+        a.cli_json(&["shares", "--json"])
+            .as_array()
+            .is_some_and(|l| l.len() == 2)
+            .then_some(())
+    });
+    let id = b.download(&format!("{an}/Iso/disk.img"));
+    let paused = wait_for("disk_full state", Duration::from_secs(30), || {
+        let t = b.transfer(id);
+        (t["state"] == "disk_full").then_some(t)
+    });
+    assert!(
+        paused["error"].as_str().unwrap().contains("no space"),
+        "{paused}"
+    );
+    let part = small.join("dl").join(&an).join("Iso/disk.img.part");
+    let kept = fs::metadata(&part).unwrap().len();
+    assert!(kept > 0);
+    assert!(Command::new("mount")
+        .args(["-o", "remount,size=256m"])
+        .arg(&small)
+        .status()
+        .unwrap()
+        .success());
+    b.wait_download_done(id, Duration::from_secs(60));
+    assert_eq!(
+        sha256_file(&small.join("dl").join(&an).join("Iso/disk.img")),
+        sha256_file(&share.join("disk.img"))
+    );
+    let resumed = a
+        .uploads()
+        .iter()
+        .filter_map(|u| u["resumed_from"].as_u64())
+        .max()
+        .unwrap_or(0);
+    assert!(
+        resumed > 0 && resumed <= kept,
+        "resumed from {resumed}, part held {kept}: written bytes were kept"
+    );
+    a.stop();
+    b.stop();
+}

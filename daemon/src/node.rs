@@ -282,7 +282,7 @@ impl Node {
     }
 
     async fn upload_progress_loop(self: Arc<Self>) {
-        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        let mut tick = tokio::time::interval(crate::transfer::PROGRESS_INTERVAL);
         loop {
             tick.tick().await;
             self.uploads.emit_progress();

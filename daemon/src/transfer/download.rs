@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, Notify};
 use tokio::task::AbortHandle;
 
 use super::plan::{self, RateMeter};
-use super::{FailedFile, TransferState, TransferView};
+use super::{ActiveFile, FailedFile, TransferState, TransferView};
 use crate::events::{Event, EventSender};
 use crate::net::peers::{PeerConnection, PeerTable};
 use crate::net::rpc::{self, RpcError};
@@ -42,8 +42,8 @@ pub enum DownloadError {
     Store(#[from] StoreError),
 }
 
-#[derive(Default)]
 struct FileProgress {
+    size: u64,
     received: AtomicU64,
     start: AtomicU64,
 }
@@ -193,6 +193,15 @@ impl Job {
                 .values()
                 .map(|f| f.progress.start.load(Ordering::Relaxed))
                 .sum(),
+            active_files: self
+                .in_flight
+                .iter()
+                .map(|(path, f)| ActiveFile {
+                    path: path.clone(),
+                    size: f.progress.size,
+                    received: f.progress.received.load(Ordering::Relaxed),
+                })
+                .collect(),
         }
     }
 
@@ -350,9 +359,9 @@ impl Downloads {
     }
 
     /// The scheduler: dispatches work whenever woken (new request, peer connected, file
-    /// finished) and every second for retries; emits progress twice a second.
+    /// finished) and every second for retries; emits progress every `PROGRESS_INTERVAL`.
     pub async fn run(self: Arc<Self>) {
-        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        let mut tick = tokio::time::interval(super::PROGRESS_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut ticks = 0u64;
         loop {
@@ -361,7 +370,7 @@ impl Downloads {
                 _ = tick.tick() => {
                     ticks += 1;
                     self.emit_progress();
-                    if ticks % 2 != 0 { continue; }
+                    if ticks % 4 != 0 { continue; }
                 }
             }
             self.schedule();
@@ -408,7 +417,11 @@ impl Downloads {
             while active_total < self.limits.total && *peer_active < self.limits.per_peer {
                 match self.next_file(id, job) {
                     Next::File(path, record) => {
-                        let progress = Arc::new(FileProgress::default());
+                        let progress = Arc::new(FileProgress {
+                            size: record.size,
+                            received: AtomicU64::new(0),
+                            start: AtomicU64::new(0),
+                        });
                         let task = tokio::spawn(self.clone().fetch_task(
                             id,
                             peer.clone(),

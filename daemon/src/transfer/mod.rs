@@ -7,6 +7,9 @@ pub mod upload;
 
 use serde::Serialize;
 
+/// How often progress (bytes, rate, ETA) of active transfers goes out as events.
+pub const PROGRESS_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TransferState {
@@ -18,6 +21,14 @@ pub enum TransferState {
     DiskFull,
     Done,
     Failed,
+}
+
+/// A file of a download that is being fetched right now.
+#[derive(Debug, Clone, Serialize)]
+pub struct ActiveFile {
+    pub path: String,
+    pub size: u64,
+    pub received: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -44,6 +55,7 @@ pub struct TransferView {
     pub failures: Vec<FailedFile>,
     /// Offset the current read started from: shows how much a resume skipped.
     pub resumed_from: u64,
+    pub active_files: Vec<ActiveFile>,
 }
 
 impl TransferView {
@@ -74,6 +86,7 @@ impl TransferView {
             files_done: (state == TransferState::Done) as u64,
             failures: Vec::new(),
             resumed_from: start,
+            active_files: Vec::new(),
         }
     }
 }

@@ -1,0 +1,189 @@
+//! Queues, partial failures and live progress: upload slots with a queue behind them, a
+//! directory download that survives one bad file, and progress events over `/ws`.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use futures_util::StreamExt;
+use serde_json::Value;
+
+#[test]
+fn upload_slots_queue_requests_beyond_the_limit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let share = tmp.path().join("share/Big");
+    for i in 0..3 {
+        write_random_file(&share.join(format!("part{i}.bin")), 96 * 1024 * 1024, i);
+    }
+    let mut a = Daemon::new(tmp.path(), "a")
+        .share(&share)
+        .args(&["--max-uploads", "1"]);
+    let mut b = Daemon::new(tmp.path(), "b").args(&[
+        "--max-downloads-per-peer",
+        "3",
+        "--max-downloads",
+        "3",
+    ]);
+    a.start();
+    b.start();
+    connect(&b, &a);
+    let an = a.name();
+    wait_for("index", Duration::from_secs(20), || {
+        a.cli_json(&["shares", "--json"])
+            .as_array()
+            .is_some_and(|l| l.len() == 4)
+            .then_some(())
+    });
+    let id = b.download(&format!("{an}/Big"));
+    let mut saw_queue = false;
+    wait_for(
+        "download to finish while watching upload slots",
+        Duration::from_secs(120),
+        || {
+            let uploads = a.uploads();
+            let active = uploads.iter().filter(|u| u["state"] == "active").count();
+            assert!(active <= 1, "more uploads than slots: {uploads:?}");
+            saw_queue |= active == 1 && uploads.iter().any(|u| u["state"] == "queued");
+            (b.transfer(id)["state"] == "done").then_some(())
+        },
+    );
+    assert!(
+        saw_queue,
+        "requests beyond the single slot should have waited in the queue"
+    );
+    for i in 0..3 {
+        let name = format!("part{i}.bin");
+        assert_eq!(
+            sha256_file(&b.download_dir.join(&an).join("Big").join(&name)),
+            sha256_file(&share.join(&name))
+        );
+    }
+}
+
+#[test]
+fn one_failing_file_does_not_stop_a_directory_download() {
+    let tmp = tempfile::tempdir().unwrap();
+    let share = tmp.path().join("share/Mixed");
+    for name in ["a.txt", "gone.txt", "z.txt"] {
+        write_random_file(&share.join(name), 5000, name.len() as u64);
+    }
+    let mut a = Daemon::new(tmp.path(), "a").share(&share);
+    let mut b = Daemon::new(tmp.path(), "b");
+    a.start();
+    b.start();
+    connect(&b, &a);
+    let an = a.name();
+    wait_for("index", Duration::from_secs(20), || {
+        a.cli_json(&["shares", "--json"])
+            .as_array()
+            .is_some_and(|l| l.len() == 4)
+            .then_some(())
+    });
+    // Listed in the index, but gone from disk by the time it is read.
+    std::fs::remove_file(share.join("gone.txt")).unwrap();
+    let out = b.cli(&["download", &format!("{an}/Mixed"), "--wait", "-q"]);
+    assert!(!out.status.success(), "a partial failure is reported");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("gone.txt"), "{stderr}");
+    let transfers = b.cli_json(&["transfers", "--json"]);
+    let t = transfers
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["path"] == "Mixed")
+        .unwrap();
+    assert_eq!(t["state"], "failed");
+    assert_eq!(t["files_done"], 2);
+    assert_eq!(t["failures"][0]["path"], "Mixed/gone.txt");
+    assert!(
+        t["failures"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("no such file"),
+        "{t}"
+    );
+    for name in ["a.txt", "z.txt"] {
+        assert_eq!(
+            sha256_file(&b.download_dir.join(&an).join("Mixed").join(name)),
+            sha256_file(&share.join(name))
+        );
+    }
+}
+
+async fn collect_events(url: String, until_done: &'static str) -> Vec<Value> {
+    let (mut socket, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("websocket");
+    let mut events = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while let Ok(Some(Ok(message))) = tokio::time::timeout_at(deadline, socket.next()).await {
+        let Ok(text) = message.into_text() else {
+            continue;
+        };
+        let Ok(event) = serde_json::from_str::<Value>(&text) else {
+            continue;
+        };
+        let finished = event["type"] == "transfer"
+            && event["direction"] == until_done
+            && event["state"] == "done";
+        events.push(event);
+        if finished {
+            break;
+        }
+    }
+    events
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_is_pushed_over_the_websocket_for_both_directions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let share = tmp.path().join("share/Video");
+    write_random_file(&share.join("clip.mp4"), 512 * 1024 * 1024, 9);
+    let mut a = Daemon::new(tmp.path(), "a").share(&share);
+    let mut b = Daemon::new(tmp.path(), "b");
+    a.start();
+    b.start();
+    connect(&b, &a);
+    let an = a.name();
+    wait_for("index", Duration::from_secs(20), || {
+        a.cli_json(&["shares", "--json"])
+            .as_array()
+            .is_some_and(|l| l.len() == 2)
+            .then_some(())
+    });
+    let down_events = tokio::spawn(collect_events(
+        format!("{}/ws", b.ui.replace("http", "ws")),
+        "download",
+    ));
+    let up_events = tokio::spawn(collect_events(
+        format!("{}/ws", a.ui.replace("http", "ws")),
+        "upload",
+    ));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let id = b.download(&format!("{an}/Video/clip.mp4"));
+    let down = down_events.await.unwrap();
+    let up = up_events.await.unwrap();
+    let done = down
+        .iter()
+        .find(|e| e["type"] == "transfer" && e["id"] == id && e["state"] == "done")
+        .unwrap_or_else(|| panic!("no completion event in {down:?}"));
+    assert_eq!(done["received"].as_u64(), Some(512 * 1024 * 1024));
+    assert!(
+        up.iter().any(|e| e["type"] == "transfer"
+            && e["direction"] == "upload"
+            && e["state"] == "done"
+            && e["peer"] == b.name().as_str()),
+        "{up:?}"
+    );
+    // Progress in between carries a rate, and the ETA follows from it.
+    let progress: Vec<&Value> = down
+        .iter()
+        .filter(|e| e["state"] == "active" && e["rate"].as_u64().unwrap_or(0) > 0)
+        .collect();
+    assert!(
+        !progress.is_empty(),
+        "expected active events with a rate: {down:?}"
+    );
+    assert!(progress.iter().all(|e| e["eta_seconds"].is_u64()));
+}

@@ -157,6 +157,7 @@ pub fn router(node: Arc<Node>, token: String) -> Router {
         .route("/transfers/{id}/resume", post(resume_transfer))
         .route("/read", get(read))
         .route("/stop", post(stop))
+        .fallback(|| async { ApiError::NotFound("no such API endpoint".into()) })
         .layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .nest("/api", api)

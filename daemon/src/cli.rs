@@ -324,14 +324,11 @@ pub fn run_client(cli: &Cli, storage: &Path) -> anyhow::Result<()> {
             } else {
                 "/api/ls"
             };
-            let body = client.get(endpoint, &list_query(args))?.into_string()?;
+            let body = client.get(endpoint, &list_query(args))?.into_reader();
             // A listing cut short ends with an error object after the array.
-            let mut parts = serde_json::Deserializer::from_str(&body).into_iter::<Value>();
+            let mut parts = serde_json::Deserializer::from_reader(body).into_iter::<Value>();
             let entries = parts.next().ok_or_else(|| anyhow!("empty answer"))??;
-            if *match &cli.command {
-                Command::Shares(a) | Command::Ls(a) => &a.json,
-                _ => &false,
-            } {
+            if args.json {
                 println!("{}", serde_json::to_string(&entries)?);
             } else {
                 print_entries(&entries);

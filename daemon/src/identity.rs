@@ -194,15 +194,17 @@ const ANIMALS: [&str; 64] = [
     "Yak",
 ];
 
-/// `Adjective` + `Animal` + four hex digits, all taken from the first four key bytes
-/// (see PROTOCOL.md, "Peer names").
+/// `Adjective` + `Animal` + six hex digits, all taken from the first five key bytes
+/// (36 bits; see PROTOCOL.md, "Peer names"). Names are for people; connections are always
+/// checked against the full key.
 pub fn peer_name(public_key: &PublicKey) -> String {
     format!(
-        "{}{}{:02x}{:02x}",
+        "{}{}{:02x}{:02x}{:02x}",
         ADJECTIVES[(public_key[0] % 64) as usize],
         ANIMALS[(public_key[1] % 64) as usize],
         public_key[2],
-        public_key[3]
+        public_key[3],
+        public_key[4]
     )
 }
 
@@ -230,9 +232,9 @@ mod tests {
         key[1] = 64 + 46;
         key[2] = 0xab;
         key[3] = 0x01;
-        assert_eq!(peer_name(&key), "CalmOtterab01");
+        assert_eq!(peer_name(&key), "CalmOtterab0100");
         key[3] = 0x02;
-        assert_eq!(peer_name(&key), "CalmOtterab02");
+        assert_eq!(peer_name(&key), "CalmOtterab0200");
     }
 
     #[test]

@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::announce::{AnnounceAddress, NatType};
 use crate::events::{self, Event, EventSender};
-use crate::identity::{self, Identity};
+use crate::identity::{self, Identity, PublicKey};
 use crate::net::peers::{
     Backoff, ConnectionFacts, PeerConnection, PeerTable, Registered, CLOSE_BY_USER,
 };
@@ -31,6 +31,8 @@ use crate::wire::{
 /// A peer that opens a stream must send its request within this time.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const RECONNECT_TICK: Duration = Duration::from_secs(1);
+/// A connection that lasted this long resets its peer's reconnect backoff.
+const STABLE_CONNECTION: Duration = Duration::from_secs(60);
 /// Stream reset code for a request frame we could not parse.
 const RESET_MALFORMED: u32 = 4;
 const DB_CACHE_BYTES: usize = 4 * 1024 * 1024;
@@ -129,10 +131,8 @@ impl Node {
         let identity = Identity::load_or_create(&storage)?;
         let store = Arc::new(Store::open(&storage, DB_CACHE_BYTES)?);
         let remembered: Option<SocketAddr> = store.setting("listen")?.and_then(|s| s.parse().ok());
-        let wanted = config
-            .listen
-            .or(remembered)
-            .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
+        let default_ip = remembered.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |r| r.ip());
+        let wanted = config.listen.unwrap_or(SocketAddr::new(default_ip, 0));
         // Port 0 means "any": prefer the port we had last time so announce addresses stay valid.
         let quic = match remembered.filter(|r| wanted.port() == 0 && r.ip() == wanted.ip()) {
             Some(previous) => QuicNode::bind(previous, &identity)
@@ -436,7 +436,6 @@ impl Node {
             tracing::debug!("dropped a duplicate connection to {name}");
             return;
         }
-        lock(&self.backoff).remove(&name);
         tracing::info!(
             "connected to {name} at {} ({})",
             conn.remote_address(),
@@ -446,7 +445,10 @@ impl Node {
             name: name.clone(),
             remote_address: conn.remote_address().to_string(),
         });
-        tokio::spawn(self.clone().serve_connection(name.clone(), conn.clone()));
+        tokio::spawn(
+            self.clone()
+                .serve_connection(name.clone(), key, conn.clone()),
+        );
         tokio::spawn(self.clone().introduce(name, conn, outbound));
         self.downloads.wake();
     }
@@ -476,11 +478,17 @@ impl Node {
         }
     }
 
-    async fn serve_connection(self: Arc<Self>, name: String, conn: quinn::Connection) {
+    async fn serve_connection(
+        self: Arc<Self>,
+        name: String,
+        key: PublicKey,
+        conn: quinn::Connection,
+    ) {
+        let started = Instant::now();
         loop {
             match conn.accept_bi().await {
                 Ok((send, recv)) => {
-                    tokio::spawn(self.clone().serve_stream(name.clone(), send, recv));
+                    tokio::spawn(self.clone().serve_stream(name.clone(), key, send, recv));
                 }
                 Err(e) => {
                     tracing::debug!("connection to {name} ended: {e}");
@@ -489,6 +497,19 @@ impl Node {
             }
         }
         if self.peers.remove_if_current(&name, conn.stable_id()) {
+            // A connection that dies young (for instance one the peer refuses right after the
+            // handshake) counts as a failed attempt, so redials back off instead of spinning.
+            let now = Instant::now();
+            let mut backoff = lock(&self.backoff);
+            let entry = backoff
+                .entry(name.clone())
+                .or_insert_with(|| Backoff::new(now));
+            if started.elapsed() >= STABLE_CONNECTION {
+                *entry = Backoff::new(now);
+            } else {
+                entry.failed(now);
+            }
+            drop(backoff);
             tracing::info!("{name} disconnected");
             let _ = self.events.send(Event::PeerDisconnected { name });
             self.downloads.wake();
@@ -498,6 +519,7 @@ impl Node {
     async fn serve_stream(
         self: Arc<Self>,
         peer: String,
+        peer_key: PublicKey,
         mut send: quinn::SendStream,
         mut recv: quinn::RecvStream,
     ) {
@@ -547,7 +569,7 @@ impl Node {
             Request::AnnouncePeer { announce_address } => {
                 let reply = match invalid {
                     Some(e) => AnnounceReply::Error(e),
-                    None => self.on_announce(&peer, &announce_address).await,
+                    None => self.on_announce(&peer, &peer_key, &announce_address).await,
                 };
                 let _ = write_frame(&mut send, &reply, MAX_RESPONSE_FRAME).await;
                 let _ = send.finish();
@@ -588,12 +610,23 @@ impl Node {
                 break;
             }
         }
+        // A peer that stopped reading must not leave the lister blocked on a full channel.
+        drop(rx);
         lister
             .await
             .unwrap_or_else(|e| Err(WireError::Io(e.to_string())))
     }
 
-    async fn on_announce(self: &Arc<Self>, from: &str, text: &str) -> AnnounceReply {
+    /// Handles `AnnouncePeer`. A peer's own address is accepted as given (its key is the one
+    /// it authenticated with). A third party's address only adds a peer we do not know or
+    /// updates an offline one with the same key: gossip never swaps the key behind a name,
+    /// nor moves a peer that is connected.
+    async fn on_announce(
+        self: &Arc<Self>,
+        from: &str,
+        from_key: &PublicKey,
+        text: &str,
+    ) -> AnnounceReply {
         let address: AnnounceAddress = match text.parse() {
             Ok(a) => a,
             Err(e) => return AnnounceReply::Error(WireError::BadRequest(e.to_string())),
@@ -602,7 +635,19 @@ impl Node {
             return AnnounceReply::Ok;
         }
         let name = address.name();
+        let introduces_itself = address.public_key == *from_key;
         let known = self.store.known_peer(&name).ok().flatten();
+        let known_key = known
+            .as_ref()
+            .and_then(|k| k.announce_address.parse::<AnnounceAddress>().ok())
+            .map(|a| a.public_key);
+        if known_key.is_some_and(|k| k != address.public_key) {
+            tracing::warn!("{from} announced another key under the known name {name}; ignored");
+            return AnnounceReply::Ok;
+        }
+        if !introduces_itself && self.peers.get(&name).is_some() {
+            return AnnounceReply::Ok;
+        }
         let disconnected = known.as_ref().is_some_and(|k| k.disconnected);
         let record = KnownPeer {
             announce_address: address.to_string(),
@@ -613,11 +658,11 @@ impl Node {
                 tracing::warn!("cannot remember peer {name}: {e}");
             }
         }
-        if name == from {
-            // The peer introduced itself: now others can learn how to reach it.
+        if introduces_itself {
+            // Now others can learn how to reach it.
             let node = self.clone();
             tokio::spawn(async move { node.gossip(&name).await });
-        } else if !disconnected && self.peers.get(&name).is_none() {
+        } else if !disconnected {
             tracing::info!("{from} told us about {name}; connecting");
             let node = self.clone();
             tokio::spawn(async move {

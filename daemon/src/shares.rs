@@ -6,16 +6,18 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
-use std::time::UNIX_EPOCH;
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
-use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
+use redb::{Durability, ReadableDatabase, ReadableTable, WriteTransaction};
 use serde::Serialize;
 
 use crate::store::{IndexValue, Store, StoreError, INDEX, SHARES};
 use crate::wire::{Entry, WireError};
 
-/// Commit a rescan in slices so a huge share never holds one giant transaction in memory.
+/// A rescan commits in slices, so a huge share never holds one giant transaction in memory
+/// and other writers (download progress) never wait long behind it.
 const OPS_PER_COMMIT: usize = 20_000;
+const SLICE_TIME: Duration = Duration::from_millis(50);
 /// Deeper trees are not indexed: protects against pathological nesting.
 const MAX_DEPTH: usize = 128;
 
@@ -221,13 +223,7 @@ impl Shares {
             .get(name)
             .cloned()
             .ok_or_else(|| SharesError::UnknownShare(name.into()))?;
-        let mut scan = Scan {
-            store: &self.store,
-            root: &root,
-            txn: None,
-            ops: 0,
-            stats: ScanStats::default(),
-        };
+        let mut scan = Scan::new(&self.store, &root);
         let (size, mtime) = match fs::metadata(&root) {
             Ok(meta) => (scan.dir(&root, name, 0)?, mtime_secs(&meta)),
             Err(e) => {
@@ -243,8 +239,7 @@ impl Shares {
                 is_dir: true,
             },
         )?;
-        scan.commit()?;
-        Ok(scan.stats)
+        scan.finish()
     }
 
     /// Streams entries under `path` to `sink` (which returns false to stop early).
@@ -354,8 +349,11 @@ impl Shares {
 struct Scan<'a> {
     store: &'a Store,
     root: &'a Path,
-    txn: Option<WriteTransaction>,
+    /// Open only while there are changes to write, so an unchanged rescan never blocks writers.
+    txn: Option<(WriteTransaction, Instant)>,
     ops: usize,
+    /// Non-durable commits were made; a final durable commit must follow.
+    unsynced: bool,
     stats: ScanStats,
 }
 
@@ -365,46 +363,91 @@ struct Child {
     value: IndexValue,
 }
 
+fn db_error(e: impl Into<redb::Error>) -> SharesError {
+    SharesError::Store(StoreError::Db(e.into().to_string()))
+}
+
 impl Scan<'_> {
-    fn txn(&mut self) -> Result<&WriteTransaction, SharesError> {
+    fn new<'a>(store: &'a Store, root: &'a Path) -> Scan<'a> {
+        Scan {
+            store,
+            root,
+            txn: None,
+            ops: 0,
+            unsynced: false,
+            stats: ScanStats::default(),
+        }
+    }
+
+    fn write_txn(&mut self) -> Result<&WriteTransaction, SharesError> {
         if self.txn.is_none() {
-            self.txn = Some(self.store.db().begin_write().map_err(StoreError::from)?);
+            let mut txn = self.store.db().begin_write().map_err(db_error)?;
+            // Slices are committed cheaply; `finish` makes them durable in one fsync.
+            txn.set_durability(Durability::None)
+                .map_err(|e| SharesError::Store(StoreError::Db(e.to_string())))?;
+            self.txn = Some((txn, Instant::now()));
         }
         self.txn
             .as_ref()
+            .map(|(t, _)| t)
             .ok_or_else(|| SharesError::Store(StoreError::Db("no transaction".into())))
     }
 
-    fn commit(&mut self) -> Result<(), SharesError> {
-        if let Some(txn) = self.txn.take() {
-            txn.commit().map_err(StoreError::from)?;
+    /// Commits the current slice if it is big or old enough that other writers would notice.
+    fn maybe_commit(&mut self) -> Result<(), SharesError> {
+        let due = self.txn.as_ref().is_some_and(|(_, opened)| {
+            self.ops >= OPS_PER_COMMIT || opened.elapsed() >= SLICE_TIME
+        });
+        if due {
+            if let Some((txn, _)) = self.txn.take() {
+                txn.commit().map_err(db_error)?;
+                self.unsynced = true;
+                self.ops = 0;
+            }
         }
-        self.ops = 0;
         Ok(())
     }
 
-    fn count_ops(&mut self, n: usize) -> Result<(), SharesError> {
-        self.ops += n;
-        if self.ops >= OPS_PER_COMMIT {
-            self.commit()?;
+    fn finish(mut self) -> Result<ScanStats, SharesError> {
+        let txn = match self.txn.take() {
+            Some((txn, _)) => Some(txn),
+            None if self.unsynced => Some(self.store.db().begin_write().map_err(db_error)?),
+            None => None,
+        };
+        if let Some(mut txn) = txn {
+            txn.set_durability(Durability::Immediate)
+                .map_err(|e| SharesError::Store(StoreError::Db(e.to_string())))?;
+            txn.commit().map_err(db_error)?;
         }
-        Ok(())
+        Ok(self.stats)
+    }
+
+    /// The direct children of `key` as stored: from the open slice if any, else a read snapshot.
+    fn stored_children(&self, key: &str) -> Result<BTreeMap<String, IndexValue>, SharesError> {
+        match &self.txn {
+            Some((txn, _)) => stored_children(&txn.open_table(INDEX).map_err(db_error)?, key),
+            None => {
+                let read = self.store.db().begin_read().map_err(db_error)?;
+                stored_children(&read.open_table(INDEX).map_err(db_error)?, key)
+            }
+        }
     }
 
     fn put_if_changed(&mut self, key: &str, value: IndexValue) -> Result<(), SharesError> {
-        let txn = self.txn()?;
-        let mut index = txn.open_table(INDEX).map_err(StoreError::from)?;
-        let current = index
-            .get(key)
-            .map_err(StoreError::from)?
-            .and_then(|v| IndexValue::unpack(v.value()));
+        let current = match &self.txn {
+            Some((txn, _)) => stored_value(&txn.open_table(INDEX).map_err(db_error)?, key)?,
+            None => {
+                let read = self.store.db().begin_read().map_err(db_error)?;
+                stored_value(&read.open_table(INDEX).map_err(db_error)?, key)?
+            }
+        };
         if current != Some(value) {
-            index
+            let txn = self.write_txn()?;
+            txn.open_table(INDEX)
+                .map_err(db_error)?
                 .insert(key, value.pack().as_slice())
-                .map_err(StoreError::from)?;
-            drop(index);
+                .map_err(db_error)?;
             self.stats.written += 1;
-            self.count_ops(1)?;
         }
         Ok(())
     }
@@ -416,11 +459,7 @@ impl Scan<'_> {
         if depth < MAX_DEPTH {
             match fs::read_dir(dir) {
                 Ok(entries) => {
-                    for entry in entries.flatten() {
-                        if let Some(child) = self.child(entry) {
-                            children.push(child);
-                        }
-                    }
+                    children.extend(entries.flatten().filter_map(|entry| self.child(entry)))
                 }
                 Err(e) => tracing::warn!("cannot read {}: {e}", dir.display()),
             }
@@ -442,8 +481,8 @@ impl Scan<'_> {
 
     fn child(&self, entry: fs::DirEntry) -> Option<Child> {
         let name = match entry.file_name().into_string() {
-            Ok(name) if !name.contains('/') => name,
-            _ => {
+            Ok(name) => name,
+            Err(_) => {
                 tracing::debug!("skipping non-UTF-8 name in {}", entry.path().display());
                 return None;
             }
@@ -474,60 +513,78 @@ impl Scan<'_> {
 
     /// Writes changed children of `key` and removes children (and their subtrees) that vanished.
     fn merge_children(&mut self, key: &str, children: &[Child]) -> Result<(), SharesError> {
-        let prefix = format!("{key}/");
-        let end = subtree_end(key);
-        let mut existing: BTreeMap<String, IndexValue> = BTreeMap::new();
-        {
-            let txn = self.txn()?;
-            let index = txn.open_table(INDEX).map_err(StoreError::from)?;
-            let mut start = prefix.clone();
-            'outer: loop {
-                for row in index
-                    .range(start.as_str()..end.as_str())
-                    .map_err(StoreError::from)?
-                {
-                    let (k, v) = row.map_err(StoreError::from)?;
-                    let rest = &k.value()[prefix.len()..];
-                    if let Some(slash) = rest.find('/') {
-                        start = subtree_end(&k.value()[..prefix.len() + slash]);
-                        continue 'outer;
-                    }
-                    if let Some(v) = IndexValue::unpack(v.value()) {
-                        existing.insert(rest.to_string(), v);
-                    }
-                }
-                break;
-            }
+        let mut stored = self.stored_children(key)?;
+        let changed: Vec<&Child> = children
+            .iter()
+            .filter(|c| stored.remove(&c.name) != Some(c.value))
+            .collect();
+        if changed.is_empty() && stored.is_empty() {
+            return Ok(());
         }
-        let (mut written, mut removed) = (0, 0);
+        let prefix = format!("{key}/");
         {
-            let txn = self.txn()?;
-            let mut index = txn.open_table(INDEX).map_err(StoreError::from)?;
-            for child in children {
-                if existing.remove(&child.name) != Some(child.value) {
-                    let child_key = format!("{prefix}{}", child.name);
-                    index
-                        .insert(child_key.as_str(), child.value.pack().as_slice())
-                        .map_err(StoreError::from)?;
-                    written += 1;
-                }
+            let txn = self.write_txn()?;
+            let mut index = txn.open_table(INDEX).map_err(db_error)?;
+            for child in &changed {
+                let child_key = format!("{prefix}{}", child.name);
+                index
+                    .insert(child_key.as_str(), child.value.pack().as_slice())
+                    .map_err(db_error)?;
             }
-            for (gone, value) in existing {
+            for (gone, value) in &stored {
                 let gone_key = format!("{prefix}{gone}");
-                index.remove(gone_key.as_str()).map_err(StoreError::from)?;
+                index.remove(gone_key.as_str()).map_err(db_error)?;
                 if value.is_dir {
                     let sub_start = format!("{gone_key}/");
                     let sub_end = subtree_end(&gone_key);
                     index
                         .retain_in(sub_start.as_str()..sub_end.as_str(), |_, _| false)
-                        .map_err(StoreError::from)?;
+                        .map_err(db_error)?;
                 }
-                removed += 1;
             }
         }
-        self.stats.written += written;
-        self.stats.removed += removed;
-        self.count_ops((written + removed) as usize)
+        self.stats.written += changed.len() as u64;
+        self.stats.removed += stored.len() as u64;
+        self.ops += changed.len() + stored.len();
+        self.maybe_commit()
+    }
+}
+
+fn stored_value(
+    index: &impl ReadableTable<&'static str, &'static [u8]>,
+    key: &str,
+) -> Result<Option<IndexValue>, SharesError> {
+    Ok(index
+        .get(key)
+        .map_err(db_error)?
+        .and_then(|v| IndexValue::unpack(v.value())))
+}
+
+/// Direct children of `key`, jumping over each child directory's subtree.
+fn stored_children(
+    index: &impl ReadableTable<&'static str, &'static [u8]>,
+    key: &str,
+) -> Result<BTreeMap<String, IndexValue>, SharesError> {
+    let prefix = format!("{key}/");
+    let end = subtree_end(key);
+    let mut out = BTreeMap::new();
+    let mut start = prefix.clone();
+    'outer: loop {
+        for row in index
+            .range(start.as_str()..end.as_str())
+            .map_err(db_error)?
+        {
+            let (k, v) = row.map_err(db_error)?;
+            let rest = &k.value()[prefix.len()..];
+            if let Some(slash) = rest.find('/') {
+                start = subtree_end(&k.value()[..prefix.len() + slash]);
+                continue 'outer;
+            }
+            if let Some(v) = IndexValue::unpack(v.value()) {
+                out.insert(rest.to_string(), v);
+            }
+        }
+        return Ok(out);
     }
 }
 

@@ -20,7 +20,6 @@ pub const MAX_SEARCH_BYTES: usize = 256;
 /// QUIC application error codes used to reset a `Read` stream mid-body.
 pub const RESET_FILE_CHANGED: u32 = 1;
 pub const RESET_IO_ERROR: u32 = 2;
-pub const RESET_SHUTTING_DOWN: u32 = 3;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Request {
@@ -61,8 +60,6 @@ pub enum WireError {
     BadRequest(String),
     #[error("read error on the sharing peer: {0}")]
     Io(String),
-    #[error("the sharing peer is shutting down")]
-    ShuttingDown,
 }
 
 /// Sent repeatedly in answer to `Ls`; the stream's clean end (FIN) marks the listing complete.

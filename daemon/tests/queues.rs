@@ -36,6 +36,8 @@ fn upload_slots_queue_requests_beyond_the_limit() {
             .then_some(())
     });
     let id = b.download(&format!("{an}/Big"));
+    // The same file requested on its own as well: the two requests must not write one `.part` at once.
+    let single = b.download(&format!("{an}/Big/part1.bin"));
     let mut saw_queue = false;
     wait_for(
         "download to finish while watching upload slots",
@@ -52,6 +54,7 @@ fn upload_slots_queue_requests_beyond_the_limit() {
         saw_queue,
         "requests beyond the single slot should have waited in the queue"
     );
+    b.wait_download_done(single, Duration::from_secs(60));
     for i in 0..3 {
         let name = format!("part{i}.bin");
         assert_eq!(

@@ -69,7 +69,7 @@ impl Backoff {
     pub fn failed(&mut self, now: Instant) {
         self.failures = self.failures.saturating_add(1);
         let delay = Self::BASE
-            .saturating_mul(1u32 << self.failures.min(16))
+            .saturating_mul(1u32 << (self.failures - 1).min(16))
             .min(Self::MAX);
         self.next_attempt = now + delay;
     }
@@ -131,6 +131,13 @@ impl PeerTable {
         };
         let new = Arc::new(new);
         if let Some(existing) = map.get(&new.name) {
+            if existing.key != new.key {
+                // Names are short; a key ground to collide with a friend's name must not
+                // take over that friend's connection.
+                tracing::warn!("refusing a second key for the connected name {}", new.name);
+                new.connection.close(CLOSE_DUPLICATE.into(), b"name in use");
+                return Registered::Rejected;
+            }
             if !new_connection_wins(existing.live_facts(), new.facts, our_key, &new.key) {
                 new.connection.close(CLOSE_DUPLICATE.into(), b"duplicate");
                 return Registered::Rejected;
@@ -240,6 +247,8 @@ mod tests {
         let start = Instant::now();
         let mut b = Backoff::new(start);
         assert!(b.due(start));
+        b.failed(start);
+        assert_eq!(b.delay_after(start), Duration::from_secs(1));
         b.failed(start);
         assert_eq!(b.delay_after(start), Duration::from_secs(2));
         assert!(!b.due(start + Duration::from_secs(1)));

@@ -2,7 +2,7 @@
 //! expanded into per-file records, scheduled under total and per-peer limits, fetched into
 //! `.part` files that resume by appending, and renamed only when complete and synced.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::OpenOptions;
 use std::io::{Seek, SeekFrom, Write};
 use std::path::PathBuf;
@@ -394,8 +394,16 @@ impl Downloads {
         let mut jobs = self.jobs();
         let mut active_total: usize = jobs.values().map(|j| j.in_flight.len()).sum();
         let mut per_peer: HashMap<String, usize> = HashMap::new();
+        // Two requests can name the same file (a folder and a file inside it): only one
+        // fetch may write its `.part` at a time.
+        let mut busy: HashSet<(String, String)> = HashSet::new();
         for job in jobs.values() {
             *per_peer.entry(job.record.peer.clone()).or_default() += job.in_flight.len();
+            busy.extend(
+                job.in_flight
+                    .keys()
+                    .map(|p| (job.record.peer.clone(), p.clone())),
+            );
         }
         for (&id, job) in jobs.iter_mut() {
             if job.record.state != DownloadState::Queued || job.hold_until.is_some_and(|t| now < t)
@@ -415,8 +423,9 @@ impl Downloads {
             }
             let peer_active = per_peer.entry(job.record.peer.clone()).or_default();
             while active_total < self.limits.total && *peer_active < self.limits.per_peer {
-                match self.next_file(id, job) {
+                match self.next_file(id, job, &busy) {
                     Next::File(path, record) => {
+                        busy.insert((job.record.peer.clone(), path.clone()));
                         let progress = Arc::new(FileProgress {
                             size: record.size,
                             received: AtomicU64::new(0),
@@ -469,9 +478,10 @@ impl Downloads {
     }
 
     /// Finds the next pending file that is due, scanning after the cursor and then once from the start.
-    fn next_file(&self, id: u64, job: &mut Job) -> Next {
+    fn next_file(&self, id: u64, job: &mut Job, busy: &HashSet<(String, String)>) -> Next {
         let now = unix_now();
         let mut earliest_retry: Option<u64> = None;
+        let mut blocked = false;
         for pass in 0..2 {
             let mut found = None;
             let after = if pass == 0 { job.cursor.clone() } else { None };
@@ -479,6 +489,10 @@ impl Downloads {
                 .store
                 .visit_download_files(id, after.as_deref(), |path, file| {
                     if file.state != FileState::Pending || job.in_flight.contains_key(path) {
+                        return true;
+                    }
+                    if busy.contains(&(job.record.peer.clone(), path.to_string())) {
+                        blocked = true;
                         return true;
                     }
                     if file.retry_at <= now {
@@ -504,7 +518,7 @@ impl Downloads {
             Some(at) => Next::Wait(Some(
                 Instant::now() + Duration::from_secs(at.saturating_sub(now)),
             )),
-            None if job.in_flight.is_empty() => Next::Complete,
+            None if job.in_flight.is_empty() && !blocked => Next::Complete,
             None => Next::Wait(None),
         }
     }
@@ -516,7 +530,10 @@ impl Downloads {
             while let Some(entries) = listing.next().await? {
                 let files: Vec<(String, FileRecord)> = entries
                     .into_iter()
-                    .filter(|e| !e.is_dir)
+                    // Only what lies under the requested path, whatever the peer sends.
+                    .filter(|e| {
+                        !e.is_dir && (e.path == path || e.path.starts_with(&format!("{path}/")))
+                    })
                     .map(|e| {
                         (
                             e.path,
@@ -676,6 +693,13 @@ impl Downloads {
             Ok(p) => p,
             Err(e) => return Outcome::Permanent(e.to_string()),
         };
+        if plan::already_have(
+            std::fs::metadata(&local).ok().as_ref(),
+            record.size,
+            record.mtime,
+        ) {
+            return Outcome::Done;
+        }
         let part = plan::part_path(&local);
         let opened = local
             .parent()
@@ -772,10 +796,19 @@ impl Downloads {
         if received != size {
             return Outcome::Retry(format!("stream ended at {received} of {size} bytes"));
         }
-        match std::fs::rename(&part, &local) {
-            Ok(()) => Outcome::Done,
-            Err(e) => io_outcome(&e, &local),
+        if let Err(e) = std::fs::rename(&part, &local) {
+            return io_outcome(&e, &local);
         }
+        // The remote mtime marks the file as this exact version: asking for it again is free.
+        let mtime = UNIX_EPOCH + Duration::from_secs(mtime);
+        if let Err(e) = std::fs::File::options()
+            .write(true)
+            .open(&local)
+            .and_then(|f| f.set_modified(mtime))
+        {
+            tracing::debug!("cannot set mtime of {}: {e}", local.display());
+        }
+        Outcome::Done
     }
 }
 

@@ -18,11 +18,7 @@ pub fn local_path(download_dir: &Path, peer: &str, remote: &str) -> Result<PathB
         return Err(UnsafePath::BadPeerName(peer.to_string()));
     }
     let refused = || UnsafePath::Refused(remote.to_string());
-    if remote.is_empty()
-        || remote.starts_with('/')
-        || remote.contains('\0')
-        || remote.contains('\\')
-    {
+    if remote.is_empty() || remote.starts_with('/') || remote.contains('\0') {
         return Err(refused());
     }
     let mut out = download_dir.join(peer);
@@ -54,6 +50,18 @@ pub fn resume_offset(local_len: u64, expected_size: u64) -> u64 {
     } else {
         0
     }
+}
+
+/// A finished local file with the remote size and mtime (set when we completed it) is that
+/// version already: no need to fetch it again.
+pub fn already_have(local: Option<&std::fs::Metadata>, size: u64, mtime: u64) -> bool {
+    local.is_some_and(|m| {
+        let local_mtime = m
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+        m.is_file() && m.len() == size && local_mtime.map(|d| d.as_secs()) == Some(mtime)
+    })
 }
 
 /// Exponentially weighted rate over ticks, in bytes per second.
@@ -123,7 +131,6 @@ mod tests {
             "",
             "a/./b",
             "a\0",
-            "a\\..\\b",
             "a/..",
         ] {
             assert!(
@@ -131,8 +138,32 @@ mod tests {
                 "{bad:?} must be refused"
             );
         }
+        // A backslash is an ordinary character in a Unix file name, not a separator.
+        assert_eq!(
+            local_path(base, "Peer", "a\\..\\b").unwrap(),
+            Path::new("/dl/Peer/a\\..\\b")
+        );
         assert!(local_path(base, "../Peer", "a").is_err());
         assert!(local_path(base, "", "a").is_err());
+    }
+
+    #[test]
+    fn a_finished_file_is_recognised_by_size_and_mtime() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"12345").unwrap();
+        let mtime = std::time::UNIX_EPOCH + Duration::from_secs(1_600_000_000);
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
+        let meta = std::fs::metadata(&path).unwrap();
+        assert!(already_have(Some(&meta), 5, 1_600_000_000));
+        assert!(!already_have(Some(&meta), 5, 1_600_000_001));
+        assert!(!already_have(Some(&meta), 6, 1_600_000_000));
+        assert!(!already_have(None, 5, 1_600_000_000));
     }
 
     #[test]

@@ -201,10 +201,19 @@ impl Uploads {
         });
         self.track(upload.clone());
         let peer_slots = self.peer_slots(peer);
-        let (Ok(_total), Ok(_mine)) = (
-            self.total_slots.clone().acquire_owned().await,
-            peer_slots.acquire_owned().await,
-        ) else {
+        let slots = async {
+            let mine = peer_slots.acquire_owned().await;
+            let total = self.total_slots.clone().acquire_owned().await;
+            (mine, total)
+        };
+        // A requester that gives up while queued frees its place at once.
+        let (Ok(_mine), Ok(_total)) = (tokio::select! {
+            slots = slots => slots,
+            _ = send.stopped() => {
+                upload.set_state(TransferState::Failed, Some("cancelled by the peer while queued".into()));
+                return;
+            }
+        }) else {
             return;
         };
         upload.set_state(TransferState::Active, None);

@@ -10,6 +10,8 @@ use anyhow::{anyhow, bail, Context};
 use clap::{ArgAction, Args, Parser, Subcommand};
 use serde_json::{json, Value};
 
+use crate::config::{Defaults, Layer, Settings};
+
 #[derive(Parser, Debug)]
 #[command(
     name = "harddrive-party",
@@ -17,17 +19,15 @@ use serde_json::{json, Value};
     about = "Peer-to-peer file sharing for NAS boxes, single-board computers and routers"
 )]
 pub struct Cli {
-    /// Where the web UI and API listen (start) or are reached (other commands).
-    #[arg(
-        long,
-        global = true,
-        env = "HDP_UI_ADDRESS",
-        default_value = "http://127.0.0.1:3030"
-    )]
-    pub ui_address: String,
+    /// Where the web UI and API listen (start) or are reached (other commands) [default: http://127.0.0.1:3030]
+    #[arg(long, global = true, env = "HDP_UI_ADDRESS")]
+    pub ui_address: Option<String>,
     /// Storage directory [default: $XDG_DATA_HOME/harddrive-party or ~/.local/share/harddrive-party]
     #[arg(long, global = true, env = "HDP_STORAGE")]
     pub storage: Option<PathBuf>,
+    /// TOML config file; flags and HDP_* variables override it.
+    #[arg(long, global = true, env = "HDP_CONFIG")]
+    pub config: Option<PathBuf>,
     /// Debug logging (RUST_LOG overrides).
     #[arg(long, short, global = true)]
     pub verbose: bool,
@@ -87,36 +87,83 @@ pub enum Command {
 #[derive(Args, Debug)]
 pub struct StartArgs {
     /// Directory to share (repeatable).
-    #[arg(long = "share-dir")]
+    #[arg(long = "share-dir", env = "HDP_SHARE_DIRS", value_delimiter = ':')]
     pub share_dirs: Vec<PathBuf>,
-    /// Where downloads go [default: ~/Downloads]
-    #[arg(long)]
+    /// Where downloads go [default: ~/Downloads, or <storage>/downloads without a home]
+    #[arg(long, env = "HDP_DOWNLOAD_DIR")]
     pub download_dir: Option<PathBuf>,
     /// UDP address for peer connections [default: the last one used, else 0.0.0.0:0]
-    #[arg(long)]
+    #[arg(long, env = "HDP_LISTEN")]
     pub listen: Option<SocketAddr>,
     /// Disable local-network discovery.
-    #[arg(long)]
+    #[arg(long, env = "HDP_NO_MDNS")]
     pub no_mdns: bool,
     /// STUN server HOST:PORT (repeatable).
-    #[arg(long = "stun-server")]
+    #[arg(long = "stun-server", env = "HDP_STUN_SERVERS", value_delimiter = ',')]
     pub stun_servers: Vec<String>,
-    /// Concurrent file downloads, in total and per peer.
-    #[arg(long, default_value_t = 4)]
-    pub max_downloads: usize,
-    #[arg(long, default_value_t = 2)]
-    pub max_downloads_per_peer: usize,
-    /// Concurrent uploads, in total and per peer; further requests queue.
-    #[arg(long, default_value_t = 8)]
-    pub max_uploads: usize,
-    #[arg(long, default_value_t = 4)]
-    pub max_uploads_per_peer: usize,
-    /// Seconds between automatic rescans of the shares.
-    #[arg(long, default_value_t = 600)]
-    pub rescan_interval: u64,
-    /// Tokio worker threads (small boards: 1 or 2).
-    #[arg(long, default_value_t = 2)]
-    pub threads: usize,
+    /// Concurrent file downloads in total [default: 4]
+    #[arg(long, env = "HDP_MAX_DOWNLOADS")]
+    pub max_downloads: Option<usize>,
+    /// Concurrent file downloads per peer [default: 2]
+    #[arg(long, env = "HDP_MAX_DOWNLOADS_PER_PEER")]
+    pub max_downloads_per_peer: Option<usize>,
+    /// Concurrent uploads in total; further requests queue [default: 8]
+    #[arg(long, env = "HDP_MAX_UPLOADS")]
+    pub max_uploads: Option<usize>,
+    /// Concurrent uploads per peer [default: 4]
+    #[arg(long, env = "HDP_MAX_UPLOADS_PER_PEER")]
+    pub max_uploads_per_peer: Option<usize>,
+    /// Seconds between automatic rescans of the shares [default: 600]
+    #[arg(long, env = "HDP_RESCAN_INTERVAL")]
+    pub rescan_interval: Option<u64>,
+    /// Tokio worker threads; small boards want 1 or 2 [default: 2]
+    #[arg(long, env = "HDP_THREADS")]
+    pub threads: Option<usize>,
+}
+
+impl Cli {
+    /// The flags-and-environment layer (clap has already put HDP_* values under the flags).
+    pub fn layer(&self) -> Layer {
+        let base = Layer {
+            storage: self.storage.clone(),
+            ui_address: self.ui_address.clone(),
+            ..Layer::default()
+        };
+        let Command::Start(args) = &self.command else {
+            return base;
+        };
+        Layer {
+            share_dirs: (!args.share_dirs.is_empty()).then(|| args.share_dirs.clone()),
+            download_dir: args.download_dir.clone(),
+            listen: args.listen,
+            mdns: args.no_mdns.then_some(false),
+            stun_servers: (!args.stun_servers.is_empty()).then(|| args.stun_servers.clone()),
+            threads: args.threads,
+            max_downloads: args.max_downloads,
+            max_downloads_per_peer: args.max_downloads_per_peer,
+            max_uploads: args.max_uploads,
+            max_uploads_per_peer: args.max_uploads_per_peer,
+            rescan_interval: args.rescan_interval,
+            ..base
+        }
+    }
+
+    /// Every layer applied: flags and environment, then the config file, then defaults.
+    pub fn settings(&self) -> Result<Settings, crate::config::ConfigError> {
+        let file = match &self.config {
+            Some(path) => crate::config::load(path)?,
+            None => Layer::default(),
+        };
+        let storage = default_storage();
+        let home_downloads = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .filter(|home| home.is_dir() && home != Path::new("/"))
+            .map(|home| home.join("Downloads"));
+        Ok(self.layer().over(file).settle(Defaults {
+            storage,
+            home_downloads,
+        }))
+    }
 }
 
 #[derive(Args, Debug)]
@@ -143,13 +190,6 @@ fn home() -> PathBuf {
     std::env::var_os("HOME")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/"))
-}
-
-pub fn default_download_dir(storage: &Path) -> PathBuf {
-    match std::env::var_os("HOME") {
-        Some(home) if Path::new(&home).is_dir() => PathBuf::from(home).join("Downloads"),
-        _ => storage.join("downloads"),
-    }
 }
 
 /// `http://host:port` (or bare `host:port`) to a socket address to bind or dial.
@@ -267,8 +307,8 @@ fn list_query(args: &ListArgs) -> Vec<(&'static str, String)> {
 }
 
 /// Runs a client command against a running daemon.
-pub fn run_client(cli: &Cli, storage: &Path) -> anyhow::Result<()> {
-    let client = Client::new(&cli.ui_address, storage)?;
+pub fn run_client(cli: &Cli, settings: &Settings) -> anyhow::Result<()> {
+    let client = Client::new(&settings.ui_address, &settings.storage)?;
     match &cli.command {
         Command::Start(_) => unreachable!("start is handled by main"),
         Command::Info { json } => {

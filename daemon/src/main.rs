@@ -1,8 +1,8 @@
 use std::io::IsTerminal;
-use std::time::Duration;
 
 use clap::Parser;
 use harddrive_party::cli::{self, Cli, Command};
+use harddrive_party::config::Settings;
 use harddrive_party::node::NodeConfig;
 use harddrive_party::transfer::download::DownloadLimits;
 use harddrive_party::transfer::upload::UploadLimits;
@@ -25,44 +25,43 @@ fn init_logging(verbose: bool) {
 
 fn main() {
     let cli = Cli::parse();
-    let storage = cli.storage.clone().unwrap_or_else(cli::default_storage);
-    let result = match &cli.command {
-        Command::Start(args) => {
-            init_logging(cli.verbose);
-            start(&cli, args, storage)
-        }
-        _ => cli::run_client(&cli, &storage),
-    };
+    let result = cli
+        .settings()
+        .map_err(anyhow::Error::from)
+        .and_then(|settings| match &cli.command {
+            Command::Start(_) => {
+                init_logging(cli.verbose);
+                start(settings)
+            }
+            _ => cli::run_client(&cli, &settings),
+        });
     if let Err(e) = result {
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }
 }
 
-fn start(cli: &Cli, args: &cli::StartArgs, storage: std::path::PathBuf) -> anyhow::Result<()> {
-    let ui_address = cli::ui_socket_address(&cli.ui_address)?;
+fn start(settings: Settings) -> anyhow::Result<()> {
+    let ui_address = cli::ui_socket_address(&settings.ui_address)?;
     let config = NodeConfig {
-        download_dir: args
-            .download_dir
-            .clone()
-            .unwrap_or_else(|| cli::default_download_dir(&storage)),
-        storage,
-        share_dirs: args.share_dirs.clone(),
-        listen: args.listen,
-        mdns: !args.no_mdns,
-        stun_servers: args.stun_servers.clone(),
-        rescan_interval: Duration::from_secs(args.rescan_interval.max(10)),
+        storage: settings.storage,
+        share_dirs: settings.share_dirs,
+        download_dir: settings.download_dir,
+        listen: settings.listen,
+        mdns: settings.mdns,
+        stun_servers: settings.stun_servers,
+        rescan_interval: settings.rescan_interval,
         download_limits: DownloadLimits {
-            total: args.max_downloads.max(1),
-            per_peer: args.max_downloads_per_peer.max(1),
+            total: settings.max_downloads,
+            per_peer: settings.max_downloads_per_peer,
         },
         upload_limits: UploadLimits {
-            total: args.max_uploads,
-            per_peer: args.max_uploads_per_peer,
+            total: settings.max_uploads,
+            per_peer: settings.max_uploads_per_peer,
         },
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(args.threads.clamp(1, 16))
+        .worker_threads(settings.threads)
         .max_blocking_threads(64)
         .enable_all()
         .build()?;

@@ -86,6 +86,35 @@ pub struct PeerView {
     pub disconnected_by_user: bool,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Health {
+    pub peers: usize,
+    pub downloading: usize,
+    pub uploading: usize,
+    /// Free bytes on the storage disk, when the filesystem says.
+    pub storage_free: Option<u64>,
+}
+
+/// Below this much free space on the storage disk the status line warns.
+pub const STORAGE_LOW_BYTES: u64 = 64 * 1024 * 1024;
+
+impl Health {
+    /// The one-line status systemd shows (`STATUS=`).
+    pub fn status_line(&self) -> String {
+        let mut line = format!(
+            "{} peers connected, {} downloading, {} uploading",
+            self.peers, self.downloading, self.uploading
+        );
+        if let Some(free) = self.storage_free.filter(|f| *f < STORAGE_LOW_BYTES) {
+            line.push_str(&format!(
+                "; storage disk nearly full ({} MiB free)",
+                free / (1024 * 1024)
+            ));
+        }
+        line
+    }
+}
+
 pub struct Node {
     pub identity: Identity,
     pub store: Arc<Store>,
@@ -208,6 +237,27 @@ impl Node {
                 .index_loop(config.share_dirs, config.rescan_interval),
         );
         Ok(node)
+    }
+
+    /// Touches the database and the transfer tables. Called from the service's main loop: a
+    /// wedged lock or database shows up as this call not returning, which stops the watchdog.
+    pub fn health(&self) -> Result<Health, crate::store::StoreError> {
+        self.store.setting("listen")?;
+        let active = |views: Vec<crate::transfer::TransferView>| {
+            views
+                .iter()
+                .filter(|v| v.state == crate::transfer::TransferState::Active)
+                .count()
+        };
+        let storage_free = nix::sys::statvfs::statvfs(&self.storage)
+            .ok()
+            .map(|s| u64::from(s.blocks_available()).saturating_mul(u64::from(s.fragment_size())));
+        Ok(Health {
+            peers: self.peers.all().len(),
+            downloading: active(self.downloads.views()),
+            uploading: active(self.uploads.views()),
+            storage_free,
+        })
     }
 
     pub fn announce_address(&self) -> String {

@@ -1,12 +1,18 @@
 //! Running as a service: the daemon's main loop, signal handling and systemd notification.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::api;
 use crate::node::{Node, NodeConfig};
+
+/// How often `STATUS=` is refreshed when no watchdog is configured.
+const STATUS_INTERVAL: Duration = Duration::from_secs(10);
+/// A health probe slower than this counts as a hang: no watchdog ping.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Starts the node and the API, then waits for SIGTERM, SIGINT or `stop`.
 pub async fn run_daemon(
@@ -34,14 +40,46 @@ pub async fn run_daemon(
     Ok(())
 }
 
+/// The main loop: waits for SIGTERM, SIGINT or `stop`, and in between probes the node's
+/// health, reporting `STATUS=` and pinging the systemd watchdog only when the probe answers.
+/// A wedged daemon therefore stops pinging and systemd restarts it.
 async fn wait_for_stop(node: &Arc<Node>) -> anyhow::Result<()> {
     let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
     let mut stop = node.shutdown_signal();
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-        _ = stop.wait_for(|s| *s) => {}
+    let mut watchdog_usec = 0u64;
+    let watchdog = sd_notify::watchdog_enabled(false, &mut watchdog_usec);
+    let period = if watchdog {
+        Duration::from_micros(watchdog_usec / 3).max(Duration::from_millis(100))
+    } else {
+        STATUS_INTERVAL
+    };
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = term.recv() => return Ok(()),
+            _ = int.recv() => return Ok(()),
+            _ = stop.wait_for(|s| *s) => return Ok(()),
+            _ = tick.tick() => {
+                let probe = node.clone();
+                let health = tokio::time::timeout(HEALTH_TIMEOUT, tokio::task::spawn_blocking(move || probe.health())).await;
+                match health {
+                    Ok(Ok(Ok(health))) => {
+                        let status = health.status_line();
+                        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Status(&status)]);
+                        if watchdog {
+                            let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+                        }
+                    }
+                    Ok(Ok(Err(e))) => {
+                        tracing::error!("health check failed: {e}");
+                        let status = format!("unhealthy: {e}");
+                        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Status(&status)]);
+                    }
+                    _ => tracing::error!("health check did not answer within {HEALTH_TIMEOUT:?}"),
+                }
+            }
+        }
     }
-    Ok(())
 }

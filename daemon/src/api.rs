@@ -24,6 +24,7 @@ use crate::net::rpc::{self, RpcError};
 use crate::node::{Node, NodeError};
 use crate::shares::SharesError;
 use crate::transfer::download::DownloadError;
+use crate::transfer::rate::parse_rate;
 use crate::wire::{Entry, LsChunker, WireError};
 
 pub const TOKEN_FILE: &str = "api-token";
@@ -157,6 +158,7 @@ pub fn router(node: Arc<Node>, token: String) -> Router {
         .route("/transfers/{id}/resume", post(resume_transfer))
         .route("/read", get(read))
         .route("/stop", post(stop))
+        .route("/settings", get(settings).post(change_settings))
         .fallback(|| async { ApiError::NotFound("no such API endpoint".into()) })
         .layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
@@ -552,6 +554,69 @@ async fn read(State(s): State<AppState>, Query(q): Query<ReadQuery>) -> Result<R
         Body::from_stream(stream),
     )
         .into_response())
+}
+
+async fn settings(State(s): State<AppState>) -> impl IntoResponse {
+    Json(json!({ "limits": s.node.rate.limits() }))
+}
+
+/// A rate given as a number of bytes per second or a string such as "5MB".
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RateValue {
+    Number(u64),
+    Text(String),
+}
+
+impl RateValue {
+    fn bytes(&self, field: &str) -> Result<u64, ApiError> {
+        match self {
+            RateValue::Number(n) => Ok(*n),
+            RateValue::Text(t) => {
+                parse_rate(t).map_err(|e| ApiError::BadRequest(format!("{field}: {e}")))
+            }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SettingsBody {
+    upload_limit: Option<RateValue>,
+    download_limit: Option<RateValue>,
+    peer_upload_limit: Option<RateValue>,
+    peer_download_limit: Option<RateValue>,
+}
+
+/// Changes the given settings live; fields left out keep their value.
+async fn change_settings(
+    State(s): State<AppState>,
+    Json(body): Json<SettingsBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    let mut limits = s.node.rate.limits();
+    let fields = [
+        (&body.upload_limit, "upload_limit", &mut limits.upload),
+        (&body.download_limit, "download_limit", &mut limits.download),
+        (
+            &body.peer_upload_limit,
+            "peer_upload_limit",
+            &mut limits.peer_upload,
+        ),
+        (
+            &body.peer_download_limit,
+            "peer_download_limit",
+            &mut limits.peer_download,
+        ),
+    ];
+    for (value, name, slot) in fields {
+        if let Some(value) = value {
+            *slot = value.bytes(name)?;
+        }
+    }
+    s.node
+        .set_limits(limits)
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(Json(json!({ "limits": limits })))
 }
 
 async fn stop(State(s): State<AppState>) -> impl IntoResponse {

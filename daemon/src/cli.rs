@@ -11,6 +11,7 @@ use clap::{ArgAction, Args, Parser, Subcommand};
 use serde_json::{json, Value};
 
 use crate::config::{Defaults, Layer, Settings};
+use crate::transfer::rate::{parse_rate, Rate};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -119,6 +120,18 @@ pub struct StartArgs {
     /// Tokio worker threads; small boards want 1 or 2 [default: 2]
     #[arg(long, env = "HDP_THREADS")]
     pub threads: Option<usize>,
+    /// Total upload cap, e.g. 5MB, 800KB; 0 for none [default: the last one set, else none]
+    #[arg(long, env = "HDP_UPLOAD_LIMIT", value_parser = parse_rate)]
+    pub upload_limit: Option<Rate>,
+    /// Total download cap, e.g. 5MB; 0 for none
+    #[arg(long, env = "HDP_DOWNLOAD_LIMIT", value_parser = parse_rate)]
+    pub download_limit: Option<Rate>,
+    /// Upload cap for each peer; 0 for none
+    #[arg(long, env = "HDP_PEER_UPLOAD_LIMIT", value_parser = parse_rate)]
+    pub peer_upload_limit: Option<Rate>,
+    /// Download cap for each peer; 0 for none
+    #[arg(long, env = "HDP_PEER_DOWNLOAD_LIMIT", value_parser = parse_rate)]
+    pub peer_download_limit: Option<Rate>,
 }
 
 impl Cli {
@@ -144,6 +157,10 @@ impl Cli {
             max_uploads: args.max_uploads,
             max_uploads_per_peer: args.max_uploads_per_peer,
             rescan_interval: args.rescan_interval,
+            upload_limit: args.upload_limit,
+            download_limit: args.download_limit,
+            peer_upload_limit: args.peer_upload_limit,
+            peer_download_limit: args.peer_download_limit,
             ..base
         }
     }

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::transfer::rate::{parse_rate, Limits, Rate};
+
 pub const DEFAULT_UI_ADDRESS: &str = "http://127.0.0.1:3030";
 
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +47,29 @@ pub struct Layer {
     pub max_uploads_per_peer: Option<usize>,
     /// Seconds between automatic rescans of the shares.
     pub rescan_interval: Option<u64>,
+    /// Bandwidth caps in bytes per second ("5MB", "800KB", or a number); 0 = none.
+    #[serde(default, deserialize_with = "rate_setting")]
+    pub upload_limit: Option<Rate>,
+    #[serde(default, deserialize_with = "rate_setting")]
+    pub download_limit: Option<Rate>,
+    #[serde(default, deserialize_with = "rate_setting")]
+    pub peer_upload_limit: Option<Rate>,
+    #[serde(default, deserialize_with = "rate_setting")]
+    pub peer_download_limit: Option<Rate>,
+}
+
+/// Accepts `"5MB"`-style strings or plain numbers of bytes per second.
+fn rate_setting<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Rate>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        Number(u64),
+        Text(String),
+    }
+    match Either::deserialize(d)? {
+        Either::Number(n) => Ok(Some(n)),
+        Either::Text(t) => parse_rate(&t).map(Some).map_err(serde::de::Error::custom),
+    }
 }
 
 /// Settings with every layer applied and defaults filled in.
@@ -63,6 +88,27 @@ pub struct Settings {
     pub max_uploads: usize,
     pub max_uploads_per_peer: usize,
     pub rescan_interval: Duration,
+    /// Limits given at start; each one left unset keeps the value last set through the API.
+    pub limits: LimitOverrides,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LimitOverrides {
+    pub upload: Option<Rate>,
+    pub download: Option<Rate>,
+    pub peer_upload: Option<Rate>,
+    pub peer_download: Option<Rate>,
+}
+
+impl LimitOverrides {
+    pub fn over(self, saved: Limits) -> Limits {
+        Limits {
+            upload: self.upload.unwrap_or(saved.upload),
+            download: self.download.unwrap_or(saved.download),
+            peer_upload: self.peer_upload.unwrap_or(saved.peer_upload),
+            peer_download: self.peer_download.unwrap_or(saved.peer_download),
+        }
+    }
 }
 
 /// Where defaults come from: kept apart so tests do not depend on the environment.
@@ -90,6 +136,10 @@ impl Layer {
             max_uploads: self.max_uploads.or(lower.max_uploads),
             max_uploads_per_peer: self.max_uploads_per_peer.or(lower.max_uploads_per_peer),
             rescan_interval: self.rescan_interval.or(lower.rescan_interval),
+            upload_limit: self.upload_limit.or(lower.upload_limit),
+            download_limit: self.download_limit.or(lower.download_limit),
+            peer_upload_limit: self.peer_upload_limit.or(lower.peer_upload_limit),
+            peer_download_limit: self.peer_download_limit.or(lower.peer_download_limit),
         }
     }
 
@@ -115,6 +165,12 @@ impl Layer {
             max_uploads: self.max_uploads.unwrap_or(8).max(1),
             max_uploads_per_peer: self.max_uploads_per_peer.unwrap_or(4).max(1),
             rescan_interval: Duration::from_secs(self.rescan_interval.unwrap_or(600).max(10)),
+            limits: LimitOverrides {
+                upload: self.upload_limit,
+                download: self.download_limit,
+                peer_upload: self.peer_upload_limit,
+                peer_download: self.peer_download_limit,
+            },
             storage,
         }
     }
@@ -201,6 +257,43 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.starts_with("c.toml:1:"), "{err}");
+    }
+
+    #[test]
+    fn rate_limits_accept_units_and_numbers() {
+        let layer = parse(
+            Path::new("c.toml"),
+            "upload_limit = \"5MB\"\ndownload_limit = 1000\n",
+        )
+        .unwrap();
+        assert_eq!(
+            (layer.upload_limit, layer.download_limit),
+            (Some(5_000_000), Some(1000))
+        );
+        let err = parse(
+            Path::new("c.toml"),
+            "threads = 1\nupload_limit = \"fast\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.starts_with("c.toml:2:"), "{err}");
+        let saved = Limits {
+            upload: 1,
+            download: 2,
+            peer_upload: 3,
+            peer_download: 4,
+        };
+        let overrides = LimitOverrides {
+            download: Some(0),
+            ..LimitOverrides::default()
+        };
+        assert_eq!(
+            overrides.over(saved),
+            Limits {
+                download: 0,
+                ..saved
+            }
+        );
     }
 
     #[test]

@@ -55,6 +55,7 @@ fn start(settings: Settings) -> anyhow::Result<()> {
             total: settings.max_downloads,
             per_peer: settings.max_downloads_per_peer,
         },
+        limits: settings.limits,
         upload_limits: UploadLimits {
             total: settings.max_uploads,
             per_peer: settings.max_uploads_per_peer,

@@ -22,6 +22,7 @@ use crate::net::rpc;
 use crate::shares::Shares;
 use crate::store::{KnownPeer, Store};
 use crate::transfer::download::{DownloadLimits, Downloads};
+use crate::transfer::rate::{Limits, RateLimiter};
 use crate::transfer::upload::{UploadLimits, Uploads};
 use crate::wire::{
     read_frame, write_frame, AnnounceReply, LsChunk, LsChunker, Request, WireError,
@@ -36,6 +37,7 @@ const STABLE_CONNECTION: Duration = Duration::from_secs(60);
 /// Stream reset code for a request frame we could not parse.
 const RESET_MALFORMED: u32 = 4;
 const DB_CACHE_BYTES: usize = 4 * 1024 * 1024;
+const LIMITS_SETTING: &str = "rate_limits";
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -74,6 +76,7 @@ pub struct NodeConfig {
     pub rescan_interval: Duration,
     pub download_limits: DownloadLimits,
     pub upload_limits: UploadLimits,
+    pub limits: crate::config::LimitOverrides,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -123,6 +126,7 @@ pub struct Node {
     pub downloads: Arc<Downloads>,
     pub uploads: Arc<Uploads>,
     pub events: EventSender,
+    pub rate: Arc<RateLimiter>,
     pub storage: PathBuf,
     pub download_dir: PathBuf,
     quic: QuicNode,
@@ -199,14 +203,24 @@ impl Node {
                 path: config.download_dir.clone(),
                 source,
             })?;
+        let saved_limits = store
+            .setting(LIMITS_SETTING)?
+            .and_then(|json| serde_json::from_str::<Limits>(&json).ok())
+            .unwrap_or_default();
+        let rate = Arc::new(RateLimiter::new(config.limits.over(saved_limits)));
         let downloads = Downloads::load(
             store.clone(),
             peers.clone(),
             events.clone(),
             download_dir.clone(),
             config.download_limits,
+            rate.clone(),
         )?;
-        let uploads = Arc::new(Uploads::new(config.upload_limits, events.clone()));
+        let uploads = Arc::new(Uploads::new(
+            config.upload_limits,
+            rate.clone(),
+            events.clone(),
+        ));
         let node = Arc::new(Node {
             identity,
             store,
@@ -215,6 +229,7 @@ impl Node {
             downloads,
             uploads,
             events,
+            rate,
             storage,
             download_dir,
             quic,
@@ -260,6 +275,13 @@ impl Node {
             uploading: active(self.uploads.views()),
             storage_free,
         })
+    }
+
+    /// Changes bandwidth limits at once and keeps them for the next start.
+    pub fn set_limits(&self, limits: Limits) -> Result<(), crate::store::StoreError> {
+        self.rate.set_limits(limits);
+        let json = serde_json::to_string(&limits).unwrap_or_default();
+        self.store.set_setting(LIMITS_SETTING, &json)
     }
 
     pub fn announce_address(&self) -> String {

@@ -190,3 +190,75 @@ async fn progress_is_pushed_over_the_websocket_for_both_directions() {
     );
     assert!(progress.iter().all(|e| e["eta_seconds"].is_u64()));
 }
+
+#[test]
+fn rate_limits_hold_change_live_and_persist() {
+    let tmp = tempfile::tempdir().unwrap();
+    let share = tmp.path().join("share/Audio");
+    write_random_file(&share.join("up.flac"), 12_000_000, 3);
+    write_random_file(&share.join("down.flac"), 12_000_000, 4);
+    let mut a = Daemon::new(tmp.path(), "a")
+        .share(&share)
+        .args(&["--upload-limit", "4MB"]);
+    let mut b = Daemon::new(tmp.path(), "b").args(&["--download-limit", "4MB"]);
+    a.start();
+    b.start();
+    connect(&b, &a);
+    let an = a.name();
+    wait_for("index", Duration::from_secs(20), || {
+        a.cli_json(&["shares", "--json"])
+            .as_array()
+            .is_some_and(|l| l.len() == 3)
+            .then_some(())
+    });
+    assert_eq!(a.api_get("/api/settings")["limits"]["upload"], 4_000_000);
+
+    // Both caps apply to this transfer; it must be clearly limited (under twice the cap).
+    let started = std::time::Instant::now();
+    b.cli_ok(&["download", &format!("{an}/Audio/up.flac"), "--wait", "-q"]);
+    let rate = 12_000_000.0 / started.elapsed().as_secs_f64();
+    assert!(
+        rate < 8_000_000.0,
+        "upload cap of 4 MB/s not applied: {rate:.0} B/s"
+    );
+
+    // Lifting both limits live speeds up a transfer already running.
+    let id = b.download(&format!("{an}/Audio/down.flac"));
+    wait_for("transfer to start", Duration::from_secs(20), || {
+        (b.transfer(id)["received"].as_u64().unwrap_or(0) > 0).then_some(())
+    });
+    a.api_post("/api/settings", serde_json::json!({ "upload_limit": 0 }))
+        .unwrap();
+    b.api_post(
+        "/api/settings",
+        serde_json::json!({ "download_limit": "0" }),
+    )
+    .unwrap();
+    b.wait_download_done(id, Duration::from_secs(30));
+    assert_eq!(
+        sha256_file(&b.download_dir.join(&an).join("Audio/down.flac")),
+        sha256_file(&share.join("down.flac"))
+    );
+    let bad = b
+        .api_post(
+            "/api/settings",
+            serde_json::json!({ "download_limit": "fast" }),
+        )
+        .unwrap_err();
+    assert_eq!(bad.0, 400);
+
+    // A limit set live survives a restart (when no flag overrides it).
+    b.api_post(
+        "/api/settings",
+        serde_json::json!({ "peer_upload_limit": "1.5MiB" }),
+    )
+    .unwrap();
+    b.stop();
+    b.extra.clear();
+    b.start();
+    let limits = b.api_get("/api/settings")["limits"].clone();
+    assert_eq!(
+        (limits["peer_upload"].as_u64(), limits["download"].as_u64()),
+        (Some(1_572_864), Some(0))
+    );
+}

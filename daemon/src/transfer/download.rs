@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, Notify};
 use tokio::task::AbortHandle;
 
 use super::plan::{self, RateMeter};
+use super::rate::{Direction, RateLimiter};
 use super::{ActiveFile, FailedFile, TransferState, TransferView};
 use crate::events::{Event, EventSender};
 use crate::net::peers::{PeerConnection, PeerTable};
@@ -106,6 +107,7 @@ pub struct Downloads {
     events: EventSender,
     download_dir: PathBuf,
     limits: DownloadLimits,
+    rate: Arc<RateLimiter>,
     jobs: Mutex<BTreeMap<u64, Job>>,
     wake: Notify,
 }
@@ -219,6 +221,7 @@ impl Downloads {
         events: EventSender,
         download_dir: PathBuf,
         limits: DownloadLimits,
+        rate: Arc<RateLimiter>,
     ) -> Result<Arc<Self>, StoreError> {
         let mut jobs = BTreeMap::new();
         for (id, record) in store.downloads()? {
@@ -239,6 +242,7 @@ impl Downloads {
             events,
             download_dir,
             limits,
+            rate,
             jobs: Mutex::new(jobs),
             wake: Notify::new(),
         }))
@@ -759,6 +763,10 @@ impl Downloads {
                 .store(counter.load(Ordering::Relaxed), Ordering::Relaxed);
             match recv.read_chunk(READ_CHUNK, true).await {
                 Ok(Some(chunk)) => {
+                    // Pacing the reader lets QUIC flow control slow the sender down.
+                    self.rate
+                        .pace(&peer.name, Direction::Download, chunk.bytes.len() as u64)
+                        .await;
                     if tx.send(chunk.bytes).await.is_err() {
                         break;
                     }

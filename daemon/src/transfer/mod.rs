@@ -3,6 +3,7 @@
 
 pub mod download;
 pub mod plan;
+pub mod rate;
 pub mod upload;
 
 use serde::Serialize;

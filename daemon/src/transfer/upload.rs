@@ -13,6 +13,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::{mpsc, Semaphore};
 
 use super::plan::RateMeter;
+use super::rate::{Direction, RateLimiter};
 use super::{TransferState, TransferView};
 use crate::events::{Event, EventSender};
 use crate::wire::{
@@ -39,6 +40,7 @@ struct Upload {
 }
 
 pub struct Uploads {
+    rate: Arc<RateLimiter>,
     total_slots: Arc<Semaphore>,
     per_peer_limit: usize,
     peer_slots: Mutex<HashMap<String, Arc<Semaphore>>>,
@@ -84,8 +86,9 @@ impl Upload {
 }
 
 impl Uploads {
-    pub fn new(limits: UploadLimits, events: EventSender) -> Self {
+    pub fn new(limits: UploadLimits, rate: Arc<RateLimiter>, events: EventSender) -> Self {
         Self {
+            rate,
             total_slots: Arc::new(Semaphore::new(limits.total.max(1))),
             per_peer_limit: limits.per_peer.max(1),
             peer_slots: Mutex::new(HashMap::new()),
@@ -220,7 +223,7 @@ impl Uploads {
         let _ = self
             .events
             .send(Event::Transfer(upload.view(Instant::now())));
-        let result = stream_file(file, start, end, size, mtime, send, &upload).await;
+        let result = stream_file(file, start, end, size, mtime, send, &upload, &self.rate).await;
         match result {
             Ok(()) => upload.set_state(TransferState::Done, None),
             Err(reason) => {
@@ -242,6 +245,7 @@ async fn stream_file(
     mtime: u64,
     send: &mut quinn::SendStream,
     upload: &Upload,
+    rate: &RateLimiter,
 ) -> Result<(), String> {
     write_frame(send, &ReadHeader::Ok { size, mtime }, MAX_RESPONSE_FRAME)
         .await
@@ -276,6 +280,7 @@ async fn stream_file(
         match chunk {
             Ok(bytes) => {
                 let n = bytes.len() as u64;
+                rate.pace(&upload.peer, Direction::Upload, n).await;
                 send.write_chunk(bytes).await.map_err(|e| e.to_string())?;
                 upload.sent.fetch_add(n, Ordering::Relaxed);
             }

@@ -1,0 +1,261 @@
+//! Bandwidth limits: a pure token bucket, a parser for human rates, and a thin async shell
+//! that applies a global and a per-peer bucket to each chunk. Limits change live.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Bytes per second; 0 means unlimited.
+pub type Rate = u64;
+
+/// A token bucket holding at most `burst` bytes, refilled at `rate` bytes per second.
+#[derive(Debug, Clone)]
+pub struct TokenBucket {
+    rate: Rate,
+    tokens: f64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    /// Bursts are capped at a quarter second of traffic (at least 64 KiB), so a limit holds
+    /// over short windows while a single large chunk can still pass.
+    fn burst(rate: Rate) -> f64 {
+        (rate as f64 / 4.0).max(64.0 * 1024.0)
+    }
+
+    pub fn new(rate: Rate, now: Instant) -> Self {
+        Self {
+            rate,
+            tokens: Self::burst(rate),
+            last: now,
+        }
+    }
+
+    pub fn rate(&self) -> Rate {
+        self.rate
+    }
+
+    pub fn set_rate(&mut self, rate: Rate, now: Instant) {
+        self.refill(now);
+        self.rate = rate;
+        self.tokens = self.tokens.min(Self::burst(rate));
+    }
+
+    fn refill(&mut self, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.rate as f64).min(Self::burst(self.rate));
+    }
+
+    /// Takes `bytes` and returns how long the caller must wait before sending them. Debt is
+    /// allowed (tokens go negative), so a chunk bigger than the burst still passes, later.
+    pub fn take(&mut self, bytes: u64, now: Instant) -> Duration {
+        if self.rate == 0 {
+            return Duration::ZERO;
+        }
+        self.refill(now);
+        self.tokens -= bytes as f64;
+        if self.tokens >= 0.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64(-self.tokens / self.rate as f64)
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{0:?} is not a rate: use a number of bytes per second with an optional unit, e.g. 800KB, 5MB, 1.5MiB, or 0 for no limit")]
+pub struct BadRate(pub String);
+
+/// Parses "5MB", "800KB", "1.5MiB", "250000" or "0" (unlimited) into bytes per second.
+/// KB/MB/GB are decimal (as network speeds are quoted); KiB/MiB/GiB are binary.
+pub fn parse_rate(text: &str) -> Result<Rate, BadRate> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let number: f64 = number.parse().map_err(|_| BadRate(text.to_string()))?;
+    let unit = unit.trim().trim_end_matches("/s");
+    let factor = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" => 1e3,
+        "m" | "mb" => 1e6,
+        "g" | "gb" => 1e9,
+        "kib" => 1024.0,
+        "mib" => 1024.0 * 1024.0,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        _ => return Err(BadRate(text.to_string())),
+    };
+    let bytes = number * factor;
+    if !bytes.is_finite() || bytes < 0.0 || bytes > u64::MAX as f64 {
+        return Err(BadRate(text.to_string()));
+    }
+    Ok(bytes.round() as Rate)
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Limits {
+    pub upload: Rate,
+    pub download: Rate,
+    pub peer_upload: Rate,
+    pub peer_download: Rate,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Upload,
+    Download,
+}
+
+/// The buckets in use: one global per direction and one per peer per direction.
+pub struct RateLimiter {
+    state: Mutex<LimiterState>,
+}
+
+struct LimiterState {
+    limits: Limits,
+    upload: TokenBucket,
+    download: TokenBucket,
+    peers: HashMap<(String, bool), TokenBucket>,
+}
+
+impl RateLimiter {
+    pub fn new(limits: Limits) -> Self {
+        let now = Instant::now();
+        Self {
+            state: Mutex::new(LimiterState {
+                limits,
+                upload: TokenBucket::new(limits.upload, now),
+                download: TokenBucket::new(limits.download, now),
+                peers: HashMap::new(),
+            }),
+        }
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.state.lock().map(|s| s.limits).unwrap_or_default()
+    }
+
+    /// Applies new limits at once, to transfers already running too.
+    pub fn set_limits(&self, limits: Limits) {
+        let now = Instant::now();
+        if let Ok(mut s) = self.state.lock() {
+            s.limits = limits;
+            s.upload.set_rate(limits.upload, now);
+            s.download.set_rate(limits.download, now);
+            for ((_, upload), bucket) in s.peers.iter_mut() {
+                bucket.set_rate(
+                    if *upload {
+                        limits.peer_upload
+                    } else {
+                        limits.peer_download
+                    },
+                    now,
+                );
+            }
+        }
+    }
+
+    fn delay(&self, peer: &str, direction: Direction, bytes: u64) -> Duration {
+        let now = Instant::now();
+        let Ok(mut s) = self.state.lock() else {
+            return Duration::ZERO;
+        };
+        let upload = direction == Direction::Upload;
+        let peer_rate = if upload {
+            s.limits.peer_upload
+        } else {
+            s.limits.peer_download
+        };
+        let global = if upload {
+            s.upload.take(bytes, now)
+        } else {
+            s.download.take(bytes, now)
+        };
+        let per_peer = if peer_rate == 0 {
+            Duration::ZERO
+        } else {
+            s.peers
+                .entry((peer.to_string(), upload))
+                .or_insert_with(|| TokenBucket::new(peer_rate, now))
+                .take(bytes, now)
+        };
+        global.max(per_peer)
+    }
+
+    /// Waits until `bytes` may pass for `peer` in `direction`.
+    pub async fn pace(&self, peer: &str, direction: Direction, bytes: u64) {
+        let wait = self.delay(peer, direction, bytes);
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_parse_with_units() {
+        assert_eq!(parse_rate("0"), Ok(0));
+        assert_eq!(parse_rate("5MB"), Ok(5_000_000));
+        assert_eq!(parse_rate("800KB"), Ok(800_000));
+        assert_eq!(parse_rate("1.5MiB"), Ok(1_572_864));
+        assert_eq!(parse_rate("2 mb/s"), Ok(2_000_000));
+        assert_eq!(parse_rate("123"), Ok(123));
+        for bad in ["", "fast", "5XB", "-1MB", "1e400"] {
+            assert!(parse_rate(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn bucket_holds_the_rate_over_time() {
+        let t0 = Instant::now();
+        let mut bucket = TokenBucket::new(1_000_000, t0);
+        // Send 64 KiB chunks as fast as allowed for 10 simulated seconds.
+        let mut now = t0;
+        let mut sent = 0u64;
+        while now < t0 + Duration::from_secs(10) {
+            now += bucket.take(65_536, now);
+            sent += 65_536;
+        }
+        let rate = sent as f64 / now.duration_since(t0).as_secs_f64();
+        assert!(
+            (rate - 1_000_000.0).abs() / 1_000_000.0 < 0.05,
+            "rate {rate}"
+        );
+    }
+
+    #[test]
+    fn unlimited_never_waits_and_changes_apply_live() {
+        let t0 = Instant::now();
+        let mut bucket = TokenBucket::new(0, t0);
+        assert_eq!(bucket.take(u64::MAX / 2, t0), Duration::ZERO);
+        bucket.set_rate(100_000, t0);
+        let wait = bucket.take(100_000 + 65_536, t0);
+        assert!(wait >= Duration::from_millis(900), "{wait:?}");
+    }
+
+    #[test]
+    fn per_peer_and_global_buckets_both_bind() {
+        let limiter = RateLimiter::new(Limits {
+            upload: 0,
+            download: 0,
+            peer_upload: 100_000,
+            peer_download: 0,
+        });
+        let first = limiter.delay("a", Direction::Upload, 200_000);
+        assert!(first > Duration::from_millis(500));
+        assert_eq!(
+            limiter.delay("b", Direction::Download, 10_000_000),
+            Duration::ZERO
+        );
+        limiter.set_limits(Limits {
+            upload: 50_000,
+            ..Limits::default()
+        });
+        assert!(limiter.delay("c", Direction::Upload, 200_000) > Duration::from_secs(1));
+    }
+}

@@ -37,6 +37,8 @@ pub struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
+// Parsed once per process, so the size of the `start` variant does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Run the daemon.
     Start(StartArgs),

@@ -165,33 +165,15 @@ impl Uploads {
         end: Option<u64>,
         send: &mut quinn::SendStream,
     ) {
-        let opened = file.and_then(|path| {
-            let f = File::open(&path).map_err(|e| WireError::Io(e.kind().to_string()))?;
-            let meta = f
-                .metadata()
-                .map_err(|e| WireError::Io(e.kind().to_string()))?;
-            let mtime = meta
-                .modified()
-                .ok()
-                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-                .map_or(0, |d| d.as_secs());
-            // A start past the end (the file shrank since the requester's last session) is
-            // answered with the current size and an empty body, so the requester sees the change.
-            let end = end
-                .unwrap_or(meta.len())
-                .min(meta.len())
-                .max(start.min(meta.len()));
-            let start = start.min(end);
-            Ok((f, meta.len(), mtime, start, end))
-        });
-        let (file, size, mtime, start, end) = match opened {
-            Ok(v) => v,
+        let range = match file.and_then(|path| OpenRange::open(&path, start, end)) {
+            Ok(range) => range,
             Err(e) => {
                 let _ = write_frame(send, &ReadHeader::Error(e), MAX_RESPONSE_FRAME).await;
                 let _ = send.finish();
                 return;
             }
         };
+        let (start, end) = (range.start, range.end);
         let upload = Arc::new(Upload {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             peer: peer.to_string(),
@@ -223,7 +205,7 @@ impl Uploads {
         let _ = self
             .events
             .send(Event::Transfer(upload.view(Instant::now())));
-        let result = stream_file(file, start, end, size, mtime, send, &upload, &self.rate).await;
+        let result = stream_file(range, send, &upload, &self.rate).await;
         match result {
             Ok(()) => upload.set_state(TransferState::Done, None),
             Err(reason) => {
@@ -237,16 +219,52 @@ impl Uploads {
     }
 }
 
-async fn stream_file(
-    mut file: File,
-    start: u64,
-    end: u64,
+/// An open file and the byte range of it to send.
+struct OpenRange {
+    file: File,
     size: u64,
     mtime: u64,
+    start: u64,
+    end: u64,
+}
+
+impl OpenRange {
+    fn open(path: &std::path::Path, start: u64, end: Option<u64>) -> Result<Self, WireError> {
+        let io = |e: std::io::Error| WireError::Io(e.kind().to_string());
+        let file = File::open(path).map_err(io)?;
+        let meta = file.metadata().map_err(io)?;
+        let mtime = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_secs());
+        let size = meta.len();
+        // A start past the end (the file shrank since the requester's last session) is
+        // answered with the current size and an empty body, so the requester sees the change.
+        let end = end.unwrap_or(size).min(size).max(start.min(size));
+        Ok(Self {
+            file,
+            size,
+            mtime,
+            start: start.min(end),
+            end,
+        })
+    }
+}
+
+async fn stream_file(
+    range: OpenRange,
     send: &mut quinn::SendStream,
     upload: &Upload,
     rate: &RateLimiter,
 ) -> Result<(), String> {
+    let OpenRange {
+        mut file,
+        size,
+        mtime,
+        start,
+        end,
+    } = range;
     write_frame(send, &ReadHeader::Ok { size, mtime }, MAX_RESPONSE_FRAME)
         .await
         .map_err(|e| e.to_string())?;

@@ -15,7 +15,7 @@ pub enum Event {
         name: String,
     },
     SharesChanged,
-    Transfer(TransferView),
+    Transfer(Box<TransferView>),
 }
 
 pub type EventSender = tokio::sync::broadcast::Sender<Event>;

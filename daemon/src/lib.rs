@@ -4,6 +4,7 @@ pub mod announce;
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod content;
 pub mod events;
 pub mod identity;
 pub mod net;

@@ -28,6 +28,7 @@ use crate::wire::{
     read_frame, write_frame, AnnounceReply, LsChunk, LsChunker, Request, WireError,
     MAX_REQUEST_FRAME, MAX_RESPONSE_FRAME,
 };
+use crate::wire::{HashChunk, HashesHeader, HaveReply, MAX_HASHES_PER_CHUNK};
 
 /// A peer that opens a stream must send its request within this time.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -64,6 +65,22 @@ pub enum NodeError {
         path: PathBuf,
         source: std::io::Error,
     },
+}
+
+async fn send_hashes(
+    send: &mut quinn::SendStream,
+    record: crate::store::HashRecord,
+) -> Result<(), crate::wire::FrameError> {
+    let header = HashesHeader::Ok {
+        size: record.size,
+        mtime: record.mtime,
+        root: record.root,
+    };
+    write_frame(send, &header, MAX_RESPONSE_FRAME).await?;
+    for chunk in record.pieces.chunks(MAX_HASHES_PER_CHUNK) {
+        write_frame(send, &HashChunk(chunk.to_vec()), MAX_RESPONSE_FRAME).await?;
+    }
+    Ok(())
 }
 
 pub struct NodeConfig {
@@ -639,6 +656,40 @@ impl Node {
                 self.uploads
                     .serve(&peer, &path, file, start, end, &mut send)
                     .await;
+            }
+            Request::Hashes { path } => {
+                let result = match invalid {
+                    Some(e) => Err(e),
+                    None => {
+                        let shares = self.shares.clone();
+                        tokio::task::spawn_blocking(move || shares.content_hashes(&path))
+                            .await
+                            .unwrap_or_else(|e| Err(WireError::Io(e.to_string())))
+                    }
+                };
+                let _ = match result {
+                    Ok(record) => send_hashes(&mut send, record).await,
+                    Err(e) => {
+                        write_frame(&mut send, &HashesHeader::Error(e), MAX_RESPONSE_FRAME).await
+                    }
+                };
+                let _ = send.finish();
+            }
+            Request::Have { root } => {
+                let shares = self.shares.clone();
+                let found = tokio::task::spawn_blocking(move || shares.find_root(&root))
+                    .await
+                    .ok()
+                    .flatten();
+                let reply = match found {
+                    Some((path, record)) => HaveReply::Found {
+                        path,
+                        size: record.size,
+                    },
+                    None => HaveReply::NotFound,
+                };
+                let _ = write_frame(&mut send, &reply, MAX_RESPONSE_FRAME).await;
+                let _ = send.finish();
             }
             Request::AnnouncePeer { announce_address } => {
                 let reply = match invalid {

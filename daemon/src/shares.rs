@@ -11,7 +11,8 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 use redb::{Durability, ReadableDatabase, ReadableTable, WriteTransaction};
 use serde::Serialize;
 
-use crate::store::{IndexValue, Store, StoreError, INDEX, SHARES};
+use crate::content::FileHasher;
+use crate::store::{HashRecord, IndexValue, Store, StoreError, INDEX, SHARES};
 use crate::wire::{Entry, WireError};
 
 /// A rescan commits in slices, so a huge share never holds one giant transaction in memory
@@ -322,6 +323,71 @@ impl Shares {
                 None => return Ok(()),
             }
         }
+    }
+
+    /// Content hashes of a shared file: from the cache while its size, mtime and inode are
+    /// unchanged, else computed now (blocking: call from a blocking thread) and cached.
+    pub fn content_hashes(&self, path: &str) -> Result<HashRecord, WireError> {
+        let real = self.resolve(path)?;
+        let meta = fs::metadata(&real).map_err(|e| WireError::Io(e.kind().to_string()))?;
+        let (size, mtime, inode) = (
+            meta.len(),
+            mtime_secs(&meta),
+            std::os::unix::fs::MetadataExt::ino(&meta),
+        );
+        let key = split_request_path(path)?.join("/");
+        if let Ok(Some(cached)) = self.store.hash_record(&key) {
+            if (cached.size, cached.mtime, cached.inode) == (size, mtime, inode) {
+                return Ok(cached);
+            }
+        }
+        let started = Instant::now();
+        let mut file = fs::File::open(&real).map_err(|e| WireError::Io(e.kind().to_string()))?;
+        let mut hasher = FileHasher::default();
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            match std::io::Read::read(&mut file, &mut buf) {
+                Ok(0) => break,
+                Ok(n) => hasher.update(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(WireError::Io(e.kind().to_string())),
+            }
+        }
+        let (hashed, root, pieces) = hasher.finish();
+        // The file changed while it was read: the hashes describe no version of it.
+        let after = fs::metadata(&real).map_err(|e| WireError::Io(e.kind().to_string()))?;
+        if hashed != size || after.len() != size || mtime_secs(&after) != mtime {
+            return Err(WireError::Io(
+                "file changed while it was being hashed".into(),
+            ));
+        }
+        tracing::debug!("hashed {key} ({size} bytes) in {:.2?}", started.elapsed());
+        let record = HashRecord {
+            size,
+            mtime,
+            inode,
+            root,
+            pieces,
+        };
+        if let Err(e) = self.store.put_hash_record(&key, &record) {
+            tracing::warn!("cannot cache hashes of {key}: {e}");
+        }
+        Ok(record)
+    }
+
+    /// A shared path whose current content has this root hash, if we know one.
+    pub fn find_root(&self, root: &[u8; 32]) -> Option<(String, HashRecord)> {
+        let path = self.store.path_for_root(root).ok()??;
+        let record = self.store.hash_record(&path).ok()??;
+        let real = self.resolve(&path).ok()?;
+        let meta = fs::metadata(real).ok()?;
+        let current = (
+            meta.len(),
+            mtime_secs(&meta),
+            std::os::unix::fs::MetadataExt::ino(&meta),
+        );
+        (record.root == *root && current == (record.size, record.mtime, record.inode))
+            .then_some((path, record))
     }
 
     /// Maps a request path to a regular file inside a share, following symlinks only while
@@ -718,6 +784,43 @@ mod tests {
             collect(&shares, "", None, true),
             ["Photos-2:1", "Photos-2/two.jpg:1"]
         );
+    }
+
+    #[test]
+    fn content_hashes_are_cached_and_recomputed_when_the_file_changes() {
+        let (tmp, shares) = setup();
+        let root = tmp.path().join("Films");
+        fs::create_dir_all(&root).unwrap();
+        let film = root.join("a.mkv");
+        fs::write(&film, vec![7u8; 3 * 1024 * 1024 + 5]).unwrap();
+        shares.add(&root).unwrap();
+        let first = shares.content_hashes("Films/a.mkv").unwrap();
+        assert_eq!(first.pieces.len(), 4);
+        assert_eq!(
+            crate::content::check_list(first.size, &first.root, &first.pieces),
+            Ok(())
+        );
+        assert_eq!(
+            shares.find_root(&first.root).map(|(p, _)| p).as_deref(),
+            Some("Films/a.mkv")
+        );
+        assert_eq!(shares.content_hashes("Films/a.mkv").unwrap(), first);
+        // Same size, new content and mtime: the cache must not answer for it.
+        fs::write(&film, vec![8u8; 3 * 1024 * 1024 + 5]).unwrap();
+        let later = std::time::UNIX_EPOCH + std::time::Duration::from_secs(2_000_000_000);
+        fs::File::options()
+            .write(true)
+            .open(&film)
+            .unwrap()
+            .set_modified(later)
+            .unwrap();
+        assert!(shares.find_root(&first.root).is_none());
+        let second = shares.content_hashes("Films/a.mkv").unwrap();
+        assert_ne!(second.root, first.root);
+        assert!(matches!(
+            shares.content_hashes("Films/../x"),
+            Err(WireError::Forbidden)
+        ));
     }
 
     #[test]

@@ -20,6 +20,10 @@ pub(crate) const INDEX: TableDefinition<&str, &[u8]> = TableDefinition::new("ind
 const PEERS: TableDefinition<&str, &[u8]> = TableDefinition::new("known_peers");
 /// download id -> bincode [`DownloadRecord`]
 const DOWNLOADS: TableDefinition<u64, &[u8]> = TableDefinition::new("downloads");
+/// share path -> bincode [`HashRecord`]: content hashes of shared files, computed lazily
+pub(crate) const HASHES: TableDefinition<&str, &[u8]> = TableDefinition::new("content_hashes");
+/// root hash -> share path holding that content
+pub(crate) const ROOTS: TableDefinition<&[u8], &str> = TableDefinition::new("content_roots");
 /// (download id, remote file path) -> bincode [`FileRecord`]
 const DOWNLOAD_FILES: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("download_files");
 
@@ -132,6 +136,20 @@ pub struct FileRecord {
     pub error: Option<String>,
     /// Unix seconds before which a failed file is not retried.
     pub retry_at: u64,
+    /// Root hash of the content being fetched, once the piece list is known and verified.
+    pub root: Option<[u8; 32]>,
+    /// Pieces of that content already verified in the `.part` file.
+    pub have: Option<crate::content::Bitfield>,
+}
+
+/// Cached content hashes of one shared file, valid while size, mtime and inode match.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HashRecord {
+    pub size: u64,
+    pub mtime: u64,
+    pub inode: u64,
+    pub root: [u8; 32],
+    pub pieces: Vec<[u8; 32]>,
 }
 
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
@@ -197,6 +215,8 @@ impl Store {
             txn.open_table(PEERS)?;
             txn.open_table(DOWNLOADS)?;
             txn.open_table(DOWNLOAD_FILES)?;
+            txn.open_table(HASHES)?;
+            txn.open_table(ROOTS)?;
         }
         txn.commit()?;
         Ok(())
@@ -242,6 +262,28 @@ impl Store {
             .insert(name, encode(peer).as_slice())?;
         txn.commit()?;
         Ok(())
+    }
+
+    pub fn hash_record(&self, path: &str) -> Result<Option<HashRecord>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(HASHES)?;
+        table.get(path)?.map(|v| decode(v.value())).transpose()
+    }
+
+    pub fn put_hash_record(&self, path: &str, record: &HashRecord) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        txn.open_table(HASHES)?
+            .insert(path, encode(record).as_slice())?;
+        txn.open_table(ROOTS)?
+            .insert(record.root.as_slice(), path)?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    pub fn path_for_root(&self, root: &[u8; 32]) -> Result<Option<String>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(ROOTS)?;
+        Ok(table.get(root.as_slice())?.map(|v| v.value().to_string()))
     }
 
     pub fn add_download(&self, record: &DownloadRecord) -> Result<u64, StoreError> {
@@ -414,6 +456,8 @@ mod tests {
             attempts: 0,
             error: None,
             retry_at: 0,
+            root: None,
+            have: None,
         };
         let files: Vec<_> = ["s/b", "s/a", "s/c"]
             .iter()

@@ -16,6 +16,8 @@ pub const LS_CHUNK_ENTRIES: usize = 512;
 pub const LS_CHUNK_BYTES: usize = 64 * 1024;
 pub const MAX_PATH_BYTES: usize = 4096;
 pub const MAX_SEARCH_BYTES: usize = 256;
+/// 4096 hashes are 128 KiB, well under the response frame limit.
+pub const MAX_HASHES_PER_CHUNK: usize = 4096;
 
 /// QUIC application error codes used to reset a `Read` stream mid-body.
 pub const RESET_FILE_CHANGED: u32 = 1;
@@ -37,6 +39,35 @@ pub enum Request {
     },
     /// Tell the receiver how to reach a peer (ourselves included, right after connecting).
     AnnouncePeer { announce_address: String },
+    /// Content hashes of a file: a [`HashesHeader`], then [`HashChunk`]s until FIN.
+    Hashes { path: String },
+    /// "Who has the file with this root hash?"
+    Have { root: [u8; 32] },
+}
+
+/// Answer to `Hashes`; on success the piece hashes follow in chunks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HashesHeader {
+    Ok {
+        size: u64,
+        mtime: u64,
+        root: [u8; 32],
+    },
+    Error(WireError),
+}
+
+/// Up to [`MAX_HASHES_PER_CHUNK`] consecutive piece hashes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HashChunk(pub Vec<[u8; 32]>);
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HaveReply {
+    /// The path on the answering peer holding that content, and its size.
+    Found {
+        path: String,
+        size: u64,
+    },
+    NotFound,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -194,6 +225,8 @@ impl Request {
                         .map(|_| WireError::BadRequest("read range ends before it starts".into()))
                 })
             }
+            Request::Hashes { path } => too_long("path", path, MAX_PATH_BYTES),
+            Request::Have { .. } => None,
             Request::AnnouncePeer { announce_address } => {
                 too_long("announce address", announce_address, 512)
             }

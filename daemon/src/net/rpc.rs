@@ -1,9 +1,11 @@
 //! Client side of the wire protocol over one QUIC connection: one bidirectional stream per request.
 
+use crate::content::{check_list, piece_count, Hash};
 use crate::wire::{
     read_frame, write_frame, AnnounceReply, Entry, FrameError, LsChunk, ReadHeader, Request,
     WireError, MAX_REQUEST_FRAME, MAX_RESPONSE_FRAME,
 };
+use crate::wire::{HashChunk, HashesHeader, HaveReply, MAX_HASHES_PER_CHUNK};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RpcError {
@@ -13,6 +15,8 @@ pub enum RpcError {
     ConnectionLost(String),
     #[error("bad reply from peer: {0}")]
     Protocol(#[from] FrameError),
+    #[error("peer sent bad content: {0}")]
+    BadContent(String),
 }
 
 impl RpcError {
@@ -103,6 +107,67 @@ pub async fn read(
     match read_frame::<ReadHeader, _>(&mut recv, MAX_RESPONSE_FRAME).await {
         Ok(ReadHeader::Ok { size, mtime }) => Ok((size, mtime, recv)),
         Ok(ReadHeader::Error(e)) => Err(RpcError::Refused(e)),
+        Err(e) => Err(frame_failure(conn, e)),
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContentHashes {
+    pub size: u64,
+    pub mtime: u64,
+    pub root: Hash,
+    pub pieces: Vec<Hash>,
+}
+
+/// Fetches a file's piece list and accepts it only if it matches its root hash. A peer
+/// sending more hashes than the announced size allows is cut off as soon as it does.
+pub async fn hashes(conn: &quinn::Connection, path: &str) -> Result<ContentHashes, RpcError> {
+    let mut recv = send_request(
+        conn,
+        &Request::Hashes {
+            path: path.to_string(),
+        },
+    )
+    .await?;
+    let (size, mtime, root) =
+        match read_frame::<HashesHeader, _>(&mut recv, MAX_RESPONSE_FRAME).await {
+            Ok(HashesHeader::Ok { size, mtime, root }) => (size, mtime, root),
+            Ok(HashesHeader::Error(e)) => return Err(RpcError::Refused(e)),
+            Err(e) => return Err(frame_failure(conn, e)),
+        };
+    let expected = piece_count(size);
+    let mut pieces = Vec::with_capacity(expected.min(1 << 20) as usize);
+    loop {
+        match read_frame::<HashChunk, _>(&mut recv, MAX_RESPONSE_FRAME).await {
+            Ok(HashChunk(chunk)) => {
+                if chunk.len() > MAX_HASHES_PER_CHUNK
+                    || pieces.len() as u64 + chunk.len() as u64 > expected
+                {
+                    let _ = recv.stop(0u32.into());
+                    return Err(RpcError::BadContent(format!(
+                        "more piece hashes than a {size}-byte file has"
+                    )));
+                }
+                pieces.extend(chunk);
+            }
+            Err(FrameError::Eof) => break,
+            Err(e) => return Err(frame_failure(conn, e)),
+        }
+    }
+    check_list(size, &root, &pieces).map_err(|e| RpcError::BadContent(e.to_string()))?;
+    Ok(ContentHashes {
+        size,
+        mtime,
+        root,
+        pieces,
+    })
+}
+
+pub async fn have(conn: &quinn::Connection, root: Hash) -> Result<Option<(String, u64)>, RpcError> {
+    let mut recv = send_request(conn, &Request::Have { root }).await?;
+    match read_frame::<HaveReply, _>(&mut recv, MAX_RESPONSE_FRAME).await {
+        Ok(HaveReply::Found { path, size }) => Ok(Some((path, size))),
+        Ok(HaveReply::NotFound) => Ok(None),
         Err(e) => Err(frame_failure(conn, e)),
     }
 }

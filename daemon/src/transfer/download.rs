@@ -4,31 +4,31 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::OpenOptions;
-use std::io::{Seek, SeekFrom, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
-use tokio::sync::{mpsc, Notify};
-use tokio::task::AbortHandle;
+use tokio::sync::Notify;
+use tokio::task::{AbortHandle, JoinSet};
 
 use super::plan::{self, RateMeter};
-use super::rate::{Direction, RateLimiter};
-use super::{ActiveFile, FailedFile, TransferState, TransferView};
+use super::rate::RateLimiter;
+use super::swarm::{self, Source, SourceEnd, Swarm};
+use super::{ActiveFile, FailedFile, SourceView, TransferState, TransferView};
 use crate::events::{Event, EventSender};
 use crate::net::peers::{PeerConnection, PeerTable};
 use crate::net::rpc::{self, RpcError};
 use crate::store::{DownloadRecord, DownloadState, FileRecord, FileState, Store, StoreError};
-use crate::wire::{WireError, RESET_FILE_CHANGED};
+use crate::wire::WireError;
 
 /// A file that fails this often (for reasons other than a lost peer or a full disk) is given up.
 const MAX_ATTEMPTS: u32 = 5;
 const DISK_FULL_RETRY: Duration = Duration::from_secs(15);
 const EXPAND_RETRY: Duration = Duration::from_secs(10);
 const MAX_LISTED_FAILURES: usize = 50;
-const READ_CHUNK: usize = 1024 * 1024;
+/// How long a peer gets to answer "do you have this content?".
+const HAVE_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct DownloadLimits {
     pub total: usize,
@@ -44,9 +44,12 @@ pub enum DownloadError {
 }
 
 struct FileProgress {
+    download: u64,
     size: u64,
     received: AtomicU64,
     start: AtomicU64,
+    /// Each source of this file and the verified bytes it delivered.
+    sources: Mutex<Vec<(String, Arc<AtomicU64>)>>,
 }
 
 struct InFlight {
@@ -69,6 +72,12 @@ struct Job {
     disk_full: Option<String>,
     error: Option<String>,
     meter: RateMeter,
+    /// Verified bytes each peer delivered for finished fetches of this download.
+    source_bytes: HashMap<String, u64>,
+    /// Root hash of a single-file download, once known.
+    root: Option<crate::content::Hash>,
+    /// Verified bytes in the part files of unfinished files not being fetched right now.
+    held: HashMap<String, u64>,
 }
 
 enum Outcome {
@@ -128,6 +137,9 @@ impl Job {
             disk_full: None,
             error: None,
             meter: RateMeter::default(),
+            source_bytes: HashMap::new(),
+            root: None,
+            held: HashMap::new(),
         }
     }
 
@@ -140,7 +152,23 @@ impl Job {
                 self.done_bytes += file.size;
             }
             FileState::Failed => self.note_failure(path, file.error.clone().unwrap_or_default()),
-            FileState::Pending => {}
+            FileState::Pending => self.note_held(path, file),
+        }
+    }
+
+    /// Remembers how much of an unfinished file is verified on disk (from its bitfield).
+    fn note_held(&mut self, path: &str, file: &FileRecord) {
+        match &file.have {
+            Some(have) if have.count() > 0 => {
+                let bytes = (0..have.len())
+                    .filter(|p| have.get(*p))
+                    .map(|p| crate::content::piece_len(file.size, p))
+                    .sum();
+                self.held.insert(path.to_string(), bytes);
+            }
+            _ => {
+                self.held.remove(path);
+            }
         }
     }
 
@@ -154,12 +182,18 @@ impl Job {
     }
 
     fn received(&self) -> u64 {
-        self.done_bytes
-            + self
-                .in_flight
-                .values()
-                .map(|f| f.progress.received.load(Ordering::Relaxed))
-                .sum::<u64>()
+        let fetching: u64 = self
+            .in_flight
+            .values()
+            .map(|f| f.progress.received.load(Ordering::Relaxed))
+            .sum();
+        let parked: u64 = self
+            .held
+            .iter()
+            .filter(|(p, _)| !self.in_flight.contains_key(*p))
+            .map(|(_, b)| b)
+            .sum();
+        self.done_bytes + fetching + parked
     }
 
     fn state(&self) -> TransferState {
@@ -204,7 +238,34 @@ impl Job {
                     received: f.progress.received.load(Ordering::Relaxed),
                 })
                 .collect(),
+            // Every file is verified piece by piece and as a whole before it counts as done.
+            verified: self.record.state == DownloadState::Done,
+            hash: self
+                .root
+                .map(|r| r.iter().map(|b| format!("{b:02x}")).collect()),
+            sources: self.sources(),
         }
+    }
+
+    fn sources(&self) -> Vec<SourceView> {
+        let mut bytes = self.source_bytes.clone();
+        for f in self.in_flight.values() {
+            for (peer, delivered) in f
+                .progress
+                .sources
+                .lock()
+                .map(|s| s.clone())
+                .unwrap_or_default()
+            {
+                *bytes.entry(peer).or_default() += delivered.load(Ordering::Relaxed);
+            }
+        }
+        let mut out: Vec<SourceView> = bytes
+            .into_iter()
+            .map(|(peer, bytes)| SourceView { peer, bytes })
+            .collect();
+        out.sort_by(|a, b| a.peer.cmp(&b.peer));
+        out
     }
 
     fn abort_all(&mut self) {
@@ -297,7 +358,7 @@ impl Downloads {
         job.hold_until = None;
         job.cursor = None;
         self.store.put_download(id, &job.record)?;
-        let _ = self.events.send(Event::Transfer(job.view(id)));
+        let _ = self.events.send(Event::Transfer(Box::new(job.view(id))));
         drop(jobs);
         self.wake();
         Ok(())
@@ -388,7 +449,7 @@ impl Downloads {
             if !job.in_flight.is_empty() {
                 let received = job.received();
                 job.meter.update(now, received);
-                let _ = self.events.send(Event::Transfer(job.view(*id)));
+                let _ = self.events.send(Event::Transfer(Box::new(job.view(*id))));
             }
         }
     }
@@ -431,9 +492,11 @@ impl Downloads {
                     Next::File(path, record) => {
                         busy.insert((job.record.peer.clone(), path.clone()));
                         let progress = Arc::new(FileProgress {
+                            download: id,
                             size: record.size,
                             received: AtomicU64::new(0),
                             start: AtomicU64::new(0),
+                            sources: Mutex::new(Vec::new()),
                         });
                         let task = tokio::spawn(self.clone().fetch_task(
                             id,
@@ -473,7 +536,7 @@ impl Downloads {
                             job.record.path,
                             job.record.state
                         );
-                        let _ = self.events.send(Event::Transfer(job.view(id)));
+                        let _ = self.events.send(Event::Transfer(Box::new(job.view(id))));
                         break;
                     }
                 }
@@ -548,6 +611,8 @@ impl Downloads {
                                 attempts: 0,
                                 error: None,
                                 retry_at: 0,
+                                root: None,
+                                have: None,
                             },
                         )
                     })
@@ -597,7 +662,7 @@ impl Downloads {
                 job.hold_until = Some(Instant::now() + EXPAND_RETRY);
             }
         }
-        let _ = self.events.send(Event::Transfer(job.view(id)));
+        let _ = self.events.send(Event::Transfer(Box::new(job.view(id))));
         drop(jobs);
         self.wake();
     }
@@ -610,14 +675,33 @@ impl Downloads {
         record: FileRecord,
         progress: Arc<FileProgress>,
     ) {
-        let outcome = self.fetch(&peer, &path, &record, &progress).await;
-        self.finish_file(id, &path, record, outcome);
+        let mut record = record;
+        let outcome = self.fetch(&peer, &path, &mut record, &progress).await;
+        self.finish_file(id, &path, record, outcome, &progress);
     }
 
-    fn finish_file(&self, id: u64, path: &str, mut record: FileRecord, outcome: Outcome) {
+    fn finish_file(
+        &self,
+        id: u64,
+        path: &str,
+        mut record: FileRecord,
+        outcome: Outcome,
+        progress: &FileProgress,
+    ) {
         let mut jobs = self.jobs();
         let Some(job) = jobs.get_mut(&id) else { return };
         job.in_flight.remove(path);
+        for (peer, bytes) in progress
+            .sources
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_default()
+        {
+            *job.source_bytes.entry(peer).or_default() += bytes.load(Ordering::Relaxed);
+        }
+        if job.files_total == 1 {
+            job.root = record.root;
+        }
         let now = unix_now();
         match outcome {
             Outcome::Done => {
@@ -678,19 +762,26 @@ impl Downloads {
         if record.state != FileState::Done {
             job.cursor = None;
         }
+        if record.state == FileState::Pending {
+            job.note_held(path, &record);
+        } else {
+            job.held.remove(path);
+        }
         if let Err(e) = self.store.put_download_file(id, path, &record) {
             tracing::error!("cannot save progress of {path}: {e}");
         }
-        let _ = self.events.send(Event::Transfer(job.view(id)));
+        let _ = self.events.send(Event::Transfer(Box::new(job.view(id))));
         drop(jobs);
         self.wake();
     }
 
+    /// Fetches one file: the verified piece list from the peer the request names, pieces
+    /// from every connected peer that has the same content, a whole-file check, then the rename.
     async fn fetch(
         &self,
         peer: &PeerConnection,
         path: &str,
-        record: &FileRecord,
+        record: &mut FileRecord,
         progress: &FileProgress,
     ) -> Outcome {
         let local = match plan::local_path(&self.download_dir, &peer.name, path) {
@@ -704,6 +795,14 @@ impl Downloads {
         ) {
             return Outcome::Done;
         }
+        let hashes = match rpc::hashes(&peer.connection, path).await {
+            Ok(h) => h,
+            Err(RpcError::Refused(
+                e @ (WireError::NotFound | WireError::Forbidden | WireError::BadRequest(_)),
+            )) => return Outcome::Permanent(e.to_string()),
+            Err(e) if e.is_connection_loss() => return Outcome::PeerGone(e.to_string()),
+            Err(e) => return Outcome::Retry(e.to_string()),
+        };
         let part = plan::part_path(&local);
         let opened = local
             .parent()
@@ -712,103 +811,149 @@ impl Downloads {
                 OpenOptions::new()
                     .create(true)
                     .truncate(false)
+                    .read(true)
                     .write(true)
                     .open(&part)
             });
-        let mut file = match opened {
+        let file = match opened {
             Ok(f) => f,
             Err(e) => return io_outcome(&e, &part),
         };
-        let local_len = file.metadata().map_or(0, |m| m.len());
-        let start = plan::resume_offset(local_len, record.size);
-        progress.start.store(start, Ordering::Relaxed);
-        progress.received.store(start, Ordering::Relaxed);
-        let (size, mtime, mut recv) = match rpc::read(&peer.connection, path, start, None).await {
-            Ok(v) => v,
-            Err(RpcError::Refused(
-                e @ (WireError::NotFound | WireError::Forbidden | WireError::BadRequest(_)),
-            )) => return Outcome::Permanent(e.to_string()),
-            Err(e) if e.is_connection_loss() => return Outcome::PeerGone(e.to_string()),
+        let changed = (hashes.size, hashes.mtime) != (record.size, record.mtime);
+        if changed || record.root.is_some_and(|r| r != hashes.root) {
+            // Another version of the file: nothing in the part file belongs to it.
+            record.have = None;
+            if let Err(e) = file.set_len(0) {
+                return io_outcome(&e, &part);
+            }
+            if changed {
+                record.root = None;
+                return Outcome::Changed {
+                    size: hashes.size,
+                    mtime: hashes.mtime,
+                };
+            }
+        }
+        record.root = Some(hashes.root);
+        let size = hashes.size;
+        let (pieces, saved) = (hashes.pieces.clone(), record.have.take());
+        let recovered = tokio::task::spawn_blocking(move || {
+            let have = swarm::recover_pieces(&file, size, &pieces, saved);
+            (file, have)
+        })
+        .await;
+        let (file, have) = match recovered {
+            Ok((file, Ok(have))) => (file, have),
+            Ok((_, Err(e))) => return io_outcome(&e, &part),
             Err(e) => return Outcome::Retry(e.to_string()),
         };
-        if (size, mtime) != (record.size, record.mtime) {
-            let _ = recv.stop(0u32.into());
-            return match file.set_len(0) {
-                Ok(()) => Outcome::Changed { size, mtime },
-                Err(e) => io_outcome(&e, &part),
-            };
+        let swarm = Swarm::new(file, size, hashes.pieces, have, self.rate.clone());
+        let start = swarm.verified_bytes.load(Ordering::Relaxed);
+        progress.start.store(start, Ordering::Relaxed);
+        progress.received.store(start, Ordering::Relaxed);
+
+        let mut sources = vec![Source {
+            peer: peer.name.clone(),
+            connection: peer.connection.clone(),
+            path: path.to_string(),
+            delivered: Arc::default(),
+        }];
+        sources.extend(self.other_holders(&peer.name, hashes.root, size).await);
+        if let Ok(mut s) = progress.sources.lock() {
+            *s = sources
+                .iter()
+                .map(|src| (src.peer.clone(), src.delivered.clone()))
+                .collect();
         }
-        if let Err(e) = file
-            .set_len(start)
-            .and_then(|()| file.seek(SeekFrom::Start(start)).map(drop))
-        {
-            return io_outcome(&e, &part);
+        if sources.len() > 1 {
+            tracing::info!(
+                "{}/{path}: fetching from {} peers",
+                peer.name,
+                sources.len()
+            );
         }
-        let (tx, mut rx) = mpsc::channel::<Bytes>(16);
-        let counter = Arc::new(AtomicU64::new(start));
-        let written = counter.clone();
-        // A blocking writer keeps disk I/O off the async workers; what it writes is always
-        // a prefix of the remote file, so an abort at any point leaves a resumable part.
-        let writer = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-            while let Some(chunk) = rx.blocking_recv() {
-                file.write_all(&chunk)?;
-                written.fetch_add(chunk.len() as u64, Ordering::Relaxed);
-            }
-            file.sync_all()
-        });
-        let mut stream_error = None;
+        let swarm = Arc::new(swarm);
+        let mut workers = JoinSet::new();
+        for (index, source) in sources.iter().cloned().enumerate() {
+            let swarm = swarm.clone();
+            workers.spawn(async move {
+                let end = swarm.work(index, &source).await;
+                (source.peer, end)
+            });
+        }
+        let mut ends = Vec::new();
+        let mut tick = tokio::time::interval(super::PROGRESS_INTERVAL);
+        let mut ticks = 0u64;
         loop {
-            progress
-                .received
-                .store(counter.load(Ordering::Relaxed), Ordering::Relaxed);
-            match recv.read_chunk(READ_CHUNK, true).await {
-                Ok(Some(chunk)) => {
-                    // Pacing the reader lets QUIC flow control slow the sender down.
-                    self.rate
-                        .pace(&peer.name, Direction::Download, chunk.bytes.len() as u64)
-                        .await;
-                    if tx.send(chunk.bytes).await.is_err() {
-                        break;
+            tokio::select! {
+                done = workers.join_next() => match done {
+                    Some(Ok((source_peer, end))) => {
+                        if let SourceEnd::BadPiece(piece) = &end {
+                            tracing::warn!("{source_peer} served a bad piece {piece} of {path}; dropped as a source for it");
+                        }
+                        ends.push(end);
+                    }
+                    Some(Err(e)) => ends.push(SourceEnd::Failed(e.to_string())),
+                    None => break,
+                },
+                _ = tick.tick() => {
+                    ticks += 1;
+                    progress.received.store(swarm.verified_bytes.load(Ordering::Relaxed), Ordering::Relaxed);
+                    // The bitfield is only a hint (recovery re-checks the part file), so a
+                    // save every couple of seconds is plenty.
+                    if ticks % 8 == 0 {
+                        record.have = Some(swarm.have());
+                        if let Err(e) = self.store.put_download_file(progress.download, path, record) {
+                            tracing::debug!("cannot save progress of {path}: {e}");
+                        }
                     }
                 }
-                Ok(None) => break,
-                Err(e) => {
-                    stream_error = Some(e);
-                    break;
+            }
+        }
+        progress.received.store(
+            swarm.verified_bytes.load(Ordering::Relaxed),
+            Ordering::Relaxed,
+        );
+        record.have = Some(swarm.have());
+        if !swarm.complete() {
+            return match ends.into_iter().find(|e| !matches!(e, SourceEnd::Finished)) {
+                Some(SourceEnd::Disk(e)) => io_outcome(&e, &part),
+                Some(SourceEnd::BadPiece(_)) => {
+                    Outcome::Retry("every source served bad pieces".into())
                 }
+                Some(SourceEnd::Failed(reason)) if peer.connection.close_reason().is_some() => {
+                    Outcome::PeerGone(reason)
+                }
+                Some(SourceEnd::Failed(reason)) => Outcome::Retry(reason),
+                _ => Outcome::Retry("no source could supply the missing pieces".into()),
+            };
+        }
+        let (file, root) = (swarm.file.clone(), hashes.root);
+        let checked = tokio::task::spawn_blocking(move || {
+            let whole = swarm::verify_whole(&file, size, &root)?;
+            if whole {
+                file.sync_all()?;
             }
-        }
-        drop(tx);
-        let write_result = writer
-            .await
-            .unwrap_or_else(|e| Err(std::io::Error::other(e)));
-        let received = counter.load(Ordering::Relaxed);
-        progress.received.store(received, Ordering::Relaxed);
-        if let Err(e) = write_result {
-            return io_outcome(&e, &part);
-        }
-        match stream_error {
-            Some(quinn::ReadError::Reset(code))
-                if code.into_inner() == u64::from(RESET_FILE_CHANGED) =>
-            {
+            Ok::<bool, std::io::Error>(whole)
+        })
+        .await;
+        match checked {
+            Ok(Ok(true)) => {}
+            Ok(Ok(false)) => {
+                // Something on disk changed under us: start the file over rather than trust it.
+                record.have = None;
                 return Outcome::Retry(
-                    "the file changed on the sharing peer during the transfer".into(),
-                )
+                    "the finished file did not match its root hash; fetching it again".into(),
+                );
             }
-            Some(quinn::ReadError::Reset(_)) => {
-                return Outcome::Retry("the sharing peer hit a read error".into())
-            }
-            Some(e) => return Outcome::PeerGone(e.to_string()),
-            None => {}
-        }
-        if received != size {
-            return Outcome::Retry(format!("stream ended at {received} of {size} bytes"));
+            Ok(Err(e)) => return io_outcome(&e, &part),
+            Err(e) => return Outcome::Retry(e.to_string()),
         }
         if let Err(e) = std::fs::rename(&part, &local) {
             return io_outcome(&e, &local);
         }
         // The remote mtime marks the file as this exact version: asking for it again is free.
-        let mtime = UNIX_EPOCH + Duration::from_secs(mtime);
+        let mtime = UNIX_EPOCH + Duration::from_secs(record.mtime);
         if let Err(e) = std::fs::File::options()
             .write(true)
             .open(&local)
@@ -816,7 +961,41 @@ impl Downloads {
         {
             tracing::debug!("cannot set mtime of {}: {e}", local.display());
         }
+        record.have = None;
         Outcome::Done
+    }
+
+    /// Other connected peers holding content with this root: extra sources for the swarm.
+    async fn other_holders(
+        &self,
+        named: &str,
+        root: crate::content::Hash,
+        size: u64,
+    ) -> Vec<Source> {
+        let mut asks = JoinSet::new();
+        for other in self.peers.all().into_iter().filter(|p| p.name != named) {
+            asks.spawn(async move {
+                let found =
+                    tokio::time::timeout(HAVE_TIMEOUT, rpc::have(&other.connection, root)).await;
+                match found {
+                    Ok(Ok(Some((path, their_size)))) if their_size == size => Some(Source {
+                        peer: other.name.clone(),
+                        connection: other.connection.clone(),
+                        path,
+                        delivered: Arc::default(),
+                    }),
+                    _ => None,
+                }
+            });
+        }
+        let mut sources = Vec::new();
+        while let Some(found) = asks.join_next().await {
+            if let Ok(Some(source)) = found {
+                sources.push(source);
+            }
+        }
+        sources.sort_by(|a, b| a.peer.cmp(&b.peer));
+        sources
     }
 }
 

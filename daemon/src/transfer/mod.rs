@@ -4,6 +4,7 @@
 pub mod download;
 pub mod plan;
 pub mod rate;
+pub mod swarm;
 pub mod upload;
 
 use serde::Serialize;
@@ -57,6 +58,18 @@ pub struct TransferView {
     /// Offset the current read started from: shows how much a resume skipped.
     pub resumed_from: u64,
     pub active_files: Vec<ActiveFile>,
+    /// Finished and checked against its root hash (every piece, then the whole file).
+    pub verified: bool,
+    /// Hex root hash of a single-file download, once known.
+    pub hash: Option<String>,
+    /// Verified bytes each peer contributed.
+    pub sources: Vec<SourceView>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SourceView {
+    pub peer: String,
+    pub bytes: u64,
 }
 
 impl TransferView {
@@ -88,6 +101,9 @@ impl TransferView {
             failures: Vec::new(),
             resumed_from: start,
             active_files: Vec::new(),
+            verified: false,
+            hash: None,
+            sources: Vec::new(),
         }
     }
 }

@@ -125,7 +125,9 @@ impl Uploads {
             })
             .unwrap_or_default();
         for upload in active {
-            let _ = self.events.send(Event::Transfer(upload.view(now)));
+            let _ = self
+                .events
+                .send(Event::Transfer(Box::new(upload.view(now))));
         }
     }
 
@@ -204,7 +206,7 @@ impl Uploads {
         upload.set_state(TransferState::Active, None);
         let _ = self
             .events
-            .send(Event::Transfer(upload.view(Instant::now())));
+            .send(Event::Transfer(Box::new(upload.view(Instant::now()))));
         let result = stream_file(range, send, &upload, &self.rate).await;
         match result {
             Ok(()) => upload.set_state(TransferState::Done, None),
@@ -215,7 +217,7 @@ impl Uploads {
         }
         let _ = self
             .events
-            .send(Event::Transfer(upload.view(Instant::now())));
+            .send(Event::Transfer(Box::new(upload.view(Instant::now()))));
     }
 }
 

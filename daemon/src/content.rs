@@ -1,0 +1,221 @@
+//! Content identity: BLAKE3 over fixed-size pieces, and a root hash that commits to the
+//! file size and the whole piece list (see PROTOCOL.md, "Content hashes"). Pure functions
+//! and plain structs, tested without I/O.
+
+use serde::{Deserialize, Serialize};
+
+/// 1 MiB: 32 bytes of hash list per MiB of file (6.4 MB for 200 GB).
+pub const PIECE_SIZE: u64 = 1024 * 1024;
+const ROOT_CONTEXT: &str = "harddrive-party 2026 piece-list root v1";
+
+pub type Hash = [u8; 32];
+
+pub fn piece_count(size: u64) -> u64 {
+    size.div_ceil(PIECE_SIZE)
+}
+
+/// Length of piece `index` of a file of `size` bytes (the last one may be short).
+pub fn piece_len(size: u64, index: u64) -> u64 {
+    size.saturating_sub(index * PIECE_SIZE).min(PIECE_SIZE)
+}
+
+pub fn hash_piece(bytes: &[u8]) -> Hash {
+    *blake3::hash(bytes).as_bytes()
+}
+
+/// The root: a keyed BLAKE3 of the size and every piece hash in order. Knowing the root,
+/// a downloader can check a piece list from anyone, then each piece against its entry.
+pub fn root_of(size: u64, piece_hashes: &[Hash]) -> Hash {
+    let mut hasher = blake3::Hasher::new_derive_key(ROOT_CONTEXT);
+    hasher.update(&size.to_le_bytes());
+    for h in piece_hashes {
+        hasher.update(h);
+    }
+    *hasher.finalize().as_bytes()
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ListError {
+    #[error("piece list has {got} entries, a {size}-byte file has {expected}")]
+    WrongLength { size: u64, expected: u64, got: u64 },
+    #[error("piece list does not match the root hash")]
+    RootMismatch,
+}
+
+/// Accepts a piece list only if it has the right length and hashes to `root`.
+pub fn check_list(size: u64, root: &Hash, piece_hashes: &[Hash]) -> Result<(), ListError> {
+    let expected = piece_count(size);
+    if piece_hashes.len() as u64 != expected {
+        return Err(ListError::WrongLength {
+            size,
+            expected,
+            got: piece_hashes.len() as u64,
+        });
+    }
+    if root_of(size, piece_hashes) != *root {
+        return Err(ListError::RootMismatch);
+    }
+    Ok(())
+}
+
+/// Hashes a whole file's contents piece by piece as they are fed in, in order.
+#[derive(Default)]
+pub struct FileHasher {
+    current: blake3::Hasher,
+    in_piece: u64,
+    size: u64,
+    pieces: Vec<Hash>,
+}
+
+impl FileHasher {
+    pub fn update(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            let room = (PIECE_SIZE - self.in_piece) as usize;
+            let take = room.min(bytes.len());
+            self.current.update(&bytes[..take]);
+            self.in_piece += take as u64;
+            self.size += take as u64;
+            bytes = &bytes[take..];
+            if self.in_piece == PIECE_SIZE {
+                self.pieces.push(*self.current.finalize().as_bytes());
+                self.current.reset();
+                self.in_piece = 0;
+            }
+        }
+    }
+
+    /// Returns (size, root, piece hashes).
+    pub fn finish(mut self) -> (u64, Hash, Vec<Hash>) {
+        if self.in_piece > 0 {
+            self.pieces.push(*self.current.finalize().as_bytes());
+        }
+        (self.size, root_of(self.size, &self.pieces), self.pieces)
+    }
+}
+
+/// Which pieces of a file are present and verified.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Bitfield {
+    bits: Vec<u8>,
+    len: u64,
+}
+
+impl Bitfield {
+    pub fn new(len: u64) -> Self {
+        Self {
+            bits: vec![0; len.div_ceil(8) as usize],
+            len,
+        }
+    }
+
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn get(&self, i: u64) -> bool {
+        i < self.len && self.bits[(i / 8) as usize] & (1 << (i % 8)) != 0
+    }
+
+    pub fn set(&mut self, i: u64) {
+        if i < self.len {
+            self.bits[(i / 8) as usize] |= 1 << (i % 8);
+        }
+    }
+
+    pub fn clear(&mut self, i: u64) {
+        if i < self.len {
+            self.bits[(i / 8) as usize] &= !(1 << (i % 8));
+        }
+    }
+
+    pub fn count(&self) -> u64 {
+        self.bits.iter().map(|b| u64::from(b.count_ones())).sum()
+    }
+
+    pub fn complete(&self) -> bool {
+        self.count() == self.len
+    }
+
+    pub fn missing(&self) -> impl Iterator<Item = u64> + '_ {
+        (0..self.len).filter(|i| !self.get(*i))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 31 % 251) as u8).collect()
+    }
+
+    #[test]
+    fn pieces_cover_the_file_exactly() {
+        assert_eq!(piece_count(0), 0);
+        assert_eq!(piece_count(1), 1);
+        assert_eq!(piece_count(PIECE_SIZE), 1);
+        assert_eq!(piece_count(PIECE_SIZE + 1), 2);
+        assert_eq!(piece_len(PIECE_SIZE + 1, 1), 1);
+        assert_eq!(piece_len(PIECE_SIZE * 3, 2), PIECE_SIZE);
+    }
+
+    #[test]
+    fn streaming_hasher_matches_piecewise_hashing_in_any_chunking() {
+        let bytes = data((PIECE_SIZE * 2 + 12345) as usize);
+        let expected: Vec<Hash> = bytes.chunks(PIECE_SIZE as usize).map(hash_piece).collect();
+        for chunk in [1usize, 4096, 1_000_003, bytes.len()] {
+            let mut h = FileHasher::default();
+            for part in bytes.chunks(chunk) {
+                h.update(part);
+            }
+            let (size, root, pieces) = h.finish();
+            assert_eq!(size, bytes.len() as u64);
+            assert_eq!(pieces, expected);
+            assert_eq!(root, root_of(size, &expected));
+        }
+    }
+
+    #[test]
+    fn a_list_that_does_not_match_the_root_is_rejected() {
+        let bytes = data((PIECE_SIZE * 3) as usize);
+        let mut h = FileHasher::default();
+        h.update(&bytes);
+        let (size, root, mut pieces) = h.finish();
+        assert_eq!(check_list(size, &root, &pieces), Ok(()));
+        assert!(matches!(
+            check_list(size - 1, &root, &pieces),
+            Err(ListError::RootMismatch)
+        ));
+        assert!(matches!(
+            check_list(size, &root, &pieces[..2]),
+            Err(ListError::WrongLength { .. })
+        ));
+        pieces[1][0] ^= 1;
+        assert_eq!(
+            check_list(size, &root, &pieces),
+            Err(ListError::RootMismatch)
+        );
+        // The empty file has a root too, and a different one from any other size.
+        assert_ne!(root_of(0, &[]), root_of(1, &[]));
+    }
+
+    #[test]
+    fn bitfield_tracks_missing_pieces() {
+        let mut b = Bitfield::new(10);
+        b.set(0);
+        b.set(9);
+        b.set(42);
+        assert_eq!(b.count(), 2);
+        assert_eq!(b.missing().collect::<Vec<_>>(), [1, 2, 3, 4, 5, 6, 7, 8]);
+        b.clear(9);
+        assert!(!b.get(9));
+        for i in 0..10 {
+            b.set(i);
+        }
+        assert!(b.complete());
+    }
+}

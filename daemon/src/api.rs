@@ -209,6 +209,10 @@ async fn info(State(s): State<AppState>) -> Json<serde_json::Value> {
         "download_dir": n.download_dir,
         "storage": n.storage,
         "peers_connected": n.peers.all().len(),
+        "hashing": {
+            "active": n.hashing.load(std::sync::atomic::Ordering::Relaxed),
+            "hashed_files": n.hashed_files.load(std::sync::atomic::Ordering::Relaxed),
+        },
     }))
 }
 

@@ -134,6 +134,12 @@ pub struct StartArgs {
     /// Download cap for each peer; 0 for none
     #[arg(long, env = "HDP_PEER_DOWNLOAD_LIMIT", value_parser = parse_rate)]
     pub peer_download_limit: Option<Rate>,
+    /// Do not hash shared files in the background (they are hashed when first requested).
+    #[arg(long, env = "HDP_NO_BACKGROUND_HASHING")]
+    pub no_background_hashing: bool,
+    /// Read rate of background hashing, e.g. 20MB; 0 for as fast as possible [default: 64MB]
+    #[arg(long, env = "HDP_BACKGROUND_HASH_RATE", value_parser = parse_rate)]
+    pub background_hash_rate: Option<Rate>,
 }
 
 impl Cli {
@@ -163,6 +169,8 @@ impl Cli {
             download_limit: args.download_limit,
             peer_upload_limit: args.peer_upload_limit,
             peer_download_limit: args.peer_download_limit,
+            background_hashing: args.no_background_hashing.then_some(false),
+            background_hash_rate: args.background_hash_rate,
             ..base
         }
     }

@@ -56,6 +56,11 @@ pub struct Layer {
     pub peer_upload_limit: Option<Rate>,
     #[serde(default, deserialize_with = "rate_setting")]
     pub peer_download_limit: Option<Rate>,
+    /// Hash shared files in a low-priority background pass, so other peers can find them
+    /// by content and swarm downloads can use them.
+    pub background_hashing: Option<bool>,
+    #[serde(default, deserialize_with = "rate_setting")]
+    pub background_hash_rate: Option<Rate>,
 }
 
 /// Accepts `"5MB"`-style strings or plain numbers of bytes per second.
@@ -90,6 +95,8 @@ pub struct Settings {
     pub rescan_interval: Duration,
     /// Limits given at start; each one left unset keeps the value last set through the API.
     pub limits: LimitOverrides,
+    pub background_hashing: bool,
+    pub background_hash_rate: Rate,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -140,6 +147,8 @@ impl Layer {
             download_limit: self.download_limit.or(lower.download_limit),
             peer_upload_limit: self.peer_upload_limit.or(lower.peer_upload_limit),
             peer_download_limit: self.peer_download_limit.or(lower.peer_download_limit),
+            background_hashing: self.background_hashing.or(lower.background_hashing),
+            background_hash_rate: self.background_hash_rate.or(lower.background_hash_rate),
         }
     }
 
@@ -165,6 +174,9 @@ impl Layer {
             max_uploads: self.max_uploads.unwrap_or(8).max(1),
             max_uploads_per_peer: self.max_uploads_per_peer.unwrap_or(4).max(1),
             rescan_interval: Duration::from_secs(self.rescan_interval.unwrap_or(600).max(10)),
+            background_hashing: self.background_hashing.unwrap_or(true),
+            // Gentle enough for a NAS disk that is also serving, quick on a fast one.
+            background_hash_rate: self.background_hash_rate.unwrap_or(64_000_000),
             limits: LimitOverrides {
                 upload: self.upload_limit,
                 download: self.download_limit,

@@ -56,6 +56,8 @@ fn start(settings: Settings) -> anyhow::Result<()> {
             per_peer: settings.max_downloads_per_peer,
         },
         limits: settings.limits,
+        background_hashing: settings.background_hashing,
+        background_hash_rate: settings.background_hash_rate,
         upload_limits: UploadLimits {
             total: settings.max_uploads,
             per_peer: settings.max_uploads_per_peer,

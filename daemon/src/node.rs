@@ -94,6 +94,9 @@ pub struct NodeConfig {
     pub download_limits: DownloadLimits,
     pub upload_limits: UploadLimits,
     pub limits: crate::config::LimitOverrides,
+    pub background_hashing: bool,
+    /// Read rate of the background hashing pass (0 = as fast as the disk allows).
+    pub background_hash_rate: crate::transfer::rate::Rate,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -150,6 +153,11 @@ pub struct Node {
     announce: AnnounceAddress,
     backoff: Mutex<HashMap<String, Backoff>>,
     dialling: Mutex<HashSet<String>>,
+    /// `None` when background hashing is switched off.
+    background_hash_rate: Option<crate::transfer::rate::Rate>,
+    pub hashing: std::sync::atomic::AtomicBool,
+    /// Files hashed (or found hashed) by background passes since start.
+    pub hashed_files: std::sync::atomic::AtomicU64,
     shutdown: watch::Sender<bool>,
 }
 
@@ -253,6 +261,11 @@ impl Node {
             announce,
             backoff: Mutex::new(HashMap::new()),
             dialling: Mutex::new(HashSet::new()),
+            background_hash_rate: config
+                .background_hashing
+                .then_some(config.background_hash_rate),
+            hashing: Default::default(),
+            hashed_files: Default::default(),
             shutdown: watch::channel(false).0,
         });
         tracing::info!(
@@ -326,35 +339,69 @@ impl Node {
         let _ = tokio::time::timeout(Duration::from_secs(2), self.quic.endpoint.wait_idle()).await;
     }
 
+    /// Indexes every share once at start (new `--share-dir`s are registered first), then
+    /// rescans periodically; after each scan, hashes what is not hashed yet in the background.
     async fn index_loop(self: Arc<Self>, share_dirs: Vec<PathBuf>, interval: Duration) {
-        let node = self.clone();
-        let _ = tokio::task::spawn_blocking(move || {
-            let roots = node.shares.roots();
-            for dir in share_dirs {
-                let canonical = dir.canonicalize().unwrap_or_else(|_| dir.clone());
-                if roots.values().any(|r| *r == canonical) {
-                    continue;
-                }
-                match node.shares.add(&dir) {
-                    Ok((name, stats)) => tracing::info!(
-                        "sharing {} as {name} ({} files)",
-                        dir.display(),
-                        stats.files
-                    ),
-                    Err(e) => tracing::warn!("{e}"),
-                }
-            }
-            node.rescan_logged();
-        })
-        .await;
-        let _ = self.events.send(Event::SharesChanged);
         let mut tick = tokio::time::interval(interval);
-        tick.tick().await;
+        let mut first = Some(share_dirs);
         loop {
             tick.tick().await;
             let node = self.clone();
-            let _ = tokio::task::spawn_blocking(move || node.rescan_logged()).await;
+            let new_dirs = first.take();
+            let _ = tokio::task::spawn_blocking(move || {
+                for dir in new_dirs.unwrap_or_default() {
+                    node.register_share(&dir);
+                }
+                node.rescan_logged();
+                if let Some(rate) = node.background_hash_rate {
+                    node.hash_in_background(rate);
+                }
+            })
+            .await;
+            let _ = self.events.send(Event::SharesChanged);
         }
+    }
+
+    fn register_share(&self, dir: &std::path::Path) {
+        let canonical = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+        if self.shares.roots().values().any(|r| *r == canonical) {
+            return;
+        }
+        match self.shares.register(dir) {
+            Ok(name) => tracing::info!("sharing {} as {name}", dir.display()),
+            Err(e) => tracing::warn!("{e}"),
+        }
+    }
+
+    /// Computes content hashes of every shared file not hashed yet, paced so that a NAS
+    /// keeps serving while it works. Blocking.
+    fn hash_in_background(&self, rate: crate::transfer::rate::Rate) {
+        let mut files = Vec::new();
+        let _ = self.shares.ls("", None, true, |entry| {
+            if !entry.is_dir {
+                files.push(entry.path);
+            }
+            true
+        });
+        self.hashing
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let started = Instant::now();
+        let mut bucket = crate::transfer::rate::TokenBucket::new(rate, started);
+        for path in files {
+            if *self.shutdown.borrow() {
+                break;
+            }
+            match self.shares.content_hashes_paced(&path, Some(&mut bucket)) {
+                Ok(_) => {
+                    self.hashed_files
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                Err(e) => tracing::debug!("background hashing skipped {path}: {e}"),
+            }
+        }
+        self.hashing
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        tracing::debug!("background hashing pass took {:.2?}", started.elapsed());
     }
 
     fn rescan_logged(&self) {

@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use crate::content::FileHasher;
 use crate::store::{HashRecord, IndexValue, Store, StoreError, INDEX, SHARES};
+use crate::transfer::rate::TokenBucket;
 use crate::wire::{Entry, WireError};
 
 /// A rescan commits in slices, so a huge share never holds one giant transaction in memory
@@ -136,6 +137,13 @@ impl Shares {
     /// Shares a directory under a display name derived from its base name, made unique
     /// with a numeric suffix, then indexes it.
     pub fn add(&self, dir: &Path) -> Result<(String, ScanStats), SharesError> {
+        let name = self.register(dir)?;
+        let stats = self.rescan(&name)?;
+        Ok((name, stats))
+    }
+
+    /// Records a new share without indexing it yet (start-up indexes every share once).
+    pub fn register(&self, dir: &Path) -> Result<String, SharesError> {
         let bad = |reason: String| SharesError::BadDirectory {
             path: dir.to_path_buf(),
             reason,
@@ -178,8 +186,7 @@ impl Shares {
             roots.insert(name.clone(), root);
             name
         };
-        let stats = self.rescan(&name)?;
-        Ok((name, stats))
+        Ok(name)
     }
 
     pub fn remove(&self, name: &str) -> Result<(), SharesError> {
@@ -328,6 +335,15 @@ impl Shares {
     /// Content hashes of a shared file: from the cache while its size, mtime and inode are
     /// unchanged, else computed now (blocking: call from a blocking thread) and cached.
     pub fn content_hashes(&self, path: &str) -> Result<HashRecord, WireError> {
+        self.content_hashes_paced(path, None)
+    }
+
+    /// As [`Shares::content_hashes`]; with a bucket, reading is paced by it (background pass).
+    pub fn content_hashes_paced(
+        &self,
+        path: &str,
+        mut pace: Option<&mut TokenBucket>,
+    ) -> Result<HashRecord, WireError> {
         let real = self.resolve(path)?;
         let meta = fs::metadata(&real).map_err(|e| WireError::Io(e.kind().to_string()))?;
         let (size, mtime, inode) = (
@@ -348,7 +364,12 @@ impl Shares {
         loop {
             match std::io::Read::read(&mut file, &mut buf) {
                 Ok(0) => break,
-                Ok(n) => hasher.update(&buf[..n]),
+                Ok(n) => {
+                    hasher.update(&buf[..n]);
+                    if let Some(bucket) = pace.as_deref_mut() {
+                        std::thread::sleep(bucket.take(n as u64, Instant::now()));
+                    }
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(WireError::Io(e.kind().to_string())),
             }

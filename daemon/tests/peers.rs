@@ -131,10 +131,15 @@ fn connect_browse_search_and_download_files_and_directories() {
             Some("done")
         )
     );
-    assert!(a
-        .uploads()
-        .iter()
-        .any(|u| u["path"] == "Music/big.bin" && u["state"] == "done"));
+    // The sharer lists what it served (its most recent uploads), finished, to that peer.
+    let uploads = a.uploads();
+    assert!(!uploads.is_empty());
+    assert!(
+        uploads
+            .iter()
+            .all(|u| u["peer"] == b.name().as_str() && u["state"] == "done"),
+        "{uploads:?}"
+    );
 
     // read streams raw bytes, ranges included.
     let range = b.cli(&[

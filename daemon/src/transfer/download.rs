@@ -909,6 +909,12 @@ impl Downloads {
                     }
                 }
             }
+            // Every piece is in: a source still waiting on a dead connection must not hold
+            // the file back until its idle timeout.
+            if swarm.complete() {
+                workers.abort_all();
+                break;
+            }
         }
         progress.received.store(
             swarm.verified_bytes.load(Ordering::Relaxed),

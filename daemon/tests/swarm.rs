@@ -1,0 +1,130 @@
+//! Several peers holding the same content: the download becomes a swarm, pieces come from
+//! all of them, a seeder that dies or serves bad bytes cannot stall or corrupt the result.
+
+mod common;
+
+use std::fs;
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+const SIZE: u64 = 256 * 1024 * 1024;
+
+/// Three seeders sharing copies of one file, and a downloader connected to all of them.
+/// The downloader's per-peer cap keeps the swarm slow enough to watch.
+fn swarm(tmp: &std::path::Path) -> (Vec<Daemon>, Daemon, std::path::PathBuf) {
+    let original = tmp.join("original.mkv");
+    write_random_file(&original, SIZE, 77);
+    let mut seeders = Vec::new();
+    for i in 0..3 {
+        let share = tmp.join(format!("seed{i}/Films"));
+        fs::create_dir_all(&share).unwrap();
+        fs::copy(&original, share.join("film.mkv")).unwrap();
+        let mut s = Daemon::new(tmp, &format!("seeder{i}"))
+            .share(&share)
+            .args(&["--background-hash-rate", "0"]);
+        s.start();
+        seeders.push(s);
+    }
+    let mut d = Daemon::new(tmp, "downloader").args(&["--peer-download-limit", "24MB"]);
+    d.start();
+    for s in &seeders {
+        connect(&d, s);
+    }
+    for s in &seeders {
+        wait_for("background hashing", Duration::from_secs(60), || {
+            let info = s.api_get("/api/info");
+            (info["hashing"]["hashed_files"].as_u64() >= Some(1)
+                && info["hashing"]["active"] == false)
+                .then_some(())
+        });
+    }
+    (seeders, d, original)
+}
+
+fn sources(t: &Value) -> Vec<(String, u64)> {
+    t["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["peer"].as_str().unwrap().to_string(),
+                s["bytes"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn pieces_come_from_every_seeder_and_a_dead_one_does_not_stall_the_download() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut seeders, d, original) = swarm(tmp.path());
+    let first = seeders[0].name();
+    let id = d.download(&format!("{first}/Films/film.mkv"));
+    let during = wait_for("a third of the file", Duration::from_secs(60), || {
+        let t = d.transfer(id);
+        (t["received"].as_u64().unwrap_or(0) >= SIZE / 3).then_some(t)
+    });
+    let contributing = sources(&during).iter().filter(|(_, b)| *b > 0).count();
+    assert_eq!(contributing, 3, "all three seeders contribute: {during}");
+    seeders[1].kill9();
+    let done = d.wait_download_done(id, Duration::from_secs(120));
+    assert_eq!(
+        sha256_file(&d.download_dir.join(&first).join("Films/film.mkv")),
+        sha256_file(&original)
+    );
+    assert_eq!(done["verified"], true);
+    assert_eq!(done["hash"].as_str().map(str::len), Some(64));
+    let per_peer = sources(&done);
+    assert_eq!(per_peer.len(), 3, "{done}");
+    assert!(
+        per_peer.iter().all(|(_, bytes)| *bytes > 0),
+        "every seeder delivered verified bytes: {done}"
+    );
+    assert_eq!(
+        per_peer.iter().map(|(_, b)| b).sum::<u64>(),
+        SIZE,
+        "each byte was counted once"
+    );
+}
+
+#[test]
+fn a_seeder_serving_bad_bytes_is_dropped_and_the_file_is_still_right() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (seeders, d, original) = swarm(tmp.path());
+    // Corrupt seeder 2's copy in place after it was hashed, and put its mtime back: its
+    // cached hashes now lie about what it serves.
+    let bad = tmp.path().join("seed2/Films/film.mkv");
+    let mtime = fs::metadata(&bad).unwrap().modified().unwrap();
+    {
+        use std::os::unix::fs::FileExt;
+        let f = fs::OpenOptions::new().write(true).open(&bad).unwrap();
+        for offset in (0..SIZE).step_by(1024 * 1024) {
+            f.write_all_at(b"flipped!", offset + 4096).unwrap();
+        }
+        f.set_modified(mtime).unwrap();
+    }
+    let first = seeders[0].name();
+    let bad_name = seeders[2].name();
+    let id = d.download(&format!("{first}/Films/film.mkv"));
+    let done = d.wait_download_done(id, Duration::from_secs(120));
+    assert_eq!(
+        sha256_file(&d.download_dir.join(&first).join("Films/film.mkv")),
+        sha256_file(&original)
+    );
+    let bad_bytes = sources(&done)
+        .into_iter()
+        .find(|(p, _)| *p == bad_name)
+        .map_or(0, |(_, b)| b);
+    assert_eq!(
+        bad_bytes, 0,
+        "no byte from the bad seeder was accepted: {done}"
+    );
+    assert!(
+        d.log_text()
+            .contains(&format!("{bad_name} served a bad piece")),
+        "the event is logged"
+    );
+}

@@ -137,6 +137,9 @@ pub struct StartArgs {
     /// Do not hash shared files in the background (they are hashed when first requested).
     #[arg(long, env = "HDP_NO_BACKGROUND_HASHING")]
     pub no_background_hashing: bool,
+    /// Free space to keep on the download disk, e.g. 1GB; downloads pause below it [default: 256MiB]
+    #[arg(long, env = "HDP_MIN_FREE_SPACE", value_parser = parse_rate)]
+    pub min_free_space: Option<u64>,
     /// Read rate of background hashing, e.g. 20MB; 0 for as fast as possible [default: 64MB]
     #[arg(long, env = "HDP_BACKGROUND_HASH_RATE", value_parser = parse_rate)]
     pub background_hash_rate: Option<Rate>,
@@ -171,6 +174,7 @@ impl Cli {
             peer_download_limit: args.peer_download_limit,
             background_hashing: args.no_background_hashing.then_some(false),
             background_hash_rate: args.background_hash_rate,
+            min_free_space: args.min_free_space,
             ..base
         }
     }

@@ -61,6 +61,9 @@ pub struct Layer {
     pub background_hashing: Option<bool>,
     #[serde(default, deserialize_with = "rate_setting")]
     pub background_hash_rate: Option<Rate>,
+    /// Free space to keep on the download disk ("512MB", or bytes); downloads pause below it.
+    #[serde(default, deserialize_with = "rate_setting")]
+    pub min_free_space: Option<u64>,
 }
 
 /// Accepts `"5MB"`-style strings or plain numbers of bytes per second.
@@ -97,6 +100,7 @@ pub struct Settings {
     pub limits: LimitOverrides,
     pub background_hashing: bool,
     pub background_hash_rate: Rate,
+    pub min_free_space: u64,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -149,6 +153,7 @@ impl Layer {
             peer_download_limit: self.peer_download_limit.or(lower.peer_download_limit),
             background_hashing: self.background_hashing.or(lower.background_hashing),
             background_hash_rate: self.background_hash_rate.or(lower.background_hash_rate),
+            min_free_space: self.min_free_space.or(lower.min_free_space),
         }
     }
 
@@ -175,6 +180,7 @@ impl Layer {
             max_uploads_per_peer: self.max_uploads_per_peer.unwrap_or(4).max(1),
             rescan_interval: Duration::from_secs(self.rescan_interval.unwrap_or(600).max(10)),
             background_hashing: self.background_hashing.unwrap_or(true),
+            min_free_space: self.min_free_space.unwrap_or(256 * 1024 * 1024),
             // Gentle enough for a NAS disk that is also serving, quick on a fast one.
             background_hash_rate: self.background_hash_rate.unwrap_or(64_000_000),
             limits: LimitOverrides {

@@ -54,6 +54,7 @@ fn start(settings: Settings) -> anyhow::Result<()> {
         download_limits: DownloadLimits {
             total: settings.max_downloads,
             per_peer: settings.max_downloads_per_peer,
+            min_free_space: settings.min_free_space,
         },
         limits: settings.limits,
         background_hashing: settings.background_hashing,

@@ -294,11 +294,7 @@ impl Node {
                 .filter(|v| v.state == crate::transfer::TransferState::Active)
                 .count()
         };
-        // The conversions are no-ops on 64-bit targets but widen c_ulong on armv7.
-        #[allow(clippy::useless_conversion)]
-        let storage_free = nix::sys::statvfs::statvfs(&self.storage)
-            .ok()
-            .map(|s| u64::from(s.blocks_available()).saturating_mul(u64::from(s.fragment_size())));
+        let storage_free = crate::transfer::download::free_space(&self.storage);
         Ok(Health {
             peers: self.peers.all().len(),
             downloading: active(self.downloads.views()),

@@ -195,6 +195,23 @@ impl Drop for Mount {
 
 #[test]
 fn a_full_disk_pauses_the_download_and_it_resumes_when_space_returns() {
+    // A tiny reserve: the disk really fills up (ENOSPC) before the reserve check sees it.
+    pause_on_a_small_disk(
+        &["--min-free-space", "1MB"],
+        "no space left on the download disk",
+    );
+}
+
+#[test]
+fn the_free_space_reserve_pauses_the_download_before_the_disk_fills() {
+    // Slow enough that the once-a-second reserve check acts long before the disk is full.
+    pause_on_a_small_disk(
+        &["--min-free-space", "40MB", "--download-limit", "8MB"],
+        "reserve",
+    );
+}
+
+fn pause_on_a_small_disk(downloader_args: &[&str], reason: &str) {
     let tmp = tempfile::tempdir().unwrap();
     let small = tmp.path().join("small-disk");
     fs::create_dir_all(&small).unwrap();
@@ -211,7 +228,7 @@ fn a_full_disk_pauses_the_download_and_it_resumes_when_space_returns() {
     let share = tmp.path().join("share/Iso");
     write_random_file(&share.join("disk.img"), SIZE_FULL_DISK, 7);
     let mut a = Daemon::new(tmp.path(), "uploader").share(&share);
-    let mut b = Daemon::new(tmp.path(), "downloader");
+    let mut b = Daemon::new(tmp.path(), "downloader").args(downloader_args);
     b.download_dir = small.join("dl");
     a.start();
     b.start();
@@ -229,7 +246,7 @@ fn a_full_disk_pauses_the_download_and_it_resumes_when_space_returns() {
         (t["state"] == "disk_full").then_some(t)
     });
     assert!(
-        paused["error"].as_str().unwrap().contains("no space"),
+        paused["error"].as_str().unwrap().contains(reason),
         "{paused}"
     );
     let verified = paused["received"].as_u64().unwrap();

@@ -33,6 +33,17 @@ const HAVE_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct DownloadLimits {
     pub total: usize,
     pub per_peer: usize,
+    /// Free space to leave on the download disk: below it downloads pause.
+    pub min_free_space: u64,
+}
+
+/// Free bytes on the filesystem holding `path`, if it can tell.
+pub fn free_space(path: &std::path::Path) -> Option<u64> {
+    // The conversions are no-ops on 64-bit targets but widen c_ulong on armv7.
+    #[allow(clippy::useless_conversion)]
+    nix::sys::statvfs::statvfs(path)
+        .ok()
+        .map(|s| u64::from(s.blocks_available()).saturating_mul(u64::from(s.fragment_size())))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -803,6 +814,9 @@ impl Downloads {
             Err(e) if e.is_connection_loss() => return Outcome::PeerGone(e.to_string()),
             Err(e) => return Outcome::Retry(e.to_string()),
         };
+        if let Some(low) = self.below_reserve() {
+            return Outcome::DiskFull(low);
+        }
         let part = plan::part_path(&local);
         let opened = local
             .parent()
@@ -836,6 +850,16 @@ impl Downloads {
         }
         record.root = Some(hashes.root);
         let size = hashes.size;
+        // Reserve the blocks up front where the filesystem can (fewer fragments, and a full
+        // disk shows early); KEEP_SIZE leaves the length showing how far writing got.
+        if let Err(e) = nix::fcntl::fallocate(
+            &file,
+            nix::fcntl::FallocateFlags::FALLOC_FL_KEEP_SIZE,
+            0,
+            size as i64,
+        ) {
+            tracing::debug!("no preallocation for {}: {e}", part.display());
+        }
         let (pieces, saved) = (hashes.pieces.clone(), record.have.take());
         let recovered = tokio::task::spawn_blocking(move || {
             let have = swarm::recover_pieces(&file, size, &pieces, saved);
@@ -901,6 +925,13 @@ impl Downloads {
                     progress.received.store(swarm.verified_bytes.load(Ordering::Relaxed), Ordering::Relaxed);
                     // The bitfield is only a hint (recovery re-checks the part file), so a
                     // save every couple of seconds is plenty.
+                    if ticks % 4 == 0 {
+                        if let Some(low) = self.below_reserve() {
+                            workers.abort_all();
+                            record.have = Some(swarm.have());
+                            return Outcome::DiskFull(low);
+                        }
+                    }
                     if ticks % 8 == 0 {
                         record.have = Some(swarm.have());
                         if let Err(e) = self.store.put_download_file(progress.download, path, record) {
@@ -969,6 +1000,18 @@ impl Downloads {
         }
         record.have = None;
         Outcome::Done
+    }
+
+    /// Why downloads must wait, if the download disk is below the free-space reserve.
+    fn below_reserve(&self) -> Option<String> {
+        let free = free_space(&self.download_dir)?;
+        (free < self.limits.min_free_space).then(|| {
+            format!(
+                "{} MiB free, below the {} MiB reserve (--min-free-space)",
+                free / (1024 * 1024),
+                self.limits.min_free_space / (1024 * 1024)
+            )
+        })
     }
 
     /// Other connected peers holding content with this root: extra sources for the swarm.

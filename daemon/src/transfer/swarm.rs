@@ -22,6 +22,9 @@ use crate::wire::RESET_FILE_CHANGED;
 pub const RUN_PIECES: u64 = 8;
 /// Piece checks (hash + write) a source may have in flight while it keeps reading.
 const VERIFY_DEPTH: usize = 4;
+/// A source that goes silent this long mid-run is dropped for the file (a peer claiming
+/// content it cannot serve, or a wedged one); its pieces go to the others.
+const STALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub type SourceId = usize;
 
@@ -240,7 +243,16 @@ impl Swarm {
             let want = piece_len(self.size, piece) as usize;
             let mut buf = BytesMut::with_capacity(want);
             while buf.len() < want {
-                match recv.read_chunk(want - buf.len(), true).await {
+                let next =
+                    tokio::time::timeout(STALL_TIMEOUT, recv.read_chunk(want - buf.len(), true))
+                        .await;
+                let Ok(next) = next else {
+                    return Err(SourceEnd::Failed(format!(
+                        "{} sent nothing for {STALL_TIMEOUT:?}",
+                        source.peer
+                    )));
+                };
+                match next {
                     Ok(Some(chunk)) => {
                         self.rate
                             .pace(

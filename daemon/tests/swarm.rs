@@ -128,3 +128,35 @@ fn a_seeder_serving_bad_bytes_is_dropped_and_the_file_is_still_right() {
         "the event is logged"
     );
 }
+
+#[test]
+fn a_restart_mid_swarm_resumes_from_all_sources() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (seeders, mut d, original) = swarm(tmp.path());
+    let first = seeders[0].name();
+    let id = d.download(&format!("{first}/Films/film.mkv"));
+    wait_for("a quarter of the file", Duration::from_secs(60), || {
+        (d.transfer(id)["received"].as_u64().unwrap_or(0) >= SIZE / 4).then_some(())
+    });
+    d.kill9();
+    d.start();
+    let resumed = wait_for("the swarm to resume", Duration::from_secs(30), || {
+        let t = d.transfer(id);
+        (t["state"] == "active" && t["resumed_from"].as_u64().unwrap_or(0) > 0).then_some(t)
+    });
+    assert!(
+        resumed["resumed_from"].as_u64().unwrap() >= SIZE / 8,
+        "verified pieces survived the crash: {resumed}"
+    );
+    let done = d.wait_download_done(id, Duration::from_secs(120));
+    assert_eq!(
+        sha256_file(&d.download_dir.join(&first).join("Films/film.mkv")),
+        sha256_file(&original)
+    );
+    let per_peer = sources(&done);
+    assert_eq!(
+        per_peer.iter().filter(|(_, b)| *b > 0).count(),
+        3,
+        "all three sources again after the restart: {done}"
+    );
+}

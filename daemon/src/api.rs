@@ -156,6 +156,7 @@ pub fn router(node: Arc<Node>, token: String) -> Router {
         .route("/transfers/{id}", get(transfer).delete(cancel_transfer))
         .route("/transfers/{id}/pause", post(pause_transfer))
         .route("/transfers/{id}/resume", post(resume_transfer))
+        .route("/transfers/{id}/move", post(move_transfer))
         .route("/read", get(read))
         .route("/stop", post(stop))
         .route("/settings", get(settings).post(change_settings))
@@ -510,6 +511,21 @@ async fn resume_transfer(
 ) -> Result<impl IntoResponse, ApiError> {
     s.node.downloads.resume(id)?;
     Ok(Json(json!({ "resumed": id })))
+}
+
+#[derive(Deserialize)]
+struct MoveBody {
+    /// New queue position, 0 = first.
+    position: usize,
+}
+
+async fn move_transfer(
+    State(s): State<AppState>,
+    Path(id): Path<u64>,
+    Json(body): Json<MoveBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    s.node.downloads.move_to(id, body.position)?;
+    Ok(Json(json!({ "moved": id, "position": body.position })))
 }
 
 async fn cancel_transfer(

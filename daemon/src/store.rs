@@ -117,6 +117,8 @@ pub struct DownloadRecord {
     /// The remote listing has been stored as file records.
     pub expanded: bool,
     pub added_at: u64,
+    /// Queue position: lower goes first; the user can reorder.
+    pub priority: i64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -445,6 +447,7 @@ mod tests {
             state: DownloadState::Queued,
             expanded: false,
             added_at: 0,
+            priority: 0,
         };
         let a = store.add_download(&record).unwrap();
         let b = store.add_download(&record).unwrap();

@@ -262,3 +262,67 @@ fn rate_limits_hold_change_live_and_persist() {
         (Some(1_572_864), Some(0))
     );
 }
+
+#[test]
+fn the_download_queue_can_be_reordered_and_keeps_its_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    let share = tmp.path().join("share/Q");
+    for i in 0..3 {
+        write_random_file(&share.join(format!("f{i}.bin")), 6_000_000, 10 + i);
+    }
+    let mut a = Daemon::new(tmp.path(), "a").share(&share);
+    // One file at a time, slowly: the queue order decides what comes next.
+    let mut b =
+        Daemon::new(tmp.path(), "b").args(&["--max-downloads", "1", "--download-limit", "4MB"]);
+    a.start();
+    b.start();
+    connect(&b, &a);
+    let an = a.name();
+    wait_for("index", Duration::from_secs(20), || {
+        a.cli_json(&["shares", "--json"])
+            .as_array()
+            .is_some_and(|l| l.len() == 4)
+            .then_some(())
+    });
+    let ids: Vec<u64> = (0..3)
+        .map(|i| b.download(&format!("{an}/Q/f{i}.bin")))
+        .collect();
+    b.api_post(
+        &format!("/api/transfers/{}/move", ids[2]),
+        serde_json::json!({ "position": 0 }),
+    )
+    .unwrap();
+    let order = |d: &Daemon| -> Vec<u64> {
+        d.api_get("/api/transfers")
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["direction"] == "download")
+            .map(|t| t["id"].as_u64().unwrap())
+            .collect()
+    };
+    assert_eq!(order(&b), [ids[2], ids[0], ids[1]]);
+    // f0 was already running; f2 must come before f1.
+    wait_for("f2 to start before f1", Duration::from_secs(30), || {
+        let (t1, t2) = (b.transfer(ids[1]), b.transfer(ids[2]));
+        assert_eq!(
+            t1["received"], 0,
+            "f1 started before the file moved ahead of it"
+        );
+        (t2["received"].as_u64().unwrap_or(0) > 0).then_some(())
+    });
+    b.stop();
+    b.start();
+    assert_eq!(
+        order(&b),
+        [ids[2], ids[0], ids[1]],
+        "the order survives a restart"
+    );
+    let missing = b
+        .api_post(
+            "/api/transfers/999/move",
+            serde_json::json!({ "position": 0 }),
+        )
+        .unwrap_err();
+    assert_eq!(missing.0, 404);
+}

@@ -121,6 +121,16 @@ fn retry_delay(attempts: u32) -> u64 {
     (10u64 << attempts.min(6)).min(600)
 }
 
+/// Download ids by queue position (priority, then age).
+fn queue_order(jobs: &BTreeMap<u64, Job>) -> Vec<u64> {
+    let mut order: Vec<(i64, u64)> = jobs
+        .iter()
+        .map(|(id, j)| (j.record.priority, *id))
+        .collect();
+    order.sort_unstable();
+    order.into_iter().map(|(_, id)| id).collect()
+}
+
 pub struct Downloads {
     store: Arc<Store>,
     peers: Arc<PeerTable>,
@@ -337,12 +347,18 @@ impl Downloads {
         }) {
             return Ok(*id);
         }
+        let priority = jobs
+            .values()
+            .map(|j| j.record.priority + 1)
+            .max()
+            .unwrap_or(0);
         let record = DownloadRecord {
             peer: peer.to_string(),
             path,
             state: DownloadState::Queued,
             expanded: false,
             added_at: unix_now(),
+            priority,
         };
         let id = self.store.add_download(&record)?;
         jobs.insert(id, Job::new(record));
@@ -351,8 +367,33 @@ impl Downloads {
         Ok(id)
     }
 
+    /// Every download, in queue order.
     pub fn views(&self) -> Vec<TransferView> {
-        self.jobs().iter().map(|(id, job)| job.view(*id)).collect()
+        let jobs = self.jobs();
+        queue_order(&jobs)
+            .into_iter()
+            .filter_map(|id| jobs.get(&id).map(|job| job.view(id)))
+            .collect()
+    }
+
+    /// Moves a download to `position` in the queue (0 = first) and saves the new order.
+    pub fn move_to(&self, id: u64, position: usize) -> Result<(), DownloadError> {
+        let mut jobs = self.jobs();
+        if !jobs.contains_key(&id) {
+            return Err(DownloadError::Unknown(id));
+        }
+        let order = plan::reorder(&queue_order(&jobs), id, position);
+        for (priority, job_id) in order.into_iter().enumerate() {
+            if let Some(job) = jobs.get_mut(&job_id) {
+                if job.record.priority != priority as i64 {
+                    job.record.priority = priority as i64;
+                    self.store.put_download(job_id, &job.record)?;
+                }
+            }
+        }
+        drop(jobs);
+        self.wake();
+        Ok(())
     }
 
     pub fn view(&self, id: u64) -> Option<TransferView> {
@@ -481,7 +522,10 @@ impl Downloads {
                     .map(|p| (job.record.peer.clone(), p.clone())),
             );
         }
-        for (&id, job) in jobs.iter_mut() {
+        for id in queue_order(&jobs) {
+            let Some(job) = jobs.get_mut(&id) else {
+                continue;
+            };
             if job.record.state != DownloadState::Queued || job.hold_until.is_some_and(|t| now < t)
             {
                 continue;

@@ -64,6 +64,17 @@ pub fn already_have(local: Option<&std::fs::Metadata>, size: u64, mtime: u64) ->
     })
 }
 
+/// The queue `order` with `id` moved to `position` (clamped to the end); unknown ids leave
+/// it unchanged.
+pub fn reorder(order: &[u64], id: u64, position: usize) -> Vec<u64> {
+    let mut out: Vec<u64> = order.iter().copied().filter(|i| *i != id).collect();
+    if out.len() == order.len() {
+        return out;
+    }
+    out.insert(position.min(out.len()), id);
+    out
+}
+
 /// Exponentially weighted rate over ticks, in bytes per second.
 #[derive(Debug, Clone)]
 pub struct RateMeter {
@@ -164,6 +175,14 @@ mod tests {
         assert!(!already_have(Some(&meta), 5, 1_600_000_001));
         assert!(!already_have(Some(&meta), 6, 1_600_000_000));
         assert!(!already_have(None, 5, 1_600_000_000));
+    }
+
+    #[test]
+    fn reordering_moves_one_entry() {
+        assert_eq!(reorder(&[1, 2, 3, 4], 4, 0), [4, 1, 2, 3]);
+        assert_eq!(reorder(&[1, 2, 3, 4], 1, 2), [2, 3, 1, 4]);
+        assert_eq!(reorder(&[1, 2, 3, 4], 2, 99), [1, 3, 4, 2]);
+        assert_eq!(reorder(&[1, 2, 3], 9, 0), [1, 2, 3]);
     }
 
     #[test]

@@ -65,8 +65,66 @@ pub fn sha256_file(path: &Path) -> String {
     format!("{:x}", hasher.finalize())
 }
 
+/// A network namespace made by the test, deleted (with everything in it) when dropped.
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn new(name: &str) -> Self {
+        let name = format!("hdp-{name}-{}", std::process::id());
+        let _ = Command::new("ip").args(["netns", "del", &name]).status();
+        run("ip", &["netns", "add", &name]);
+        let ns = Self { name };
+        ns.exec(&["ip", "link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// Runs a command inside the namespace; it must succeed.
+    pub fn exec(&self, args: &[&str]) {
+        let mut full = vec!["netns", "exec", &self.name];
+        full.extend_from_slice(args);
+        run("ip", &full);
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+/// Runs `f` on a thread that has entered namespace `name`: its sockets live there.
+pub fn in_netns<T: Send + 'static>(name: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let path = format!("/run/netns/{name}");
+    std::thread::spawn(move || {
+        let ns = fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        f()
+    })
+    .join()
+    .expect("thread inside the namespace")
+}
+
+/// Runs a setup command that must succeed.
+pub fn run(program: &str, args: &[&str]) {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program}: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 pub struct Daemon {
     pub label: String,
+    /// Namespace to run in (and to reach the API from); the host's if None.
+    pub netns: Option<String>,
     pub root: PathBuf,
     pub storage: PathBuf,
     pub download_dir: PathBuf,
@@ -91,6 +149,7 @@ impl Daemon {
             root: base.clone(),
             shares: Vec::new(),
             extra: Vec::new(),
+            netns: None,
             child: None,
             log: base.join("daemon.log"),
             starts: 0,
@@ -100,6 +159,26 @@ impl Daemon {
     pub fn share(mut self, dir: &Path) -> Self {
         self.shares.push(dir.to_path_buf());
         self
+    }
+
+    /// Runs the daemon inside `ns`, listening for peers on `listen`.
+    pub fn in_netns(mut self, ns: &Netns, listen: &str) -> Self {
+        self.netns = Some(ns.name.clone());
+        self.extra
+            .extend(["--listen".to_string(), listen.to_string()]);
+        self
+    }
+
+    /// The daemon binary, prefixed with `ip netns exec NS` when it runs in a namespace.
+    fn command(&self) -> Command {
+        match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, BIN]);
+                c
+            }
+            None => Command::new(BIN),
+        }
     }
 
     pub fn args(mut self, extra: &[&str]) -> Self {
@@ -116,17 +195,21 @@ impl Daemon {
             .append(true)
             .open(&self.log)
             .unwrap();
-        let mut cmd = Command::new(BIN);
+        let mut cmd = self.command();
+        let loopback = ["--listen", "127.0.0.1:0"];
         cmd.args([
             "--storage",
             self.storage.to_str().unwrap(),
             "--ui-address",
             &self.ui,
             "start",
-            "--listen",
-            "127.0.0.1:0",
             "--no-mdns",
         ])
+        .args(if self.netns.is_none() {
+            &loopback[..]
+        } else {
+            &[]
+        })
         .arg("--download-dir")
         .arg(&self.download_dir)
         .args(&self.extra)
@@ -201,7 +284,7 @@ impl Daemon {
     }
 
     pub fn cli(&self, args: &[&str]) -> Output {
-        Command::new(BIN)
+        self.command()
             .args([
                 "--storage",
                 self.storage.to_str().unwrap(),
@@ -239,12 +322,19 @@ impl Daemon {
     }
 
     pub fn try_api_get(&self, path: &str) -> Option<Value> {
-        ureq::get(&format!("{}{path}", self.ui))
-            .timeout(Duration::from_secs(5))
-            .call()
-            .ok()?
-            .into_json()
-            .ok()
+        let url = format!("{}{path}", self.ui);
+        let get = move || {
+            ureq::get(&url)
+                .timeout(Duration::from_secs(5))
+                .call()
+                .ok()?
+                .into_json()
+                .ok()
+        };
+        match &self.netns {
+            Some(ns) => in_netns(ns, get),
+            None => get(),
+        }
     }
 
     pub fn api_get(&self, path: &str) -> Value {
@@ -253,13 +343,18 @@ impl Daemon {
     }
 
     pub fn api_post(&self, path: &str, body: Value) -> Result<Value, (u16, String)> {
-        match ureq::post(&format!("{}{path}", self.ui))
-            .set("Authorization", &format!("Bearer {}", self.token()))
+        let (url, token) = (format!("{}{path}", self.ui), self.token());
+        let post = move || match ureq::post(&url)
+            .set("Authorization", &format!("Bearer {token}"))
             .send_json(body)
         {
             Ok(r) => Ok(r.into_json().unwrap_or(Value::Null)),
             Err(ureq::Error::Status(code, r)) => Err((code, r.into_string().unwrap_or_default())),
             Err(e) => Err((0, e.to_string())),
+        };
+        match &self.netns {
+            Some(ns) => in_netns(ns, post),
+            None => post(),
         }
     }
 

@@ -24,7 +24,7 @@ use crate::net::rpc::{self, RpcError};
 use crate::node::{Node, NodeError};
 use crate::shares::SharesError;
 use crate::transfer::download::DownloadError;
-use crate::transfer::rate::parse_rate;
+use crate::transfer::rate::{parse_rate, AltMode, Limits, Schedule};
 use crate::wire::{Entry, LsChunker, WireError};
 
 pub const TOKEN_FILE: &str = "api-token";
@@ -577,7 +577,16 @@ async fn read(State(s): State<AppState>, Query(q): Query<ReadQuery>) -> Result<R
 }
 
 async fn settings(State(s): State<AppState>) -> impl IntoResponse {
-    Json(json!({ "limits": s.node.rate.limits() }))
+    settings_view(&s.node)
+}
+
+fn settings_view(node: &Node) -> Json<serde_json::Value> {
+    Json(json!({
+        "limits": node.limits(),
+        "alt_speed": node.alt_speed(),
+        "alt_speed_active": node.alt_speed_active(),
+        "effective_limits": node.rate.limits(),
+    }))
 }
 
 /// A rate given as a number of bytes per second or a string such as "5MB".
@@ -599,6 +608,11 @@ impl RateValue {
     }
 }
 
+/// Distinguishes a field that is absent (keep) from one that is null (clear).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<serde_json::Value>, D::Error> {
+    serde_json::Value::deserialize(d).map(Some)
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SettingsBody {
@@ -606,6 +620,32 @@ struct SettingsBody {
     download_limit: Option<RateValue>,
     peer_upload_limit: Option<RateValue>,
     peer_download_limit: Option<RateValue>,
+    alt_upload_limit: Option<RateValue>,
+    alt_download_limit: Option<RateValue>,
+    alt_peer_upload_limit: Option<RateValue>,
+    alt_peer_download_limit: Option<RateValue>,
+    /// `{"days": [0..6], "from": "HH:MM", "to": "HH:MM"}`, or null to remove the schedule.
+    #[serde(default, deserialize_with = "present")]
+    alt_schedule: Option<serde_json::Value>,
+    alt_mode: Option<AltMode>,
+}
+
+fn apply_rates(
+    limits: &mut Limits,
+    fields: [(&Option<RateValue>, &str); 4],
+) -> Result<(), ApiError> {
+    let slots = [
+        &mut limits.upload,
+        &mut limits.download,
+        &mut limits.peer_upload,
+        &mut limits.peer_download,
+    ];
+    for ((value, name), slot) in fields.into_iter().zip(slots) {
+        if let Some(value) = value {
+            *slot = value.bytes(name)?;
+        }
+    }
+    Ok(())
 }
 
 /// Changes the given settings live; fields left out keep their value.
@@ -613,30 +653,46 @@ async fn change_settings(
     State(s): State<AppState>,
     Json(body): Json<SettingsBody>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let mut limits = s.node.rate.limits();
-    let fields = [
-        (&body.upload_limit, "upload_limit", &mut limits.upload),
-        (&body.download_limit, "download_limit", &mut limits.download),
-        (
-            &body.peer_upload_limit,
-            "peer_upload_limit",
-            &mut limits.peer_upload,
-        ),
-        (
-            &body.peer_download_limit,
-            "peer_download_limit",
-            &mut limits.peer_download,
-        ),
-    ];
-    for (value, name, slot) in fields {
-        if let Some(value) = value {
-            *slot = value.bytes(name)?;
-        }
+    let mut limits = s.node.limits();
+    apply_rates(
+        &mut limits,
+        [
+            (&body.upload_limit, "upload_limit"),
+            (&body.download_limit, "download_limit"),
+            (&body.peer_upload_limit, "peer_upload_limit"),
+            (&body.peer_download_limit, "peer_download_limit"),
+        ],
+    )?;
+    let mut alt = s.node.alt_speed();
+    apply_rates(
+        &mut alt.limits,
+        [
+            (&body.alt_upload_limit, "alt_upload_limit"),
+            (&body.alt_download_limit, "alt_download_limit"),
+            (&body.alt_peer_upload_limit, "alt_peer_upload_limit"),
+            (&body.alt_peer_download_limit, "alt_peer_download_limit"),
+        ],
+    )?;
+    if let Some(schedule) = body.alt_schedule {
+        alt.schedule = match schedule {
+            serde_json::Value::Null => None,
+            value => {
+                let schedule: Schedule = serde_json::from_value(value)
+                    .map_err(|e| ApiError::BadRequest(format!("alt_schedule: {e}")))?;
+                schedule
+                    .validate()
+                    .map_err(|e| ApiError::BadRequest(format!("alt_schedule: {e}")))?;
+                Some(schedule)
+            }
+        };
     }
-    s.node
-        .set_limits(limits)
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-    Ok(Json(json!({ "limits": limits })))
+    if let Some(mode) = body.alt_mode {
+        alt.mode = mode;
+    }
+    let internal = |e: crate::store::StoreError| ApiError::Internal(e.to_string());
+    s.node.set_limits(limits).map_err(internal)?;
+    s.node.set_alt_speed(alt).map_err(internal)?;
+    Ok(settings_view(&s.node))
 }
 
 async fn stop(State(s): State<AppState>) -> impl IntoResponse {

@@ -8,18 +8,25 @@ use harddrive_party::transfer::download::DownloadLimits;
 use harddrive_party::transfer::upload::UploadLimits;
 
 fn init_logging(verbose: bool) {
+    use tracing_subscriber::prelude::*;
+    // `Targets` understands RUST_LOG's common "target=level,level" form without pulling in a
+    // regex engine, which keeps the static binary small.
     let default = if verbose {
-        "harddrive_party=debug,info"
+        "info,harddrive_party=debug"
     } else {
         "info"
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|s| s.parse::<tracing_subscriber::filter::Targets>().ok())
+        .unwrap_or_else(|| default.parse().unwrap_or_default());
     // Plain lines without colour when stderr is not a terminal, so journald and logread stay clean.
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let format = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
+        .with_ansi(std::io::stderr().is_terminal());
+    tracing_subscriber::registry()
+        .with(format)
+        .with(filter)
         .init();
 }
 

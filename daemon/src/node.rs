@@ -22,7 +22,7 @@ use crate::net::rpc;
 use crate::shares::Shares;
 use crate::store::{KnownPeer, Store};
 use crate::transfer::download::{DownloadLimits, Downloads};
-use crate::transfer::rate::{Limits, RateLimiter};
+use crate::transfer::rate::{AltSpeed, Limits, RateLimiter};
 use crate::transfer::upload::{UploadLimits, Uploads};
 use crate::wire::{
     read_frame, write_frame, AnnounceReply, LsChunk, LsChunker, Request, WireError,
@@ -39,6 +39,7 @@ const STABLE_CONNECTION: Duration = Duration::from_secs(60);
 const RESET_MALFORMED: u32 = 4;
 const DB_CACHE_BYTES: usize = 4 * 1024 * 1024;
 const LIMITS_SETTING: &str = "rate_limits";
+const ALT_SPEED_SETTING: &str = "alt_speed";
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -153,6 +154,8 @@ pub struct Node {
     announce: AnnounceAddress,
     backoff: Mutex<HashMap<String, Backoff>>,
     dialling: Mutex<HashSet<String>>,
+    normal_limits: Mutex<Limits>,
+    alt_speed: Mutex<AltSpeed>,
     /// `None` when background hashing is switched off.
     background_hash_rate: Option<crate::transfer::rate::Rate>,
     pub hashing: std::sync::atomic::AtomicBool,
@@ -232,7 +235,12 @@ impl Node {
             .setting(LIMITS_SETTING)?
             .and_then(|json| serde_json::from_str::<Limits>(&json).ok())
             .unwrap_or_default();
-        let rate = Arc::new(RateLimiter::new(config.limits.over(saved_limits)));
+        let normal_limits = config.limits.over(saved_limits);
+        let alt_speed: AltSpeed = store
+            .setting(ALT_SPEED_SETTING)?
+            .and_then(|json| serde_json::from_str(&json).ok())
+            .unwrap_or_default();
+        let rate = Arc::new(RateLimiter::new(normal_limits));
         let downloads = Downloads::load(
             store.clone(),
             peers.clone(),
@@ -261,6 +269,8 @@ impl Node {
             announce,
             backoff: Mutex::new(HashMap::new()),
             dialling: Mutex::new(HashSet::new()),
+            normal_limits: Mutex::new(normal_limits),
+            alt_speed: Mutex::new(alt_speed),
             background_hash_rate: config
                 .background_hashing
                 .then_some(config.background_hash_rate),
@@ -277,6 +287,7 @@ impl Node {
         tokio::spawn(node.clone().reconnect_loop());
         tokio::spawn(node.downloads.clone().run());
         tokio::spawn(node.clone().upload_progress_loop());
+        tokio::spawn(node.clone().limits_schedule_loop());
         tokio::spawn(
             node.clone()
                 .index_loop(config.share_dirs, config.rescan_interval),
@@ -304,10 +315,57 @@ impl Node {
     }
 
     /// Changes bandwidth limits at once and keeps them for the next start.
+    /// The normal limits (in force whenever the alternative ones are not).
+    pub fn limits(&self) -> Limits {
+        *lock(&self.normal_limits)
+    }
+
+    pub fn alt_speed(&self) -> AltSpeed {
+        lock(&self.alt_speed).clone()
+    }
+
+    /// Changes the normal limits at once and keeps them for the next start.
     pub fn set_limits(&self, limits: Limits) -> Result<(), crate::store::StoreError> {
-        self.rate.set_limits(limits);
+        *lock(&self.normal_limits) = limits;
+        self.apply_limits();
         let json = serde_json::to_string(&limits).unwrap_or_default();
         self.store.set_setting(LIMITS_SETTING, &json)
+    }
+
+    pub fn set_alt_speed(&self, alt: AltSpeed) -> Result<(), crate::store::StoreError> {
+        let json = serde_json::to_string(&alt).unwrap_or_default();
+        *lock(&self.alt_speed) = alt;
+        self.apply_limits();
+        self.store.set_setting(ALT_SPEED_SETTING, &json)
+    }
+
+    /// Whether the alternative limits apply right now (local time).
+    pub fn alt_speed_active(&self) -> bool {
+        use chrono::{Datelike, Timelike};
+        let now = chrono::Local::now();
+        let minute = (now.hour() * 60 + now.minute()) as u16;
+        lock(&self.alt_speed).active(now.weekday().num_days_from_monday() as u8, minute)
+    }
+
+    /// Puts the normal or the alternative limits in force, whichever applies now.
+    fn apply_limits(&self) {
+        let wanted = if self.alt_speed_active() {
+            lock(&self.alt_speed).limits
+        } else {
+            *lock(&self.normal_limits)
+        };
+        if self.rate.limits() != wanted {
+            self.rate.set_limits(wanted);
+        }
+    }
+
+    /// Switches between normal and alternative limits as the schedule says.
+    async fn limits_schedule_loop(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(Duration::from_secs(20));
+        loop {
+            tick.tick().await;
+            self.apply_limits();
+        }
     }
 
     pub fn announce_address(&self) -> String {

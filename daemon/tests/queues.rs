@@ -326,3 +326,78 @@ fn the_download_queue_can_be_reordered_and_keeps_its_order() {
         .unwrap_err();
     assert_eq!(missing.0, 404);
 }
+
+#[test]
+fn alternative_limits_apply_by_hand_or_by_schedule_and_persist() {
+    let tmp = tempfile::tempdir().unwrap();
+    let share = tmp.path().join("share/Night");
+    write_random_file(&share.join("x.bin"), 6_000_000, 21);
+    let mut a = Daemon::new(tmp.path(), "a").share(&share);
+    let mut b = Daemon::new(tmp.path(), "b");
+    a.start();
+    b.start();
+    connect(&b, &a);
+    let an = a.name();
+    wait_for("index", Duration::from_secs(20), || {
+        a.cli_json(&["shares", "--json"])
+            .as_array()
+            .is_some_and(|l| l.len() == 2)
+            .then_some(())
+    });
+    let on = a
+        .api_post(
+            "/api/settings",
+            serde_json::json!({ "alt_upload_limit": "2MB", "alt_mode": "on" }),
+        )
+        .unwrap();
+    assert_eq!(on["alt_speed_active"], true);
+    assert_eq!(on["effective_limits"]["upload"], 2_000_000);
+    assert_eq!(
+        on["limits"]["upload"], 0,
+        "the normal limits stay as they were"
+    );
+    // The alternative cap holds a real transfer (clearly limited: under twice the cap).
+    let started = std::time::Instant::now();
+    b.cli_ok(&["download", &format!("{an}/Night/x.bin"), "--wait", "-q"]);
+    assert!(
+        6_000_000.0 / started.elapsed().as_secs_f64() < 4_000_000.0,
+        "alternative upload cap not applied"
+    );
+
+    let whole_day = serde_json::json!({ "days": [], "from": "00:00", "to": "00:00" });
+    let scheduled = a
+        .api_post(
+            "/api/settings",
+            serde_json::json!({ "alt_mode": "schedule", "alt_schedule": whole_day }),
+        )
+        .unwrap();
+    assert_eq!(
+        scheduled["alt_speed_active"], true,
+        "a whole-day schedule is in force now"
+    );
+    let cleared = a
+        .api_post("/api/settings", serde_json::json!({ "alt_schedule": null }))
+        .unwrap();
+    assert_eq!(cleared["alt_speed_active"], false);
+    assert_eq!(cleared["effective_limits"]["upload"], 0);
+    let bad = a
+        .api_post(
+            "/api/settings",
+            serde_json::json!({ "alt_schedule": { "from": "25:00", "to": "01:00" } }),
+        )
+        .unwrap_err();
+    assert_eq!(bad.0, 400, "{}", bad.1);
+
+    a.api_post("/api/settings", serde_json::json!({ "alt_mode": "on" }))
+        .unwrap();
+    a.stop();
+    a.start();
+    let after = a.api_get("/api/settings");
+    assert_eq!(
+        (
+            after["alt_speed_active"].as_bool(),
+            after["effective_limits"]["upload"].as_u64()
+        ),
+        (Some(true), Some(2_000_000))
+    );
+}

@@ -22,6 +22,8 @@ const STREAM_RECEIVE_WINDOW: u32 = 8 * 1024 * 1024;
 const CONNECTION_RECEIVE_WINDOW: u32 = 16 * 1024 * 1024;
 const SEND_WINDOW: u64 = 16 * 1024 * 1024;
 const SOCKET_BUFFER_BYTES: usize = 4 * 1024 * 1024;
+/// The largest UDP payload MTU discovery may try (the protocol maximum).
+const MTU_DISCOVERY_CEILING: u16 = 65527;
 /// TLS SNI placeholder; peers are identified by key, never by DNS name.
 const SERVER_NAME: &str = "harddrive-party";
 
@@ -51,6 +53,11 @@ fn transport_config() -> Arc<quinn::TransportConfig> {
         .send_window(SEND_WINDOW)
         .max_concurrent_bidi_streams(256u32.into())
         .max_concurrent_uni_streams(0u32.into());
+    // Probe for large datagrams: loopback and jumbo-frame LANs carry far more per packet
+    // (fewer packets to encrypt and acknowledge), and paths that cannot simply fail the probes.
+    let mut mtu = quinn::MtuDiscoveryConfig::default();
+    mtu.upper_bound(MTU_DISCOVERY_CEILING);
+    t.mtu_discovery_config(Some(mtu));
     Arc::new(t)
 }
 

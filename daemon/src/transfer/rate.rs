@@ -102,6 +102,92 @@ pub struct Limits {
     pub peer_download: Rate,
 }
 
+/// Alternative limits ("turtle mode"): switched on by hand or by a weekly schedule.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AltSpeed {
+    pub limits: Limits,
+    /// When they apply by themselves; None = only when switched on by hand.
+    pub schedule: Option<Schedule>,
+    /// How the alternative limits are chosen now.
+    pub mode: AltMode,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AltMode {
+    /// Follow the schedule (off when there is none).
+    #[default]
+    Schedule,
+    On,
+    Off,
+}
+
+/// Local-time window, e.g. 18:00 to 23:30 on weekdays; `to` earlier than `from` crosses
+/// midnight, equal means the whole day.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Schedule {
+    /// 0 = Monday … 6 = Sunday; empty = every day. A window crossing midnight belongs to
+    /// the day it starts on.
+    #[serde(default)]
+    pub days: Vec<u8>,
+    pub from: String,
+    pub to: String,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{0:?} is not a time of day: use HH:MM, 00:00 to 23:59")]
+pub struct BadTime(pub String);
+
+/// "HH:MM" to minutes after midnight.
+pub fn parse_time(text: &str) -> Result<u16, BadTime> {
+    let bad = || BadTime(text.to_string());
+    let (h, m) = text.trim().split_once(':').ok_or_else(bad)?;
+    let (h, m): (u16, u16) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+    if h > 23 || m > 59 {
+        return Err(bad());
+    }
+    Ok(h * 60 + m)
+}
+
+impl Schedule {
+    pub fn validate(&self) -> Result<(), String> {
+        parse_time(&self.from).map_err(|e| e.to_string())?;
+        parse_time(&self.to).map_err(|e| e.to_string())?;
+        match self.days.iter().find(|d| **d > 6) {
+            Some(d) => Err(format!("day {d} is not 0 (Monday) to 6 (Sunday)")),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether local `weekday` (0 = Monday) at `minute` after midnight falls in the window.
+    pub fn covers(&self, weekday: u8, minute: u16) -> bool {
+        let (Ok(from), Ok(to)) = (parse_time(&self.from), parse_time(&self.to)) else {
+            return false;
+        };
+        let on = |day: u8| self.days.is_empty() || self.days.contains(&day);
+        if from == to {
+            on(weekday)
+        } else if from < to {
+            on(weekday) && (from..to).contains(&minute)
+        } else {
+            (minute >= from && on(weekday)) || (minute < to && on((weekday + 6) % 7))
+        }
+    }
+}
+
+impl AltSpeed {
+    pub fn active(&self, weekday: u8, minute: u16) -> bool {
+        match self.mode {
+            AltMode::On => true,
+            AltMode::Off => false,
+            AltMode::Schedule => self
+                .schedule
+                .as_ref()
+                .is_some_and(|s| s.covers(weekday, minute)),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
     Upload,
@@ -236,6 +322,71 @@ mod tests {
         bucket.set_rate(100_000, t0);
         let wait = bucket.take(100_000 + 65_536, t0);
         assert!(wait >= Duration::from_millis(900), "{wait:?}");
+    }
+
+    #[test]
+    fn schedules_cover_their_window_including_across_midnight() {
+        let evenings = Schedule {
+            days: vec![0, 1, 2, 3, 4],
+            from: "18:00".into(),
+            to: "23:30".into(),
+        };
+        assert!(evenings.covers(0, 18 * 60));
+        assert!(!evenings.covers(0, 23 * 60 + 30));
+        assert!(!evenings.covers(5, 19 * 60), "not on Saturday");
+        let nights = Schedule {
+            days: vec![4],
+            from: "22:00".into(),
+            to: "07:00".into(),
+        };
+        assert!(nights.covers(4, 23 * 60), "Friday night");
+        assert!(
+            nights.covers(5, 6 * 60),
+            "early Saturday belongs to Friday's window"
+        );
+        assert!(
+            !nights.covers(4, 6 * 60),
+            "early Friday belongs to Thursday's"
+        );
+        let always = Schedule {
+            days: vec![],
+            from: "00:00".into(),
+            to: "00:00".into(),
+        };
+        assert!(always.covers(6, 0) && always.covers(2, 1439));
+        assert_eq!(parse_time("7:05"), Ok(425));
+        assert!(parse_time("24:00").is_err() && parse_time("noon").is_err());
+        assert!(Schedule {
+            days: vec![7],
+            from: "01:00".into(),
+            to: "02:00".into()
+        }
+        .validate()
+        .is_err());
+    }
+
+    #[test]
+    fn manual_mode_overrides_the_schedule() {
+        let mut alt = AltSpeed {
+            schedule: Some(Schedule {
+                days: vec![],
+                from: "00:00".into(),
+                to: "00:00".into(),
+            }),
+            ..AltSpeed::default()
+        };
+        assert!(alt.active(3, 600));
+        alt.mode = AltMode::Off;
+        assert!(!alt.active(3, 600));
+        alt = AltSpeed {
+            mode: AltMode::On,
+            ..AltSpeed::default()
+        };
+        assert!(alt.active(3, 600));
+        assert!(
+            !AltSpeed::default().active(3, 600),
+            "no schedule, no manual switch: off"
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-/// 1 MiB: 32 bytes of hash list per MiB of file (6.4 MB for 200 GB).
+/// 1 MiB: 32 bytes of hash list per MiB of file (6.25 MiB for a 200 GiB file).
 pub const PIECE_SIZE: u64 = 1024 * 1024;
 const ROOT_CONTEXT: &str = "harddrive-party 2026 piece-list root v1";
 

@@ -15,7 +15,7 @@ use crate::announce::{AnnounceAddress, NatType};
 use crate::events::{self, Event, EventSender};
 use crate::identity::{self, Identity, PublicKey};
 use crate::net::peers::{
-    Backoff, ConnectionFacts, PeerConnection, PeerTable, Registered, CLOSE_BY_USER,
+    Backoff, ConnectionFacts, PeerConnection, PeerTable, Registered, CLOSE_BY_USER, CLOSE_DUPLICATE,
 };
 use crate::net::quic::{peer_identity, QuicNode};
 use crate::net::rpc;
@@ -441,15 +441,22 @@ impl Node {
             .store(true, std::sync::atomic::Ordering::Relaxed);
         let started = Instant::now();
         let mut bucket = crate::transfer::rate::TokenBucket::new(rate, started);
+        // Paced by the bucket, and stopped mid-file at shutdown so a stop never waits for a
+        // big file to finish hashing.
+        let mut pace = |bytes: u64| {
+            std::thread::sleep(bucket.take(bytes, Instant::now()));
+            !*self.shutdown.borrow()
+        };
         for path in files {
             if *self.shutdown.borrow() {
                 break;
             }
-            match self.shares.content_hashes_paced(&path, Some(&mut bucket)) {
-                Ok(_) => {
+            match self.shares.content_hashes_paced(&path, &mut pace) {
+                Ok((_, true)) => {
                     self.hashed_files
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
+                Ok((_, false)) => {}
                 Err(e) => tracing::debug!("background hashing skipped {path}: {e}"),
             }
         }
@@ -601,16 +608,20 @@ impl Node {
             conn.close(CLOSE_BY_USER.into(), b"self");
             return;
         }
-        if !outbound
-            && self
-                .store
-                .known_peer(&name)
-                .ok()
-                .flatten()
-                .is_some_and(|k| k.disconnected)
-        {
+        let known = self.store.known_peer(&name).ok().flatten();
+        if !outbound && known.as_ref().is_some_and(|k| k.disconnected) {
             tracing::info!("refusing {name}: disconnected by the user");
             conn.close(CLOSE_BY_USER.into(), b"disconnected by user");
+            return;
+        }
+        // Names are short: a stranger whose key maps to a known peer's name must not take
+        // that peer's place (and its queued downloads).
+        let known_key = known
+            .and_then(|k| k.announce_address.parse::<AnnounceAddress>().ok())
+            .map(|a| a.public_key);
+        if known_key.is_some_and(|k| k != key) {
+            tracing::warn!("refusing a connection from another key under the known name {name}");
+            conn.close(CLOSE_DUPLICATE.into(), b"name in use");
             return;
         }
         let peer = PeerConnection {

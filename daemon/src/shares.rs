@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use redb::{Durability, ReadableDatabase, ReadableTable, WriteTransaction};
@@ -13,7 +13,6 @@ use serde::Serialize;
 
 use crate::content::FileHasher;
 use crate::store::{HashRecord, IndexValue, Store, StoreError, INDEX, SHARES};
-use crate::transfer::rate::TokenBucket;
 use crate::wire::{Entry, WireError};
 
 /// A rescan commits in slices, so a huge share never holds one giant transaction in memory
@@ -60,6 +59,8 @@ pub struct Shares {
     store: Arc<Store>,
     /// share name -> canonical root directory
     roots: RwLock<BTreeMap<String, PathBuf>>,
+    /// Held while a file is hashed, so the same file is never hashed twice at once.
+    hash_lock: Mutex<()>,
 }
 
 /// Splits a request path into components, refusing absolute paths, `.`/`..` and empty parts.
@@ -112,6 +113,7 @@ impl Shares {
         Ok(Self {
             store,
             roots: RwLock::new(roots),
+            hash_lock: Mutex::new(()),
         })
     }
 
@@ -335,15 +337,20 @@ impl Shares {
     /// Content hashes of a shared file: from the cache while its size, mtime and inode are
     /// unchanged, else computed now (blocking: call from a blocking thread) and cached.
     pub fn content_hashes(&self, path: &str) -> Result<HashRecord, WireError> {
-        self.content_hashes_paced(path, None)
+        self.content_hashes_paced(path, &mut |_| true)
+            .map(|(record, _)| record)
     }
 
-    /// As [`Shares::content_hashes`]; with a bucket, reading is paced by it (background pass).
+    /// As [`Shares::content_hashes`], calling `pace` with each chunk read (it may sleep, and
+    /// returns false to stop). Also says whether the hashes were computed now (not cached).
+    /// One file is hashed at a time: a second request for the same file waits and then
+    /// finds it in the cache.
     pub fn content_hashes_paced(
         &self,
         path: &str,
-        mut pace: Option<&mut TokenBucket>,
-    ) -> Result<HashRecord, WireError> {
+        pace: &mut dyn FnMut(u64) -> bool,
+    ) -> Result<(HashRecord, bool), WireError> {
+        let _one_at_a_time = self.hash_lock.lock().unwrap_or_else(|e| e.into_inner());
         let real = self.resolve(path)?;
         let meta = fs::metadata(&real).map_err(|e| WireError::Io(e.kind().to_string()))?;
         let (size, mtime, inode) = (
@@ -354,7 +361,7 @@ impl Shares {
         let key = split_request_path(path)?.join("/");
         if let Ok(Some(cached)) = self.store.hash_record(&key) {
             if (cached.size, cached.mtime, cached.inode) == (size, mtime, inode) {
-                return Ok(cached);
+                return Ok((cached, false));
             }
         }
         let started = Instant::now();
@@ -366,8 +373,8 @@ impl Shares {
                 Ok(0) => break,
                 Ok(n) => {
                     hasher.update(&buf[..n]);
-                    if let Some(bucket) = pace.as_deref_mut() {
-                        std::thread::sleep(bucket.take(n as u64, Instant::now()));
+                    if !pace(n as u64) {
+                        return Err(WireError::Io("hashing stopped".into()));
                     }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -393,7 +400,7 @@ impl Shares {
         if let Err(e) = self.store.put_hash_record(&key, &record) {
             tracing::warn!("cannot cache hashes of {key}: {e}");
         }
-        Ok(record)
+        Ok((record, true))
     }
 
     /// A shared path whose current content has this root hash, if we know one.

@@ -313,6 +313,9 @@ impl Downloads {
                 files.push((path.to_string(), file));
                 true
             })?;
+            if let [(_, only)] = files.as_slice() {
+                job.root = only.root;
+            }
             for (path, file) in files {
                 job.count_file(&path, &file);
             }
@@ -1011,6 +1014,8 @@ impl Downloads {
         }
         let (file, root) = (swarm.file.clone(), hashes.root);
         let checked = tokio::task::spawn_blocking(move || {
+            // A longer leftover part (an older version) must not keep its tail.
+            file.set_len(size)?;
             let whole = swarm::verify_whole(&file, size, &root)?;
             if whole {
                 file.sync_all()?;

@@ -42,16 +42,6 @@ pub fn part_path(local: &Path) -> PathBuf {
     local.with_file_name(name)
 }
 
-/// The offset to resume from: append after what we hold, unless the local part is longer
-/// than the file we expect (then it is not a prefix of it: start over).
-pub fn resume_offset(local_len: u64, expected_size: u64) -> u64 {
-    if local_len <= expected_size {
-        local_len
-    } else {
-        0
-    }
-}
-
 /// A finished local file with the remote size and mtime (set when we completed it) is that
 /// version already: no need to fetch it again.
 pub fn already_have(local: Option<&std::fs::Metadata>, size: u64, mtime: u64) -> bool {
@@ -191,14 +181,6 @@ mod tests {
             part_path(Path::new("/dl/p/a.mp3")),
             Path::new("/dl/p/a.mp3.part")
         );
-    }
-
-    #[test]
-    fn resume_appends_only_a_plausible_prefix() {
-        assert_eq!(resume_offset(0, 100), 0);
-        assert_eq!(resume_offset(40, 100), 40);
-        assert_eq!(resume_offset(100, 100), 100);
-        assert_eq!(resume_offset(101, 100), 0);
     }
 
     #[test]

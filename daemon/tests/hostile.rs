@@ -49,18 +49,8 @@ async fn traversal_symlinks_and_garbage_are_refused_and_the_daemon_carries_on() 
     std::fs::write(tmp.path().join("secret.txt"), b"top secret").unwrap();
     std::os::unix::fs::symlink(tmp.path().join("secret.txt"), share.join("escape.txt")).unwrap();
     std::os::unix::fs::symlink(tmp.path(), share.join("escape-dir")).unwrap();
-    let mut a = Daemon::new(tmp.path(), "a").share(&share);
-    let mut b = Daemon::new(tmp.path(), "b");
-    a.start();
-    b.start();
-    connect(&b, &a);
+    let (a, b) = sharer_and_downloader(tmp.path(), &share, 2, &[], &[]);
     let an = a.name();
-    wait_for("index", Duration::from_secs(20), || {
-        a.cli_json(&["shares", "--json"])
-            .as_array()
-            .is_some_and(|l| l.len() == 2)
-            .then_some(())
-    });
     let (_client, conn) = hostile_client(&a).await;
 
     for path in [

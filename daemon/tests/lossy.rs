@@ -50,12 +50,7 @@ fn a_download_over_a_link_losing_ten_percent_completes_and_verifies() {
     a.start();
     b.start();
     let an = a.name();
-    wait_for("index", Duration::from_secs(20), || {
-        a.cli_json(&["shares", "--json"])
-            .as_array()
-            .is_some_and(|l| l.len() == 2)
-            .then_some(())
-    });
+    wait_indexed(&a, 2);
     // Connecting crosses the lossy link too: QUIC retransmits the handshake.
     b.cli_ok(&["connect", &a.announce()]);
     let id = b.download(&format!("{an}/Lossy/data.bin"));

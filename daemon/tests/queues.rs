@@ -29,12 +29,7 @@ fn upload_slots_queue_requests_beyond_the_limit() {
     b.start();
     connect(&b, &a);
     let an = a.name();
-    wait_for("index", Duration::from_secs(20), || {
-        a.cli_json(&["shares", "--json"])
-            .as_array()
-            .is_some_and(|l| l.len() == 4)
-            .then_some(())
-    });
+    wait_indexed(&a, 4);
     let id = b.download(&format!("{an}/Big"));
     // The same file requested on its own as well: the two requests must not write one `.part` at once.
     let single = b.download(&format!("{an}/Big/part1.bin"));
@@ -71,18 +66,8 @@ fn one_failing_file_does_not_stop_a_directory_download() {
     for name in ["a.txt", "gone.txt", "z.txt"] {
         write_random_file(&share.join(name), 5000, name.len() as u64);
     }
-    let mut a = Daemon::new(tmp.path(), "a").share(&share);
-    let mut b = Daemon::new(tmp.path(), "b");
-    a.start();
-    b.start();
-    connect(&b, &a);
+    let (a, b) = sharer_and_downloader(tmp.path(), &share, 4, &[], &[]);
     let an = a.name();
-    wait_for("index", Duration::from_secs(20), || {
-        a.cli_json(&["shares", "--json"])
-            .as_array()
-            .is_some_and(|l| l.len() == 4)
-            .then_some(())
-    });
     // Listed in the index, but gone from disk by the time it is read.
     std::fs::remove_file(share.join("gone.txt")).unwrap();
     let out = b.cli(&["download", &format!("{an}/Mixed"), "--wait", "-q"]);
@@ -143,18 +128,8 @@ async fn progress_is_pushed_over_the_websocket_for_both_directions() {
     let tmp = tempfile::tempdir().unwrap();
     let share = tmp.path().join("share/Video");
     write_random_file(&share.join("clip.mp4"), 512 * 1024 * 1024, 9);
-    let mut a = Daemon::new(tmp.path(), "a").share(&share);
-    let mut b = Daemon::new(tmp.path(), "b");
-    a.start();
-    b.start();
-    connect(&b, &a);
+    let (a, b) = sharer_and_downloader(tmp.path(), &share, 2, &[], &[]);
     let an = a.name();
-    wait_for("index", Duration::from_secs(20), || {
-        a.cli_json(&["shares", "--json"])
-            .as_array()
-            .is_some_and(|l| l.len() == 2)
-            .then_some(())
-    });
     let down_events = tokio::spawn(collect_events(
         format!("{}/ws", b.ui.replace("http", "ws")),
         "download",
@@ -205,12 +180,7 @@ fn rate_limits_hold_change_live_and_persist() {
     b.start();
     connect(&b, &a);
     let an = a.name();
-    wait_for("index", Duration::from_secs(20), || {
-        a.cli_json(&["shares", "--json"])
-            .as_array()
-            .is_some_and(|l| l.len() == 3)
-            .then_some(())
-    });
+    wait_indexed(&a, 3);
     assert_eq!(a.api_get("/api/settings")["limits"]["upload"], 4_000_000);
 
     // Both caps apply to this transfer; it must be clearly limited (under twice the cap).
@@ -278,12 +248,7 @@ fn the_download_queue_can_be_reordered_and_keeps_its_order() {
     b.start();
     connect(&b, &a);
     let an = a.name();
-    wait_for("index", Duration::from_secs(20), || {
-        a.cli_json(&["shares", "--json"])
-            .as_array()
-            .is_some_and(|l| l.len() == 4)
-            .then_some(())
-    });
+    wait_indexed(&a, 4);
     let ids: Vec<u64> = (0..3)
         .map(|i| b.download(&format!("{an}/Q/f{i}.bin")))
         .collect();
@@ -332,18 +297,8 @@ fn alternative_limits_apply_by_hand_or_by_schedule_and_persist() {
     let tmp = tempfile::tempdir().unwrap();
     let share = tmp.path().join("share/Night");
     write_random_file(&share.join("x.bin"), 6_000_000, 21);
-    let mut a = Daemon::new(tmp.path(), "a").share(&share);
-    let mut b = Daemon::new(tmp.path(), "b");
-    a.start();
-    b.start();
-    connect(&b, &a);
+    let (mut a, b) = sharer_and_downloader(tmp.path(), &share, 2, &[], &[]);
     let an = a.name();
-    wait_for("index", Duration::from_secs(20), || {
-        a.cli_json(&["shares", "--json"])
-            .as_array()
-            .is_some_and(|l| l.len() == 2)
-            .then_some(())
-    });
     let on = a
         .api_post(
             "/api/settings",

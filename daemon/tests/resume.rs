@@ -61,12 +61,7 @@ fn setup(tmp: &std::path::Path) -> (Daemon, Daemon, std::path::PathBuf) {
     a.start();
     b.start();
     connect(&b, &a);
-    wait_for("index", Duration::from_secs(20), || {
-        a.cli_json(&["shares", "--json"])
-            .as_array()
-            .is_some_and(|l| l.len() == 2)
-            .then_some(())
-    });
+    wait_indexed(&a, 2);
     (a, b, share)
 }
 
@@ -234,12 +229,7 @@ fn pause_on_a_small_disk(downloader_args: &[&str], reason: &str) {
     b.start();
     connect(&b, &a);
     let an = a.name();
-    wait_for("index", Duration::from_secs(20), || {
-        a.cli_json(&["shares", "--json"])
-            .as_array()
-            .is_some_and(|l| l.len() == 2)
-            .then_some(())
-    });
+    wait_indexed(&a, 2);
     let id = b.download(&format!("{an}/Iso/disk.img"));
     let paused = wait_for("disk_full state", Duration::from_secs(30), || {
         let t = b.transfer(id);

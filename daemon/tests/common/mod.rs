@@ -432,6 +432,38 @@ impl Drop for Daemon {
     }
 }
 
+/// Waits until `d`'s own index lists `entries` entries (shares, dirs and files together).
+pub fn wait_indexed(d: &Daemon, entries: usize) {
+    wait_for(
+        &format!("{} to index {entries} entries", d.label),
+        Duration::from_secs(20),
+        || {
+            d.cli_json(&["shares", "--json"])
+                .as_array()
+                .is_some_and(|l| l.len() == entries)
+                .then_some(())
+        },
+    );
+}
+
+/// A daemon "a" sharing `share` (indexed once it lists `entries` entries) and a daemon "b"
+/// connected to it, each started with its extra arguments.
+pub fn sharer_and_downloader(
+    root: &Path,
+    share: &Path,
+    entries: usize,
+    sharer_args: &[&str],
+    downloader_args: &[&str],
+) -> (Daemon, Daemon) {
+    let mut a = Daemon::new(root, "a").share(share).args(sharer_args);
+    let mut b = Daemon::new(root, "b").args(downloader_args);
+    a.start();
+    b.start();
+    connect(&b, &a);
+    wait_indexed(&a, entries);
+    (a, b)
+}
+
 /// Connects `a` to `b` with the real CLI and waits until both see the connection.
 pub fn connect(a: &Daemon, b: &Daemon) {
     a.cli_ok(&["connect", &b.announce()]);

@@ -85,6 +85,8 @@ pub enum Command {
     },
     /// Stop the running daemon gracefully.
     Stop,
+    /// Set the web UI password (from a terminal, or the first line of stdin).
+    Passwd,
 }
 
 #[derive(Args, Debug)]
@@ -134,6 +136,13 @@ pub struct StartArgs {
     /// Download cap for each peer; 0 for none
     #[arg(long, env = "HDP_PEER_DOWNLOAD_LIMIT", value_parser = parse_rate)]
     pub peer_download_limit: Option<Rate>,
+    /// Extra host name the web UI may be reached by (repeatable); IP addresses, localhost and this machine's hostname(.local) always work
+    #[arg(
+        long = "allowed-host",
+        env = "HDP_ALLOWED_HOSTS",
+        value_delimiter = ','
+    )]
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Cli {
@@ -264,6 +273,10 @@ impl Client {
 
     fn get(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<ureq::Response> {
         let mut req = self.agent.get(&format!("{}{path}", self.base));
+        // Reads need the token too once a web UI password is set.
+        if let Some(token) = &self.token {
+            req = req.set("Authorization", &format!("Bearer {token}"));
+        }
         for (k, v) in query {
             req = req.query(k, v);
         }
@@ -455,6 +468,11 @@ pub fn run_client(cli: &Cli, settings: &Settings) -> anyhow::Result<()> {
         }
         Command::Stop => {
             client.post("/api/stop", json!({}))?;
+        }
+        Command::Passwd => {
+            let password = crate::auth::read_new_password()?;
+            client.post("/api/auth/password", json!({ "new_password": password }))?;
+            println!("web UI password set; every web UI session was logged out");
         }
     }
     Ok(())

@@ -62,12 +62,12 @@ export function browseScreen(main, ctx, params) {
 
   function row(entry) {
     const name = q ? entry.path.split('/').slice(1).join('/') : basename(entry.path);
-    const icon = h('span', { class: `icon ${entry.peer ? 'peer' : entry.is_dir ? 'dir' : 'file'}`, 'aria-hidden': 'true' });
+    const glyph = h('span', { class: `icon ${entry.peer ? 'peer' : entry.is_dir ? 'dir' : 'file'}`, 'aria-hidden': 'true' });
     const meta = entry.peer ? (entry.connected ? 'online' : 'offline') : fmtBytes(entry.size);
     const label = h('span', { class: 'label' }, h('span', { class: 'name' }, name), h('span', { class: 'meta' }, meta));
-    const main = entry.is_dir || entry.peer
-      ? h('a', { class: 'rowlink', href: link(entry.path, '') }, icon, label)
-      : h('div', { class: 'rowlink' }, icon, label);
+    const target = entry.is_dir || entry.peer
+      ? h('a', { class: 'rowlink', href: link(entry.path, '') }, glyph, label)
+      : h('div', { class: 'rowlink' }, glyph, label);
     const actions = h('span', { class: 'actions' });
     if (!entry.is_dir && !entry.peer && downloaded(ctx, entry.path)) {
       actions.append(h('a', { class: 'button small', href: `/downloads/${encodePath(entry.path)}`, target: '_blank', rel: 'noopener', 'aria-label': `Open ${basename(entry.path)}` }, 'Open'));
@@ -78,7 +78,7 @@ export function browseScreen(main, ctx, params) {
       b.addEventListener('click', () => queue(entry, b));
       actions.append(b);
     }
-    return h('div', { class: 'row' }, main, actions);
+    return h('div', { class: 'row' }, target, actions);
   }
 
   main.append(h('section', { class: 'screen browse' }, heading, crumbs, form, status, list.el));

@@ -11,7 +11,7 @@ export function sharesScreen(main, ctx) {
     await busy(add, 'Indexing…', async () => {
       const r = await api('/api/shares', { method: 'POST', body: { dir: dir.value.trim() } });
       dir.value = '';
-      toast(`Sharing ${r.name}: ${r.files.toLocaleString()} files`, 'ok');
+      toast(`Sharing ${r.name}: ${r.files.toLocaleString()} file${r.files === 1 ? '' : 's'}`, 'ok');
       load();
     });
   });
@@ -30,7 +30,7 @@ export function sharesScreen(main, ctx) {
     status, list));
 
   function item(s) {
-    const remove = h('button', { type: 'button', class: 'danger', 'aria-label': `Stop sharing ${s.name}` }, 'Remove');
+    const remove = h('button', { type: 'button', class: 'danger', 'aria-label': `Remove ${s.name}` }, 'Remove');
     remove.addEventListener('click', () => {
       if (!window.confirm(`Stop sharing ${s.name}? The files stay on the disk.`)) return;
       busy(remove, 'Removing…', async () => {

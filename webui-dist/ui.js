@@ -50,6 +50,7 @@ export const encodePath = (p) => p.split('/').map(encodeURIComponent).join('/');
 export function toast(message, kind = 'info') {
   const box = document.getElementById('toasts');
   const t = h('div', { class: `toast ${kind}`, role: kind === 'error' ? 'alert' : null }, message);
+  while (box.children.length >= 2) box.firstElementChild.remove();
   box.append(t);
   setTimeout(() => t.remove(), kind === 'error' ? 7000 : 3500);
 }

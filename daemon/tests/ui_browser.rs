@@ -25,7 +25,13 @@ fn repo_root() -> PathBuf {
 fn shots_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .map(|t| if t.is_relative() { repo_root().join(t) } else { t })
+        .map(|t| {
+            if t.is_relative() {
+                repo_root().join(t)
+            } else {
+                t
+            }
+        })
         .unwrap_or_else(|| repo_root().join("target"))
         .join("ui-shots")
 }
@@ -46,7 +52,7 @@ fn phone_ui_end_to_end_in_chromium() {
     for i in 1..=6u64 {
         write_random_file(
             &b_share.join(format!("Music/Album/track-{i}.flac")),
-            150_000 + i * 70_001,
+            400_000 + i * 100_003,
             i,
         );
     }
@@ -65,7 +71,8 @@ fn phone_ui_end_to_end_in_chromium() {
         .share(&b_share.join("Big"))
         .share(&many);
     b.start();
-    let mut a = Daemon::new(tmp.path(), "a");
+    // A 1 MB/s limit makes the folder download last a few seconds, so progress can be watched.
+    let mut a = Daemon::new(tmp.path(), "a").args(&["--download-limit", "1MB"]);
     a.start();
 
     let shots = shots_dir();

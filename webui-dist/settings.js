@@ -9,18 +9,28 @@ const LIMITS = [
   ['peer_upload_limit', 'peer_upload', 'Upload limit per peer'],
 ];
 
+// A rate as the daemon parses it back: 3000000 -> "3MB".
+function rateText(n) {
+  if (!n) return '0';
+  for (const [unit, f] of [['GB', 1e9], ['MB', 1e6], ['KB', 1e3]]) {
+    if (n % f === 0) return `${n / f}${unit}`;
+  }
+  return String(n);
+}
+
 export function settingsScreen(main, ctx) {
   const inputs = {};
   const limitFields = LIMITS.map(([key, , label]) => {
     inputs[key] = h('input', { name: key, inputmode: 'text', autocomplete: 'off', spellcheck: 'false', placeholder: '0 = no limit' });
-    return field(label, inputs[key], 'For example 5MB or 800KB per second; 0 for no limit.');
+    return field(label, inputs[key]);
   });
   const current = h('p', { class: 'hint', role: 'status' });
+  const help = h('p', { class: 'hint' }, 'Bytes per second, for example 5MB or 800KB; 0 for no limit. Changes apply at once.');
   const save = h('button', { class: 'primary', type: 'submit' }, 'Save limits');
-  const limitsForm = h('form', { class: 'stack', id: 'limits-form' }, current, ...limitFields, save);
+  const limitsForm = h('form', { class: 'stack', id: 'limits-form' }, current, help, ...limitFields, save);
 
   function show(limits) {
-    for (const [key, short] of LIMITS) inputs[key].value = limits[short] ? String(limits[short]) : '0';
+    for (const [key, short] of LIMITS) inputs[key].value = rateText(limits[short]);
     current.textContent = `Now: down ${limits.download ? fmtRate(limits.download) : 'unlimited'}, up ${limits.upload ? fmtRate(limits.upload) : 'unlimited'}.`;
   }
   limitsForm.addEventListener('submit', async (e) => {

@@ -54,7 +54,7 @@ export function transfersScreen(main, ctx) {
     if (!fileKind.has(key)) {
       fileKind.set(key, 'pending');
       try {
-        const r = await fetch(href, { method: 'HEAD', credentials: 'same-origin' });
+        const r = await fetch(href, { method: 'HEAD', credentials: 'same-origin', redirect: 'manual' });
         fileKind.set(key, r.ok ? 'file' : 'dir');
       } catch { fileKind.set(key, 'dir'); }
     }

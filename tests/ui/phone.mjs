@@ -3,7 +3,7 @@
 // Every wait is bounded. Exits non-zero on the first failed check.
 import { chromium } from 'playwright-core';
 import { createHash } from 'node:crypto';
-import { readFileSync, readdirSync, statSync, existsSync, mkdirSync } from 'node:fs';
+import { readFileSync, readdirSync, statSync, existsSync, mkdirSync, rmSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { createRequire } from 'node:module';
 
@@ -24,6 +24,7 @@ const PASSWORD = 'correct horse battery';
 const T = 30_000;
 
 mkdirSync(SHOTS, { recursive: true });
+rmSync(join(SHOTS, 'failure.png'), { force: true });
 const require = createRequire(import.meta.url);
 const axeSource = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
 const token = readFileSync(join(A_STORAGE, 'api-token'), 'utf8').trim();
@@ -217,6 +218,7 @@ try {
   check((await card.locator('.stats').textContent()).startsWith('100%'), 'the card says 100%');
   log(`folder progress values seen: ${[...seen].sort((x, y) => x - y).join(', ')}`);
   check([...seen].some((v) => v > 0 && v < 100), 'progress was seen between 0 and 100%');
+  await card.getByRole('link', { name: 'Show files' }).waitFor();
   await axeCheck(page, 'transfers');
   await touchTargets(page, 'transfers');
 
@@ -255,6 +257,7 @@ try {
     return (await big.getAttribute('data-state')) === 'active' && v >= 5;
   });
   await shot(page, '09-transfers-active');
+  await page.screenshot({ path: join(SHOTS, 'phone.png'), scale: 'css' });
   await big.getByRole('button', { name: /^Pause/ }).tap();
   await waitFor('the download to pause', async () => (await big.getAttribute('data-state')) === 'paused');
   const id = Number((await big.getAttribute('data-key')).split(':')[1]);
@@ -286,7 +289,6 @@ try {
   check(head.ok() && Number(head.headers()['content-length']) === statSync(bigCopy).size, `Open serves the file (${head.status()})`);
   await page.locator('main').evaluate((m) => { m.scrollTop = 0; });
   await shot(page, '11-transfers-done');
-  await page.screenshot({ path: join(SHOTS, 'phone.png'), scale: 'css' });
 
   // The same session on a desktop-sized window.
   step = 'desktop';

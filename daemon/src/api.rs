@@ -1,5 +1,6 @@
 //! The HTTP + WebSocket control API (documented in API.md), the embedded web UI, and
-//! downloaded files under `/downloads/`. State-changing calls need the API token.
+//! downloaded files under `/downloads/`. Access rules (API token, web UI sessions, CSRF,
+//! Host/Origin checks) are applied by `guard`; the rules' state lives in `auth.rs`.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -7,8 +8,8 @@ use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, Query, Request, State};
-use axum::http::{header, Method, StatusCode};
+use axum::extract::{ConnectInfo, Extension, Path, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -17,7 +18,10 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::mpsc;
+use tower_http::compression::CompressionLayer;
 use tower_http::services::ServeDir;
+
+use crate::auth::{Auth, AuthError, SessionInfo};
 
 use crate::events::Event;
 use crate::net::rpc::{self, RpcError};
@@ -41,6 +45,16 @@ pub enum ApiError {
     NotFound(String),
     #[error("missing or wrong API token")]
     Unauthorized,
+    #[error("log in first")]
+    LoginRequired,
+    #[error("{0}")]
+    BadCredentials(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{message}")]
+    Throttled { message: String, retry_after: u64 },
     #[error("{0}")]
     Unavailable(String),
     #[error("{0}")]
@@ -54,12 +68,48 @@ impl IntoResponse for ApiError {
         let status = match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthorized | ApiError::LoginRequired | ApiError::BadCredentials(_) => {
+                StatusCode::UNAUTHORIZED
+            }
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Throttled { retry_after, .. } => {
+                let body = Json(json!({ "error": self.to_string() }));
+                return (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    [(header::RETRY_AFTER, retry_after.to_string())],
+                    body,
+                )
+                    .into_response();
+            }
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::PeerError(_) => StatusCode::BAD_GATEWAY,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         (status, Json(json!({ "error": self.to_string() }))).into_response()
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::WrongPassword => ApiError::BadCredentials(e.to_string()),
+            AuthError::WrongSetupCode
+            | AuthError::HostNotAllowed(_)
+            | AuthError::OriginNotAllowed(_)
+            | AuthError::MissingHost => ApiError::Forbidden(e.to_string()),
+            AuthError::AlreadySet | AuthError::NotSet => ApiError::Conflict(e.to_string()),
+            AuthError::Throttled(secs) => ApiError::Throttled {
+                message: e.to_string(),
+                retry_after: secs,
+            },
+            AuthError::BadPassword | AuthError::Mismatch => ApiError::BadRequest(e.to_string()),
+            AuthError::Hash(_)
+            | AuthError::Store(_)
+            | AuthError::Random(_)
+            | AuthError::Io { .. }
+            | AuthError::Read(_) => ApiError::Internal(e.to_string()),
+        }
     }
 }
 
@@ -113,6 +163,17 @@ impl From<RpcError> for ApiError {
 struct AppState {
     node: Arc<Node>,
     token: Arc<str>,
+    auth: Arc<Auth>,
+}
+
+/// Who made a request, as found by `guard` and handed to handlers as an extension.
+#[derive(Clone)]
+enum Caller {
+    /// `Authorization: Bearer <api-token>` (the CLI).
+    Token,
+    /// A web UI session cookie.
+    Session(SessionInfo),
+    Anonymous,
 }
 
 /// Creates `<storage>/api-token` (mode 0600) on first start and returns it.
@@ -135,12 +196,37 @@ pub fn load_or_create_token(
     Ok(token)
 }
 
-pub fn router(node: Arc<Node>, token: String) -> Router {
+/// Content types worth gzipping: JSON, text, scripts, SVG. File bodies (`/api/read`,
+/// `/downloads/`) are left alone: they are rarely compressible and may be ranged.
+fn compressible(
+    _: StatusCode,
+    _: axum::http::Version,
+    headers: &HeaderMap,
+    _: &axum::http::Extensions,
+) -> bool {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    [
+        "application/json",
+        "text/",
+        "application/javascript",
+        "image/svg+xml",
+        "application/manifest+json",
+    ]
+    .iter()
+    .any(|p| ct.starts_with(p))
+}
+
+pub fn router(node: Arc<Node>, token: String, auth: Arc<Auth>) -> Router {
     let downloads_dir = node.download_dir.clone();
     let state = AppState {
         node,
         token: token.into(),
+        auth,
     };
+    let compress = CompressionLayer::new().compress_when(compressible);
     let api = Router::new()
         .route("/info", get(info))
         .route("/peers", get(peers))
@@ -160,41 +246,273 @@ pub fn router(node: Arc<Node>, token: String) -> Router {
         .route("/read", get(read))
         .route("/stop", post(stop))
         .route("/settings", get(settings).post(change_settings))
+        .route("/qr", get(qr))
+        .route("/auth/session", get(auth_session))
+        .route("/auth/setup", post(auth_setup))
+        .route("/auth/login", post(auth_login))
+        .route("/auth/logout", post(auth_logout))
+        .route("/auth/password", post(auth_password))
         .fallback(|| async { ApiError::NotFound("no such API endpoint".into()) })
-        .layer(middleware::from_fn_with_state(state.clone(), require_token));
+        .layer(compress.clone());
+    let downloads = Router::new()
+        .nest_service("/downloads", ServeDir::new(downloads_dir))
+        .layer(middleware::map_response(contain_downloaded_files));
     Router::new()
         .nest("/api", api)
         .route("/ws", get(ws))
-        .nest_service("/downloads", ServeDir::new(downloads_dir))
-        .fallback(get(web_ui))
+        .merge(downloads)
+        .fallback(get(web_ui).layer(compress))
+        .layer(middleware::from_fn_with_state(state.clone(), guard))
         .with_state(state)
 }
 
-async fn require_token(
-    State(state): State<AppState>,
-    request: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
-    if matches!(*request.method(), Method::GET | Method::HEAD) {
-        return Ok(next.run(request).await);
+fn is_protected(path: &str) -> bool {
+    let api = (path == "/api" || path.starts_with("/api/")) && !path.starts_with("/api/auth/");
+    api || path == "/ws" || path == "/downloads" || path.starts_with("/downloads/")
+}
+
+/// Every request passes here. In order: a valid API token is let through (the CLI); the
+/// Host and Origin headers must name this node (DNS rebinding, cross-site WebSockets); a
+/// session's state-changing request must carry its CSRF token; then `/api` (except
+/// `/api/auth/`), `/ws` and `/downloads` need a session, except reads on loopback while no
+/// password is set. The UI's own files and `/api/auth/*` are open.
+async fn guard(State(s): State<AppState>, mut request: Request, next: Next) -> Response {
+    let headers = request.headers();
+    let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+    let bearer = text(header::AUTHORIZATION).and_then(|v| v.strip_prefix("Bearer "));
+    let token_ok =
+        bearer.is_some_and(|p| crate::auth::constant_time_eq(p.as_bytes(), s.token.as_bytes()));
+    let safe = matches!(*request.method(), Method::GET | Method::HEAD);
+    let path = request.uri().path();
+    let caller = if token_ok {
+        Caller::Token
+    } else {
+        if let Err(e) = s.auth.hosts.check(text(header::HOST), text(header::ORIGIN)) {
+            return ApiError::from(e).into_response();
+        }
+        match s.auth.session(text(header::COOKIE)) {
+            Some(session) => {
+                let presented = text(header::HeaderName::from_static("x-csrf-token"));
+                let csrf_ok = presented.is_some_and(|p| {
+                    crate::auth::constant_time_eq(p.as_bytes(), session.csrf.as_bytes())
+                });
+                if !safe && !csrf_ok {
+                    return ApiError::Forbidden(
+                        "missing or wrong CSRF token (X-CSRF-Token header)".into(),
+                    )
+                    .into_response();
+                }
+                Caller::Session(session)
+            }
+            None => Caller::Anonymous,
+        }
+    };
+    if matches!(caller, Caller::Anonymous) && is_protected(path) {
+        let open_read = safe && !s.auth.login_required();
+        if !open_read {
+            let legacy = !s.auth.password_set() && s.auth.loopback();
+            return if bearer.is_some() || (legacy && !safe) {
+                ApiError::Unauthorized.into_response()
+            } else {
+                ApiError::LoginRequired.into_response()
+            };
+        }
     }
-    let presented = request
+    request.extensions_mut().insert(caller);
+    next.run(request).await
+}
+
+/// Downloaded files come from other people: they must not run script with this origin's
+/// cookies. Markup types get a sandboxing CSP (an opaque origin, no scripts); nothing is
+/// sniffed into a more dangerous type.
+async fn contain_downloaded_files(mut response: Response) -> Response {
+    let risky = response
         .headers()
-        .get(header::AUTHORIZATION)
+        .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    // The token's length is not secret; equal-length contents are compared in constant time.
-    let ok = presented.is_some_and(|p| {
-        p.len() == state.token.len()
-            && p.bytes()
-                .zip(state.token.bytes())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0
-    });
-    if !ok {
-        return Err(ApiError::Unauthorized);
+        .is_some_and(|ct| {
+            let ct = ct.to_ascii_lowercase();
+            ct.contains("html") || ct.contains("xml") || ct.contains("svg")
+        });
+    let h = response.headers_mut();
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    if risky {
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(
+                "sandbox; default-src 'none'; img-src 'self'; style-src 'unsafe-inline'",
+            ),
+        );
     }
-    Ok(next.run(request).await)
+    response
+}
+
+fn is_https(headers: &HeaderMap) -> bool {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    text("x-forwarded-proto").is_some_and(|p| p.eq_ignore_ascii_case("https"))
+        || text("origin").is_some_and(|o| o.starts_with("https://"))
+}
+
+fn session_response(
+    auth: &Auth,
+    session: &SessionInfo,
+    headers: &HeaderMap,
+    mut body: serde_json::Value,
+) -> Response {
+    body["csrf_token"] = json!(session.csrf);
+    (
+        [(
+            header::SET_COOKIE,
+            auth.set_cookie(Some(session), is_https(headers)),
+        )],
+        Json(body),
+    )
+        .into_response()
+}
+
+async fn auth_session(
+    State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> impl IntoResponse {
+    let password_set = s.auth.password_set();
+    let (logged_in, via, csrf) = match &caller {
+        Caller::Token => (true, Some("token"), None),
+        Caller::Session(session) => (true, Some("session"), Some(session.csrf.clone())),
+        Caller::Anonymous => (false, None, None),
+    };
+    Json(json!({
+        "password_set": password_set,
+        "login_required": s.auth.login_required(),
+        "logged_in": logged_in,
+        "via": via,
+        "csrf_token": csrf,
+        "setup_code_file": (!password_set).then(|| s.auth.setup_code_path()),
+    }))
+}
+
+#[derive(Deserialize)]
+struct SetupBody {
+    setup_code: String,
+    password: String,
+}
+
+async fn auth_setup(
+    State(s): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Json(body): Json<SetupBody>,
+) -> Result<Response, ApiError> {
+    let session = s
+        .auth
+        .setup(peer.ip(), &body.setup_code, &body.password)
+        .await?;
+    Ok(session_response(
+        &s.auth,
+        &session,
+        &headers,
+        json!({ "password_set": true }),
+    ))
+}
+
+#[derive(Deserialize)]
+struct LoginBody {
+    password: String,
+}
+
+async fn auth_login(
+    State(s): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Json(body): Json<LoginBody>,
+) -> Result<Response, ApiError> {
+    let session = s.auth.login(peer.ip(), &body.password).await?;
+    Ok(session_response(
+        &s.auth,
+        &session,
+        &headers,
+        json!({ "logged_in": true }),
+    ))
+}
+
+async fn auth_logout(
+    State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+) -> Response {
+    if let Caller::Session(session) = &caller {
+        s.auth.logout(session);
+    }
+    (
+        [(
+            header::SET_COOKIE,
+            s.auth.set_cookie(None, is_https(&headers)),
+        )],
+        Json(json!({ "logged_out": true })),
+    )
+        .into_response()
+}
+
+#[derive(Deserialize)]
+struct PasswordBody {
+    current_password: Option<String>,
+    new_password: String,
+}
+
+/// With the API token (`harddrive-party passwd`) the current password is not needed; a
+/// session must give it. Every session ends; the caller's own is replaced by a new one.
+async fn auth_password(
+    State(s): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    Json(body): Json<PasswordBody>,
+) -> Result<Response, ApiError> {
+    match caller {
+        Caller::Token => {
+            s.auth.set_password(&body.new_password).await?;
+            Ok(Json(json!({ "changed": true })).into_response())
+        }
+        Caller::Session(_) => {
+            let current = body
+                .current_password
+                .ok_or_else(|| ApiError::BadRequest("give current_password".into()))?;
+            s.auth.check_password(peer.ip(), &current).await?;
+            s.auth.set_password(&body.new_password).await?;
+            let session = s.auth.new_session()?;
+            Ok(session_response(
+                &s.auth,
+                &session,
+                &headers,
+                json!({ "changed": true }),
+            ))
+        }
+        Caller::Anonymous => Err(ApiError::LoginRequired),
+    }
+}
+
+/// The announce address as a QR code (SVG), so the UI needs no QR library.
+async fn qr(State(s): State<AppState>) -> Result<Response, ApiError> {
+    use qrcode::render::svg;
+    let address = s.node.announce_address();
+    let code = qrcode::QrCode::with_error_correction_level(address.as_bytes(), qrcode::EcLevel::M)
+        .map_err(|e| ApiError::Internal(format!("QR code: {e}")))?;
+    let image = code
+        .render::<svg::Color<'_>>()
+        .min_dimensions(240, 240)
+        .dark_color(svg::Color("#000000"))
+        .light_color(svg::Color("#ffffff"))
+        .build();
+    Ok((
+        [
+            (header::CONTENT_TYPE, "image/svg+xml"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        image,
+    )
+        .into_response())
 }
 
 async fn info(State(s): State<AppState>) -> Json<serde_json::Value> {
@@ -729,16 +1047,53 @@ async fn forward_events(
     }
 }
 
-async fn web_ui(uri: axum::http::Uri) -> Response {
+const UI_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; manifest-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+/// The embedded UI. Files are revalidated by ETag (their names carry no version, so a
+/// long max-age would keep an old UI after an upgrade); icons may be cached for a day.
+async fn web_ui(uri: axum::http::Uri, headers: HeaderMap) -> Response {
     let path = uri.path().trim_start_matches('/');
     let path = if path.is_empty() { "index.html" } else { path };
-    match WebUi::get(path).or_else(|| WebUi::get("index.html")) {
-        Some(file) => {
-            let mime = file.metadata.mimetype().to_string();
-            ([(header::CONTENT_TYPE, mime)], file.data.into_owned()).into_response()
-        }
-        None => (StatusCode::NOT_FOUND, "not found").into_response(),
+    let found = WebUi::get(path)
+        .map(|f| (path, f))
+        .or_else(|| WebUi::get("index.html").map(|f| ("index.html", f)));
+    let Some((name, file)) = found else {
+        return (StatusCode::NOT_FOUND, "not found").into_response();
+    };
+    let etag = format!(
+        "\"{}\"",
+        file.metadata.sha256_hash()[..12]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    );
+    let cache = if name.ends_with(".png") || name.ends_with(".svg") {
+        "public, max-age=86400"
+    } else {
+        "no-cache"
+    };
+    let common = [
+        (header::ETAG, etag.clone()),
+        (header::CACHE_CONTROL, cache.to_string()),
+        (header::CONTENT_SECURITY_POLICY, UI_CSP.to_string()),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_string()),
+        (header::REFERRER_POLICY, "no-referrer".to_string()),
+        (header::X_FRAME_OPTIONS, "DENY".to_string()),
+    ];
+    let matches = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag));
+    if matches {
+        return (StatusCode::NOT_MODIFIED, common).into_response();
     }
+    let mime = file.metadata.mimetype().to_string();
+    (
+        common,
+        [(header::CONTENT_TYPE, mime)],
+        file.data.into_owned(),
+    )
+        .into_response()
 }
 
 pub async fn serve(

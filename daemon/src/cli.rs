@@ -85,6 +85,8 @@ pub enum Command {
     },
     /// Stop the running daemon gracefully.
     Stop,
+    /// Set the web UI password (from a terminal, or the first line of stdin).
+    Passwd,
 }
 
 #[derive(Args, Debug)]
@@ -143,6 +145,13 @@ pub struct StartArgs {
     /// Read rate of background hashing, e.g. 20MB; 0 for as fast as possible [default: 64MB]
     #[arg(long, env = "HDP_BACKGROUND_HASH_RATE", value_parser = parse_rate)]
     pub background_hash_rate: Option<Rate>,
+    /// Extra host name the web UI may be reached by (repeatable); IP addresses, localhost and this machine's hostname(.local) always work
+    #[arg(
+        long = "allowed-host",
+        env = "HDP_ALLOWED_HOSTS",
+        value_delimiter = ','
+    )]
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Cli {
@@ -276,6 +285,10 @@ impl Client {
 
     fn get(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<ureq::Response> {
         let mut req = self.agent.get(&format!("{}{path}", self.base));
+        // Reads need the token too once a web UI password is set.
+        if let Some(token) = &self.token {
+            req = req.set("Authorization", &format!("Bearer {token}"));
+        }
         for (k, v) in query {
             req = req.query(k, v);
         }
@@ -467,6 +480,11 @@ pub fn run_client(cli: &Cli, settings: &Settings) -> anyhow::Result<()> {
         }
         Command::Stop => {
             client.post("/api/stop", json!({}))?;
+        }
+        Command::Passwd => {
+            let password = crate::auth::read_new_password()?;
+            client.post("/api/auth/password", json!({ "new_password": password }))?;
+            println!("web UI password set; every web UI session was logged out");
         }
     }
     Ok(())

@@ -2,6 +2,7 @@
 
 pub mod announce;
 pub mod api;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod content;

@@ -18,16 +18,27 @@ const HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
 pub async fn run_daemon(
     config: NodeConfig,
     ui_address: std::net::SocketAddr,
+    allowed_hosts: Vec<String>,
 ) -> anyhow::Result<()> {
     let node = Node::start(config).await?;
     let token = api::load_or_create_token(&node.storage)?;
     let listener = tokio::net::TcpListener::bind(ui_address)
         .await
         .with_context(|| format!("cannot listen for the UI/API on {ui_address}"))?;
-    tracing::info!("web UI and API on http://{}", listener.local_addr()?);
+    let bound = listener.local_addr()?;
+    tracing::info!("web UI and API on http://{bound}");
+    let auth = Arc::new(crate::auth::Auth::new(
+        node.store.clone(),
+        &node.storage,
+        bound,
+        &allowed_hosts,
+    )?);
+    if !bound.ip().is_loopback() && !auth.password_set() {
+        tracing::warn!("the UI listens beyond loopback: every API call needs a login or the API token until a password is set");
+    }
     let server = tokio::spawn(api::serve(
         listener,
-        api::router(node.clone(), token),
+        api::router(node.clone(), token, auth),
         node.shutdown_signal(),
     ));
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);

@@ -289,9 +289,12 @@ impl Job {
         out
     }
 
+    /// Stops every fetch; what each had verified stays counted (the part files keep it).
     fn abort_all(&mut self) {
-        for (_, f) in self.in_flight.drain() {
+        for (path, f) in self.in_flight.drain() {
             f.abort.abort();
+            self.held
+                .insert(path, f.progress.received.load(Ordering::Relaxed));
         }
     }
 }

@@ -1,0 +1,650 @@
+//! Web UI authentication: the password (an argon2id hash in the store's settings), the
+//! one-time setup code that guards setting the first password, sessions (an HttpOnly cookie
+//! plus a per-session CSRF token), login throttling, and the Host/Origin checks that stop
+//! DNS rebinding. HTTP wiring lives in `api.rs`; this module holds the state and the rules.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::io::{BufRead, IsTerminal};
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, Instant};
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+
+use crate::identity::{random_bytes, write_private_file};
+use crate::store::{Store, StoreError};
+
+pub const SETUP_CODE_FILE: &str = "setup-code";
+/// Settings key holding the PHC string of the argon2id password hash.
+const PASSWORD_SETTING: &str = "ui_password_hash";
+pub const MIN_PASSWORD_CHARS: usize = 8;
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+/// Failed attempts allowed per client address within `ATTEMPT_WINDOW`; the next is refused.
+pub const MAX_ATTEMPTS_PER_CLIENT: usize = 5;
+/// Attempts allowed from all clients together within `ATTEMPT_WINDOW`.
+pub const MAX_ATTEMPTS_TOTAL: usize = 50;
+pub const ATTEMPT_WINDOW: Duration = Duration::from_secs(60);
+/// A session unused for this long ends.
+const SESSION_IDLE: Duration = Duration::from_secs(7 * 24 * 3600);
+/// No session lives longer than this.
+pub const SESSION_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
+/// The oldest session is dropped beyond this many.
+const MAX_SESSIONS: usize = 64;
+/// Characters of setup codes: no 0/O, 1/I/L to misread on a phone.
+const CODE_ALPHABET: &[u8] = b"23456789ABCDEFGHJKMNPQRSTUVWXYZ";
+const CODE_CHARS: usize = 8;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("wrong password")]
+    WrongPassword,
+    #[error("wrong setup code (it is in the daemon log and in <storage>/setup-code)")]
+    WrongSetupCode,
+    #[error("a password is already set: log in instead")]
+    AlreadySet,
+    #[error("no password is set yet: set one with the setup code")]
+    NotSet,
+    #[error("too many attempts: try again in {0} s")]
+    Throttled(u64),
+    #[error("the password must have at least {MIN_PASSWORD_CHARS} characters and at most {MAX_PASSWORD_BYTES} bytes")]
+    BadPassword,
+    #[error("password hashing failed: {0}")]
+    Hash(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Random(#[from] crate::identity::IdentityError),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("host {0} is not allowed: add it with `start --allowed-host {0}`")]
+    HostNotAllowed(String),
+    #[error("origin {0} is not allowed")]
+    OriginNotAllowed(String),
+    #[error("missing Host header")]
+    MissingHost,
+    #[error("cannot read the password: {0}")]
+    Read(std::io::Error),
+    #[error("the passwords do not match")]
+    Mismatch,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Equal-length contents compared in constant time; the length is not secret.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Upper-case, without spaces and dashes: the form codes are compared in.
+fn normalise_code(code: &str) -> String {
+    code.chars()
+        .filter(|c| !c.is_whitespace() && *c != '-')
+        .flat_map(char::to_uppercase)
+        .collect()
+}
+
+fn check_password_shape(password: &str) -> Result<(), AuthError> {
+    if password.chars().count() < MIN_PASSWORD_CHARS || password.len() > MAX_PASSWORD_BYTES {
+        return Err(AuthError::BadPassword);
+    }
+    Ok(())
+}
+
+pub fn hash_password(password: &str) -> Result<String, AuthError> {
+    check_password_shape(password)?;
+    let salt = SaltString::encode_b64(&random_bytes::<16>()?)
+        .map_err(|e| AuthError::Hash(e.to_string()))?;
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| AuthError::Hash(e.to_string()))
+}
+
+pub fn verify_password(password: &str, phc: &str) -> Result<(), AuthError> {
+    if password.len() > MAX_PASSWORD_BYTES {
+        return Err(AuthError::WrongPassword);
+    }
+    let parsed = PasswordHash::new(phc).map_err(|e| AuthError::Hash(e.to_string()))?;
+    Argon2::default()
+        .verify_password(password.as_bytes(), &parsed)
+        .map_err(|_| AuthError::WrongPassword)
+}
+
+/// Host names the UI may be reached by. IP literals are always accepted: a DNS-rebinding
+/// page runs under the attacker's host name, never under the daemon's own IP address.
+#[derive(Debug, Clone)]
+pub struct AllowedHosts(HashSet<String>);
+
+impl AllowedHosts {
+    pub fn new(listen: SocketAddr, extra: &[String]) -> Self {
+        let mut names: HashSet<String> = ["localhost".to_string(), "127.0.0.1".to_string()]
+            .into_iter()
+            .collect();
+        names.insert(listen.ip().to_string());
+        if let Some(host) = machine_hostname() {
+            names.insert(format!("{host}.local"));
+            names.insert(host);
+        }
+        for name in extra {
+            let name = normalise_host(name);
+            if !name.is_empty() {
+                names.insert(name);
+            }
+        }
+        Self(names)
+    }
+
+    /// `host` is a Host header value or the authority of an Origin: `name`, `name:port`,
+    /// `[v6]:port`.
+    pub fn allows(&self, host: &str) -> bool {
+        let name = normalise_host(strip_port(host));
+        name.parse::<IpAddr>().is_ok() || self.0.contains(&name)
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.0.iter().cloned().collect();
+        v.sort();
+        v
+    }
+
+    /// Checks the Host header and, when present, the Origin header.
+    pub fn check(&self, host: Option<&str>, origin: Option<&str>) -> Result<(), AuthError> {
+        let host = host.ok_or(AuthError::MissingHost)?;
+        if !self.allows(host) {
+            return Err(AuthError::HostNotAllowed(strip_port(host).to_string()));
+        }
+        if let Some(origin) = origin {
+            let authority = origin
+                .strip_prefix("http://")
+                .or_else(|| origin.strip_prefix("https://"));
+            match authority {
+                Some(a) if !a.is_empty() && !a.contains('/') && self.allows(a) => {}
+                _ => return Err(AuthError::OriginNotAllowed(origin.to_string())),
+            }
+        }
+        Ok(())
+    }
+}
+
+fn strip_port(host: &str) -> &str {
+    if let Some(rest) = host.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match host.rsplit_once(':') {
+        // One colon: name:port. More than one without brackets: a bare IPv6 literal.
+        Some((name, port)) if !name.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => {
+            name
+        }
+        _ => host,
+    }
+}
+
+fn normalise_host(host: &str) -> String {
+    host.trim().trim_end_matches('.').to_ascii_lowercase()
+}
+
+fn machine_hostname() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .ok()
+        .map(|h| normalise_host(&h))
+        .filter(|h| !h.is_empty())
+}
+
+/// Sliding-window count of password and setup-code attempts, per client and in total.
+#[derive(Default)]
+struct Limiter {
+    per_client: HashMap<IpAddr, VecDeque<Instant>>,
+    total: VecDeque<Instant>,
+}
+
+impl Limiter {
+    fn prune(queue: &mut VecDeque<Instant>, now: Instant) {
+        while queue
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= ATTEMPT_WINDOW)
+        {
+            queue.pop_front();
+        }
+    }
+
+    /// Records an attempt, or refuses it with the seconds until one is allowed again.
+    fn attempt(&mut self, client: IpAddr, now: Instant) -> Result<(), u64> {
+        Self::prune(&mut self.total, now);
+        self.per_client.retain(|_, q| {
+            Self::prune(q, now);
+            !q.is_empty()
+        });
+        let wait = |q: &VecDeque<Instant>| {
+            q.front().map_or(1, |t| {
+                ATTEMPT_WINDOW
+                    .saturating_sub(now.duration_since(*t))
+                    .as_secs()
+                    .max(1)
+            })
+        };
+        if self.total.len() >= MAX_ATTEMPTS_TOTAL {
+            return Err(wait(&self.total));
+        }
+        let queue = self.per_client.entry(client).or_default();
+        if queue.len() >= MAX_ATTEMPTS_PER_CLIENT {
+            return Err(wait(queue));
+        }
+        queue.push_back(now);
+        self.total.push_back(now);
+        Ok(())
+    }
+
+    /// A right password forgets the client's earlier failures.
+    fn succeeded(&mut self, client: IpAddr) {
+        self.per_client.remove(&client);
+    }
+}
+
+struct Session {
+    csrf: String,
+    created: Instant,
+    last_used: Instant,
+}
+
+/// What a request's session cookie resolved to.
+#[derive(Debug, Clone)]
+pub struct SessionInfo {
+    /// The cookie value (needed to log out).
+    pub id: String,
+    pub csrf: String,
+}
+
+pub struct Auth {
+    store: Arc<Store>,
+    storage: PathBuf,
+    loopback: bool,
+    port: u16,
+    pub hosts: AllowedHosts,
+    password_hash: RwLock<Option<String>>,
+    setup_code: Mutex<Option<String>>,
+    /// Keyed by the BLAKE3 hash of the session id, so the map never holds cookie values.
+    sessions: Mutex<HashMap<String, Session>>,
+    limiter: Mutex<Limiter>,
+    /// At most two argon2 computations (about 19 MiB each) at a time.
+    hashing: tokio::sync::Semaphore,
+}
+
+impl Auth {
+    /// Loads the password hash; without one, makes a fresh setup code, logs it and writes
+    /// it to `<storage>/setup-code` (mode 0600).
+    pub fn new(
+        store: Arc<Store>,
+        storage: &Path,
+        listen: SocketAddr,
+        extra_hosts: &[String],
+    ) -> Result<Self, AuthError> {
+        let password_hash = store.setting(PASSWORD_SETTING)?;
+        let code_path = storage.join(SETUP_CODE_FILE);
+        let setup_code = if password_hash.is_none() {
+            let raw = random_bytes::<CODE_CHARS>()?;
+            let code: String = raw
+                .iter()
+                .map(|b| CODE_ALPHABET[*b as usize % CODE_ALPHABET.len()] as char)
+                .collect();
+            write_private_file(&code_path, format!("{code}\n").as_bytes()).map_err(|source| {
+                AuthError::Io {
+                    path: code_path.clone(),
+                    source,
+                }
+            })?;
+            tracing::warn!(
+                "no web UI password yet: open the web UI and set one with the setup code {code} (also in {})",
+                code_path.display()
+            );
+            Some(code)
+        } else {
+            remove_file(&code_path);
+            None
+        };
+        Ok(Self {
+            store,
+            storage: storage.to_path_buf(),
+            loopback: listen.ip().is_loopback(),
+            port: listen.port(),
+            hosts: AllowedHosts::new(listen, extra_hosts),
+            password_hash: RwLock::new(password_hash),
+            setup_code: Mutex::new(setup_code),
+            sessions: Mutex::new(HashMap::new()),
+            limiter: Mutex::new(Limiter::default()),
+            hashing: tokio::sync::Semaphore::new(2),
+        })
+    }
+
+    pub fn password_set(&self) -> bool {
+        self.password_hash
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+    }
+
+    /// Whether the API listens on loopback only.
+    pub fn loopback(&self) -> bool {
+        self.loopback
+    }
+
+    /// Whether requests without a session or token are refused. On loopback, without a
+    /// password, reads stay open (as before the UI had a login).
+    pub fn login_required(&self) -> bool {
+        self.password_set() || !self.loopback
+    }
+
+    /// The session cookie's name carries the port: browsers share cookies across ports.
+    pub fn cookie_name(&self) -> String {
+        format!("hdp_session_{}", self.port)
+    }
+
+    pub fn setup_code_path(&self) -> PathBuf {
+        self.storage.join(SETUP_CODE_FILE)
+    }
+
+    fn throttle(&self, client: IpAddr) -> Result<(), AuthError> {
+        lock(&self.limiter)
+            .attempt(client, Instant::now())
+            .map_err(AuthError::Throttled)
+    }
+
+    /// Runs argon2 on a blocking thread, two at a time.
+    async fn hashing<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> Result<T, AuthError> + Send + 'static,
+    ) -> Result<T, AuthError> {
+        let _permit = self
+            .hashing
+            .acquire()
+            .await
+            .map_err(|e| AuthError::Hash(e.to_string()))?;
+        tokio::task::spawn_blocking(f)
+            .await
+            .map_err(|e| AuthError::Hash(e.to_string()))?
+    }
+
+    /// Sets the first password; the setup code then stops working.
+    pub async fn setup(
+        &self,
+        client: IpAddr,
+        code: &str,
+        password: &str,
+    ) -> Result<SessionInfo, AuthError> {
+        if self.password_set() {
+            return Err(AuthError::AlreadySet);
+        }
+        check_password_shape(password)?;
+        self.throttle(client)?;
+        let expected = lock(&self.setup_code).clone();
+        let given = normalise_code(code);
+        match expected {
+            Some(expected) if constant_time_eq(given.as_bytes(), expected.as_bytes()) => {}
+            _ => return Err(AuthError::WrongSetupCode),
+        }
+        let owned = password.to_string();
+        let phc = self.hashing(move || hash_password(&owned)).await?;
+        {
+            // Only one caller can take the code: a second concurrent setup finds it gone.
+            let mut code = lock(&self.setup_code);
+            if code.take().is_none() {
+                return Err(AuthError::WrongSetupCode);
+            }
+        }
+        self.save_hash(phc)?;
+        lock(&self.limiter).succeeded(client);
+        tracing::info!("web UI password set with the setup code");
+        self.new_session()
+    }
+
+    /// Checks the password and opens a session.
+    pub async fn login(&self, client: IpAddr, password: &str) -> Result<SessionInfo, AuthError> {
+        self.check_password(client, password).await?;
+        self.new_session()
+    }
+
+    /// Verifies `password` under the attempt limit.
+    pub async fn check_password(&self, client: IpAddr, password: &str) -> Result<(), AuthError> {
+        let phc = self
+            .password_hash
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or(AuthError::NotSet)?;
+        self.throttle(client)?;
+        let owned = password.to_string();
+        self.hashing(move || verify_password(&owned, &phc)).await?;
+        lock(&self.limiter).succeeded(client);
+        Ok(())
+    }
+
+    /// Replaces the password and ends every session. Also consumes an unused setup code.
+    pub async fn set_password(&self, password: &str) -> Result<(), AuthError> {
+        check_password_shape(password)?;
+        let owned = password.to_string();
+        let phc = self.hashing(move || hash_password(&owned)).await?;
+        lock(&self.setup_code).take();
+        self.save_hash(phc)?;
+        lock(&self.sessions).clear();
+        tracing::info!("web UI password changed; all sessions ended");
+        Ok(())
+    }
+
+    fn save_hash(&self, phc: String) -> Result<(), AuthError> {
+        self.store.set_setting(PASSWORD_SETTING, &phc)?;
+        *self
+            .password_hash
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Some(phc);
+        remove_file(&self.setup_code_path());
+        Ok(())
+    }
+
+    pub fn new_session(&self) -> Result<SessionInfo, AuthError> {
+        let id = hex(&random_bytes::<32>()?);
+        let csrf = hex(&random_bytes::<24>()?);
+        let now = Instant::now();
+        let mut sessions = lock(&self.sessions);
+        sessions.retain(|_, s| live(s, now));
+        while sessions.len() >= MAX_SESSIONS {
+            let oldest = sessions
+                .iter()
+                .min_by_key(|(_, s)| s.last_used)
+                .map(|(k, _)| k.clone());
+            match oldest {
+                Some(k) => sessions.remove(&k),
+                None => break,
+            };
+        }
+        sessions.insert(
+            session_key(&id),
+            Session {
+                csrf: csrf.clone(),
+                created: now,
+                last_used: now,
+            },
+        );
+        Ok(SessionInfo { id, csrf })
+    }
+
+    /// Looks up the session named by a `Cookie:` header, refreshing its idle timer.
+    pub fn session(&self, cookie_header: Option<&str>) -> Option<SessionInfo> {
+        let name = self.cookie_name();
+        let id = cookie_header?
+            .split(';')
+            .filter_map(|kv| kv.trim().split_once('='))
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.trim().to_string())?;
+        let now = Instant::now();
+        let mut sessions = lock(&self.sessions);
+        let key = session_key(&id);
+        let session = sessions.get_mut(&key)?;
+        if !live(session, now) {
+            sessions.remove(&key);
+            return None;
+        }
+        session.last_used = now;
+        Some(SessionInfo {
+            csrf: session.csrf.clone(),
+            id,
+        })
+    }
+
+    pub fn logout(&self, session: &SessionInfo) {
+        lock(&self.sessions).remove(&session_key(&session.id));
+    }
+
+    /// `Set-Cookie` value for a new session (or, with `None`, one that clears it).
+    pub fn set_cookie(&self, session: Option<&SessionInfo>, secure: bool) -> String {
+        let secure = if secure { "; Secure" } else { "" };
+        match session {
+            Some(s) => format!(
+                "{}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
+                self.cookie_name(),
+                s.id,
+                SESSION_LIFETIME.as_secs()
+            ),
+            None => format!(
+                "{}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{secure}",
+                self.cookie_name()
+            ),
+        }
+    }
+}
+
+fn live(s: &Session, now: Instant) -> bool {
+    now.duration_since(s.last_used) < SESSION_IDLE
+        && now.duration_since(s.created) < SESSION_LIFETIME
+}
+
+fn session_key(id: &str) -> String {
+    blake3::hash(id.as_bytes()).to_hex().to_string()
+}
+
+fn remove_file(path: &Path) {
+    if let Err(e) = std::fs::remove_file(path) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            tracing::warn!("cannot remove {}: {e}", path.display());
+        }
+    }
+}
+
+/// Reads a new password for `harddrive-party passwd`: from a terminal twice without echo,
+/// otherwise the first line of standard input.
+pub fn read_new_password() -> Result<String, AuthError> {
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        let mut line = String::new();
+        stdin.lock().read_line(&mut line).map_err(AuthError::Read)?;
+        let password = line.trim_end_matches(['\r', '\n']).to_string();
+        check_password_shape(&password)?;
+        return Ok(password);
+    }
+    let first = prompt_hidden("New web UI password: ")?;
+    check_password_shape(&first)?;
+    let second = prompt_hidden("Repeat it: ")?;
+    if first != second {
+        return Err(AuthError::Mismatch);
+    }
+    Ok(first)
+}
+
+fn prompt_hidden(prompt: &str) -> Result<String, AuthError> {
+    use nix::sys::termios::{tcgetattr, tcsetattr, LocalFlags, SetArg};
+    use std::io::Write;
+    let stdin = std::io::stdin();
+    let mut stderr = std::io::stderr();
+    let _ = write!(stderr, "{prompt}");
+    let _ = stderr.flush();
+    let saved = tcgetattr(&stdin).ok();
+    if let Some(saved) = &saved {
+        let mut quiet = saved.clone();
+        quiet.local_flags.remove(LocalFlags::ECHO);
+        let _ = tcsetattr(&stdin, SetArg::TCSANOW, &quiet);
+    }
+    let mut line = String::new();
+    let read = stdin.lock().read_line(&mut line);
+    if let Some(saved) = &saved {
+        let _ = tcsetattr(&stdin, SetArg::TCSANOW, saved);
+    }
+    let _ = writeln!(stderr);
+    read.map_err(AuthError::Read)?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_rules() {
+        let hosts = AllowedHosts::new(
+            "0.0.0.0:3030".parse().unwrap(),
+            &["NAS.example.".to_string()],
+        );
+        for ok in [
+            "localhost:3030",
+            "127.0.0.1:3030",
+            "192.168.1.7:3030",
+            "[::1]:3030",
+            "nas.example",
+            "NAS.EXAMPLE:80",
+        ] {
+            assert!(hosts.allows(ok), "{ok}");
+        }
+        for bad in ["evil.example:3030", "localhost.evil.example", ""] {
+            assert!(!hosts.allows(bad), "{bad}");
+        }
+        assert!(hosts.check(Some("localhost:1"), None).is_ok());
+        assert!(hosts
+            .check(Some("localhost:1"), Some("http://localhost:1"))
+            .is_ok());
+        assert!(hosts
+            .check(Some("localhost:1"), Some("http://evil.example"))
+            .is_err());
+        assert!(hosts.check(Some("localhost:1"), Some("null")).is_err());
+        assert!(hosts.check(None, None).is_err());
+    }
+
+    #[test]
+    fn limiter_refuses_the_sixth_attempt_in_a_minute() {
+        let mut limiter = Limiter::default();
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let other: IpAddr = "10.0.0.2".parse().unwrap();
+        let t0 = Instant::now();
+        for i in 0..MAX_ATTEMPTS_PER_CLIENT {
+            assert!(limiter
+                .attempt(ip, t0 + Duration::from_secs(i as u64))
+                .is_ok());
+        }
+        let wait = limiter
+            .attempt(ip, t0 + Duration::from_secs(10))
+            .unwrap_err();
+        assert!((1..=60).contains(&wait), "{wait}");
+        assert!(limiter.attempt(other, t0 + Duration::from_secs(10)).is_ok());
+        assert!(limiter.attempt(ip, t0 + ATTEMPT_WINDOW).is_ok());
+        limiter.succeeded(ip);
+        assert!(!limiter.per_client.contains_key(&ip));
+    }
+
+    #[test]
+    fn hashes_verify_and_codes_normalise() {
+        let phc = hash_password("correct horse").unwrap();
+        assert!(phc.starts_with("$argon2id$"));
+        assert!(verify_password("correct horse", &phc).is_ok());
+        assert!(verify_password("wrong horse!", &phc).is_err());
+        assert!(hash_password("short").is_err());
+        assert_eq!(normalise_code(" ab2c-d3ef "), "AB2CD3EF");
+    }
+}

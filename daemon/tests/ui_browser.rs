@@ -1,0 +1,152 @@
+//! The web UI in a real browser: two real daemons on loopback, and `tests/ui/phone.mjs`
+//! driving Debian's Chromium (playwright-core) on a phone-sized screen against daemon A:
+//! first-run password, logout/login, add a share, connect B by pasting its address, browse
+//! (10,000 entries) and search, a folder download to 100%, sha256 on disk, a live download
+//! limit, pause and resume of a large file, axe-core checks. Screenshots land in
+//! `target/ui-shots/`. `ci/test` installs Chromium and the npm packages first.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const NODE_TIMEOUT: Duration = Duration::from_secs(300);
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+fn shots_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map(|t| {
+            if t.is_relative() {
+                repo_root().join(t)
+            } else {
+                t
+            }
+        })
+        .unwrap_or_else(|| repo_root().join("target"))
+        .join("ui-shots")
+}
+
+#[test]
+fn phone_ui_end_to_end_in_chromium() {
+    let root = repo_root();
+    let ui_tests = root.join("tests/ui");
+    let chromium = std::env::var("HDP_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        ui_tests.join("node_modules/playwright-core").is_dir() && Path::new(&chromium).exists(),
+        "browser test dependencies missing: run ci/test (or `apt-get install chromium` and `npm ci --prefix tests/ui`)"
+    );
+
+    let tmp = tempfile::tempdir().unwrap();
+    // B shares a small album, a large file and a directory of 10,000 entries.
+    let b_share = tmp.path().join("b-files");
+    for i in 1..=6u64 {
+        write_random_file(
+            &b_share.join(format!("Music/Album/track-{i}.flac")),
+            400_000 + i * 100_003,
+            i,
+        );
+    }
+    write_random_file(&b_share.join("Big/big.bin"), 48_000_000, 99);
+    let many = b_share.join("Many");
+    std::fs::create_dir_all(&many).unwrap();
+    for i in 0..10_000 {
+        std::fs::write(many.join(format!("file-{i:05}.txt")), b"x").unwrap();
+    }
+    // A will share this through the UI.
+    let a_share = tmp.path().join("Photos");
+    write_random_file(&a_share.join("beach.jpg"), 120_000, 7);
+
+    let mut b = Daemon::new(tmp.path(), "b")
+        .share(&b_share.join("Music"))
+        .share(&b_share.join("Big"))
+        .share(&many);
+    b.start();
+    // A 1 MB/s limit makes the folder download last a few seconds, so progress can be watched.
+    let mut a = Daemon::new(tmp.path(), "a").args(&["--download-limit", "1MB"]);
+    a.start();
+
+    let shots = shots_dir();
+    let started = Instant::now();
+    let mut child = Command::new("node")
+        .arg(ui_tests.join("phone.mjs"))
+        .current_dir(&ui_tests)
+        .env("HDP_A_URL", &a.ui)
+        .env("HDP_A_STORAGE", &a.storage)
+        .env("HDP_A_DOWNLOADS", &a.download_dir)
+        .env("HDP_A_SHARE_DIR", &a_share)
+        .env("HDP_B_URL", &b.ui)
+        .env("HDP_B_SHARE", &b_share)
+        .env("HDP_SHOTS", &shots)
+        .env("HDP_CHROMIUM", &chromium)
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("run node (install nodejs)");
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > NODE_TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "the browser test did not finish within {NODE_TIMEOUT:?}\n--- a ---\n{}",
+                a.log_text()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        status.success(),
+        "tests/ui/phone.mjs failed ({status})\n--- daemon a log (tail) ---\n{}",
+        a.log_text()
+            .lines()
+            .rev()
+            .take(40)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+
+    // Independently of the JS checks: every file A fetched is B's, byte for byte.
+    let b_name = b.name();
+    let downloaded = a.download_dir.join(&b_name);
+    for (original, copy) in [
+        (b_share.join("Big/big.bin"), downloaded.join("Big/big.bin")),
+        (
+            b_share.join("Music/Album/track-4.flac"),
+            downloaded.join("Music/Album/track-4.flac"),
+        ),
+    ] {
+        assert_eq!(sha256_file(&original), sha256_file(&copy), "{copy:?}");
+    }
+    for name in [
+        "01-setup",
+        "02-login",
+        "03-shares",
+        "04-peers",
+        "05-browse",
+        "06-search",
+        "08-settings",
+        "10-transfers-paused",
+        "11-transfers-done",
+        "phone",
+    ] {
+        let shot = shots.join(format!("{name}.png"));
+        let len = std::fs::metadata(&shot).map(|m| m.len()).unwrap_or(0);
+        assert!(len > 1000, "screenshot {shot:?} missing or empty");
+    }
+    a.stop();
+    b.stop();
+}

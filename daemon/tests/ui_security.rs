@@ -1,0 +1,423 @@
+//! Web UI security on real daemons: the one-time setup code, sessions (cookie + CSRF
+//! token), login throttling, Host/Origin checks, mandatory login beyond loopback, and the
+//! CLI's API token still working for everything.
+
+// The helpers hand back ureq's own Result so each check can look at the status.
+#![allow(clippy::result_large_err)]
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use serde_json::{json, Value};
+
+const PASSWORD: &str = "correct horse battery";
+
+struct Session {
+    cookie: String,
+    csrf: String,
+}
+
+fn status_of(result: Result<ureq::Response, ureq::Error>) -> u16 {
+    match result {
+        Ok(r) => r.status(),
+        Err(ureq::Error::Status(code, _)) => code,
+        Err(e) => panic!("transport error: {e}"),
+    }
+}
+
+fn body_of(result: Result<ureq::Response, ureq::Error>) -> (u16, Value) {
+    match result {
+        Ok(r) => (r.status(), r.into_json().unwrap_or(Value::Null)),
+        Err(ureq::Error::Status(code, r)) => (code, r.into_json().unwrap_or(Value::Null)),
+        Err(e) => panic!("transport error: {e}"),
+    }
+}
+
+fn token(d: &Daemon) -> String {
+    std::fs::read_to_string(d.storage.join("api-token"))
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+fn setup_code(d: &Daemon) -> String {
+    std::fs::read_to_string(d.storage.join("setup-code"))
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+/// `name=value` of the session cookie in a Set-Cookie header, checking its flags.
+fn session_from(response: ureq::Response) -> Session {
+    let set_cookie = response
+        .header("set-cookie")
+        .expect("Set-Cookie")
+        .to_string();
+    assert!(set_cookie.contains("HttpOnly"), "{set_cookie}");
+    assert!(set_cookie.contains("SameSite=Strict"), "{set_cookie}");
+    assert!(set_cookie.contains("Path=/"), "{set_cookie}");
+    let cookie = set_cookie.split(';').next().unwrap().to_string();
+    assert!(cookie.starts_with("hdp_session_"), "{cookie}");
+    let body: Value = response.into_json().unwrap();
+    Session {
+        cookie,
+        csrf: body["csrf_token"].as_str().unwrap().to_string(),
+    }
+}
+
+fn setup(d: &Daemon, code: &str, password: &str) -> Result<ureq::Response, ureq::Error> {
+    ureq::post(&format!("{}/api/auth/setup", d.ui))
+        .send_json(json!({ "setup_code": code, "password": password }))
+}
+
+fn login(d: &Daemon, password: &str) -> Result<ureq::Response, ureq::Error> {
+    ureq::post(&format!("{}/api/auth/login", d.ui)).send_json(json!({ "password": password }))
+}
+
+fn get(d: &Daemon, path: &str, session: Option<&Session>) -> Result<ureq::Response, ureq::Error> {
+    let mut req = ureq::get(&format!("{}{path}", d.ui)).timeout(Duration::from_secs(5));
+    if let Some(s) = session {
+        req = req.set("Cookie", &s.cookie);
+    }
+    req.call()
+}
+
+fn post(
+    d: &Daemon,
+    path: &str,
+    session: &Session,
+    csrf: Option<&str>,
+    body: Value,
+) -> Result<ureq::Response, ureq::Error> {
+    let mut req = ureq::post(&format!("{}{path}", d.ui)).set("Cookie", &session.cookie);
+    if let Some(t) = csrf {
+        req = req.set("X-CSRF-Token", t);
+    }
+    req.send_json(body)
+}
+
+#[test]
+fn setup_code_once_sessions_csrf_and_logout() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut a = Daemon::new(tmp.path(), "a");
+    a.start();
+    // Before any password: loopback reads stay open (the CLI and old tests rely on it).
+    let (_, s) = body_of(get(&a, "/api/auth/session", None));
+    assert_eq!(s["password_set"], false);
+    assert_eq!(s["login_required"], false);
+    assert_eq!(status_of(get(&a, "/api/info", None)), 200);
+    let code_file = a.storage.join("setup-code");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&code_file).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+    let code = setup_code(&a);
+    assert!(a.log_text().contains(&code), "the setup code is in the log");
+
+    // A wrong code and a too-short password are refused; the right code works once.
+    assert_eq!(status_of(setup(&a, "AAAA-AAAA", PASSWORD)), 403);
+    assert_eq!(status_of(setup(&a, &code, "short")), 400);
+    let session = session_from(setup(&a, &code.to_lowercase(), PASSWORD).unwrap());
+    assert!(
+        !code_file.exists(),
+        "the setup code file is removed once used"
+    );
+    let (status, body) = body_of(setup(&a, &code, "another password"));
+    assert_eq!(status, 409, "{body}");
+
+    // No session: 401 for the API, the event stream and downloaded files; the UI loads.
+    for path in [
+        "/api/info",
+        "/api/peers",
+        "/api/transfers",
+        "/api/qr",
+        "/ws",
+        "/downloads/x",
+    ] {
+        assert_eq!(status_of(get(&a, path, None)), 401, "{path}");
+    }
+    assert_eq!(status_of(get(&a, "/", None)), 200);
+    let (_, s) = body_of(get(&a, "/api/auth/session", None));
+    assert_eq!(
+        (s["password_set"].clone(), s["logged_in"].clone()),
+        (json!(true), json!(false))
+    );
+
+    // With the session: reads work; writes need the CSRF token.
+    assert_eq!(status_of(get(&a, "/api/info", Some(&session))), 200);
+    let qr = get(&a, "/api/qr", Some(&session)).unwrap();
+    assert_eq!(qr.content_type(), "image/svg+xml");
+    assert!(qr.into_string().unwrap().contains("<svg"));
+    let (status, body) = body_of(post(&a, "/api/settings", &session, None, json!({})));
+    assert_eq!(status, 403, "CSRF-less POST refused: {body}");
+    assert_eq!(
+        status_of(post(&a, "/api/settings", &session, Some("0000"), json!({}))),
+        403
+    );
+    let stop_without = ureq::post(&format!("{}/api/stop", a.ui))
+        .set("Cookie", &session.cookie)
+        .call();
+    assert_eq!(status_of(stop_without), 403, "no CSRF token, no stop");
+    assert_eq!(
+        status_of(post(
+            &a,
+            "/api/settings",
+            &session,
+            Some(&session.csrf),
+            json!({ "upload_limit": "2MB" })
+        )),
+        200
+    );
+
+    // The CLI's token keeps working for reads and writes, and the CLI itself too.
+    let t = token(&a);
+    let (status, settings) = body_of(
+        ureq::get(&format!("{}/api/settings", a.ui))
+            .set("Authorization", &format!("Bearer {t}"))
+            .call(),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(settings["limits"]["upload"], 2_000_000);
+    assert!(a.cli_ok(&["info"]).contains("announce address:"));
+    a.cli_ok(&["peers"]);
+    a.cli_ok(&["transfers"]);
+
+    // Logout ends the session: the same cookie is refused afterwards.
+    let out = post(
+        &a,
+        "/api/auth/logout",
+        &session,
+        Some(&session.csrf),
+        json!({}),
+    )
+    .unwrap();
+    assert!(out.header("set-cookie").unwrap().contains("Max-Age=0"));
+    assert_eq!(status_of(get(&a, "/api/info", Some(&session))), 401);
+    let (_, s) = body_of(get(&a, "/api/auth/session", Some(&session)));
+    assert_eq!(s["logged_in"], false);
+
+    // Logging in again gives a new, working session.
+    let again = session_from(login(&a, PASSWORD).unwrap());
+    assert_ne!(again.cookie, session.cookie);
+    assert_eq!(status_of(get(&a, "/api/info", Some(&again))), 200);
+    a.cli_ok(&["stop"]);
+}
+
+#[test]
+fn wrong_host_or_origin_is_forbidden() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut a = Daemon::new(tmp.path(), "a").args(&["--allowed-host", "nas.example"]);
+    a.start();
+    let session = session_from(setup(&a, &setup_code(&a), PASSWORD).unwrap());
+    let port = a.ui.rsplit(':').next().unwrap().to_string();
+    let with_host = |host: &str, path: &str| {
+        ureq::get(&format!("{}{path}", a.ui))
+            .set("Host", host)
+            .set("Cookie", &session.cookie)
+            .call()
+    };
+    // DNS rebinding: a foreign name in Host is refused everywhere, even the UI and login.
+    for path in ["/api/info", "/", "/api/auth/session", "/ws"] {
+        let (status, body) = body_of(with_host(&format!("evil.example:{port}"), path));
+        assert_eq!(status, 403, "{path}: {body}");
+    }
+    let refused_login = ureq::post(&format!("{}/api/auth/login", a.ui))
+        .set("Host", "evil.example")
+        .send_json(json!({ "password": PASSWORD }));
+    assert_eq!(status_of(refused_login), 403);
+    // The names a user types are accepted.
+    for host in [
+        format!("localhost:{port}"),
+        format!("127.0.0.1:{port}"),
+        format!("nas.example:{port}"),
+    ] {
+        assert_eq!(status_of(with_host(&host, "/api/info")), 200, "{host}");
+    }
+    // A foreign Origin is refused for reads, writes and the WebSocket handshake.
+    let origin = |o: &str| {
+        ureq::get(&format!("{}/api/info", a.ui))
+            .set("Origin", o)
+            .set("Cookie", &session.cookie)
+            .call()
+    };
+    assert_eq!(status_of(origin("http://evil.example")), 403);
+    assert_eq!(status_of(origin("null")), 403);
+    assert_eq!(status_of(origin(&a.ui)), 200);
+    let cross_site_write = ureq::post(&format!("{}/api/settings", a.ui))
+        .set("Origin", "http://evil.example")
+        .set("Cookie", &session.cookie)
+        .set("X-CSRF-Token", &session.csrf)
+        .send_json(json!({}));
+    assert_eq!(status_of(cross_site_write), 403);
+    let ws = ureq::get(&format!("{}/ws", a.ui))
+        .set("Origin", "http://evil.example")
+        .set("Cookie", &session.cookie)
+        .set("Connection", "Upgrade")
+        .set("Upgrade", "websocket")
+        .set("Sec-WebSocket-Version", "13")
+        .set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .call();
+    assert_eq!(status_of(ws), 403);
+    a.cli_ok(&["stop"]);
+}
+
+#[test]
+fn sixth_bad_password_within_a_minute_is_throttled() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut a = Daemon::new(tmp.path(), "a");
+    a.start();
+    session_from(setup(&a, &setup_code(&a), PASSWORD).unwrap());
+    for attempt in 1..=5 {
+        let (status, body) = body_of(login(&a, "not the password"));
+        assert_eq!(status, 401, "attempt {attempt}: {body}");
+    }
+    let sixth = login(&a, "not the password");
+    match sixth {
+        Err(ureq::Error::Status(429, r)) => {
+            let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
+            assert!((1..=60).contains(&retry), "{retry}");
+        }
+        other => panic!("expected 429, got {:?}", other.map(|r| r.status())),
+    }
+    // Throttled means not even checked: the right password waits too.
+    assert_eq!(status_of(login(&a, PASSWORD)), 429);
+    // The API token is not affected.
+    a.cli_ok(&["info"]);
+    a.cli_ok(&["stop"]);
+}
+
+fn passwd(d: &Daemon, password: &str) -> std::process::Output {
+    let mut child = Command::new(BIN)
+        .args([
+            "--storage",
+            d.storage.to_str().unwrap(),
+            "--ui-address",
+            &d.ui,
+            "passwd",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn passwd_command_sets_the_password_and_ends_sessions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut a = Daemon::new(tmp.path(), "a");
+    a.start();
+    // First run from the command line: no setup code needed with the API token.
+    let out = passwd(&a, PASSWORD);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!a.storage.join("setup-code").exists());
+    let first = session_from(login(&a, PASSWORD).unwrap());
+    // Changing it from the UI needs the current password and ends other sessions.
+    let second = session_from(login(&a, PASSWORD).unwrap());
+    let (status, _) = body_of(post(
+        &a,
+        "/api/auth/password",
+        &second,
+        Some(&second.csrf),
+        json!({ "current_password": "wrong one!", "new_password": "a new password" }),
+    ));
+    assert_eq!(status, 401);
+    let changed = session_from(
+        post(
+            &a,
+            "/api/auth/password",
+            &second,
+            Some(&second.csrf),
+            json!({ "current_password": PASSWORD, "new_password": "a new password" }),
+        )
+        .unwrap(),
+    );
+    assert_eq!(status_of(get(&a, "/api/info", Some(&first))), 401);
+    assert_eq!(status_of(get(&a, "/api/info", Some(&second))), 401);
+    assert_eq!(status_of(get(&a, "/api/info", Some(&changed))), 200);
+    // `passwd` again replaces it, and every session ends.
+    let out = passwd(&a, "third password");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(status_of(get(&a, "/api/info", Some(&changed))), 401);
+    assert_eq!(status_of(login(&a, "a new password")), 401);
+    session_from(login(&a, "third password").unwrap());
+    // Too short is refused before it reaches the daemon.
+    let out = passwd(&a, "short");
+    assert!(!out.status.success());
+    a.cli_ok(&["stop"]);
+}
+
+#[test]
+fn beyond_loopback_login_is_mandatory_even_without_a_password() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_tcp_port();
+    let storage = tmp.path().join("storage");
+    let mut child = Command::new(BIN)
+        .args([
+            "--storage",
+            storage.to_str().unwrap(),
+            "--ui-address",
+            &format!("http://0.0.0.0:{port}"),
+            "start",
+            "--listen",
+            "127.0.0.1:0",
+            "--no-mdns",
+            "--download-dir",
+            tmp.path().join("dl").to_str().unwrap(),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let ui = format!("http://127.0.0.1:{port}");
+    let session: Value = wait_for("the API to answer", Duration::from_secs(20), || {
+        ureq::get(&format!("{ui}/api/auth/session"))
+            .call()
+            .ok()?
+            .into_json()
+            .ok()
+    });
+    let result = std::panic::catch_unwind(|| {
+        assert_eq!(session["login_required"], true);
+        assert_eq!(session["password_set"], false);
+        assert_eq!(status_of(ureq::get(&format!("{ui}/api/info")).call()), 401);
+        assert_eq!(status_of(ureq::get(&format!("{ui}/api/ls")).call()), 401);
+        assert_eq!(status_of(ureq::get(&format!("{ui}/")).call()), 200);
+        // The CLI (API token) still works for reads.
+        let out = Command::new(BIN)
+            .args([
+                "--storage",
+                storage.to_str().unwrap(),
+                "--ui-address",
+                &ui,
+                "info",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+}

@@ -1,0 +1,315 @@
+// Drives the web UI of daemon A on a phone-sized headless Chromium, against two real
+// daemons started by daemon/tests/ui_browser.rs (which passes their addresses in HDP_* env).
+// Every wait is bounded. Exits non-zero on the first failed check.
+import { chromium } from 'playwright-core';
+import { createHash } from 'node:crypto';
+import { readFileSync, readdirSync, statSync, existsSync, mkdirSync, rmSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { createRequire } from 'node:module';
+
+const env = (name) => {
+  const v = process.env[name];
+  if (!v) throw new Error(`missing ${name}`);
+  return v;
+};
+const A = env('HDP_A_URL');
+const A_STORAGE = env('HDP_A_STORAGE');
+const A_DOWNLOADS = env('HDP_A_DOWNLOADS');
+const A_SHARE_DIR = env('HDP_A_SHARE_DIR');
+const B = env('HDP_B_URL');
+const B_SHARE = env('HDP_B_SHARE');
+const SHOTS = env('HDP_SHOTS');
+const CHROMIUM = process.env.HDP_CHROMIUM || '/usr/bin/chromium';
+const PASSWORD = 'correct horse battery';
+const T = 30_000;
+
+mkdirSync(SHOTS, { recursive: true });
+rmSync(join(SHOTS, 'failure.png'), { force: true });
+const require = createRequire(import.meta.url);
+const axeSource = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
+const token = readFileSync(join(A_STORAGE, 'api-token'), 'utf8').trim();
+
+let step = 'start';
+const log = (msg) => console.log(`[ui] ${msg}`);
+function check(cond, msg) {
+  if (!cond) throw new Error(`${step}: ${msg}`);
+}
+
+async function apiA(path, init = {}) {
+  const r = await fetch(`${A}${path}`, { ...init, headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json', ...(init.headers || {}) } });
+  check(r.ok, `${path} answered ${r.status}`);
+  return r.json();
+}
+
+async function waitFor(what, fn, limit = T) {
+  const deadline = Date.now() + limit;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`${step}: timed out after ${limit} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+function files(root) {
+  const out = [];
+  const walk = (dir) => {
+    for (const name of readdirSync(dir)) {
+      const p = join(dir, name);
+      if (statSync(p).isDirectory()) walk(p);
+      else out.push(p);
+    }
+  };
+  walk(root);
+  return out.sort();
+}
+const sha256 = (p) => createHash('sha256').update(readFileSync(p)).digest('hex');
+
+const a11y = [];
+async function axeCheck(page, screen) {
+  if (!(await page.evaluate(() => typeof window.axe !== 'undefined'))) await page.evaluate(axeSource);
+  const result = await page.evaluate(async () => {
+    const r = await window.axe.run(document, { resultTypes: ['violations'] });
+    return r.violations.map((v) => ({ id: v.id, impact: v.impact, nodes: v.nodes.length, help: v.help, where: v.nodes.slice(0, 3).map((n) => `${n.target.join(' ')} ${n.failureSummary || ''}`.replace(/\s+/g, ' ')) }));
+  });
+  for (const v of result) log(`axe ${screen}: ${v.impact} ${v.id} (${v.nodes}): ${v.help} at ${v.where.join(' | ')}`);
+  const critical = result.filter((v) => v.impact === 'critical' || v.impact === 'serious');
+  a11y.push({ screen, violations: result.length, critical: critical.length });
+  check(critical.length === 0, `critical or serious accessibility violations on ${screen}: ${critical.map((v) => v.id).join(', ')}`);
+}
+
+async function shot(page, name) {
+  await page.evaluate(() => document.getElementById('toasts').replaceChildren());
+  await page.waitForTimeout(350); // let transitions settle
+  await page.screenshot({ path: join(SHOTS, `${name}.png`) });
+}
+
+// Big touch targets: every visible button and link in the nav and lists is ≥ 44 px.
+async function touchTargets(page, screen) {
+  const small = await page.evaluate(() => [...document.querySelectorAll('main button, main a.button, main a.rowlink, nav a')]
+    .filter((e) => e.offsetParent !== null)
+    .map((e) => { const r = e.getBoundingClientRect(); return { t: e.textContent.trim().slice(0, 30) || e.getAttribute('aria-label'), w: r.width, h: r.height }; })
+    .filter((r) => r.w < 44 || r.h < 44));
+  check(small.length === 0, `touch targets under 44 px on ${screen}: ${JSON.stringify(small)}`);
+}
+
+const nav = (page, screen) => page.locator(`#nav a[data-screen="${screen}"]`).tap();
+
+const browser = await chromium.launch({
+  executablePath: CHROMIUM,
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  timeout: T,
+});
+const pageErrors = [];
+try {
+  const context = await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true, deviceScaleFactor: 2, locale: 'en-US' });
+  context.setDefaultTimeout(T);
+  const page = await context.newPage();
+  page.on('pageerror', (e) => pageErrors.push(String(e)));
+  page.on('dialog', (d) => d.accept());
+
+  // 1. First run: the password is set with the one-time setup code.
+  step = '1 setup';
+  await page.goto(A);
+  await page.waitForSelector('#setup-form');
+  await axeCheck(page, 'setup');
+  await shot(page, '01-setup');
+  const code = readFileSync(join(A_STORAGE, 'setup-code'), 'utf8').trim();
+  await page.getByLabel('Setup code').fill('WRONG-CODE');
+  await page.getByLabel('New password').fill(PASSWORD);
+  await page.getByLabel('Repeat the password').fill(PASSWORD);
+  await page.getByRole('button', { name: 'Set password' }).tap();
+  await page.getByText('wrong setup code').waitFor();
+  await page.getByLabel('Setup code').fill(code.toLowerCase());
+  await page.getByRole('button', { name: 'Set password' }).tap();
+  await page.waitForSelector('nav#nav:not([hidden])');
+  check(!existsSync(join(A_STORAGE, 'setup-code')), 'the setup code file is gone after use');
+  const cookies = await context.cookies();
+  const session = cookies.find((c) => c.name.startsWith('hdp_session_'));
+  check(session && session.httpOnly && session.sameSite === 'Strict', `session cookie flags: ${JSON.stringify(session)}`);
+  log('password set with the setup code');
+
+  // 2. Log out, a wrong password is refused, the right one logs back in.
+  step = '2 logout/login';
+  await page.goto(`${A}/#/settings`);
+  await page.locator('#logout').tap();
+  await page.waitForSelector('#login-form');
+  await axeCheck(page, 'login');
+  await shot(page, '02-login');
+  await page.getByLabel('Password').fill('not the password');
+  await page.getByRole('button', { name: 'Log in' }).tap();
+  await page.getByText('wrong password').waitFor();
+  await page.getByLabel('Password').fill(PASSWORD);
+  await page.getByRole('button', { name: 'Log in' }).tap();
+  await page.waitForSelector('nav#nav:not([hidden])');
+  await page.locator('#live[data-state="live"]').waitFor();
+  log('logged out and back in; event stream live');
+
+  // 3. Share a folder.
+  step = '3 shares';
+  await nav(page, 'shares');
+  await page.getByLabel('Folder on the NAS').fill(A_SHARE_DIR);
+  await page.getByRole('button', { name: 'Share folder' }).tap();
+  const shareName = A_SHARE_DIR.split('/').pop();
+  await page.locator(`li[data-share="${shareName}"]`).waitFor();
+  const shares = await apiA('/api/shares');
+  check(shares.some((s) => s.name === shareName && s.dir.endsWith(shareName)), `share listed by the API: ${JSON.stringify(shares)}`);
+  await axeCheck(page, 'shares');
+  await touchTargets(page, 'shares');
+  await shot(page, '03-shares');
+
+  // 4. Own address (text, QR, copy) and connecting B by pasting its address.
+  step = '4 peers';
+  const infoA = await apiA('/api/info');
+  const infoB = await (await fetch(`${B}/api/info`)).json();
+  await nav(page, 'peers');
+  check((await page.locator('#my-address').textContent()) === infoA.announce_address, 'own announce address shown as text');
+  await waitFor('the QR code image', () => page.locator('img.qr').evaluate((img) => img.complete && img.naturalWidth > 100));
+  await page.locator('#copy-address').tap();
+  await page.getByText(/Address copied|Copy failed/).waitFor();
+  await page.getByLabel("Friend's address").fill(infoB.announce_address);
+  await page.getByRole('button', { name: 'Connect', exact: true }).tap();
+  await page.locator(`li[data-peer="${infoB.name}"]`).getByText('Online').waitFor({ timeout: 60_000 });
+  await axeCheck(page, 'peers');
+  await touchTargets(page, 'peers');
+  await page.locator('main').evaluate((m) => { m.scrollTop = 0; });
+  await shot(page, '04-peers');
+  log(`connected to ${infoB.name}`);
+
+  // 5. Browse the peer (a 10,000-entry directory stays virtualised) and search.
+  step = '5 browse';
+  await nav(page, 'browse');
+  await page.getByRole('link', { name: new RegExp(infoB.name) }).tap();
+  await page.getByRole('link', { name: /^Music/ }).waitFor();
+  await axeCheck(page, 'browse');
+  await touchTargets(page, 'browse');
+  await shot(page, '05-browse');
+  await page.getByRole('link', { name: /^Many/ }).tap();
+  await page.getByText('10,000 items').waitFor();
+  const rendered = await page.locator('.vrow').count();
+  check(rendered > 5 && rendered < 100, `only the visible rows are in the DOM (${rendered})`);
+  const t0 = Date.now();
+  await page.locator('main').evaluate((m) => { m.scrollTop = m.scrollHeight; });
+  await page.getByText('file-09999.txt').waitFor();
+  log(`10,000 entries: ${rendered} rows in the DOM, scrolled to the end in ${Date.now() - t0} ms`);
+  await page.goto(`${A}/#/browse?path=${encodeURIComponent(infoB.name)}`);
+  await page.getByLabel('Search files').fill('track');
+  await page.getByRole('button', { name: 'Search', exact: true }).tap();
+  await page.getByText('6 matches').waitFor();
+  check(await page.getByText('Music/Album/track-3.flac').isVisible(), 'search result paths shown');
+  check(await page.locator('.vrow .meta').first().textContent().then((t) => /\d+(\.\d)? (KB|MB)/.test(t)), 'sizes shown');
+  await axeCheck(page, 'search');
+  await shot(page, '06-search');
+
+  // 6. Download a whole folder and watch its progress reach 100%.
+  step = '6 folder download';
+  await page.goto(`${A}/#/browse?path=${encodeURIComponent(infoB.name)}`);
+  await page.getByRole('button', { name: 'Download Music' }).tap();
+  await page.getByText('Downloading Music').waitFor();
+  await nav(page, 'transfers');
+  const card = page.locator('article.transfer', { hasText: 'Music' }).first();
+  const seen = new Set();
+  await waitFor('the folder download to reach 100%', async () => {
+    const v = await card.locator('[role=progressbar]').getAttribute('aria-valuenow').catch(() => null);
+    if (v !== null) seen.add(Number(v));
+    return (await card.getAttribute('data-state')) === 'done' && v === '100';
+  }, 90_000);
+  check((await card.locator('.stats').textContent()).startsWith('100%'), 'the card says 100%');
+  log(`folder progress values seen: ${[...seen].sort((x, y) => x - y).join(', ')}`);
+  check([...seen].some((v) => v > 0 && v < 100), 'progress was seen between 0 and 100%');
+  await card.getByRole('link', { name: 'Show files' }).waitFor();
+  await axeCheck(page, 'transfers');
+  await touchTargets(page, 'transfers');
+
+  // 7. The files on disk are the peer's, byte for byte.
+  step = '7 sha256';
+  const originals = files(join(B_SHARE, 'Music'));
+  check(originals.length === 6, `six originals (${originals.length})`);
+  for (const original of originals) {
+    const copy = join(A_DOWNLOADS, infoB.name, 'Music', relative(join(B_SHARE, 'Music'), original));
+    check(existsSync(copy), `${copy} exists`);
+    check(sha256(copy) === sha256(original), `${copy} has the original's sha256`);
+  }
+  log(`${originals.length} files match by sha256`);
+
+  // Settings: a live download limit makes the next download slow enough to pause.
+  step = '8 settings';
+  await nav(page, 'settings');
+  await page.getByText(/^Now: down 1\.0 MB\/s/).waitFor();
+  await page.getByLabel('Download limit (total)').fill('3MB');
+  await page.getByRole('button', { name: 'Save limits' }).tap();
+  await page.getByText('Limits saved').waitFor();
+  const limits = await apiA('/api/settings');
+  check(limits.limits.download === 3_000_000, `download limit set live: ${JSON.stringify(limits)}`);
+  await axeCheck(page, 'settings');
+  await touchTargets(page, 'settings');
+  await shot(page, '08-settings');
+
+  // 8. Pause and resume a large download.
+  step = '8 pause/resume';
+  await page.goto(`${A}/#/browse?path=${encodeURIComponent(`${infoB.name}/Big`)}`);
+  await page.getByRole('button', { name: 'Download big.bin' }).tap();
+  await nav(page, 'transfers');
+  const big = page.locator('article.transfer', { hasText: 'big.bin' }).first();
+  await waitFor('the big download to make progress', async () => {
+    const v = Number(await big.locator('[role=progressbar]').getAttribute('aria-valuenow').catch(() => '0'));
+    return (await big.getAttribute('data-state')) === 'active' && v >= 5;
+  });
+  await shot(page, '09-transfers-active');
+  await page.screenshot({ path: join(SHOTS, 'phone.png'), scale: 'css' });
+  await big.getByRole('button', { name: /^Pause/ }).tap();
+  await waitFor('the download to pause', async () => (await big.getAttribute('data-state')) === 'paused');
+  const id = Number((await big.getAttribute('data-key')).split(':')[1]);
+  const part = join(A_DOWNLOADS, infoB.name, 'Big', 'big.bin.part');
+  check(existsSync(part), 'the .part file stays while paused');
+  const pausedAt = statSync(part).size;
+  await page.waitForTimeout(1500);
+  const later = await apiA(`/api/transfers/${id}`);
+  check(later.state === 'paused' && later.received > 0 && statSync(part).size === pausedAt && pausedAt > 0 && pausedAt < later.size, `paused download holds still (${pausedAt} then ${statSync(part).size} of ${later.size})`);
+  await shot(page, '10-transfers-paused');
+  await big.getByRole('button', { name: /^Resume/ }).tap();
+  const resumed = await waitFor('the download to resume', async () => {
+    const v = await apiA(`/api/transfers/${id}`);
+    return v.state === 'active' && v.active_files.length > 0 && v.resumed_from > 0 ? v : null;
+  });
+  check(resumed.resumed_from === pausedAt, `resumed from the .part file's ${pausedAt} bytes (resumed_from ${resumed.resumed_from})`);
+  await apiA('/api/settings', { method: 'POST', body: JSON.stringify({ download_limit: 0 }) });
+  await waitFor('the big download to finish', async () => (await big.getAttribute('data-state')) === 'done', 120_000);
+  const bigCopy = join(A_DOWNLOADS, infoB.name, 'Big', 'big.bin');
+  check(sha256(bigCopy) === sha256(join(B_SHARE, 'Big', 'big.bin')), 'the paused and resumed file has the original sha256');
+  log(`paused at ${pausedAt} bytes, resumed, finished; sha256 matches`);
+
+  // Finished files open from /downloads/ with the session cookie.
+  step = 'open';
+  const open = big.getByRole('link', { name: 'Open' });
+  await open.waitFor();
+  const href = await open.getAttribute('href');
+  const head = await page.request.head(`${A}${href}`);
+  check(head.ok() && Number(head.headers()['content-length']) === statSync(bigCopy).size, `Open serves the file (${head.status()})`);
+  await page.locator('main').evaluate((m) => { m.scrollTop = 0; });
+  await shot(page, '11-transfers-done');
+
+  // The same session on a desktop-sized window.
+  step = 'desktop';
+  const desktop = await browser.newContext({ viewport: { width: 1280, height: 800 }, storageState: await context.storageState() });
+  const dpage = await desktop.newPage();
+  dpage.on('pageerror', (e) => pageErrors.push(String(e)));
+  await dpage.goto(`${A}/#/transfers`);
+  await dpage.locator('article.transfer').first().waitFor();
+  await axeCheck(dpage, 'desktop transfers');
+  await dpage.screenshot({ path: join(SHOTS, '12-desktop-transfers.png') });
+  await desktop.close();
+
+  step = 'page errors';
+  check(pageErrors.length === 0, `uncaught errors in the page: ${pageErrors.join(' | ')}`);
+  log(`accessibility: ${a11y.map((r) => `${r.screen} ${r.critical} critical/${r.violations}`).join(', ')}`);
+  log('all UI checks passed');
+} catch (e) {
+  for (const ctx of browser.contexts()) {
+    for (const p of ctx.pages()) await p.screenshot({ path: join(SHOTS, 'failure.png') }).catch(() => {});
+  }
+  throw e;
+} finally {
+  await browser.close();
+}

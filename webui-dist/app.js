@@ -1,0 +1,218 @@
+// The app shell: first-run setup, login, the live event stream (/ws) and the screen router.
+import { api, setCsrf, whenLoggedOut } from './api.js';
+import { h, field, busy } from './ui.js';
+import { browseScreen } from './browse.js';
+import { transfersScreen } from './transfers.js';
+import { peersScreen } from './peers.js';
+import { sharesScreen } from './shares.js';
+import { settingsScreen } from './settings.js';
+
+const SCREENS = {
+  browse: browseScreen,
+  transfers: transfersScreen,
+  peers: peersScreen,
+  shares: sharesScreen,
+  settings: settingsScreen,
+};
+const TITLES = { browse: 'Browse', transfers: 'Transfers', peers: 'Peers', shares: 'Shares', settings: 'Settings' };
+
+const main = document.getElementById('main');
+const nav = document.getElementById('nav');
+
+// Shared state and a tiny event bus for the screens.
+const listeners = new Map();
+export const ctx = {
+  info: null,
+  transfers: new Map(), // "download:7" -> TransferView
+  on(type, fn) {
+    if (!listeners.has(type)) listeners.set(type, new Set());
+    listeners.get(type).add(fn);
+    return () => listeners.get(type).delete(fn);
+  },
+  emit(type, data) {
+    for (const fn of listeners.get(type) || []) fn(data);
+  },
+  async refreshTransfers() {
+    const list = await api('/api/transfers');
+    ctx.transfers.clear();
+    for (const t of list) ctx.transfers.set(`${t.direction}:${t.id}`, t);
+    ctx.emit('transfers');
+  },
+  loggedOut: () => showAuth(),
+};
+
+let cleanup = null;
+let started = false;
+
+function route() {
+  if (!started) return;
+  const hash = location.hash.replace(/^#\/?/, '');
+  const [name, query = ''] = hash.split('?');
+  const screen = SCREENS[name] ? name : 'browse';
+  if (cleanup) { cleanup(); cleanup = null; }
+  for (const a of nav.querySelectorAll('a')) {
+    if (a.dataset.screen === screen) a.setAttribute('aria-current', 'page');
+    else a.removeAttribute('aria-current');
+  }
+  document.title = `${TITLES[screen]} · harddrive-party`;
+  main.replaceChildren();
+  main.scrollTop = 0;
+  cleanup = SCREENS[screen](main, ctx, new URLSearchParams(query)) || null;
+}
+
+// ---- live events ----
+let socket = null;
+let retry = 0;
+let retryTimer = 0;
+
+function setLive(state) {
+  const live = document.getElementById('live');
+  live.dataset.state = state;
+  document.getElementById('live-text').textContent =
+    { live: 'Live', connecting: 'Connecting', offline: 'Offline' }[state];
+}
+
+function connectEvents() {
+  clearTimeout(retryTimer);
+  if (socket) { socket.onclose = null; socket.close(); }
+  setLive('connecting');
+  const proto = location.protocol === 'https:' ? 'wss' : 'ws';
+  const ws = new WebSocket(`${proto}://${location.host}/ws`);
+  socket = ws;
+  ws.onopen = () => {
+    retry = 0;
+    setLive('live');
+    // Events may have been missed while disconnected: resynchronise.
+    ctx.refreshTransfers().catch(() => {});
+    ctx.emit('resync');
+  };
+  ws.onmessage = (msg) => {
+    let ev;
+    try { ev = JSON.parse(msg.data); } catch { return; }
+    if (ev.type === 'transfer') {
+      const { type, ...t } = ev;
+      ctx.transfers.set(`${t.direction}:${t.id}`, t);
+      ctx.emit('transfer', t);
+    } else {
+      ctx.emit(ev.type, ev);
+    }
+  };
+  ws.onclose = () => {
+    if (socket !== ws) return;
+    socket = null;
+    setLive('offline');
+    const delay = Math.min(10000, 1000 * 2 ** retry);
+    retry = Math.min(retry + 1, 4);
+    retryTimer = setTimeout(async () => {
+      // A closed socket may mean the session ended: check before reconnecting.
+      try {
+        const s = await api('/api/auth/session');
+        if (s.login_required && !s.logged_in) { showAuth(); return; }
+      } catch { /* daemon down: keep retrying */ }
+      connectEvents();
+    }, delay);
+  };
+}
+
+function stopEvents() {
+  clearTimeout(retryTimer);
+  if (socket) { socket.onclose = null; socket.close(); socket = null; }
+}
+
+// ---- authentication screens ----
+function authCard(title, intro, form) {
+  started = false;
+  if (cleanup) { cleanup(); cleanup = null; }
+  stopEvents();
+  nav.hidden = true;
+  document.getElementById('me').textContent = '';
+  setLive('offline');
+  document.title = `${title} · harddrive-party`;
+  main.replaceChildren(h('section', { class: 'auth card' }, h('h1', {}, title), intro, form));
+  const first = form.querySelector('input');
+  if (first) first.focus();
+}
+
+function errorLine() {
+  return h('p', { class: 'form-error', role: 'alert' });
+}
+
+function showSetup(session) {
+  const code = h('input', { name: 'setup_code', autocomplete: 'one-time-code', autocapitalize: 'characters', spellcheck: 'false', required: true });
+  const pw = h('input', { type: 'password', name: 'password', autocomplete: 'new-password', minlength: '8', required: true });
+  const pw2 = h('input', { type: 'password', name: 'password2', autocomplete: 'new-password', minlength: '8', required: true });
+  const err = errorLine();
+  const submit = h('button', { class: 'primary wide', type: 'submit' }, 'Set password');
+  const form = h('form', { class: 'stack', id: 'setup-form' },
+    field('Setup code', code, `Printed in the daemon's log and saved in ${session.setup_code_file || '<storage>/setup-code'}.`),
+    field('New password', pw, 'At least 8 characters.'),
+    field('Repeat the password', pw2),
+    err, submit);
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    err.textContent = '';
+    if (pw.value !== pw2.value) { err.textContent = 'The passwords do not match.'; return; }
+    await busy(submit, 'Saving…', async () => {
+      try {
+        const r = await api('/api/auth/setup', { method: 'POST', body: { setup_code: code.value, password: pw.value } });
+        setCsrf(r.csrf_token);
+        await startApp();
+      } catch (ex) { err.textContent = ex.message; }
+    });
+  });
+  authCard('Welcome', h('p', {}, 'Choose a password for this NAS. You need the one-time setup code the daemon printed when it first started.'), form);
+}
+
+function showLogin() {
+  const pw = h('input', { type: 'password', name: 'password', autocomplete: 'current-password', required: true });
+  const err = errorLine();
+  const submit = h('button', { class: 'primary wide', type: 'submit' }, 'Log in');
+  const form = h('form', { class: 'stack', id: 'login-form' }, field('Password', pw), err, submit);
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    err.textContent = '';
+    await busy(submit, 'Checking…', async () => {
+      try {
+        const r = await api('/api/auth/login', { method: 'POST', body: { password: pw.value } });
+        setCsrf(r.csrf_token);
+        pw.value = '';
+        await startApp();
+      } catch (ex) { err.textContent = ex.message; pw.select(); }
+    });
+  });
+  authCard('Log in', h('p', {}, 'Enter the password of this harddrive-party node.'), form);
+}
+
+async function showAuth() {
+  setCsrf(null);
+  let session;
+  try {
+    session = await api('/api/auth/session');
+  } catch (e) {
+    main.replaceChildren(h('section', { class: 'card' }, h('h1', {}, 'Cannot reach the NAS'), h('p', {}, e.message),
+      h('button', { class: 'primary', onclick: () => showAuth() }, 'Try again')));
+    return;
+  }
+  if (!session.password_set) showSetup(session);
+  else if (!session.logged_in) showLogin();
+  else { setCsrf(session.csrf_token); await startApp(); }
+}
+
+async function startApp() {
+  ctx.info = await api('/api/info');
+  document.getElementById('me').textContent = ctx.info.name;
+  nav.hidden = false;
+  started = true;
+  connectEvents();
+  route();
+}
+
+export async function logout() {
+  try { await api('/api/auth/logout', { method: 'POST', body: {} }); } catch { /* ends anyway */ }
+  await showAuth();
+}
+
+ctx.logout = logout;
+whenLoggedOut(() => { if (started) showAuth(); });
+window.addEventListener('hashchange', route);
+showAuth();

@@ -444,7 +444,10 @@ impl Node {
         // Paced by the bucket, and stopped mid-file at shutdown so a stop never waits for a
         // big file to finish hashing.
         let mut pace = |bytes: u64| {
-            std::thread::sleep(bucket.take(bytes, Instant::now()));
+            let wait = bucket.take(bytes, Instant::now());
+            if !self.shares.demand_waiting() {
+                std::thread::sleep(wait);
+            }
             !*self.shutdown.borrow()
         };
         for path in files {

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
@@ -61,6 +62,8 @@ pub struct Shares {
     roots: RwLock<BTreeMap<String, PathBuf>>,
     /// Held while a file is hashed, so the same file is never hashed twice at once.
     hash_lock: Mutex<()>,
+    /// On-demand hash requests in progress or waiting.
+    demand: AtomicUsize,
 }
 
 /// Splits a request path into components, refusing absolute paths, `.`/`..` and empty parts.
@@ -114,6 +117,7 @@ impl Shares {
             store,
             roots: RwLock::new(roots),
             hash_lock: Mutex::new(()),
+            demand: AtomicUsize::new(0),
         })
     }
 
@@ -337,8 +341,18 @@ impl Shares {
     /// Content hashes of a shared file: from the cache while its size, mtime and inode are
     /// unchanged, else computed now (blocking: call from a blocking thread) and cached.
     pub fn content_hashes(&self, path: &str) -> Result<HashRecord, WireError> {
-        self.content_hashes_paced(path, &mut |_| true)
-            .map(|(record, _)| record)
+        // A peer is waiting: a paced background pass holding the lock stops pacing meanwhile.
+        self.demand.fetch_add(1, Ordering::Relaxed);
+        let result = self
+            .content_hashes_paced(path, &mut |_| true)
+            .map(|(record, _)| record);
+        self.demand.fetch_sub(1, Ordering::Relaxed);
+        result
+    }
+
+    /// Whether a peer's request is waiting for content hashes.
+    pub fn demand_waiting(&self) -> bool {
+        self.demand.load(Ordering::Relaxed) > 0
     }
 
     /// As [`Shares::content_hashes`], calling `pace` with each chunk read (it may sleep, and
@@ -367,7 +381,7 @@ impl Shares {
         let started = Instant::now();
         let mut file = fs::File::open(&real).map_err(|e| WireError::Io(e.kind().to_string()))?;
         let mut hasher = FileHasher::default();
-        let mut buf = vec![0u8; 1 << 20];
+        let mut buf = vec![0u8; size.clamp(1, 1 << 20) as usize];
         loop {
             match std::io::Read::read(&mut file, &mut buf) {
                 Ok(0) => break,

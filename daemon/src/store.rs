@@ -273,7 +273,11 @@ impl Store {
     }
 
     pub fn put_hash_record(&self, path: &str, record: &HashRecord) -> Result<(), StoreError> {
-        let txn = self.db.begin_write()?;
+        let mut txn = self.db.begin_write()?;
+        // A cache: losing the newest entries in a power cut only means hashing them again,
+        // so they ride along with the next durable commit instead of an fsync each.
+        txn.set_durability(redb::Durability::None)
+            .map_err(|e| StoreError::Db(e.to_string()))?;
         txn.open_table(HASHES)?
             .insert(path, encode(record).as_slice())?;
         txn.open_table(ROOTS)?

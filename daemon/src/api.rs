@@ -28,7 +28,7 @@ use crate::net::rpc::{self, RpcError};
 use crate::node::{Node, NodeError};
 use crate::shares::SharesError;
 use crate::transfer::download::DownloadError;
-use crate::transfer::rate::{parse_rate, AltMode, Limits, Schedule};
+use crate::transfer::rate::{AltMode, Limits, RateValue, Schedule};
 use crate::wire::{Entry, LsChunker, WireError};
 
 pub const TOKEN_FILE: &str = "api-token";
@@ -907,25 +907,6 @@ fn settings_view(node: &Node) -> Json<serde_json::Value> {
     }))
 }
 
-/// A rate given as a number of bytes per second or a string such as "5MB".
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum RateValue {
-    Number(u64),
-    Text(String),
-}
-
-impl RateValue {
-    fn bytes(&self, field: &str) -> Result<u64, ApiError> {
-        match self {
-            RateValue::Number(n) => Ok(*n),
-            RateValue::Text(t) => {
-                parse_rate(t).map_err(|e| ApiError::BadRequest(format!("{field}: {e}")))
-            }
-        }
-    }
-}
-
 /// Distinguishes a field that is absent (keep) from one that is null (clear).
 fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<serde_json::Value>, D::Error> {
     serde_json::Value::deserialize(d).map(Some)
@@ -960,7 +941,9 @@ fn apply_rates(
     ];
     for ((value, name), slot) in fields.into_iter().zip(slots) {
         if let Some(value) = value {
-            *slot = value.bytes(name)?;
+            *slot = value
+                .bytes()
+                .map_err(|e| ApiError::BadRequest(format!("{name}: {e}")))?;
         }
     }
     Ok(())

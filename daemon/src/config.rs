@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::transfer::rate::{parse_rate, Limits, Rate};
+use crate::transfer::rate::{Limits, Rate, RateValue};
 
 pub const DEFAULT_UI_ADDRESS: &str = "http://127.0.0.1:3030";
 
@@ -68,16 +68,10 @@ pub struct Layer {
 
 /// Accepts `"5MB"`-style strings or plain numbers of bytes per second.
 fn rate_setting<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Rate>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Either {
-        Number(u64),
-        Text(String),
-    }
-    match Either::deserialize(d)? {
-        Either::Number(n) => Ok(Some(n)),
-        Either::Text(t) => parse_rate(&t).map(Some).map_err(serde::de::Error::custom),
-    }
+    RateValue::deserialize(d)?
+        .bytes()
+        .map(Some)
+        .map_err(serde::de::Error::custom)
 }
 
 /// Settings with every layer applied and defaults filled in.

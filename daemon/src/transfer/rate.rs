@@ -94,6 +94,23 @@ pub fn parse_rate(text: &str) -> Result<Rate, BadRate> {
     Ok(bytes.round() as Rate)
 }
 
+/// A rate as people write it in JSON or TOML: bytes per second, or a string with a unit.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(untagged)]
+pub enum RateValue {
+    Number(u64),
+    Text(String),
+}
+
+impl RateValue {
+    pub fn bytes(&self) -> Result<Rate, BadRate> {
+        match self {
+            RateValue::Number(n) => Ok(*n),
+            RateValue::Text(t) => parse_rate(t),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Limits {
     pub upload: Rate,

@@ -517,13 +517,15 @@ async fn qr(State(s): State<AppState>) -> Result<Response, ApiError> {
 
 async fn info(State(s): State<AppState>) -> Json<serde_json::Value> {
     let n = &s.node;
+    let nat = n.nat_status();
     Json(json!({
         "name": n.identity.name,
         "announce_address": n.announce_address(),
         "public_key": n.identity.public_key.iter().map(|b| format!("{b:02x}")).collect::<String>(),
         "listen_address": n.listen_address().map(|a| a.to_string()),
-        "nat_type": "unknown",
-        "public_address": null,
+        "nat_type": nat.nat_type,
+        "public_address": nat.public_address.map(|a| a.to_string()),
+        "online": nat.online,
         "version": env!("CARGO_PKG_VERSION"),
         "download_dir": n.download_dir,
         "storage": n.storage,

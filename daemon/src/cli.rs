@@ -103,9 +103,23 @@ pub struct StartArgs {
     /// Disable local-network discovery.
     #[arg(long, env = "HDP_NO_MDNS")]
     pub no_mdns: bool,
-    /// STUN server HOST:PORT (repeatable).
+    /// STUN server HOST:PORT (repeatable) [default: public Google and Cloudflare servers]
     #[arg(long = "stun-server", env = "HDP_STUN_SERVERS", value_delimiter = ',')]
     pub stun_servers: Vec<String>,
+    /// Do not query STUN servers (LAN only; nothing is sent to the internet).
+    #[arg(long, env = "HDP_NO_STUN")]
+    pub no_stun: bool,
+    /// Seconds between keep-alives on idle peer connections [default: 10]
+    #[arg(long, env = "HDP_KEEP_ALIVE_INTERVAL")]
+    pub keep_alive_interval: Option<u64>,
+    /// TURN relay HOST:PORT for peers no direct path reaches.
+    #[arg(long, env = "HDP_TURN_SERVER")]
+    pub turn_server: Option<String>,
+    #[arg(long, env = "HDP_TURN_USERNAME")]
+    pub turn_username: Option<String>,
+    /// Prefer HDP_TURN_PASSWORD: command lines are visible to other local users.
+    #[arg(long, env = "HDP_TURN_PASSWORD")]
+    pub turn_password: Option<String>,
     /// Concurrent file downloads in total [default: 4]
     #[arg(long, env = "HDP_MAX_DOWNLOADS")]
     pub max_downloads: Option<usize>,
@@ -170,7 +184,12 @@ impl Cli {
             download_dir: args.download_dir.clone(),
             listen: args.listen,
             mdns: args.no_mdns.then_some(false),
+            stun: args.no_stun.then_some(false),
             stun_servers: (!args.stun_servers.is_empty()).then(|| args.stun_servers.clone()),
+            keep_alive_interval: args.keep_alive_interval,
+            turn_server: args.turn_server.clone(),
+            turn_username: args.turn_username.clone(),
+            turn_password: args.turn_password.clone(),
             threads: args.threads,
             max_downloads: args.max_downloads,
             max_downloads_per_peer: args.max_downloads_per_peer,

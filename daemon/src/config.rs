@@ -39,7 +39,16 @@ pub struct Layer {
     pub download_dir: Option<PathBuf>,
     pub listen: Option<SocketAddr>,
     pub mdns: Option<bool>,
+    /// Query STUN servers at all (off: LAN-only, no traffic to the internet).
+    pub stun: Option<bool>,
     pub stun_servers: Option<Vec<String>>,
+    /// Seconds between QUIC keep-alives; below the NAT's UDP timeout (30 s on Linux) so
+    /// idle connections keep their mapping.
+    pub keep_alive_interval: Option<u64>,
+    /// TURN relay HOST:PORT, used when no direct path is possible.
+    pub turn_server: Option<String>,
+    pub turn_username: Option<String>,
+    pub turn_password: Option<String>,
     pub threads: Option<usize>,
     pub max_downloads: Option<usize>,
     pub max_downloads_per_peer: Option<usize>,
@@ -83,7 +92,10 @@ pub struct Settings {
     pub download_dir: PathBuf,
     pub listen: Option<SocketAddr>,
     pub mdns: bool,
+    /// Empty when STUN is off.
     pub stun_servers: Vec<String>,
+    pub keep_alive_interval: Duration,
+    pub turn: Option<TurnSettings>,
     pub threads: usize,
     pub max_downloads: usize,
     pub max_downloads_per_peer: usize,
@@ -96,6 +108,21 @@ pub struct Settings {
     pub background_hash_rate: Rate,
     pub min_free_space: u64,
 }
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TurnSettings {
+    pub server: String,
+    pub username: String,
+    pub password: String,
+}
+
+/// Public STUN servers used when none are configured; two operators, so classification
+/// compares answers from different IP addresses.
+pub const DEFAULT_STUN_SERVERS: [&str; 3] = [
+    "stun.l.google.com:19302",
+    "stun1.l.google.com:19302",
+    "stun.cloudflare.com:3478",
+];
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LimitOverrides {
@@ -134,7 +161,12 @@ impl Layer {
             download_dir: self.download_dir.or(lower.download_dir),
             listen: self.listen.or(lower.listen),
             mdns: self.mdns.or(lower.mdns),
+            stun: self.stun.or(lower.stun),
             stun_servers: self.stun_servers.or(lower.stun_servers),
+            keep_alive_interval: self.keep_alive_interval.or(lower.keep_alive_interval),
+            turn_server: self.turn_server.or(lower.turn_server),
+            turn_username: self.turn_username.or(lower.turn_username),
+            turn_password: self.turn_password.or(lower.turn_password),
             threads: self.threads.or(lower.threads),
             max_downloads: self.max_downloads.or(lower.max_downloads),
             max_downloads_per_peer: self.max_downloads_per_peer.or(lower.max_downloads_per_peer),
@@ -165,7 +197,20 @@ impl Layer {
             download_dir,
             listen: self.listen,
             mdns: self.mdns.unwrap_or(true),
-            stun_servers: self.stun_servers.unwrap_or_default(),
+            stun_servers: match self.stun {
+                Some(false) => Vec::new(),
+                _ => self.stun_servers.unwrap_or_else(|| {
+                    DEFAULT_STUN_SERVERS.iter().map(|s| s.to_string()).collect()
+                }),
+            },
+            keep_alive_interval: Duration::from_secs(
+                self.keep_alive_interval.unwrap_or(10).clamp(1, 600),
+            ),
+            turn: self.turn_server.map(|server| TurnSettings {
+                server,
+                username: self.turn_username.unwrap_or_default(),
+                password: self.turn_password.unwrap_or_default(),
+            }),
             // Small boards: two workers are plenty for I/O-bound work and keep memory low.
             threads: self.threads.unwrap_or(2).clamp(1, 16),
             max_downloads: self.max_downloads.unwrap_or(4).max(1),

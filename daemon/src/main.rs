@@ -57,6 +57,8 @@ fn start(settings: Settings, allowed_hosts: Vec<String>) -> anyhow::Result<()> {
         listen: settings.listen,
         mdns: settings.mdns,
         stun_servers: settings.stun_servers,
+        keep_alive_interval: settings.keep_alive_interval,
+        turn: settings.turn,
         rescan_interval: settings.rescan_interval,
         download_limits: DownloadLimits {
             total: settings.max_downloads,

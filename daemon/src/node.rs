@@ -17,8 +17,10 @@ use crate::identity::{self, Identity, PublicKey};
 use crate::net::peers::{
     Backoff, ConnectionFacts, PeerConnection, PeerTable, Registered, CLOSE_BY_USER, CLOSE_DUPLICATE,
 };
+use crate::net::punch::{approach, Approach};
 use crate::net::quic::{peer_identity, QuicNode};
 use crate::net::rpc;
+use crate::net::traversal::{NatStatus, Traversal};
 use crate::shares::Shares;
 use crate::store::{KnownPeer, Store};
 use crate::transfer::download::{DownloadLimits, Downloads};
@@ -40,6 +42,12 @@ const RESET_MALFORMED: u32 = 4;
 const DB_CACHE_BYTES: usize = 4 * 1024 * 1024;
 const LIMITS_SETTING: &str = "rate_limits";
 const ALT_SPEED_SETTING: &str = "alt_speed";
+/// STUN is asked again this often, to notice a new public address or mapping behaviour.
+const STUN_REFRESH: Duration = Duration::from_secs(120);
+/// ... and this often while no server answers (offline start, outage).
+const STUN_RETRY: Duration = Duration::from_secs(10);
+/// After our spray reached a symmetric peer, how long it has to dial us back.
+const INBOUND_AFTER_PUNCH: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -91,6 +99,8 @@ pub struct NodeConfig {
     pub listen: Option<SocketAddr>,
     pub mdns: bool,
     pub stun_servers: Vec<String>,
+    pub keep_alive_interval: Duration,
+    pub turn: Option<crate::config::TurnSettings>,
     pub rescan_interval: Duration,
     pub download_limits: DownloadLimits,
     pub upload_limits: UploadLimits,
@@ -151,7 +161,9 @@ pub struct Node {
     pub storage: PathBuf,
     pub download_dir: PathBuf,
     quic: QuicNode,
-    announce: AnnounceAddress,
+    traversal: Arc<Traversal>,
+    /// Changes when STUN learns a new public address or NAT type.
+    announce: Mutex<AnnounceAddress>,
     backoff: Mutex<HashMap<String, Backoff>>,
     dialling: Mutex<HashSet<String>>,
     normal_limits: Mutex<Limits>,
@@ -162,6 +174,14 @@ pub struct Node {
     /// Files hashed (or found hashed) by background passes since start.
     pub hashed_files: std::sync::atomic::AtomicU64,
     shutdown: watch::Sender<bool>,
+}
+
+fn connection_kind(relayed: bool) -> &'static str {
+    if relayed {
+        "relayed"
+    } else {
+        "direct"
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -195,23 +215,24 @@ impl Node {
         let default_ip = remembered.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |r| r.ip());
         let wanted = config.listen.unwrap_or(SocketAddr::new(default_ip, 0));
         // Port 0 means "any": prefer the port we had last time so announce addresses stay valid.
-        let quic = match remembered.filter(|r| wanted.port() == 0 && r.ip() == wanted.ip()) {
-            Some(previous) => QuicNode::bind(previous, &identity)
-                .or_else(|_| QuicNode::bind(wanted, &identity))?,
-            None => QuicNode::bind(wanted, &identity)?,
-        };
+        let keep_alive = config.keep_alive_interval;
+        let (quic, control) =
+            match remembered.filter(|r| wanted.port() == 0 && r.ip() == wanted.ip()) {
+                Some(previous) => QuicNode::bind(previous, &identity, keep_alive)
+                    .or_else(|_| QuicNode::bind(wanted, &identity, keep_alive))?,
+                None => QuicNode::bind(wanted, &identity, keep_alive)?,
+            };
         let bound = quic.local_addr().map_err(|source| NodeError::Io {
             path: "udp socket".into(),
             source,
         })?;
         store.set_setting("listen", &bound.to_string())?;
-        if !config.stun_servers.is_empty() || config.mdns {
-            tracing::debug!(
-                "STUN servers {:?} and mDNS={} take effect with NAT traversal support",
-                config.stun_servers,
-                config.mdns
-            );
-        }
+        let traversal = Traversal::start(
+            quic.socket(),
+            control,
+            identity.public_key,
+            config.stun_servers.clone(),
+        );
         let announce = AnnounceAddress {
             public_key: identity.public_key,
             addr: advertised_address(bound),
@@ -266,7 +287,8 @@ impl Node {
             storage,
             download_dir,
             quic,
-            announce,
+            traversal,
+            announce: Mutex::new(announce),
             backoff: Mutex::new(HashMap::new()),
             dialling: Mutex::new(HashSet::new()),
             normal_limits: Mutex::new(normal_limits),
@@ -281,9 +303,11 @@ impl Node {
         tracing::info!(
             "peer {} listening on {bound}; announce address {}",
             node.identity.name,
-            node.announce
+            node.announce_address()
         );
         tokio::spawn(node.clone().accept_loop());
+        tokio::spawn(node.traversal.clone().stun_loop(STUN_REFRESH, STUN_RETRY));
+        tokio::spawn(node.clone().nat_status_loop());
         tokio::spawn(node.clone().reconnect_loop());
         tokio::spawn(node.downloads.clone().run());
         tokio::spawn(node.clone().upload_progress_loop());
@@ -369,7 +393,31 @@ impl Node {
     }
 
     pub fn announce_address(&self) -> String {
-        self.announce.to_string()
+        lock(&self.announce).to_string()
+    }
+
+    pub fn nat_status(&self) -> NatStatus {
+        self.traversal.status()
+    }
+
+    /// Puts what STUN learnt into our announce address and tells connected peers, so they
+    /// (and whoever they gossip to) redial the right address after a change.
+    async fn nat_status_loop(self: Arc<Self>) {
+        let mut status = self.traversal.watch_status();
+        while status.changed().await.is_ok() {
+            let nat = status.borrow_and_update().clone();
+            let text = {
+                let mut announce = lock(&self.announce);
+                announce.nat_type = nat.nat_type;
+                if let Some(public) = nat.public_address {
+                    announce.addr = public;
+                }
+                announce.to_string()
+            };
+            for peer in self.peers.all() {
+                let _ = rpc::announce(&peer.connection, text.clone()).await;
+            }
+        }
     }
 
     pub fn listen_address(&self) -> Option<SocketAddr> {
@@ -496,7 +544,7 @@ impl Node {
             let node = self.clone();
             tokio::spawn(async move {
                 match incoming.await {
-                    Ok(conn) => node.on_connection(conn, false),
+                    Ok(conn) => node.on_connection(conn, false, false),
                     Err(e) => tracing::debug!("inbound handshake failed: {e}"),
                 }
             });
@@ -530,9 +578,14 @@ impl Node {
         if !lock(&self.dialling).insert(name.clone()) {
             return Ok(());
         }
-        let result = self.quic.connect(address.addr, address.public_key).await;
+        // The peer may reach us first (it dials us after its own punch): that also ends
+        // this attempt successfully.
+        let result = tokio::select! {
+            result = self.open_path(address) => result,
+            () = self.until_connected(&name) => Ok(None),
+        };
         lock(&self.dialling).remove(&name);
-        let conn = result.map_err(|e| {
+        let Some(conn) = result.map_err(|e| {
             let reason = e.to_string();
             if reason.contains("ApplicationVerificationFailure") {
                 NodeError::WrongKey(name.clone())
@@ -542,9 +595,76 @@ impl Node {
                     reason,
                 }
             }
-        })?;
-        self.on_connection(conn, true);
+        })?
+        else {
+            // The peer dials us over the path the punch opened.
+            return Ok(());
+        };
+        self.on_connection(conn, true, false);
         Ok(())
+    }
+
+    /// Gets a QUIC connection to `address` by the approach both NAT types call for
+    /// (PROTOCOL.md, "NAT traversal"). `None`: the peer will dial us.
+    async fn open_path(
+        self: &Arc<Self>,
+        address: &AnnounceAddress,
+    ) -> Result<Option<quinn::Connection>, NodeError> {
+        let ours = self.traversal.status().nat_type;
+        let key = address.public_key;
+        let unreachable = |reason: &str| NodeError::Unreachable {
+            name: address.name(),
+            reason: reason.to_string(),
+        };
+        let approach = approach(ours, address.nat_type);
+        tracing::debug!(
+            "reaching {} at {} ({:?} NAT, ours {:?}): {approach:?}",
+            address.name(),
+            address.addr,
+            address.nat_type,
+            ours
+        );
+        match approach {
+            Approach::Direct | Approach::Relay => {
+                Ok(Some(self.quic.connect(address.addr, key).await?))
+            }
+            Approach::Punch => {
+                let heard_at = self
+                    .traversal
+                    .punch(key, address.addr)
+                    .await
+                    .ok_or_else(|| unreachable("hole punching timed out"))?;
+                Ok(Some(self.quic.connect(heard_at, key).await?))
+            }
+            Approach::SprayPorts => {
+                self.traversal
+                    .spray(key, address.addr.ip())
+                    .await
+                    .ok_or_else(|| unreachable("port spray found no opening"))?;
+                self.await_inbound(&address.name()).await;
+                Ok(None)
+            }
+            Approach::BirthdaySockets => {
+                let (socket, heard_at) = self
+                    .traversal
+                    .birthday(key, address.addr)
+                    .await
+                    .ok_or_else(|| unreachable("birthday punching found no opening"))?;
+                Ok(Some(self.quic.connect_from(socket, heard_at, key).await?))
+            }
+        }
+    }
+
+    /// After a spray succeeded the peer dials from the socket we reached; wait for it so the
+    /// caller's "connected" means connected.
+    async fn await_inbound(&self, name: &str) {
+        let _ = tokio::time::timeout(INBOUND_AFTER_PUNCH, self.until_connected(name)).await;
+    }
+
+    async fn until_connected(&self, name: &str) {
+        while self.peers.get(name).is_none() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     pub fn disconnect(&self, name: &str) -> Result<(), NodeError> {
@@ -577,7 +697,7 @@ impl Node {
                 let live = self.peers.get(&name);
                 PeerView {
                     connected: live.is_some(),
-                    connection: live.as_ref().map(|_| "direct"),
+                    connection: live.as_ref().map(|c| connection_kind(c.relayed)),
                     remote_address: live.map(|c| c.remote_address().to_string()),
                     announce_address: Some(known.announce_address),
                     disconnected_by_user: known.disconnected,
@@ -590,7 +710,7 @@ impl Node {
                 views.push(PeerView {
                     name: live.name.clone(),
                     connected: true,
-                    connection: Some("direct"),
+                    connection: Some(connection_kind(live.relayed)),
                     remote_address: Some(live.remote_address().to_string()),
                     announce_address: None,
                     disconnected_by_user: false,
@@ -601,7 +721,7 @@ impl Node {
         views
     }
 
-    fn on_connection(self: &Arc<Self>, conn: quinn::Connection, outbound: bool) {
+    fn on_connection(self: &Arc<Self>, conn: quinn::Connection, outbound: bool, relayed: bool) {
         let Some((key, cert_fingerprint)) = peer_identity(&conn) else {
             conn.close(CLOSE_BY_USER.into(), b"no identity");
             return;
@@ -637,6 +757,7 @@ impl Node {
                 closed: false,
             },
             connected_at: SystemTime::now(),
+            relayed,
         };
         if let Registered::Rejected = self.peers.register(peer, &self.identity.public_key) {
             tracing::debug!("dropped a duplicate connection to {name}");

@@ -15,7 +15,12 @@ use harddrive_party::wire::WireError;
 
 async fn hostile_client(target: &Daemon) -> (QuicNode, quinn::Connection) {
     let me = Identity::from_seed([0x66; 32]);
-    let node = QuicNode::bind("127.0.0.1:0".parse().unwrap(), &me).unwrap();
+    let (node, _control) = QuicNode::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        &me,
+        std::time::Duration::from_secs(10),
+    )
+    .unwrap();
     let address: AnnounceAddress = target.announce().parse().unwrap();
     let conn = node
         .connect(address.addr, address.public_key)

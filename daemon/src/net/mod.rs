@@ -1,6 +1,14 @@
-//! Networking: the QUIC endpoint and its TLS identity checks (`quic`), and the live
-//! peer connections with duplicate resolution and reconnect backoff (`peers`).
+//! Networking: the peer socket shared by QUIC and NAT traversal (`socket`), the QUIC
+//! endpoint and its TLS identity checks (`quic`), STUN (`stun`), hole punching decisions
+//! (`punch`) and their I/O (`traversal`), and the live peer connections with duplicate
+//! resolution and reconnect backoff (`peers`).
 
 pub mod peers;
+pub mod punch;
 pub mod quic;
+pub mod relay;
 pub mod rpc;
+pub mod socket;
+pub mod stun;
+pub mod traversal;
+pub mod turn;

@@ -86,6 +86,8 @@ pub struct PeerConnection {
     pub connection: quinn::Connection,
     pub facts: ConnectionFacts,
     pub connected_at: std::time::SystemTime,
+    /// The path runs through a TURN relay (still end-to-end encrypted QUIC).
+    pub relayed: bool,
 }
 
 impl PeerConnection {

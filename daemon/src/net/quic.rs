@@ -1,5 +1,6 @@
 //! The QUIC endpoint: quinn over rustls (TLS 1.3 only, ring provider) with mutual
-//! authentication by ed25519 keys. quinn keeps its own UDP socket so GSO/GRO batching stays.
+//! authentication by ed25519 keys. The peer socket is quinn's own batched socket behind a
+//! thin demultiplexer (`socket.rs`) that lifts out NAT traversal control datagrams.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,12 +12,14 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 
+use tokio::sync::mpsc;
+
 use crate::identity::{public_key_from_certificate, Identity, PublicKey};
+use crate::net::socket::{ControlDatagram, DemuxSocket};
 use crate::wire::ALPN;
 
-/// How long a silent connection lives; keep-alives below keep idle ones open.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-pub const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(10);
+/// How long a silent connection lives (at least three keep-alive intervals).
+const MIN_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Flow-control windows: large enough for loopback/LAN line rate, bounded for small boards.
 const STREAM_RECEIVE_WINDOW: u32 = 8 * 1024 * 1024;
 const CONNECTION_RECEIVE_WINDOW: u32 = 16 * 1024 * 1024;
@@ -44,10 +47,12 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-fn transport_config() -> Arc<quinn::TransportConfig> {
+/// `mtu_ceiling: None` keeps datagrams at QUIC's 1200-byte floor (the relay path, where a
+/// TURN header is added around each one).
+fn transport_config(keep_alive: Duration, mtu_ceiling: Option<u16>) -> Arc<quinn::TransportConfig> {
     let mut t = quinn::TransportConfig::default();
-    t.max_idle_timeout(IDLE_TIMEOUT.try_into().ok())
-        .keep_alive_interval(Some(KEEP_ALIVE_INTERVAL))
+    t.max_idle_timeout(MIN_IDLE_TIMEOUT.max(keep_alive * 3).try_into().ok())
+        .keep_alive_interval(Some(keep_alive))
         .stream_receive_window(STREAM_RECEIVE_WINDOW.into())
         .receive_window(CONNECTION_RECEIVE_WINDOW.into())
         .send_window(SEND_WINDOW)
@@ -55,10 +60,30 @@ fn transport_config() -> Arc<quinn::TransportConfig> {
         .max_concurrent_uni_streams(0u32.into());
     // Probe for large datagrams: loopback and jumbo-frame LANs carry far more per packet
     // (fewer packets to encrypt and acknowledge), and paths that cannot simply fail the probes.
-    let mut mtu = quinn::MtuDiscoveryConfig::default();
-    mtu.upper_bound(MTU_DISCOVERY_CEILING);
-    t.mtu_discovery_config(Some(mtu));
+    t.mtu_discovery_config(mtu_ceiling.map(|ceiling| {
+        let mut mtu = quinn::MtuDiscoveryConfig::default();
+        mtu.upper_bound(ceiling);
+        mtu
+    }));
     Arc::new(t)
+}
+
+fn server_config(
+    cert: &CertificateDer<'static>,
+    key: &PrivateKeyDer<'static>,
+    transport: Arc<quinn::TransportConfig>,
+) -> Result<quinn::ServerConfig, QuicError> {
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(tls_err)?
+        .with_client_cert_verifier(Arc::new(AnyEd25519Client))
+        .with_single_cert(vec![cert.clone()], key.clone_key())
+        .map_err(tls_err)?;
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    let crypto = QuicServerConfig::try_from(tls).map_err(tls_err)?;
+    let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    server.transport_config(transport);
+    Ok(server)
 }
 
 /// Verifies the handshake signature with the key inside the certificate; only ed25519.
@@ -177,6 +202,9 @@ impl ClientCertVerifier for AnyEd25519Client {
 /// The bound endpoint plus what is needed to build per-dial client configs.
 pub struct QuicNode {
     pub endpoint: quinn::Endpoint,
+    socket: Arc<DemuxSocket>,
+    transport: Arc<quinn::TransportConfig>,
+    keep_alive: Duration,
     cert: CertificateDer<'static>,
     key: PrivateKeyDer<'static>,
 }
@@ -186,44 +214,65 @@ fn tls_err(e: impl std::fmt::Display) -> QuicError {
 }
 
 impl QuicNode {
-    pub fn bind(addr: SocketAddr, identity: &Identity) -> Result<Self, QuicError> {
+    pub fn bind(
+        addr: SocketAddr,
+        identity: &Identity,
+        keep_alive: Duration,
+    ) -> Result<(Self, mpsc::Receiver<ControlDatagram>), QuicError> {
         let (cert, key) = identity.tls_certificate().map_err(tls_err)?;
-        let mut tls = rustls::ServerConfig::builder_with_provider(provider())
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .map_err(tls_err)?
-            .with_client_cert_verifier(Arc::new(AnyEd25519Client))
-            .with_single_cert(vec![cert.clone()], key.clone_key())
-            .map_err(tls_err)?;
-        tls.alpn_protocols = vec![ALPN.to_vec()];
-        let crypto = QuicServerConfig::try_from(tls).map_err(tls_err)?;
-        let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-        server.transport_config(transport_config());
-
+        let transport = transport_config(keep_alive, Some(MTU_DISCOVERY_CEILING));
+        let server = server_config(&cert, &key, transport.clone())?;
         let socket = bind_socket(addr).map_err(|source| QuicError::Bind { addr, source })?;
-        let endpoint = quinn::Endpoint::new(
-            quinn::EndpointConfig::default(),
+        let (socket, control) =
+            DemuxSocket::wrap(socket).map_err(|source| QuicError::Bind { addr, source })?;
+        let endpoint = quinn::Endpoint::new_with_abstract_socket(
+            endpoint_config(),
+            Some(server),
+            socket.clone(),
+            Arc::new(quinn::TokioRuntime),
+        )
+        .map_err(|source| QuicError::Bind { addr, source })?;
+        Ok((
+            Self {
+                endpoint,
+                socket,
+                transport,
+                keep_alive,
+                cert,
+                key,
+            },
+            control,
+        ))
+    }
+
+    /// A second endpoint, accepting like the main one, on a TURN-relayed socket.
+    pub fn relay_endpoint(
+        &self,
+        socket: Arc<dyn quinn::AsyncUdpSocket>,
+    ) -> std::io::Result<quinn::Endpoint> {
+        let server = server_config(
+            &self.cert,
+            &self.key,
+            transport_config(self.keep_alive, None),
+        )
+        .map_err(std::io::Error::other)?;
+        quinn::Endpoint::new_with_abstract_socket(
+            endpoint_config(),
             Some(server),
             socket,
             Arc::new(quinn::TokioRuntime),
         )
-        .map_err(|source| QuicError::Bind { addr, source })?;
-        Ok(Self {
-            endpoint,
-            cert,
-            key,
-        })
+    }
+
+    pub fn socket(&self) -> Arc<DemuxSocket> {
+        self.socket.clone()
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.endpoint.local_addr()
     }
 
-    /// Dials `addr` and succeeds only if the peer proves it holds `expected_key`.
-    pub async fn connect(
-        &self,
-        addr: SocketAddr,
-        expected_key: PublicKey,
-    ) -> Result<quinn::Connection, QuicError> {
+    fn client_config(&self, expected_key: PublicKey) -> Result<quinn::ClientConfig, QuicError> {
         let mut tls = rustls::ClientConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(tls_err)?
@@ -234,19 +283,65 @@ impl QuicNode {
         tls.alpn_protocols = vec![ALPN.to_vec()];
         let crypto = QuicClientConfig::try_from(tls).map_err(tls_err)?;
         let mut config = quinn::ClientConfig::new(Arc::new(crypto));
-        config.transport_config(transport_config());
-        let connecting = self
-            .endpoint
-            .connect_with(config, addr, SERVER_NAME)
-            .map_err(|e| QuicError::Connect {
-                addr,
-                reason: e.to_string(),
-            })?;
-        connecting.await.map_err(|e| QuicError::Connect {
+        config.transport_config(self.transport.clone());
+        Ok(config)
+    }
+
+    /// Dials `addr` and succeeds only if the peer proves it holds `expected_key`.
+    pub async fn connect(
+        &self,
+        addr: SocketAddr,
+        expected_key: PublicKey,
+    ) -> Result<quinn::Connection, QuicError> {
+        dial(&self.endpoint, self.client_config(expected_key)?, addr).await
+    }
+
+    /// Dials from a separate socket that a birthday punch opened (its NAT mapping is the
+    /// one the peer can reach). The client-only endpoint lives as long as the connection.
+    pub async fn connect_from(
+        &self,
+        socket: std::net::UdpSocket,
+        addr: SocketAddr,
+        expected_key: PublicKey,
+    ) -> Result<quinn::Connection, QuicError> {
+        let local = socket.local_addr().unwrap_or(addr);
+        let endpoint = quinn::Endpoint::new(
+            endpoint_config(),
+            None,
+            socket,
+            Arc::new(quinn::TokioRuntime),
+        )
+        .map_err(|source| QuicError::Bind {
+            addr: local,
+            source,
+        })?;
+        dial(&endpoint, self.client_config(expected_key)?, addr).await
+    }
+}
+
+async fn dial(
+    endpoint: &quinn::Endpoint,
+    config: quinn::ClientConfig,
+    addr: SocketAddr,
+) -> Result<quinn::Connection, QuicError> {
+    let connecting = endpoint
+        .connect_with(config, addr, SERVER_NAME)
+        .map_err(|e| QuicError::Connect {
             addr,
             reason: e.to_string(),
-        })
-    }
+        })?;
+    connecting.await.map_err(|e| QuicError::Connect {
+        addr,
+        reason: e.to_string(),
+    })
+}
+
+/// Never grease the QUIC fixed bit: the peer socket tells QUIC from STUN and punch probes
+/// by that bit (RFC 9287 greasing is only advertised, so peers honour this).
+fn endpoint_config() -> quinn::EndpointConfig {
+    let mut config = quinn::EndpointConfig::default();
+    config.grease_quic_bit(false);
+    config
 }
 
 fn bind_socket(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {

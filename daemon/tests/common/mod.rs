@@ -73,7 +73,11 @@ pub struct Netns {
 impl Netns {
     pub fn new(name: &str) -> Self {
         let name = format!("hdp-{name}-{}", std::process::id());
-        let _ = Command::new("ip").args(["netns", "del", &name]).status();
+        // A leftover from a crashed earlier run would make `add` fail.
+        let _ = Command::new("ip")
+            .args(["netns", "del", &name])
+            .stderr(Stdio::null())
+            .status();
         run("ip", &["netns", "add", &name]);
         let ns = Self { name };
         ns.exec(&["ip", "link", "set", "lo", "up"]);
@@ -205,6 +209,12 @@ impl Daemon {
             "start",
             "--no-mdns",
         ])
+        // Only lab tests that bring their own STUN server in a namespace query one.
+        .args(if self.extra.iter().any(|a| a == "--stun-server") {
+            &[][..]
+        } else {
+            &["--no-stun"][..]
+        })
         .args(if self.netns.is_none() {
             &loopback[..]
         } else {

@@ -441,18 +441,18 @@ async fn auth_logout(
     State(s): State<AppState>,
     Extension(caller): Extension<Caller>,
     headers: HeaderMap,
-) -> Response {
+) -> Result<Response, ApiError> {
     if let Caller::Session(session) = &caller {
-        s.auth.logout(session);
+        s.auth.logout(session)?;
     }
-    (
+    Ok((
         [(
             header::SET_COOKIE,
             s.auth.set_cookie(None, is_https(&headers)),
         )],
         Json(json!({ "logged_out": true })),
     )
-        .into_response()
+        .into_response())
 }
 
 #[derive(Deserialize)]

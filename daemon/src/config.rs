@@ -64,6 +64,9 @@ pub struct Layer {
     /// Free space to keep on the download disk ("512MB", or bytes); downloads pause below it.
     #[serde(default, deserialize_with = "rate_setting")]
     pub min_free_space: Option<u64>,
+    /// Host names the web UI may be reached by, beyond IP addresses, `localhost` and this
+    /// machine's hostname (the DNS-rebinding check).
+    pub allowed_hosts: Option<Vec<String>>,
 }
 
 /// Accepts `"5MB"`-style strings or plain numbers of bytes per second.
@@ -95,6 +98,7 @@ pub struct Settings {
     pub background_hashing: bool,
     pub background_hash_rate: Rate,
     pub min_free_space: u64,
+    pub allowed_hosts: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -148,6 +152,7 @@ impl Layer {
             background_hashing: self.background_hashing.or(lower.background_hashing),
             background_hash_rate: self.background_hash_rate.or(lower.background_hash_rate),
             min_free_space: self.min_free_space.or(lower.min_free_space),
+            allowed_hosts: self.allowed_hosts.or(lower.allowed_hosts),
         }
     }
 
@@ -183,6 +188,7 @@ impl Layer {
                 peer_upload: self.peer_upload_limit,
                 peer_download: self.peer_download_limit,
             },
+            allowed_hosts: self.allowed_hosts.unwrap_or_default(),
             storage,
         }
     }
@@ -244,6 +250,32 @@ mod tests {
         assert_eq!(s.max_downloads, 4);
         assert_eq!(s.ui_address, DEFAULT_UI_ADDRESS);
         assert_eq!(s.threads, 2);
+    }
+
+    #[test]
+    fn allowed_hosts_come_from_the_highest_layer_that_names_any() {
+        let file = parse(
+            Path::new("c.toml"),
+            "allowed_hosts = [\"nas.example\", \"box.lan\"]\n",
+        )
+        .unwrap();
+        let s = Layer::default().over(file.clone()).settle(defaults());
+        assert_eq!(s.allowed_hosts, ["nas.example", "box.lan"]);
+        let env = Layer {
+            allowed_hosts: Some(vec!["env.example".into()]),
+            ..Layer::default()
+        };
+        let flags = Layer {
+            allowed_hosts: Some(vec!["flag.example".into()]),
+            ..Layer::default()
+        };
+        let s = flags
+            .over(env.clone().over(file.clone()))
+            .settle(defaults());
+        assert_eq!(s.allowed_hosts, ["flag.example"]);
+        let s = Layer::default().over(env.over(file)).settle(defaults());
+        assert_eq!(s.allowed_hosts, ["env.example"]);
+        assert!(Layer::default().settle(defaults()).allowed_hosts.is_empty());
     }
 
     #[test]

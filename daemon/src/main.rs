@@ -36,9 +36,9 @@ fn main() {
         .settings()
         .map_err(anyhow::Error::from)
         .and_then(|settings| match &cli.command {
-            Command::Start(args) => {
+            Command::Start(_) => {
                 init_logging(cli.verbose);
-                start(settings, args.allowed_hosts.clone())
+                start(settings)
             }
             _ => cli::run_client(&cli, &settings),
         });
@@ -48,7 +48,7 @@ fn main() {
     }
 }
 
-fn start(settings: Settings, allowed_hosts: Vec<String>) -> anyhow::Result<()> {
+fn start(settings: Settings) -> anyhow::Result<()> {
     let ui_address = cli::ui_socket_address(&settings.ui_address)?;
     let config = NodeConfig {
         storage: settings.storage,
@@ -79,6 +79,6 @@ fn start(settings: Settings, allowed_hosts: Vec<String>) -> anyhow::Result<()> {
     runtime.block_on(harddrive_party::service::run_daemon(
         config,
         ui_address,
-        allowed_hosts,
+        settings.allowed_hosts,
     ))
 }

@@ -131,6 +131,8 @@ pub struct Daemon {
     pub ui: String,
     pub shares: Vec<PathBuf>,
     pub extra: Vec<String>,
+    /// Environment variables for the daemon process.
+    pub env: Vec<(String, String)>,
     child: Option<Child>,
     log: PathBuf,
     starts: u32,
@@ -149,6 +151,7 @@ impl Daemon {
             root: base.clone(),
             shares: Vec::new(),
             extra: Vec::new(),
+            env: Vec::new(),
             netns: None,
             child: None,
             log: base.join("daemon.log"),
@@ -214,6 +217,7 @@ impl Daemon {
         .arg(&self.download_dir)
         .args(&self.extra)
         .env("RUST_LOG", "harddrive_party=debug,info")
+        .envs(self.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(log.try_clone().unwrap())
         .stderr(log);
@@ -231,7 +235,8 @@ impl Daemon {
                         panic!("{label} exited early with {status}:\n{}", self.log_text());
                     }
                 }
-                self.try_api_get("/api/info")
+                // Answers with or without a web UI password set.
+                self.try_api_get("/api/auth/session")
             },
         );
         self

@@ -5,7 +5,6 @@ use harddrive_party::cli::{self, Cli, Command};
 use harddrive_party::config::Settings;
 use harddrive_party::node::NodeConfig;
 use harddrive_party::transfer::download::DownloadLimits;
-use harddrive_party::transfer::upload::UploadLimits;
 
 fn init_logging(verbose: bool) {
     use tracing_subscriber::prelude::*;
@@ -66,10 +65,8 @@ fn start(settings: Settings) -> anyhow::Result<()> {
         limits: settings.limits,
         background_hashing: settings.background_hashing,
         background_hash_rate: settings.background_hash_rate,
-        upload_limits: UploadLimits {
-            total: settings.max_uploads,
-            per_peer: settings.max_uploads_per_peer,
-        },
+        max_uploads: settings.max_uploads,
+        max_uploads_per_peer: settings.max_uploads_per_peer,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(settings.threads)

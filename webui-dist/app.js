@@ -18,6 +18,7 @@ const TITLES = { browse: 'Browse', transfers: 'Transfers', peers: 'Peers', share
 
 const main = document.getElementById('main');
 const nav = document.getElementById('nav');
+const problemsBox = document.getElementById('problems');
 
 // Shared state and a tiny event bus for the screens.
 const listeners = new Map();
@@ -39,7 +40,28 @@ export const ctx = {
     ctx.emit('transfers');
   },
   loggedOut: () => showAuth(),
+  // /api/info, which also carries the problems shown in the banner.
+  async refreshInfo() {
+    ctx.info = await api('/api/info');
+    showProblems(ctx.info.problems || []);
+    return ctx.info;
+  },
 };
+
+// A banner over every screen for what the user must fix (a full disk). Rewritten only
+// when it changes, so screen readers announce it once.
+let shownProblems = '';
+function showProblems(list) {
+  const sig = JSON.stringify(list);
+  if (sig === shownProblems) return;
+  shownProblems = sig;
+  problemsBox.replaceChildren(...list.map((p) => h('p', { 'data-code': p.code }, p.message)));
+  problemsBox.hidden = list.length === 0;
+}
+
+// Free space changes without events: look again now and then.
+const PROBLEMS_POLL_MS = 30000;
+let problemsTimer = 0;
 
 let cleanup = null;
 let started = false;
@@ -84,6 +106,7 @@ function connectEvents() {
     setLive('live');
     // Events may have been missed while disconnected: resynchronise.
     ctx.refreshTransfers().catch(() => {});
+    ctx.refreshInfo().catch(() => {});
     ctx.emit('resync');
   };
   ws.onmessage = (msg) => {
@@ -116,6 +139,8 @@ function connectEvents() {
 
 function stopEvents() {
   clearTimeout(retryTimer);
+  clearInterval(problemsTimer);
+  showProblems([]);
   if (socket) { socket.onclose = null; socket.close(); socket = null; }
 }
 
@@ -199,10 +224,12 @@ async function showAuth() {
 }
 
 async function startApp() {
-  ctx.info = await api('/api/info');
+  await ctx.refreshInfo();
   document.getElementById('me').textContent = ctx.info.name;
   nav.hidden = false;
   started = true;
+  clearInterval(problemsTimer);
+  problemsTimer = setInterval(() => ctx.refreshInfo().catch(() => {}), PROBLEMS_POLL_MS);
   connectEvents();
   route();
 }

@@ -1,4 +1,5 @@
-// Bandwidth limits (live), the password, and read-only facts set at start-up.
+// Bandwidth limits, the download folder and upload slots (all live), the peer listen
+// address (from the next start), the password, and read-only facts about this node.
 import { api, setCsrf } from './api.js';
 import { h, field, busy, fmtRate, toast } from './ui.js';
 
@@ -44,6 +45,55 @@ export function settingsScreen(main, ctx) {
     });
   });
 
+  // Download folder, upload slots, listen address.
+  const dir = h('input', { name: 'download_dir', autocomplete: 'off', autocapitalize: 'off', spellcheck: 'false', class: 'mono' });
+  const slots = h('input', { name: 'max_uploads', type: 'number', inputmode: 'numeric', min: '1', max: '1024', step: '1' });
+  const peerSlots = h('input', { name: 'max_uploads_per_peer', type: 'number', inputmode: 'numeric', min: '1', max: '1024', step: '1' });
+  const listen = h('input', { name: 'listen', autocomplete: 'off', autocapitalize: 'off', spellcheck: 'false', class: 'mono', placeholder: '0.0.0.0:0' });
+  const nodeStatus = h('p', { class: 'hint', role: 'status', id: 'node-status' });
+  const saveNode = h('button', { class: 'primary', type: 'submit' }, 'Save settings');
+  const nodeForm = h('form', { class: 'stack', id: 'node-form' },
+    field('Download folder', dir, 'A folder on the NAS. New downloads go there at once; files already downloaded stay where they are.'),
+    field('Upload slots (total)', slots, 'Files sent to peers at once; more wait in a queue. Applies at once.'),
+    field('Upload slots per peer', peerSlots),
+    field('Peer listen address (UDP)', listen, 'IP:PORT for connections from peers; port 0 picks any. Applies when harddrive-party restarts, and your address for friends changes with the port.'),
+    nodeStatus, saveNode);
+  let loaded = null;
+  const SET_AT_START = { download_dir: 'download folder', max_uploads: 'upload slots', max_uploads_per_peer: 'upload slots per peer', listen: 'listen address' };
+
+  function showNode(st) {
+    loaded = st;
+    dir.value = st.download_dir;
+    slots.value = String(st.max_uploads);
+    peerSlots.value = String(st.max_uploads_per_peer);
+    listen.value = st.listen.saved || '';
+    const lines = [`Listening on ${st.listen.current || 'unknown'}.`];
+    if (st.listen.restart_needed) lines.push(`Restart harddrive-party to listen on ${st.listen.saved}.`);
+    const fixed = st.set_at_start.filter((k) => SET_AT_START[k]).map((k) => SET_AT_START[k]);
+    if (fixed.length) lines.push(`Set when the daemon started (flag or config file): ${fixed.join(', ')}. A change here lasts until the next restart.`);
+    nodeStatus.textContent = lines.join(' ');
+  }
+  nodeForm.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    if (!loaded) return;
+    // Only what changed: an unchanged listen address set by --listen would be refused.
+    const body = {};
+    if (dir.value.trim() !== loaded.download_dir) body.download_dir = dir.value.trim();
+    for (const [input, key] of [[slots, 'max_uploads'], [peerSlots, 'max_uploads_per_peer']]) {
+      const n = Number(input.value);
+      if (!Number.isInteger(n) || n < 1 || n > 1024) { toast('Upload slots: a whole number from 1 to 1024', 'error'); input.focus(); return; }
+      if (n !== loaded[key]) body[key] = n;
+    }
+    if (listen.value.trim() !== (loaded.listen.saved || '')) body.listen = listen.value.trim();
+    if (Object.keys(body).length === 0) { toast('Nothing to save', 'info'); return; }
+    await busy(saveNode, 'Saving…', async () => {
+      const r = await api('/api/settings', { method: 'POST', body });
+      showNode(r);
+      toast('Settings saved', 'ok');
+      fill(await ctx.refreshInfo());
+    });
+  });
+
   const cur = h('input', { type: 'password', name: 'current_password', autocomplete: 'current-password', required: true });
   const pw = h('input', { type: 'password', name: 'new_password', autocomplete: 'new-password', minlength: '8', required: true });
   const pw2 = h('input', { type: 'password', name: 'new_password2', autocomplete: 'new-password', minlength: '8', required: true });
@@ -72,9 +122,9 @@ export function settingsScreen(main, ctx) {
   main.append(h('section', { class: 'screen settings' },
     h('h1', {}, 'Settings'),
     h('section', { class: 'card', 'aria-labelledby': 'bw-h' }, h('h2', { id: 'bw-h' }, 'Bandwidth'), limitsForm),
+    h('section', { class: 'card', 'aria-labelledby': 'node-h' }, h('h2', { id: 'node-h' }, 'Folder, slots and network'), nodeForm),
     h('section', { class: 'card', 'aria-labelledby': 'pw-h' }, h('h2', { id: 'pw-h' }, 'Password'), pwForm),
-    h('section', { class: 'card', 'aria-labelledby': 'dev-h' }, h('h2', { id: 'dev-h' }, 'This node'), facts,
-      h('p', { class: 'hint' }, 'The download folder, upload slots and listen address are set when the daemon starts (flags or config file).')),
+    h('section', { class: 'card', 'aria-labelledby': 'dev-h' }, h('h2', { id: 'dev-h' }, 'This node'), facts),
     logout));
 
   function fill(info) {
@@ -86,6 +136,6 @@ export function settingsScreen(main, ctx) {
     facts.replaceChildren(...rows.flatMap(([k, v]) => [h('dt', {}, k), h('dd', { class: 'mono' }, v)]));
   }
   fill(ctx.info);
-  api('/api/settings').then((s) => show(s.limits)).catch((e) => toast(e.message, 'error'));
-  api('/api/info').then((i) => { ctx.info = i; fill(i); }).catch(() => {});
+  api('/api/settings').then((s) => { show(s.limits); showNode(s); }).catch((e) => toast(e.message, 'error'));
+  ctx.refreshInfo().then(fill).catch(() => {});
 }

@@ -1,8 +1,11 @@
-// Downloads and uploads with progress, speed and ETA; pause, resume and cancel downloads.
-// Cards are created once per transfer and updated in place, so buttons stay tappable
-// while progress events stream in. (Reordering the queue is not supported by the API.)
+// Downloads (in queue order) and uploads with progress, speed and ETA; pause, resume,
+// cancel and reorder downloads. Cards are created once per transfer and updated in place,
+// so buttons stay tappable while progress events stream in.
 import { api } from './api.js';
-import { h, fmtBytes, fmtRate, fmtEta, basename, encodePath, toast } from './ui.js';
+import { h, icon, fmtBytes, fmtRate, fmtEta, basename, encodePath, toast } from './ui.js';
+
+const UP = 'M12 19V5M5 12l7-7 7 7';
+const DOWN = 'M12 5v14M5 12l7 7 7-7';
 
 const STATE_LABEL = {
   queued: 'Queued', active: 'Downloading', paused: 'Paused', disk_full: 'Disk full',
@@ -22,6 +25,37 @@ export function transfersScreen(main, ctx) {
 
   const cards = new Map();
   const fileKind = new Map(); // download key -> 'file' | 'dir' once known
+
+  // Downloads in queue order: the order of /api/transfers, new downloads at the end.
+  const queue = () => [...ctx.transfers.values()].filter((t) => t.direction === 'download');
+
+  // The queue position that swaps `t` with the nearest unfinished download above (by -1)
+  // or below (by +1); finished downloads keep their places but are skipped over.
+  function target(t, by) {
+    const all = queue();
+    const at = all.findIndex((d) => d.id === t.id);
+    for (let i = at + by; i >= 0 && i < all.length; i += by) {
+      if (all[i].state !== 'done') return i;
+    }
+    return -1;
+  }
+
+  async function move(t, by, button) {
+    const position = target(t, by);
+    if (position < 0) return;
+    button.disabled = true;
+    try {
+      await api(`/api/transfers/${t.id}/move`, { method: 'POST', body: { position } });
+      await ctx.refreshTransfers();
+      toast(`${basename(t.path)} moved ${by < 0 ? 'up' : 'down'}`, 'ok');
+    } catch (e) {
+      toast(e.message, 'error');
+    } finally {
+      button.disabled = false;
+      // Reordering moves the card; keep the focus on the button that was used.
+      if (button.isConnected && !button.disabled) button.focus();
+    }
+  }
 
   async function act(t, action, button) {
     button.disabled = true;
@@ -81,6 +115,7 @@ export function transfersScreen(main, ctx) {
     const c = {
       el,
       update(v) {
+        c.state = v.state;
         const pct = v.size > 0 ? Math.min(100, Math.floor((v.received / v.size) * 100)) : (v.state === 'done' ? 100 : 0);
         title.textContent = basename(v.path);
         title.title = `${v.peer}/${v.path}`;
@@ -99,6 +134,10 @@ export function transfersScreen(main, ctx) {
         err.hidden = problems.length === 0;
         if (v.direction !== 'download') return;
         const can = [];
+        if (v.state !== 'done') {
+          if (target(v, -1) >= 0) can.push('up');
+          if (target(v, 1) >= 0) can.push('down');
+        }
         if (['queued', 'active', 'disk_full'].includes(v.state)) can.push('pause');
         if (['paused', 'failed'].includes(v.state)) can.push('resume');
         can.push(v.state === 'done' ? 'remove' : 'cancel');
@@ -108,6 +147,12 @@ export function transfersScreen(main, ctx) {
         shownButtons = sig;
         const label = { pause: 'Pause', resume: 'Resume', cancel: 'Cancel', remove: 'Remove' };
         buttons.replaceChildren(...can.map((a) => {
+          if (a === 'up' || a === 'down') {
+            const name = `Move ${basename(v.path)} ${a} in the queue`;
+            const b = h('button', { type: 'button', class: 'secondary icon-only', 'aria-label': name, title: name }, icon(a === 'up' ? UP : DOWN));
+            b.addEventListener('click', () => move(v, a === 'up' ? -1 : 1, b));
+            return b;
+          }
           if (a === 'open') {
             const slot = h('span', { class: 'slot' });
             openLink(v, slot);
@@ -141,18 +186,24 @@ export function transfersScreen(main, ctx) {
     let c = cards.get(key);
     if (!c) {
       c = card(t);
-      const list = t.direction === 'download' ? downList : upList;
-      // Newest first.
-      list.prepend(c.el);
+      // Downloads in queue order (new ones join at the end), uploads newest first.
+      if (t.direction === 'download') downList.append(c.el);
+      else upList.prepend(c.el);
     }
     c.update(t);
   }
 
   function renderAll() {
     const seen = new Set();
-    const sorted = [...ctx.transfers.values()].sort((a, b) => a.id - b.id);
-    for (const t of sorted) { seen.add(`${t.direction}:${t.id}`); upsert(t); }
+    const ups = [...ctx.transfers.values()].filter((t) => t.direction === 'upload').sort((a, b) => a.id - b.id);
+    const downs = [...ctx.transfers.values()].filter((t) => t.direction === 'download');
+    for (const t of [...downs, ...ups]) { seen.add(`${t.direction}:${t.id}`); upsert(t); }
     for (const key of [...cards.keys()]) if (!seen.has(key)) drop(key);
+    // Put the download cards in queue order (moves only the ones out of place).
+    downs.forEach((t, i) => {
+      const el = cards.get(`download:${t.id}`).el;
+      if (downList.children[i] !== el) downList.insertBefore(el, downList.children[i] || null);
+    });
     counts();
   }
 
@@ -162,7 +213,10 @@ export function transfersScreen(main, ctx) {
   const offs = [
     ctx.on('transfers', renderAll),
     ctx.on('transfer', (t) => {
-      upsert(t);
+      // A new or newly finished download changes which cards can move: refresh them all.
+      const known = cards.get(`${t.direction}:${t.id}`);
+      if (t.direction === 'download' && (!known || known.state !== t.state)) renderAll();
+      else upsert(t);
       if (!pending) pending = setTimeout(() => { pending = 0; counts(); }, 300);
     }),
   ];

@@ -29,6 +29,7 @@ use crate::node::{Node, NodeError};
 use crate::shares::SharesError;
 use crate::transfer::download::DownloadError;
 use crate::transfer::rate::{AltMode, Limits, RateValue, Schedule};
+use crate::transfer::upload::MAX_UPLOAD_SLOTS;
 use crate::wire::{Entry, LsChunker, WireError};
 
 pub const TOKEN_FILE: &str = "api-token";
@@ -116,7 +117,11 @@ impl From<AuthError> for ApiError {
 impl From<NodeError> for ApiError {
     fn from(e: NodeError) -> Self {
         match e {
-            NodeError::Announce(_) | NodeError::OwnAddress => ApiError::BadRequest(e.to_string()),
+            NodeError::Announce(_)
+            | NodeError::OwnAddress
+            | NodeError::BadDownloadDir { .. }
+            | NodeError::BadListen { .. } => ApiError::BadRequest(e.to_string()),
+            NodeError::ListenSetAtStart(_) => ApiError::Conflict(e.to_string()),
             NodeError::NotConnected(_) => ApiError::NotFound(e.to_string()),
             NodeError::Unreachable { .. } | NodeError::WrongKey(_) => {
                 ApiError::PeerError(e.to_string())
@@ -220,7 +225,6 @@ fn compressible(
 }
 
 pub fn router(node: Arc<Node>, token: String, auth: Arc<Auth>) -> Router {
-    let downloads_dir = node.download_dir.clone();
     let state = AppState {
         node,
         token: token.into(),
@@ -255,7 +259,7 @@ pub fn router(node: Arc<Node>, token: String, auth: Arc<Auth>) -> Router {
         .fallback(|| async { ApiError::NotFound("no such API endpoint".into()) })
         .layer(compress.clone());
     let downloads = Router::new()
-        .nest_service("/downloads", ServeDir::new(downloads_dir))
+        .route("/downloads/{*path}", get(downloaded_file))
         .layer(middleware::map_response(contain_downloaded_files));
     Router::new()
         .nest("/api", api)
@@ -320,6 +324,24 @@ async fn guard(State(s): State<AppState>, mut request: Request, next: Next) -> R
     }
     request.extensions_mut().insert(caller);
     next.run(request).await
+}
+
+/// `/downloads/<peer>/<path>` from the download folder in force now (it can change live).
+async fn downloaded_file(State(s): State<AppState>, mut request: Request) -> Response {
+    let inner = request
+        .uri()
+        .path()
+        .strip_prefix("/downloads")
+        .unwrap_or("/")
+        .parse::<axum::http::Uri>();
+    match inner {
+        Ok(uri) => *request.uri_mut() = uri,
+        Err(_) => return ApiError::BadRequest("bad path".into()).into_response(),
+    }
+    match ServeDir::new(s.node.download_dir()).try_call(request).await {
+        Ok(response) => response.map(Body::new),
+        Err(e) => ApiError::Internal(e.to_string()).into_response(),
+    }
 }
 
 /// Downloaded files come from other people: they must not run script with this origin's
@@ -441,18 +463,18 @@ async fn auth_logout(
     State(s): State<AppState>,
     Extension(caller): Extension<Caller>,
     headers: HeaderMap,
-) -> Response {
+) -> Result<Response, ApiError> {
     if let Caller::Session(session) = &caller {
-        s.auth.logout(session);
+        s.auth.logout(session)?;
     }
-    (
+    Ok((
         [(
             header::SET_COOKIE,
             s.auth.set_cookie(None, is_https(&headers)),
         )],
         Json(json!({ "logged_out": true })),
     )
-        .into_response()
+        .into_response())
 }
 
 #[derive(Deserialize)]
@@ -527,9 +549,10 @@ async fn info(State(s): State<AppState>) -> Json<serde_json::Value> {
         "public_address": nat.public_address.map(|a| a.to_string()),
         "online": nat.online,
         "version": env!("CARGO_PKG_VERSION"),
-        "download_dir": n.download_dir,
+        "download_dir": n.download_dir(),
         "storage": n.storage,
         "peers_connected": n.peers.all().len(),
+        "problems": n.problems(),
         "hashing": {
             "active": n.hashing.load(std::sync::atomic::Ordering::Relaxed),
             "hashed_files": n.hashed_files.load(std::sync::atomic::Ordering::Relaxed),
@@ -901,11 +924,23 @@ async fn settings(State(s): State<AppState>) -> impl IntoResponse {
 }
 
 fn settings_view(node: &Node) -> Json<serde_json::Value> {
+    let slots = node.upload_limits();
+    let current = node.listen_address();
+    let saved = node.saved_listen().or(current);
     Json(json!({
         "limits": node.limits(),
         "alt_speed": node.alt_speed(),
         "alt_speed_active": node.alt_speed_active(),
         "effective_limits": node.rate.limits(),
+        "download_dir": node.download_dir(),
+        "max_uploads": slots.total,
+        "max_uploads_per_peer": slots.per_peer,
+        "listen": {
+            "current": current.map(|a| a.to_string()),
+            "saved": saved.map(|a| a.to_string()),
+            "restart_needed": saved != current,
+        },
+        "set_at_start": node.set_at_start,
     }))
 }
 
@@ -929,6 +964,12 @@ struct SettingsBody {
     #[serde(default, deserialize_with = "present")]
     alt_schedule: Option<serde_json::Value>,
     alt_mode: Option<AltMode>,
+    /// Absolute path; created if missing.
+    download_dir: Option<std::path::PathBuf>,
+    max_uploads: Option<usize>,
+    max_uploads_per_peer: Option<usize>,
+    /// `IP:PORT` for peer connections, used from the next start.
+    listen: Option<SocketAddr>,
 }
 
 fn apply_rates(
@@ -992,7 +1033,39 @@ async fn change_settings(
     if let Some(mode) = body.alt_mode {
         alt.mode = mode;
     }
+    let mut slots = s.node.upload_limits();
+    for (value, slot, name) in [
+        (body.max_uploads, &mut slots.total, "max_uploads"),
+        (
+            body.max_uploads_per_peer,
+            &mut slots.per_peer,
+            "max_uploads_per_peer",
+        ),
+    ] {
+        if let Some(n) = value {
+            if !(1..=MAX_UPLOAD_SLOTS).contains(&n) {
+                return Err(ApiError::BadRequest(format!(
+                    "{name}: give a number of upload slots from 1 to {MAX_UPLOAD_SLOTS}"
+                )));
+            }
+            *slot = n;
+        }
+    }
+    // Everything that can be refused is checked before the first change, so a refused
+    // request changes nothing (short of a storage error).
+    if let Some(listen) = body.listen {
+        s.node.check_listen(listen)?;
+    }
+    if let Some(dir) = &body.download_dir {
+        s.node.set_download_dir(dir)?;
+    }
+    if let Some(listen) = body.listen {
+        s.node.set_listen(listen)?;
+    }
     let internal = |e: crate::store::StoreError| ApiError::Internal(e.to_string());
+    if body.max_uploads.is_some() || body.max_uploads_per_peer.is_some() {
+        s.node.set_upload_limits(slots).map_err(internal)?;
+    }
     s.node.set_limits(limits).map_err(internal)?;
     s.node.set_alt_speed(alt).map_err(internal)?;
     Ok(settings_view(&s.node))

@@ -14,7 +14,7 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use argon2::Argon2;
 
 use crate::identity::{random_bytes, write_private_file};
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, UiSession};
 
 pub const SETUP_CODE_FILE: &str = "setup-code";
 /// Settings key holding the PHC string of the argon2id password hash.
@@ -32,6 +32,11 @@ const SESSION_IDLE: Duration = Duration::from_secs(7 * 24 * 3600);
 pub const SESSION_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
 /// The oldest session is dropped beyond this many.
 const MAX_SESSIONS: usize = 64;
+/// How stale the stored last-use time of a session may get: writing it on every request
+/// would cost a database commit per request, and the idle limit is days.
+const SESSION_TOUCH_SECS: u64 = 3600;
+/// Separates CSRF tokens from every other use of BLAKE3 on session tokens.
+const CSRF_CONTEXT: &str = "harddrive-party 2025 web UI CSRF token";
 /// Characters of setup codes: no 0/O, 1/I/L to misread on a phone.
 const CODE_ALPHABET: &[u8] = b"23456789ABCDEFGHJKMNPQRSTUVWXYZ";
 const CODE_CHARS: usize = 8;
@@ -252,10 +257,22 @@ impl Limiter {
     }
 }
 
+/// A session as kept in memory; the store holds the same times under the token's hash.
 struct Session {
-    csrf: String,
-    created: Instant,
-    last_used: Instant,
+    /// Unix seconds.
+    created: u64,
+    last_used: u64,
+    /// `last_used` as last written to the store.
+    saved_last_used: u64,
+}
+
+impl Session {
+    fn record(&self) -> UiSession {
+        UiSession {
+            created: self.created,
+            last_used: self.last_used,
+        }
+    }
 }
 
 /// What a request's session cookie resolved to.
@@ -274,7 +291,9 @@ pub struct Auth {
     pub hosts: AllowedHosts,
     password_hash: RwLock<Option<String>>,
     setup_code: Mutex<Option<String>>,
-    /// Keyed by the BLAKE3 hash of the session id, so the map never holds cookie values.
+    /// Keyed by the BLAKE3 hash of the session id, so neither the map nor the store ever
+    /// holds cookie values. Every store write happens under this lock, so a logout cannot
+    /// race a last-use refresh that would bring the session back after a restart.
     sessions: Mutex<HashMap<String, Session>>,
     limiter: Mutex<Limiter>,
     /// At most two argon2 computations (about 19 MiB each) at a time.
@@ -313,6 +332,7 @@ impl Auth {
             remove_file(&code_path);
             None
         };
+        let sessions = load_sessions(&store, unix_now())?;
         Ok(Self {
             store,
             storage: storage.to_path_buf(),
@@ -321,7 +341,7 @@ impl Auth {
             hosts: AllowedHosts::new(listen, extra_hosts),
             password_hash: RwLock::new(password_hash),
             setup_code: Mutex::new(setup_code),
-            sessions: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(sessions),
             limiter: Mutex::new(Limiter::default()),
             hashing: tokio::sync::Semaphore::new(2),
         })
@@ -436,7 +456,11 @@ impl Auth {
         let phc = self.hashing(move || hash_password(&owned)).await?;
         lock(&self.setup_code).take();
         self.save_hash(phc)?;
-        lock(&self.sessions).clear();
+        {
+            let mut sessions = lock(&self.sessions);
+            sessions.clear();
+            self.store.clear_ui_sessions()?;
+        }
         tracing::info!("web UI password changed; all sessions ended");
         Ok(())
     }
@@ -453,29 +477,42 @@ impl Auth {
 
     pub fn new_session(&self) -> Result<SessionInfo, AuthError> {
         let id = hex(&random_bytes::<32>()?);
-        let csrf = hex(&random_bytes::<24>()?);
-        let now = Instant::now();
+        let now = unix_now();
         let mut sessions = lock(&self.sessions);
-        sessions.retain(|_, s| live(s, now));
+        let mut gone: Vec<String> = sessions
+            .iter()
+            .filter(|(_, s)| !live(s, now))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in &gone {
+            sessions.remove(key);
+        }
         while sessions.len() >= MAX_SESSIONS {
-            let oldest = sessions
+            let Some(oldest) = sessions
                 .iter()
                 .min_by_key(|(_, s)| s.last_used)
-                .map(|(k, _)| k.clone());
-            match oldest {
-                Some(k) => sessions.remove(&k),
-                None => break,
+                .map(|(k, _)| k.clone())
+            else {
+                break;
             };
+            sessions.remove(&oldest);
+            gone.push(oldest);
         }
-        sessions.insert(
-            session_key(&id),
-            Session {
-                csrf: csrf.clone(),
-                created: now,
-                last_used: now,
-            },
-        );
-        Ok(SessionInfo { id, csrf })
+        if !gone.is_empty() {
+            self.store.remove_ui_sessions(&gone)?;
+        }
+        let key = session_key(&id);
+        let session = Session {
+            created: now,
+            last_used: now,
+            saved_last_used: now,
+        };
+        self.store.put_ui_session(&key, &session.record(), true)?;
+        sessions.insert(key, session);
+        Ok(SessionInfo {
+            csrf: csrf_token(&id),
+            id,
+        })
     }
 
     /// Looks up the session named by a `Cookie:` header, refreshing its idle timer.
@@ -486,23 +523,36 @@ impl Auth {
             .filter_map(|kv| kv.trim().split_once('='))
             .find(|(k, _)| *k == name)
             .map(|(_, v)| v.trim().to_string())?;
-        let now = Instant::now();
-        let mut sessions = lock(&self.sessions);
+        let now = unix_now();
         let key = session_key(&id);
+        let mut sessions = lock(&self.sessions);
         let session = sessions.get_mut(&key)?;
         if !live(session, now) {
             sessions.remove(&key);
+            if let Err(e) = self.store.remove_ui_sessions(&[key]) {
+                tracing::warn!("cannot delete an expired web UI session: {e}");
+            }
             return None;
         }
         session.last_used = now;
+        if now.saturating_sub(session.saved_last_used) >= SESSION_TOUCH_SECS {
+            match self.store.put_ui_session(&key, &session.record(), false) {
+                Ok(()) => session.saved_last_used = now,
+                Err(e) => tracing::warn!("cannot save a web UI session's last use: {e}"),
+            }
+        }
         Some(SessionInfo {
-            csrf: session.csrf.clone(),
+            csrf: csrf_token(&id),
             id,
         })
     }
 
-    pub fn logout(&self, session: &SessionInfo) {
-        lock(&self.sessions).remove(&session_key(&session.id));
+    pub fn logout(&self, session: &SessionInfo) -> Result<(), AuthError> {
+        let key = session_key(&session.id);
+        let mut sessions = lock(&self.sessions);
+        sessions.remove(&key);
+        self.store.remove_ui_sessions(&[key])?;
+        Ok(())
     }
 
     /// `Set-Cookie` value for a new session (or, with `None`, one that clears it).
@@ -523,13 +573,49 @@ impl Auth {
     }
 }
 
-fn live(s: &Session, now: Instant) -> bool {
-    now.duration_since(s.last_used) < SESSION_IDLE
-        && now.duration_since(s.created) < SESSION_LIFETIME
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// A clock set back makes sessions look younger, never older: they still end by the limits
+/// once it catches up.
+fn live(s: &Session, now: u64) -> bool {
+    now.saturating_sub(s.last_used) < SESSION_IDLE.as_secs()
+        && now.saturating_sub(s.created) < SESSION_LIFETIME.as_secs()
+}
+
+/// The stored sessions still live at `now`; expired ones are deleted from the store.
+fn load_sessions(store: &Store, now: u64) -> Result<HashMap<String, Session>, AuthError> {
+    let mut sessions = HashMap::new();
+    let mut expired = Vec::new();
+    for (key, record) in store.ui_sessions()? {
+        let session = Session {
+            created: record.created,
+            last_used: record.last_used,
+            saved_last_used: record.last_used,
+        };
+        if live(&session, now) {
+            sessions.insert(key, session);
+        } else {
+            expired.push(key);
+        }
+    }
+    if !expired.is_empty() {
+        store.remove_ui_sessions(&expired)?;
+    }
+    Ok(sessions)
 }
 
 fn session_key(id: &str) -> String {
     blake3::hash(id.as_bytes()).to_hex().to_string()
+}
+
+/// Derived from the session token, so it needs no storage of its own, cannot be computed
+/// from the stored hash, and ends with its session.
+fn csrf_token(id: &str) -> String {
+    hex(&blake3::derive_key(CSRF_CONTEXT, id.as_bytes())[..24])
 }
 
 fn remove_file(path: &Path) {
@@ -636,6 +722,62 @@ mod tests {
         assert!(limiter.attempt(ip, t0 + ATTEMPT_WINDOW).is_ok());
         limiter.succeeded(ip);
         assert!(!limiter.per_client.contains_key(&ip));
+    }
+
+    #[test]
+    fn sessions_are_stored_hashed_and_expired_ones_pruned() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path(), 1 << 20).unwrap());
+        let now = unix_now();
+        let day = 24 * 3600;
+        let old = |created: u64, last_used: u64| UiSession {
+            created: now - created,
+            last_used: now - last_used,
+        };
+        store
+            .put_ui_session("idle", &old(9 * day, 8 * day), true)
+            .unwrap();
+        store
+            .put_ui_session("ancient", &old(31 * day, 1), true)
+            .unwrap();
+        store
+            .put_ui_session("fresh", &old(2 * day, day), true)
+            .unwrap();
+        let listen = "127.0.0.1:3030".parse().unwrap();
+        let auth = Auth::new(store.clone(), dir.path(), listen, &[]).unwrap();
+        let kept: Vec<String> = store
+            .ui_sessions()
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(kept, ["fresh"], "expired sessions are deleted at load");
+
+        let session = auth.new_session().unwrap();
+        assert_eq!(session.csrf, csrf_token(&session.id));
+        assert_ne!(session.csrf, auth.new_session().unwrap().csrf);
+        let stored: Vec<String> = store
+            .ui_sessions()
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert!(stored.contains(&session_key(&session.id)));
+        assert!(!stored
+            .iter()
+            .any(|k| k.contains(&session.id) || k.contains(&session.csrf)));
+
+        // A second instance over the same store (a restart) knows the session.
+        let cookie = format!("hdp_session_3030={}", session.id);
+        let restarted = Auth::new(store.clone(), dir.path(), listen, &[]).unwrap();
+        let found = restarted
+            .session(Some(&cookie))
+            .expect("kept across a restart");
+        assert_eq!(found.csrf, session.csrf);
+        restarted.logout(&found).unwrap();
+        assert!(restarted.session(Some(&cookie)).is_none());
+        let again = Auth::new(store, dir.path(), listen, &[]).unwrap();
+        assert!(again.session(Some(&cookie)).is_none(), "logout is stored");
     }
 
     #[test]

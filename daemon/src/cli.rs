@@ -203,6 +203,7 @@ impl Cli {
             background_hashing: args.no_background_hashing.then_some(false),
             background_hash_rate: args.background_hash_rate,
             min_free_space: args.min_free_space,
+            allowed_hosts: (!args.allowed_hosts.is_empty()).then(|| args.allowed_hosts.clone()),
             ..base
         }
     }

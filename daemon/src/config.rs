@@ -73,6 +73,9 @@ pub struct Layer {
     /// Free space to keep on the download disk ("512MB", or bytes); downloads pause below it.
     #[serde(default, deserialize_with = "rate_setting")]
     pub min_free_space: Option<u64>,
+    /// Host names the web UI may be reached by, beyond IP addresses, `localhost` and this
+    /// machine's hostname (the DNS-rebinding check).
+    pub allowed_hosts: Option<Vec<String>>,
 }
 
 /// Accepts `"5MB"`-style strings or plain numbers of bytes per second.
@@ -89,7 +92,7 @@ pub struct Settings {
     pub storage: PathBuf,
     pub ui_address: String,
     pub share_dirs: Vec<PathBuf>,
-    pub download_dir: PathBuf,
+    pub download_dir: Startup<PathBuf>,
     pub listen: Option<SocketAddr>,
     pub mdns: bool,
     /// Empty when STUN is off.
@@ -99,14 +102,29 @@ pub struct Settings {
     pub threads: usize,
     pub max_downloads: usize,
     pub max_downloads_per_peer: usize,
-    pub max_uploads: usize,
-    pub max_uploads_per_peer: usize,
+    pub max_uploads: Startup<usize>,
+    pub max_uploads_per_peer: Startup<usize>,
     pub rescan_interval: Duration,
     /// Limits given at start; each one left unset keeps the value last set through the API.
     pub limits: LimitOverrides,
     pub background_hashing: bool,
     pub background_hash_rate: Rate,
     pub min_free_space: u64,
+    pub allowed_hosts: Vec<String>,
+}
+
+/// A setting the API can also change and store: a value given at start (flag, environment or
+/// config file) wins over the stored one, which wins over the default.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Startup<T> {
+    pub given: Option<T>,
+    pub default: T,
+}
+
+impl<T> Startup<T> {
+    pub fn over(self, saved: Option<T>) -> T {
+        self.given.or(saved).unwrap_or(self.default)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -180,15 +198,18 @@ impl Layer {
             background_hashing: self.background_hashing.or(lower.background_hashing),
             background_hash_rate: self.background_hash_rate.or(lower.background_hash_rate),
             min_free_space: self.min_free_space.or(lower.min_free_space),
+            allowed_hosts: self.allowed_hosts.or(lower.allowed_hosts),
         }
     }
 
     pub fn settle(self, defaults: Defaults) -> Settings {
         let storage = self.storage.unwrap_or(defaults.storage);
-        let download_dir = self
-            .download_dir
-            .or(defaults.home_downloads)
-            .unwrap_or_else(|| storage.join("downloads"));
+        let download_dir = Startup {
+            given: self.download_dir,
+            default: defaults
+                .home_downloads
+                .unwrap_or_else(|| storage.join("downloads")),
+        };
         Settings {
             ui_address: self
                 .ui_address
@@ -215,8 +236,14 @@ impl Layer {
             threads: self.threads.unwrap_or(2).clamp(1, 16),
             max_downloads: self.max_downloads.unwrap_or(4).max(1),
             max_downloads_per_peer: self.max_downloads_per_peer.unwrap_or(2).max(1),
-            max_uploads: self.max_uploads.unwrap_or(8).max(1),
-            max_uploads_per_peer: self.max_uploads_per_peer.unwrap_or(4).max(1),
+            max_uploads: Startup {
+                given: self.max_uploads.map(|n| n.max(1)),
+                default: 8,
+            },
+            max_uploads_per_peer: Startup {
+                given: self.max_uploads_per_peer.map(|n| n.max(1)),
+                default: 4,
+            },
             rescan_interval: Duration::from_secs(self.rescan_interval.unwrap_or(600).max(10)),
             background_hashing: self.background_hashing.unwrap_or(true),
             min_free_space: self.min_free_space.unwrap_or(256 * 1024 * 1024),
@@ -228,6 +255,7 @@ impl Layer {
                 peer_upload: self.peer_upload_limit,
                 peer_download: self.peer_download_limit,
             },
+            allowed_hosts: self.allowed_hosts.unwrap_or_default(),
             storage,
         }
     }
@@ -281,14 +309,44 @@ mod tests {
             ..Layer::default()
         };
         let s = flags_and_env.over(file).settle(defaults());
-        assert_eq!(s.max_uploads, 9);
+        assert_eq!(s.max_uploads.given, Some(9));
         assert_eq!(s.share_dirs, [PathBuf::from("/srv/b")]);
         assert_eq!(s.storage, PathBuf::from("/var/lib/hdp"));
-        assert_eq!(s.download_dir, PathBuf::from("/var/lib/hdp/downloads"));
+        assert_eq!(s.download_dir.given, None);
+        assert_eq!(
+            s.download_dir.default,
+            PathBuf::from("/var/lib/hdp/downloads")
+        );
         assert!(!s.mdns);
         assert_eq!(s.max_downloads, 4);
         assert_eq!(s.ui_address, DEFAULT_UI_ADDRESS);
         assert_eq!(s.threads, 2);
+    }
+
+    #[test]
+    fn allowed_hosts_come_from_the_highest_layer_that_names_any() {
+        let file = parse(
+            Path::new("c.toml"),
+            "allowed_hosts = [\"nas.example\", \"box.lan\"]\n",
+        )
+        .unwrap();
+        let s = Layer::default().over(file.clone()).settle(defaults());
+        assert_eq!(s.allowed_hosts, ["nas.example", "box.lan"]);
+        let env = Layer {
+            allowed_hosts: Some(vec!["env.example".into()]),
+            ..Layer::default()
+        };
+        let flags = Layer {
+            allowed_hosts: Some(vec!["flag.example".into()]),
+            ..Layer::default()
+        };
+        let s = flags
+            .over(env.clone().over(file.clone()))
+            .settle(defaults());
+        assert_eq!(s.allowed_hosts, ["flag.example"]);
+        let s = Layer::default().over(env.over(file)).settle(defaults());
+        assert_eq!(s.allowed_hosts, ["env.example"]);
+        assert!(Layer::default().settle(defaults()).allowed_hosts.is_empty());
     }
 
     #[test]
@@ -363,8 +421,24 @@ mod tests {
         }
         .settle(defaults());
         assert_eq!(
-            (s.threads, s.max_uploads, s.rescan_interval),
-            (1, 1, Duration::from_secs(10))
+            (s.threads, s.max_uploads.given, s.rescan_interval),
+            (1, Some(1), Duration::from_secs(10))
+        );
+    }
+
+    #[test]
+    fn given_values_beat_stored_ones_which_beat_defaults() {
+        let s = Layer {
+            max_uploads: Some(3),
+            ..Layer::default()
+        }
+        .settle(defaults());
+        assert_eq!(s.max_uploads.clone().over(Some(5)), 3);
+        assert_eq!(s.max_uploads_per_peer.clone().over(Some(5)), 5);
+        assert_eq!(s.max_uploads_per_peer.over(None), 4);
+        assert_eq!(
+            s.download_dir.over(None),
+            PathBuf::from("/default/storage/downloads")
         );
     }
 }

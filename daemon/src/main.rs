@@ -5,7 +5,6 @@ use harddrive_party::cli::{self, Cli, Command};
 use harddrive_party::config::Settings;
 use harddrive_party::node::NodeConfig;
 use harddrive_party::transfer::download::DownloadLimits;
-use harddrive_party::transfer::upload::UploadLimits;
 
 fn init_logging(verbose: bool) {
     use tracing_subscriber::prelude::*;
@@ -36,9 +35,9 @@ fn main() {
         .settings()
         .map_err(anyhow::Error::from)
         .and_then(|settings| match &cli.command {
-            Command::Start(args) => {
+            Command::Start(_) => {
                 init_logging(cli.verbose);
-                start(settings, args.allowed_hosts.clone())
+                start(settings)
             }
             _ => cli::run_client(&cli, &settings),
         });
@@ -48,7 +47,7 @@ fn main() {
     }
 }
 
-fn start(settings: Settings, allowed_hosts: Vec<String>) -> anyhow::Result<()> {
+fn start(settings: Settings) -> anyhow::Result<()> {
     let ui_address = cli::ui_socket_address(&settings.ui_address)?;
     let config = NodeConfig {
         storage: settings.storage,
@@ -68,10 +67,8 @@ fn start(settings: Settings, allowed_hosts: Vec<String>) -> anyhow::Result<()> {
         limits: settings.limits,
         background_hashing: settings.background_hashing,
         background_hash_rate: settings.background_hash_rate,
-        upload_limits: UploadLimits {
-            total: settings.max_uploads,
-            per_peer: settings.max_uploads_per_peer,
-        },
+        max_uploads: settings.max_uploads,
+        max_uploads_per_peer: settings.max_uploads_per_peer,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(settings.threads)
@@ -81,6 +78,6 @@ fn start(settings: Settings, allowed_hosts: Vec<String>) -> anyhow::Result<()> {
     runtime.block_on(harddrive_party::service::run_daemon(
         config,
         ui_address,
-        allowed_hosts,
+        settings.allowed_hosts,
     ))
 }

@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -12,6 +12,7 @@ use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 
 use crate::announce::{AnnounceAddress, NatType};
+use crate::config::Startup;
 use crate::events::{self, Event, EventSender};
 use crate::identity::{self, Identity, PublicKey};
 use crate::net::peers::{
@@ -48,6 +49,10 @@ const STUN_REFRESH: Duration = Duration::from_secs(120);
 const STUN_RETRY: Duration = Duration::from_secs(10);
 /// After our spray reached a symmetric peer, how long it has to dial us back.
 const INBOUND_AFTER_PUNCH: Duration = Duration::from_secs(5);
+/// The UDP address bound last time, or the one chosen through the API for the next start.
+const LISTEN_SETTING: &str = "listen";
+const DOWNLOAD_DIR_SETTING: &str = "download_dir";
+const UPLOAD_SLOTS_SETTING: &str = "upload_slots";
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -69,6 +74,12 @@ pub enum NodeError {
     WrongKey(String),
     #[error("peer {0} is not connected")]
     NotConnected(String),
+    #[error("{} cannot be the download folder: {reason}", path.display())]
+    BadDownloadDir { path: PathBuf, reason: String },
+    #[error("cannot listen on {addr}: {reason}")]
+    BadListen { addr: SocketAddr, reason: String },
+    #[error("the listen address is set at start ({0}, from --listen, HDP_LISTEN or the config file): change it there")]
+    ListenSetAtStart(SocketAddr),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -95,7 +106,7 @@ async fn send_hashes(
 pub struct NodeConfig {
     pub storage: PathBuf,
     pub share_dirs: Vec<PathBuf>,
-    pub download_dir: PathBuf,
+    pub download_dir: Startup<PathBuf>,
     pub listen: Option<SocketAddr>,
     pub mdns: bool,
     pub stun_servers: Vec<String>,
@@ -103,7 +114,8 @@ pub struct NodeConfig {
     pub turn: Option<crate::config::TurnSettings>,
     pub rescan_interval: Duration,
     pub download_limits: DownloadLimits,
-    pub upload_limits: UploadLimits,
+    pub max_uploads: Startup<usize>,
+    pub max_uploads_per_peer: Startup<usize>,
     pub limits: crate::config::LimitOverrides,
     pub background_hashing: bool,
     /// Read rate of the background hashing pass (0 = as fast as the disk allows).
@@ -149,6 +161,43 @@ impl Health {
     }
 }
 
+/// Something the user should fix, shown as a banner in the web UI (`problems` in `/api/info`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    /// Stable identifier: `storage_full` or `download_disk_full`.
+    pub code: &'static str,
+    pub message: String,
+}
+
+/// The disk problems from free-space readings: `storage_free` on the storage disk (the
+/// database), `download_low` the download disk's reason to hold downloads, if any.
+pub fn disk_problems(
+    storage: &Path,
+    storage_free: Option<u64>,
+    download_low: Option<String>,
+) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    if let Some(free) = storage_free.filter(|f| *f < STORAGE_LOW_BYTES) {
+        problems.push(Problem {
+            code: "storage_full",
+            message: format!(
+                "The storage disk is full or nearly full ({} MiB free in {}): progress, settings and logins may not be saved. Free some space there.",
+                free / (1024 * 1024),
+                storage.display()
+            ),
+        });
+    }
+    if let Some(low) = download_low {
+        problems.push(Problem {
+            code: "download_disk_full",
+            message: format!(
+                "The download disk is full: {low}. Downloads wait until there is room."
+            ),
+        });
+    }
+    problems
+}
+
 pub struct Node {
     pub identity: Identity,
     pub store: Arc<Store>,
@@ -159,7 +208,10 @@ pub struct Node {
     pub events: EventSender,
     pub rate: Arc<RateLimiter>,
     pub storage: PathBuf,
-    pub download_dir: PathBuf,
+    /// Names of the settings given at start (flag, environment or config file): at the next
+    /// start they win again over values stored through the API.
+    pub set_at_start: Vec<&'static str>,
+    listen_given: Option<SocketAddr>,
     quic: QuicNode,
     traversal: Arc<Traversal>,
     /// Changes when STUN learns a new public address or NAT type.
@@ -186,6 +238,36 @@ fn connection_kind(relayed: bool) -> &'static str {
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Creates the directory if needed and returns its canonical path.
+fn prepare_dir(dir: &Path) -> Result<PathBuf, NodeError> {
+    let io = |source| NodeError::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(io)?;
+    dir.canonicalize().map_err(io)
+}
+
+fn set_at_start(config: &NodeConfig) -> Vec<&'static str> {
+    let limits = &config.limits;
+    [
+        ("download_dir", config.download_dir.given.is_some()),
+        ("max_uploads", config.max_uploads.given.is_some()),
+        (
+            "max_uploads_per_peer",
+            config.max_uploads_per_peer.given.is_some(),
+        ),
+        ("listen", config.listen.is_some()),
+        ("upload_limit", limits.upload.is_some()),
+        ("download_limit", limits.download.is_some()),
+        ("peer_upload_limit", limits.peer_upload.is_some()),
+        ("peer_download_limit", limits.peer_download.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(name, given)| given.then_some(name))
+    .collect()
 }
 
 /// The address other peers should dial: the bound one, or for a wildcard bind the local
@@ -241,17 +323,36 @@ impl Node {
         let shares = Arc::new(Shares::open(store.clone())?);
         let peers = Arc::new(PeerTable::default());
         let events = events::channel();
-        std::fs::create_dir_all(&config.download_dir).map_err(|source| NodeError::Io {
-            path: config.download_dir.clone(),
-            source,
-        })?;
-        let download_dir = config
-            .download_dir
-            .canonicalize()
-            .map_err(|source| NodeError::Io {
-                path: config.download_dir.clone(),
-                source,
-            })?;
+        let saved_dir = store.setting(DOWNLOAD_DIR_SETTING)?.map(PathBuf::from);
+        let from_api = config.download_dir.given.is_none() && saved_dir.is_some();
+        let download_dir = match prepare_dir(&config.download_dir.clone().over(saved_dir)) {
+            Ok(dir) => dir,
+            // A folder chosen in the UI may be gone (an unplugged disk): start anyway, so the
+            // UI stays reachable to choose another.
+            Err(e) if from_api => {
+                let fallback = &config.download_dir.default;
+                tracing::warn!(
+                    "download folder set in the web UI: {e}; using {}",
+                    fallback.display()
+                );
+                prepare_dir(fallback)?
+            }
+            Err(e) => return Err(e),
+        };
+        let set_at_start = set_at_start(&config);
+        let saved_slots: Option<UploadLimits> = store
+            .setting(UPLOAD_SLOTS_SETTING)?
+            .and_then(|json| serde_json::from_str(&json).ok());
+        let upload_limits = UploadLimits {
+            total: config
+                .max_uploads
+                .clone()
+                .over(saved_slots.map(|s| s.total)),
+            per_peer: config
+                .max_uploads_per_peer
+                .clone()
+                .over(saved_slots.map(|s| s.per_peer)),
+        };
         let saved_limits = store
             .setting(LIMITS_SETTING)?
             .and_then(|json| serde_json::from_str::<Limits>(&json).ok())
@@ -270,11 +371,7 @@ impl Node {
             config.download_limits,
             rate.clone(),
         )?;
-        let uploads = Arc::new(Uploads::new(
-            config.upload_limits,
-            rate.clone(),
-            events.clone(),
-        ));
+        let uploads = Arc::new(Uploads::new(upload_limits, rate.clone(), events.clone()));
         let node = Arc::new(Node {
             identity,
             store,
@@ -285,7 +382,8 @@ impl Node {
             events,
             rate,
             storage,
-            download_dir,
+            set_at_start,
+            listen_given: config.listen,
             quic,
             traversal,
             announce: Mutex::new(announce),
@@ -322,7 +420,7 @@ impl Node {
     /// Touches the database and the transfer tables. Called from the service's main loop: a
     /// wedged lock or database shows up as this call not returning, which stops the watchdog.
     pub fn health(&self) -> Result<Health, crate::store::StoreError> {
-        self.store.setting("listen")?;
+        self.store.setting(LISTEN_SETTING)?;
         let active = |views: Vec<crate::transfer::TransferView>| {
             views
                 .iter()
@@ -338,7 +436,103 @@ impl Node {
         })
     }
 
-    /// Changes bandwidth limits at once and keeps them for the next start.
+    pub fn download_dir(&self) -> PathBuf {
+        self.downloads.download_dir()
+    }
+
+    /// Disk problems right now (two `statvfs` calls).
+    pub fn problems(&self) -> Vec<Problem> {
+        disk_problems(
+            &self.storage,
+            crate::transfer::download::free_space(&self.storage),
+            self.downloads.download_disk_low(),
+        )
+    }
+
+    /// Switches the download folder at once (files whose fetch starts from now on go there)
+    /// and keeps it for the next start. The folder is created if needed and must be writable.
+    pub fn set_download_dir(&self, dir: &Path) -> Result<PathBuf, NodeError> {
+        let bad = |reason: String| NodeError::BadDownloadDir {
+            path: dir.to_path_buf(),
+            reason,
+        };
+        if !dir.is_absolute() {
+            return Err(bad("give an absolute path".into()));
+        }
+        let canonical = prepare_dir(dir).map_err(|e| bad(e.to_string()))?;
+        let text = canonical
+            .to_str()
+            .ok_or_else(|| bad("the path is not UTF-8".into()))?;
+        let probe = canonical.join(format!(
+            ".harddrive-party-write-check-{}",
+            std::process::id()
+        ));
+        std::fs::File::create(&probe).map_err(|e| bad(format!("not writable: {e}")))?;
+        let _ = std::fs::remove_file(&probe);
+        self.store.set_setting(DOWNLOAD_DIR_SETTING, text)?;
+        self.downloads.set_download_dir(canonical.clone());
+        tracing::info!("download folder is now {}", canonical.display());
+        Ok(canonical)
+    }
+
+    pub fn upload_limits(&self) -> UploadLimits {
+        self.uploads.limits()
+    }
+
+    /// Changes the upload slots at once and keeps them for the next start.
+    pub fn set_upload_limits(
+        &self,
+        limits: UploadLimits,
+    ) -> Result<UploadLimits, crate::store::StoreError> {
+        let limits = self.uploads.set_limits(limits);
+        let json = serde_json::to_string(&limits).unwrap_or_default();
+        self.store.set_setting(UPLOAD_SLOTS_SETTING, &json)?;
+        Ok(limits)
+    }
+
+    /// The address the next start will try first: the one bound now, unless another was
+    /// chosen through `set_listen`.
+    pub fn saved_listen(&self) -> Option<SocketAddr> {
+        self.store
+            .setting(LISTEN_SETTING)
+            .ok()
+            .flatten()
+            .and_then(|s| s.parse().ok())
+    }
+
+    /// Keeps `addr` as the peer listen address for the next start. The QUIC socket is not
+    /// rebound while running: open connections and the announce address in friends' hands
+    /// stay valid until the restart. A `--listen` given at start wins, except that with port
+    /// 0 it still takes the saved port on its IP.
+    pub fn set_listen(&self, addr: SocketAddr) -> Result<(), NodeError> {
+        self.check_listen(addr)?;
+        self.store.set_setting(LISTEN_SETTING, &addr.to_string())?;
+        Ok(())
+    }
+
+    /// Whether `set_listen(addr)` would be accepted.
+    pub fn check_listen(&self, addr: SocketAddr) -> Result<(), NodeError> {
+        if let Some(given) = self.listen_given {
+            if given.port() != 0 || given.ip() != addr.ip() {
+                return Err(NodeError::ListenSetAtStart(given));
+            }
+        }
+        let current = self.listen_address();
+        if current != Some(addr) {
+            // An address this machine cannot bind would stop the next start, so try it now
+            // (on port 0 when the port is ours already).
+            let probe = match current {
+                Some(c) if c.port() == addr.port() => SocketAddr::new(addr.ip(), 0),
+                _ => addr,
+            };
+            UdpSocket::bind(probe).map_err(|e| NodeError::BadListen {
+                addr,
+                reason: e.to_string(),
+            })?;
+        }
+        Ok(())
+    }
+
     /// The normal limits (in force whenever the alternative ones are not).
     pub fn limits(&self) -> Limits {
         *lock(&self.normal_limits)
@@ -1070,5 +1264,36 @@ impl Node {
                 });
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disk_problems_name_the_full_disks() {
+        let storage = Path::new("/var/lib/hdp");
+        assert!(disk_problems(storage, Some(STORAGE_LOW_BYTES), None).is_empty());
+        assert!(
+            disk_problems(storage, None, None).is_empty(),
+            "unknown is not full"
+        );
+        let full = disk_problems(storage, Some(3 * 1024 * 1024), None);
+        assert_eq!(full.len(), 1);
+        assert_eq!(full[0].code, "storage_full");
+        assert!(
+            full[0].message.contains("3 MiB free in /var/lib/hdp"),
+            "{}",
+            full[0].message
+        );
+        let both = disk_problems(
+            storage,
+            Some(0),
+            Some("1 MiB free, below the 256 MiB reserve".into()),
+        );
+        let codes: Vec<_> = both.iter().map(|p| p.code).collect();
+        assert_eq!(codes, ["storage_full", "download_disk_full"]);
+        assert!(both[1].message.contains("below the 256 MiB reserve"));
     }
 }

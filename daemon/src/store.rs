@@ -26,6 +26,8 @@ pub(crate) const HASHES: TableDefinition<&str, &[u8]> = TableDefinition::new("co
 pub(crate) const ROOTS: TableDefinition<&[u8], &str> = TableDefinition::new("content_roots");
 /// (download id, remote file path) -> bincode [`FileRecord`]
 const DOWNLOAD_FILES: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("download_files");
+/// BLAKE3 hash (hex) of a web UI session token -> bincode [`UiSession`]; never the token itself
+const UI_SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("ui_sessions");
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -144,6 +146,13 @@ pub struct FileRecord {
     pub have: Option<crate::content::Bitfield>,
 }
 
+/// A web UI session's times, in Unix seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UiSession {
+    pub created: u64,
+    pub last_used: u64,
+}
+
 /// Cached content hashes of one shared file, valid while size, mtime and inode match.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HashRecord {
@@ -219,6 +228,7 @@ impl Store {
             txn.open_table(DOWNLOAD_FILES)?;
             txn.open_table(HASHES)?;
             txn.open_table(ROOTS)?;
+            txn.open_table(UI_SESSIONS)?;
         }
         txn.commit()?;
         Ok(())
@@ -237,6 +247,55 @@ impl Store {
     pub fn set_setting(&self, key: &str, value: &str) -> Result<(), StoreError> {
         let txn = self.db.begin_write()?;
         txn.open_table(SETTINGS)?.insert(key, value)?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    pub fn ui_sessions(&self) -> Result<Vec<(String, UiSession)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(UI_SESSIONS)?;
+        let mut sessions = Vec::new();
+        for row in table.iter()? {
+            let (key, value) = row?;
+            sessions.push((key.value().to_string(), decode(value.value())?));
+        }
+        Ok(sessions)
+    }
+
+    /// `durable: false` for a mere `last_used` refresh: losing it in a power cut only makes
+    /// the session look a little older.
+    pub fn put_ui_session(
+        &self,
+        key: &str,
+        session: &UiSession,
+        durable: bool,
+    ) -> Result<(), StoreError> {
+        let mut txn = self.db.begin_write()?;
+        if !durable {
+            txn.set_durability(redb::Durability::None)
+                .map_err(|e| StoreError::Db(e.to_string()))?;
+        }
+        txn.open_table(UI_SESSIONS)?
+            .insert(key, encode(session).as_slice())?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    pub fn remove_ui_sessions(&self, keys: &[String]) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut table = txn.open_table(UI_SESSIONS)?;
+            for key in keys {
+                table.remove(key.as_str())?;
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    pub fn clear_ui_sessions(&self) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        txn.open_table(UI_SESSIONS)?.retain(|_, _| false)?;
         txn.commit()?;
         Ok(())
     }
@@ -411,6 +470,39 @@ mod tests {
             store.setting("listen").unwrap().as_deref(),
             Some("127.0.0.1:5000")
         );
+    }
+
+    #[test]
+    fn ui_sessions_survive_reopen_and_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let one = UiSession {
+            created: 1,
+            last_used: 2,
+        };
+        {
+            let store = Store::open(dir.path(), 1 << 20).unwrap();
+            store.put_ui_session("a", &one, true).unwrap();
+            store.put_ui_session("b", &one, true).unwrap();
+            store
+                .put_ui_session(
+                    "b",
+                    &UiSession {
+                        last_used: 3,
+                        ..one
+                    },
+                    false,
+                )
+                .unwrap();
+        }
+        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        let mut found = store.ui_sessions().unwrap();
+        found.sort_by(|x, y| x.0.cmp(&y.0));
+        assert_eq!(found[0], ("a".to_string(), one));
+        assert_eq!(found[1].1.last_used, 3);
+        store.remove_ui_sessions(&["a".to_string()]).unwrap();
+        assert_eq!(store.ui_sessions().unwrap().len(), 1);
+        store.clear_ui_sessions().unwrap();
+        assert!(store.ui_sessions().unwrap().is_empty());
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //! driving Debian's Chromium (playwright-core) on a phone-sized screen against daemon A:
 //! first-run password, logout/login, add a share, connect B by pasting its address, browse
 //! (10,000 entries) and search, a folder download to 100%, sha256 on disk, a live download
-//! limit, pause and resume of a large file, axe-core checks. Screenshots land in
+//! limit, pause and resume of a large file, reordering two queued downloads, the download
+//! folder, upload slots and listen address changed in Settings (the folder moved to a
+//! 4 MiB tmpfs, so the full-disk banner shows; needs root), axe-core checks. Screenshots land in
 //! `target/ui-shots/`. `ci/test` installs Chromium and the npm packages first.
 
 mod common;
@@ -71,9 +73,18 @@ fn phone_ui_end_to_end_in_chromium() {
         .share(&b_share.join("Big"))
         .share(&many);
     b.start();
-    // A 1 MB/s limit makes the folder download last a few seconds, so progress can be watched.
-    let mut a = Daemon::new(tmp.path(), "a").args(&["--download-limit", "1MB"]);
+    // Mounted before A starts so it is unmounted only after A is gone.
+    let small = Tmpfs::mount(&tmp.path().join("small-disk"), "4m");
+    // A 1 MB/s limit makes the folder download last a few seconds, so progress can be
+    // watched; one download slot lets later downloads queue.
+    let mut a =
+        Daemon::new(tmp.path(), "a").args(&["--download-limit", "1MB", "--max-downloads", "1"]);
     a.start();
+    let next_port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
 
     let shots = shots_dir();
     let started = Instant::now();
@@ -87,6 +98,8 @@ fn phone_ui_end_to_end_in_chromium() {
         .env("HDP_B_URL", &b.ui)
         .env("HDP_B_SHARE", &b_share)
         .env("HDP_SHOTS", &shots)
+        .env("HDP_A_SMALL_DIR", small.0.join("downloads"))
+        .env("HDP_A_NEXT_LISTEN", format!("127.0.0.1:{next_port}"))
         .env("HDP_CHROMIUM", &chromium)
         .stdin(Stdio::null())
         .spawn()
@@ -141,6 +154,8 @@ fn phone_ui_end_to_end_in_chromium() {
         "08-settings",
         "10-transfers-paused",
         "11-transfers-done",
+        "13-transfers-reordered",
+        "14-disk-full-banner",
         "phone",
     ] {
         let shot = shots.join(format!("{name}.png"));

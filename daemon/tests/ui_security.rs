@@ -208,6 +208,68 @@ fn setup_code_once_sessions_csrf_and_logout() {
 }
 
 #[test]
+fn sessions_survive_a_restart_until_logout() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut a = Daemon::new(tmp.path(), "a");
+    a.start();
+    let session = session_from(setup(&a, &setup_code(&a), PASSWORD).unwrap());
+    let other = session_from(login(&a, PASSWORD).unwrap());
+    a.stop();
+    a.start();
+    // The same cookie and CSRF token work after the restart.
+    assert_eq!(status_of(get(&a, "/api/info", Some(&session))), 200);
+    let (_, s) = body_of(get(&a, "/api/auth/session", Some(&session)));
+    assert_eq!(s["csrf_token"], session.csrf.as_str());
+    assert_eq!(
+        status_of(post(
+            &a,
+            "/api/settings",
+            &session,
+            Some(&session.csrf),
+            json!({ "upload_limit": "1MB" })
+        )),
+        200
+    );
+    assert_eq!(
+        status_of(post(
+            &a,
+            "/api/settings",
+            &session,
+            Some(&other.csrf),
+            json!({})
+        )),
+        403,
+        "another session's CSRF token does not fit"
+    );
+    // The database holds neither the cookie value nor the CSRF token.
+    let db = std::fs::read(a.storage.join("harddrive-party.redb")).unwrap();
+    for secret in [session.cookie.split('=').nth(1).unwrap(), &session.csrf] {
+        assert!(
+            !db.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "a session secret is stored in the database"
+        );
+    }
+    post(
+        &a,
+        "/api/auth/logout",
+        &session,
+        Some(&session.csrf),
+        json!({}),
+    )
+    .unwrap();
+    assert_eq!(status_of(get(&a, "/api/info", Some(&session))), 401);
+    a.stop();
+    a.start();
+    assert_eq!(
+        status_of(get(&a, "/api/info", Some(&session))),
+        401,
+        "a logged-out session stays out after a restart"
+    );
+    assert_eq!(status_of(get(&a, "/api/info", Some(&other))), 200);
+    a.cli_ok(&["stop"]);
+}
+
+#[test]
 fn wrong_host_or_origin_is_forbidden() {
     let tmp = tempfile::tempdir().unwrap();
     let mut a = Daemon::new(tmp.path(), "a").args(&["--allowed-host", "nas.example"]);
@@ -262,6 +324,50 @@ fn wrong_host_or_origin_is_forbidden() {
         .set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
         .call();
     assert_eq!(status_of(ws), 403);
+    a.cli_ok(&["stop"]);
+}
+
+#[test]
+fn allowed_hosts_from_the_config_file_and_the_environment() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("config.toml");
+    std::fs::write(&config, "allowed_hosts = [\"file.example\"]\n").unwrap();
+    let mut a = Daemon::new(tmp.path(), "a").args(&["--config", config.to_str().unwrap()]);
+    a.start();
+    let ui = a.ui.clone();
+    let port = ui.rsplit(':').next().unwrap().to_string();
+    let host_status = |host: &str| {
+        status_of(
+            ureq::get(&format!("{ui}/api/auth/session"))
+                .set("Host", &format!("{host}:{port}"))
+                .call(),
+        )
+    };
+    assert_eq!(host_status("file.example"), 200, "a name from the file");
+    assert_eq!(host_status("other.example"), 403, "a name in no layer");
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let hostname = hostname.trim().to_ascii_lowercase();
+    assert_eq!(host_status(&hostname), 200, "the machine's hostname");
+    assert_eq!(host_status(&format!("{hostname}.local")), 200);
+    assert_eq!(host_status("localhost"), 200);
+    a.stop();
+
+    // HDP_ALLOWED_HOSTS replaces the file's list; a flag replaces both.
+    a.env = vec![(
+        "HDP_ALLOWED_HOSTS".into(),
+        "env-one.example,env-two.example".into(),
+    )];
+    a.start();
+    assert_eq!(host_status("env-one.example"), 200);
+    assert_eq!(host_status("env-two.example"), 200);
+    assert_eq!(host_status("file.example"), 403);
+    a.stop();
+    a.extra
+        .extend(["--allowed-host".to_string(), "flag.example".to_string()]);
+    a.start();
+    assert_eq!(host_status("flag.example"), 200);
+    assert_eq!(host_status("env-one.example"), 403);
+    assert_eq!(host_status("file.example"), 403);
     a.cli_ok(&["stop"]);
 }
 

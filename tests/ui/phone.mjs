@@ -19,6 +19,8 @@ const A_SHARE_DIR = env('HDP_A_SHARE_DIR');
 const B = env('HDP_B_URL');
 const B_SHARE = env('HDP_B_SHARE');
 const SHOTS = env('HDP_SHOTS');
+const A_SMALL_DIR = env('HDP_A_SMALL_DIR');
+const A_NEXT_LISTEN = env('HDP_A_NEXT_LISTEN');
 const CHROMIUM = process.env.HDP_CHROMIUM || '/usr/bin/chromium';
 const PASSWORD = 'correct horse battery';
 const T = 30_000;
@@ -274,6 +276,39 @@ try {
     return v.state === 'active' && v.active_files.length > 0 && v.resumed_from > 0 ? v : null;
   });
   check(resumed.resumed_from === pausedAt, `resumed from the .part file's ${pausedAt} bytes (resumed_from ${resumed.resumed_from})`);
+
+  // Reorder: A has one download slot, so two more downloads wait behind big.bin (slowed
+  // down so it keeps the slot meanwhile); the second is moved above the first.
+  step = '9 reorder';
+  await apiA('/api/settings', { method: 'POST', body: JSON.stringify({ download_limit: '300KB' }) });
+  await page.goto(`${A}/#/browse?path=${encodeURIComponent(`${infoB.name}/Many`)}`);
+  for (const n of ['00001', '00002']) {
+    await page.getByRole('button', { name: `Download file-${n}.txt` }).tap();
+    await page.getByText(`Downloading file-${n}.txt`).waitFor();
+  }
+  await nav(page, 'transfers');
+  const queued = (n) => page.locator('article.transfer', { hasText: `file-${n}.txt` }).first();
+  for (const n of ['00001', '00002']) await waitFor(`file-${n}.txt queued`, async () => (await queued(n).getAttribute('data-state')) === 'queued');
+  const queueOrder = async () => (await apiA('/api/transfers')).filter((t) => t.direction === 'download').map((t) => t.path.split('/').pop());
+  const before = await queueOrder();
+  check(before.slice(-2).join() === 'file-00001.txt,file-00002.txt', `queued at the end: ${before}`);
+  await queued('00002').getByRole('button', { name: 'Move file-00002.txt up in the queue' }).tap();
+  await waitFor('the new order in the API', async () => {
+    const order = await queueOrder();
+    return order.indexOf('file-00002.txt') === before.length - 2 && order.indexOf('file-00001.txt') === before.length - 1;
+  });
+  await waitFor('the new order on screen', () => page.locator('#downloads article.transfer').evaluateAll((cards) => {
+    const names = cards.map((c) => c.querySelector('h3').textContent);
+    return names.indexOf('file-00002.txt') + 1 === names.indexOf('file-00001.txt');
+  }));
+  check(await queued('00001').getByRole('button', { name: 'Move file-00001.txt down in the queue' }).count() === 0, 'the last download cannot move down');
+  await queued('00001').getByRole('button', { name: 'Move file-00001.txt up in the queue' }).waitFor();
+  await touchTargets(page, 'transfers with reorder buttons');
+  await axeCheck(page, 'transfers with reorder buttons');
+  await queued('00002').scrollIntoViewIfNeeded();
+  await shot(page, '13-transfers-reordered');
+  log(`queue reordered: ${(await queueOrder()).join(', ')}`);
+
   await apiA('/api/settings', { method: 'POST', body: JSON.stringify({ download_limit: 0 }) });
   await waitFor('the big download to finish', async () => (await big.getAttribute('data-state')) === 'done', 120_000);
   const bigCopy = join(A_DOWNLOADS, infoB.name, 'Big', 'big.bin');
@@ -289,6 +324,35 @@ try {
   check(head.ok() && Number(head.headers()['content-length']) === statSync(bigCopy).size, `Open serves the file (${head.status()})`);
   await page.locator('main').evaluate((m) => { m.scrollTop = 0; });
   await shot(page, '11-transfers-done');
+  for (const n of ['00001', '00002']) await waitFor(`file-${n}.txt done`, async () => (await page.locator('article.transfer', { hasText: `file-${n}.txt` }).first().getAttribute('data-state')) === 'done');
+
+  // Settings that apply at once (download folder, upload slots) and the listen address
+  // for the next start. The new folder is on a 4 MiB tmpfs: the full-disk banner shows.
+  step = 'settings: folder, slots, listen';
+  await nav(page, 'settings');
+  const folder = page.getByLabel('Download folder');
+  await waitFor('the current folder in the form', async () => (await folder.inputValue()) !== '');
+  check(!(await page.locator('#problems').isVisible()), 'no banner while the disks have room');
+  await folder.fill(A_SMALL_DIR);
+  await page.getByLabel('Upload slots (total)').fill('3');
+  await page.getByLabel('Upload slots per peer').fill('2');
+  await page.getByLabel('Peer listen address (UDP)').fill(A_NEXT_LISTEN);
+  await page.getByRole('button', { name: 'Save settings' }).tap();
+  await page.getByText('Settings saved').waitFor();
+  const saved = await apiA('/api/settings');
+  check(saved.download_dir === A_SMALL_DIR && saved.max_uploads === 3 && saved.max_uploads_per_peer === 2, `folder and slots applied: ${JSON.stringify(saved)}`);
+  check(saved.listen.saved === A_NEXT_LISTEN && saved.listen.restart_needed && saved.listen.current !== A_NEXT_LISTEN, `listen address kept for the next start: ${JSON.stringify(saved.listen)}`);
+  await page.getByText(`Restart harddrive-party to listen on ${A_NEXT_LISTEN}.`).waitFor();
+  const banner = page.locator('#problems [data-code="download_disk_full"]');
+  await banner.waitFor();
+  check(/download disk is full/.test(await banner.textContent()), 'the banner says the download disk is full');
+  await axeCheck(page, 'settings with a full-disk banner');
+  await touchTargets(page, 'settings with a full-disk banner');
+  await page.locator('main').evaluate((m) => { m.scrollTop = 0; });
+  await shot(page, '14-disk-full-banner');
+  await nav(page, 'transfers');
+  await page.locator('#problems [data-code="download_disk_full"]').waitFor();
+  log('folder, slots and listen address saved; full-disk banner shown');
 
   // The same session on a desktop-sized window.
   step = 'desktop';

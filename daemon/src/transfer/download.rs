@@ -135,7 +135,8 @@ pub struct Downloads {
     store: Arc<Store>,
     peers: Arc<PeerTable>,
     events: EventSender,
-    download_dir: PathBuf,
+    /// Changeable live: files whose fetch starts after a change go to the new directory.
+    download_dir: Mutex<PathBuf>,
     limits: DownloadLimits,
     rate: Arc<RateLimiter>,
     jobs: Mutex<BTreeMap<u64, Job>>,
@@ -328,7 +329,7 @@ impl Downloads {
             store,
             peers,
             events,
-            download_dir,
+            download_dir: Mutex::new(download_dir),
             limits,
             rate,
             jobs: Mutex::new(jobs),
@@ -338,6 +339,19 @@ impl Downloads {
 
     fn jobs(&self) -> MutexGuard<'_, BTreeMap<u64, Job>> {
         self.jobs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn download_dir(&self) -> PathBuf {
+        self.download_dir
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// `dir` must be canonical. Fetches already running finish in the old directory.
+    pub fn set_download_dir(&self, dir: PathBuf) {
+        *self.download_dir.lock().unwrap_or_else(|e| e.into_inner()) = dir;
+        self.wake();
     }
 
     pub fn wake(&self) {
@@ -460,9 +474,10 @@ impl Downloads {
         let mut job = jobs.remove(&id).ok_or(DownloadError::Unknown(id))?;
         job.abort_all();
         let mut parts = Vec::new();
+        let download_dir = self.download_dir();
         self.store.visit_download_files(id, None, |path, file| {
             if file.state != FileState::Done {
-                if let Ok(local) = plan::local_path(&self.download_dir, &job.record.peer, path) {
+                if let Ok(local) = plan::local_path(&download_dir, &job.record.peer, path) {
                     parts.push(plan::part_path(&local));
                 }
             }
@@ -845,7 +860,8 @@ impl Downloads {
         record: &mut FileRecord,
         progress: &FileProgress,
     ) -> Outcome {
-        let local = match plan::local_path(&self.download_dir, &peer.name, path) {
+        let download_dir = self.download_dir();
+        let local = match plan::local_path(&download_dir, &peer.name, path) {
             Ok(p) => p,
             Err(e) => return Outcome::Permanent(e.to_string()),
         };
@@ -864,7 +880,7 @@ impl Downloads {
             Err(e) if e.is_connection_loss() => return Outcome::PeerGone(e.to_string()),
             Err(e) => return Outcome::Retry(e.to_string()),
         };
-        if let Some(low) = self.below_reserve() {
+        if let Some(low) = self.below_reserve(&download_dir) {
             return Outcome::DiskFull(low);
         }
         let part = plan::part_path(&local);
@@ -976,7 +992,7 @@ impl Downloads {
                     // The bitfield is only a hint (recovery re-checks the part file), so a
                     // save every couple of seconds is plenty.
                     if ticks % 4 == 0 {
-                        if let Some(low) = self.below_reserve() {
+                        if let Some(low) = self.below_reserve(&download_dir) {
                             workers.abort_all();
                             record.have = Some(swarm.have());
                             return Outcome::DiskFull(low);
@@ -1054,9 +1070,14 @@ impl Downloads {
         Outcome::Done
     }
 
+    /// Why downloads must wait now, if the download disk is below the free-space reserve.
+    pub fn download_disk_low(&self) -> Option<String> {
+        self.below_reserve(&self.download_dir())
+    }
+
     /// Why downloads must wait, if the download disk is below the free-space reserve.
-    fn below_reserve(&self) -> Option<String> {
-        let free = free_space(&self.download_dir)?;
+    fn below_reserve(&self, download_dir: &std::path::Path) -> Option<String> {
+        let free = free_space(download_dir)?;
         (free < self.limits.min_free_space).then(|| {
             format!(
                 "{} MiB free, below the {} MiB reserve (--min-free-space)",

@@ -23,9 +23,44 @@ use crate::wire::{
 const READ_CHUNK: usize = 512 * 1024;
 const KEEP_FINISHED: usize = 100;
 
+/// Upload slots: `Read`s served at once, in total and per peer; more wait in a queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct UploadLimits {
     pub total: usize,
     pub per_peer: usize,
+}
+
+/// More slots than this would only queue on the disk and the rate limits instead.
+pub const MAX_UPLOAD_SLOTS: usize = 1024;
+
+impl UploadLimits {
+    fn clamped(self) -> Self {
+        Self {
+            total: self.total.clamp(1, MAX_UPLOAD_SLOTS),
+            per_peer: self.per_peer.clamp(1, MAX_UPLOAD_SLOTS),
+        }
+    }
+}
+
+/// Changes a semaphore's capacity from `from` to `to` permits. Growing adds permits at once.
+/// Shrinking takes free permits away now and the rest as uploads holding them finish: tokio's
+/// semaphore is fair, so requests queued behind the shrink wait until it is complete.
+fn resize(slots: &Arc<Semaphore>, from: usize, to: usize) {
+    if to >= from {
+        slots.add_permits(to - from);
+        return;
+    }
+    let surplus = from - to;
+    let rest = surplus - slots.forget_permits(surplus);
+    if rest > 0 {
+        let slots = slots.clone();
+        tokio::spawn(async move {
+            // `rest` is below MAX_UPLOAD_SLOTS, so it fits.
+            if let Ok(permits) = slots.acquire_many_owned(rest as u32).await {
+                permits.forget();
+            }
+        });
+    }
 }
 
 struct Upload {
@@ -42,7 +77,9 @@ struct Upload {
 pub struct Uploads {
     rate: Arc<RateLimiter>,
     total_slots: Arc<Semaphore>,
-    per_peer_limit: usize,
+    /// The capacities of `total_slots` and of each semaphore in `peer_slots`. Held while
+    /// they are resized or a peer's semaphore is made, so none misses a change.
+    limits: Mutex<UploadLimits>,
     peer_slots: Mutex<HashMap<String, Arc<Semaphore>>>,
     recent: Mutex<VecDeque<Arc<Upload>>>,
     next_id: AtomicU64,
@@ -87,10 +124,11 @@ impl Upload {
 
 impl Uploads {
     pub fn new(limits: UploadLimits, rate: Arc<RateLimiter>, events: EventSender) -> Self {
+        let limits = limits.clamped();
         Self {
             rate,
-            total_slots: Arc::new(Semaphore::new(limits.total.max(1))),
-            per_peer_limit: limits.per_peer.max(1),
+            total_slots: Arc::new(Semaphore::new(limits.total)),
+            limits: Mutex::new(limits),
             peer_slots: Mutex::new(HashMap::new()),
             recent: Mutex::new(VecDeque::new()),
             next_id: AtomicU64::new(1),
@@ -149,10 +187,33 @@ impl Uploads {
         }
     }
 
+    pub fn limits(&self) -> UploadLimits {
+        *self.limits.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Changes the slots live. Uploads already running keep going; a smaller limit is
+    /// reached as they finish. Returns the limits in force (clamped to 1..=MAX_UPLOAD_SLOTS).
+    pub fn set_limits(&self, new: UploadLimits) -> UploadLimits {
+        let new = new.clamped();
+        let mut limits = self.limits.lock().unwrap_or_else(|e| e.into_inner());
+        resize(&self.total_slots, limits.total, new.total);
+        for slots in self
+            .peer_slots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+        {
+            resize(slots, limits.per_peer, new.per_peer);
+        }
+        *limits = new;
+        new
+    }
+
     fn peer_slots(&self, peer: &str) -> Arc<Semaphore> {
+        let limits = self.limits.lock().unwrap_or_else(|e| e.into_inner());
         let mut map = self.peer_slots.lock().unwrap_or_else(|e| e.into_inner());
         map.entry(peer.to_string())
-            .or_insert_with(|| Arc::new(Semaphore::new(self.per_peer_limit)))
+            .or_insert_with(|| Arc::new(Semaphore::new(limits.per_peer)))
             .clone()
     }
 
@@ -319,4 +380,31 @@ async fn stream_file(
     // Wait until the peer has everything, so "done" means delivered, not just queued.
     let _ = send.stopped().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn slots_grow_at_once_and_shrink_as_holders_finish() {
+        let slots = Arc::new(Semaphore::new(2));
+        let held = slots.clone().acquire_many_owned(2).await.unwrap();
+        resize(&slots, 2, 5);
+        assert_eq!(slots.available_permits(), 3);
+        // Down to 1 while 2 are held: the 3 free ones go now, one more when they come back.
+        resize(&slots, 5, 1);
+        assert_eq!(slots.available_permits(), 0);
+        tokio::task::yield_now().await;
+        drop(held);
+        tokio::time::timeout(std::time::Duration::from_secs(5), async {
+            while slots.available_permits() != 1 {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("the surplus permit is taken back");
+        tokio::task::yield_now().await;
+        assert_eq!(slots.available_permits(), 1);
+    }
 }

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+use std::ffi::OsString;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -125,6 +126,36 @@ pub fn run(program: &str, args: &[&str]) {
     );
 }
 
+/// A small tmpfs mounted by the test on a directory it made (needs root); unmounted on drop.
+pub struct Tmpfs(pub PathBuf);
+
+impl Tmpfs {
+    pub fn mount(dir: &Path, size: &str) -> Self {
+        fs::create_dir_all(dir).unwrap();
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .unwrap();
+        assert!(
+            mounted.success(),
+            "this test needs root to mount a small tmpfs"
+        );
+        Self(dir.to_path_buf())
+    }
+
+    pub fn resize(&self, size: &str) {
+        let dir = self.0.to_str().unwrap();
+        run("mount", &["-o", &format!("remount,size={size}"), dir]);
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
 pub struct Daemon {
     pub label: String,
     /// Namespace to run in (and to reach the API from); the host's if None.
@@ -135,6 +166,10 @@ pub struct Daemon {
     pub ui: String,
     pub shares: Vec<PathBuf>,
     pub extra: Vec<String>,
+    /// Environment variables for the daemon process.
+    pub env: Vec<(String, String)>,
+    /// Pass `--download-dir` (off: the daemon picks a stored or default folder).
+    pub download_dir_flag: bool,
     child: Option<Child>,
     log: PathBuf,
     starts: u32,
@@ -153,6 +188,8 @@ impl Daemon {
             root: base.clone(),
             shares: Vec::new(),
             extra: Vec::new(),
+            env: Vec::new(),
+            download_dir_flag: true,
             netns: None,
             child: None,
             log: base.join("daemon.log"),
@@ -220,10 +257,17 @@ impl Daemon {
         } else {
             &[]
         })
-        .arg("--download-dir")
-        .arg(&self.download_dir)
+        .args(if self.download_dir_flag {
+            vec![
+                OsString::from("--download-dir"),
+                self.download_dir.clone().into(),
+            ]
+        } else {
+            Vec::new()
+        })
         .args(&self.extra)
         .env("RUST_LOG", "harddrive_party=debug,info")
+        .envs(self.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(log.try_clone().unwrap())
         .stderr(log);
@@ -241,7 +285,8 @@ impl Daemon {
                         panic!("{label} exited early with {status}:\n{}", self.log_text());
                     }
                 }
-                self.try_api_get("/api/info")
+                // Answers with or without a web UI password set.
+                self.try_api_get("/api/auth/session")
             },
         );
         self

@@ -1,0 +1,251 @@
+//! Settings changed through `POST /api/settings` while the daemon runs: upload slots (total
+//! and per peer) and the download folder apply at once and are kept across restarts; the
+//! peer listen address is kept for the next start, which binds it.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{json, Value};
+
+fn settings(d: &Daemon) -> Value {
+    d.api_get("/api/settings")
+}
+
+fn active_and_queued(d: &Daemon) -> (usize, usize) {
+    let uploads = d.uploads();
+    let count = |state: &str| uploads.iter().filter(|u| u["state"] == state).count();
+    (count("active"), count("queued"))
+}
+
+#[test]
+fn upload_slots_change_live_and_persist() {
+    let tmp = tempfile::tempdir().unwrap();
+    let share = tmp.path().join("share/Files");
+    for i in 0..3 {
+        write_random_file(&share.join(format!("f{i}.bin")), 2_000_000, i);
+    }
+    // Slow uploads, so requests stay in their slots long enough to be counted.
+    let (mut a, b) =
+        sharer_and_downloader(tmp.path(), &share, 4, &["--upload-limit", "300KB"], &[]);
+    let an = a.name();
+    let s = a
+        .api_post(
+            "/api/settings",
+            json!({ "max_uploads": 1, "max_uploads_per_peer": 1 }),
+        )
+        .unwrap();
+    assert_eq!(
+        (s["max_uploads"].clone(), s["max_uploads_per_peer"].clone()),
+        (json!(1), json!(1))
+    );
+    assert_eq!(
+        s["set_at_start"],
+        json!(["download_dir", "listen", "upload_limit"]),
+        "{s}"
+    );
+    for bad in [
+        json!({ "max_uploads": 0 }),
+        json!({ "max_uploads_per_peer": 5000 }),
+    ] {
+        let (status, body) = a.api_post("/api/settings", bad).unwrap_err();
+        assert_eq!(status, 400, "{body}");
+    }
+
+    let readers: Vec<_> = (0..3)
+        .map(|i| {
+            let url = format!("{}/api/read?path={an}/Files/f{i}.bin", b.ui);
+            std::thread::spawn(move || {
+                let body = ureq::get(&url)
+                    .timeout(Duration::from_secs(120))
+                    .call()
+                    .unwrap();
+                let mut bytes = Vec::new();
+                std::io::Read::read_to_end(&mut body.into_reader(), &mut bytes).unwrap();
+                bytes.len()
+            })
+        })
+        .collect();
+    wait_for(
+        "one upload in its slot, two queued",
+        Duration::from_secs(20),
+        || (active_and_queued(&a) == (1, 2)).then_some(()),
+    );
+    // More slots in total, but still one per peer: nothing more starts.
+    a.api_post("/api/settings", json!({ "max_uploads": 3 }))
+        .unwrap();
+    let until = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < until {
+        assert!(
+            active_and_queued(&a).0 <= 1,
+            "the per-peer slot still binds"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    a.api_post("/api/settings", json!({ "max_uploads_per_peer": 3 }))
+        .unwrap();
+    wait_for("three uploads at once", Duration::from_secs(10), || {
+        (active_and_queued(&a) == (3, 0)).then_some(())
+    });
+    a.api_post("/api/settings", json!({ "upload_limit": 0 }))
+        .unwrap();
+    for reader in readers {
+        assert_eq!(reader.join().unwrap(), 2_000_000);
+    }
+
+    // Kept across a restart; a flag given at start wins over the stored value.
+    a.stop();
+    a.start();
+    let s = settings(&a);
+    assert_eq!(
+        (s["max_uploads"].clone(), s["max_uploads_per_peer"].clone()),
+        (json!(3), json!(3))
+    );
+    a.stop();
+    a.extra
+        .extend(["--max-uploads".to_string(), "2".to_string()]);
+    a.start();
+    let s = settings(&a);
+    assert_eq!(
+        (s["max_uploads"].clone(), s["max_uploads_per_peer"].clone()),
+        (json!(2), json!(3))
+    );
+    assert!(s["set_at_start"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("max_uploads")));
+}
+
+#[test]
+fn download_dir_changes_live_and_persists() {
+    let tmp = tempfile::tempdir().unwrap();
+    let share = tmp.path().join("share/Files");
+    for i in 0..2 {
+        write_random_file(&share.join(format!("f{i}.bin")), 300_000, i);
+    }
+    let home = tmp.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let mut a = Daemon::new(tmp.path(), "a").share(&share);
+    // No --download-dir: the folder comes from the store, else from $HOME/Downloads.
+    let mut b = Daemon::new(tmp.path(), "b");
+    b.download_dir_flag = false;
+    b.env = vec![("HOME".into(), home.to_str().unwrap().into())];
+    a.start();
+    b.start();
+    connect(&b, &a);
+    wait_indexed(&a, 3);
+    let an = a.name();
+    let default_dir = home.join("Downloads").canonicalize().unwrap();
+    assert_eq!(settings(&b)["download_dir"], default_dir.to_str().unwrap());
+
+    let first = b.download(&format!("{an}/Files/f0.bin"));
+    b.wait_download_done(first, Duration::from_secs(60));
+    assert!(default_dir.join(&an).join("Files/f0.bin").is_file());
+
+    // Refused values change nothing.
+    let not_a_dir = tmp.path().join("plain-file");
+    std::fs::write(&not_a_dir, b"x").unwrap();
+    for bad in ["relative/dir".into(), not_a_dir.join("sub")] {
+        let (status, body) = b
+            .api_post("/api/settings", json!({ "download_dir": bad }))
+            .unwrap_err();
+        assert_eq!(status, 400, "{body}");
+    }
+    assert_eq!(settings(&b)["download_dir"], default_dir.to_str().unwrap());
+
+    let new_dir = tmp.path().join("usb/Downloads");
+    let s = b
+        .api_post("/api/settings", json!({ "download_dir": new_dir }))
+        .unwrap();
+    assert_eq!(s["download_dir"], new_dir.to_str().unwrap());
+    assert_eq!(
+        b.api_get("/api/info")["download_dir"],
+        new_dir.to_str().unwrap()
+    );
+    let second = b.download(&format!("{an}/Files/f1.bin"));
+    b.wait_download_done(second, Duration::from_secs(60));
+    let copy = new_dir.join(&an).join("Files/f1.bin");
+    assert_eq!(sha256_file(&copy), sha256_file(&share.join("f1.bin")));
+    // `/downloads/` serves the new folder.
+    let served = ureq::get(&format!("{}/downloads/{an}/Files/f1.bin", b.ui))
+        .call()
+        .unwrap();
+    assert_eq!(served.header("content-length"), Some("300000"));
+    let old = ureq::get(&format!("{}/downloads/{an}/Files/f0.bin", b.ui)).call();
+    assert!(
+        matches!(old, Err(ureq::Error::Status(404, _))),
+        "files in the old folder are not served from the new one"
+    );
+
+    // Kept across a restart.
+    b.stop();
+    b.start();
+    assert_eq!(settings(&b)["download_dir"], new_dir.to_str().unwrap());
+    assert!(!settings(&b)["set_at_start"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("download_dir")));
+    // A stored folder that cannot be used any more does not stop the start.
+    b.stop();
+    std::fs::remove_dir_all(tmp.path().join("usb")).unwrap();
+    std::fs::write(tmp.path().join("usb"), b"not a directory").unwrap();
+    b.start();
+    assert_eq!(settings(&b)["download_dir"], default_dir.to_str().unwrap());
+    assert!(b.log_text().contains("download folder set in the web UI"));
+}
+
+#[test]
+fn listen_address_is_kept_for_the_next_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut a = Daemon::new(tmp.path(), "a");
+    a.start();
+    let before = a.api_get("/api/info")["listen_address"].clone();
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let wanted = format!("127.0.0.1:{port}");
+    let s = a
+        .api_post("/api/settings", json!({ "listen": wanted }))
+        .unwrap();
+    assert_eq!(s["listen"]["saved"], wanted.as_str());
+    assert_eq!(s["listen"]["current"], before);
+    assert_eq!(s["listen"]["restart_needed"], true);
+    assert_eq!(
+        a.api_get("/api/info")["listen_address"],
+        before,
+        "no live rebind"
+    );
+
+    // The harness starts with --listen 127.0.0.1:0: another IP is refused, and so is a
+    // port this machine cannot bind.
+    let (status, body) = a
+        .api_post(
+            "/api/settings",
+            json!({ "listen": format!("0.0.0.0:{port}") }),
+        )
+        .unwrap_err();
+    assert_eq!(status, 409, "{body}");
+    let busy = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let (status, body) = a
+        .api_post(
+            "/api/settings",
+            json!({ "listen": busy.local_addr().unwrap().to_string() }),
+        )
+        .unwrap_err();
+    assert_eq!(status, 400, "{body}");
+    let (status, _) = a
+        .api_post("/api/settings", json!({ "listen": "not an address" }))
+        .unwrap_err();
+    assert_eq!(status, 422);
+    assert_eq!(settings(&a)["listen"]["saved"], wanted.as_str());
+
+    a.stop();
+    a.start();
+    assert_eq!(a.api_get("/api/info")["listen_address"], wanted.as_str());
+    let s = settings(&a);
+    assert_eq!(s["listen"]["current"], wanted.as_str());
+    assert_eq!(s["listen"]["restart_needed"], false);
+}

@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, watch};
 use crate::announce::{AnnounceAddress, NatType};
 use crate::events::{self, Event, EventSender};
 use crate::identity::{self, Identity, PublicKey};
+use crate::net::mdns;
 use crate::net::peers::{
     Backoff, ConnectionFacts, PeerConnection, PeerTable, Registered, CLOSE_BY_USER, CLOSE_DUPLICATE,
 };
@@ -151,6 +152,8 @@ pub struct Node {
     pub storage: PathBuf,
     pub download_dir: PathBuf,
     quic: QuicNode,
+    /// mDNS advertising and browsing; `None` when off or unavailable.
+    lan: Option<mdns::Discovery>,
     announce: AnnounceAddress,
     backoff: Mutex<HashMap<String, Backoff>>,
     dialling: Mutex<HashSet<String>>,
@@ -205,11 +208,10 @@ impl Node {
             source,
         })?;
         store.set_setting("listen", &bound.to_string())?;
-        if !config.stun_servers.is_empty() || config.mdns {
+        if !config.stun_servers.is_empty() {
             tracing::debug!(
-                "STUN servers {:?} and mDNS={} take effect with NAT traversal support",
-                config.stun_servers,
-                config.mdns
+                "STUN servers {:?} take effect with NAT traversal support",
+                config.stun_servers
             );
         }
         let announce = AnnounceAddress {
@@ -254,6 +256,12 @@ impl Node {
             rate.clone(),
             events.clone(),
         ));
+        // Last before the node exists, so a failed start leaves no advertisement behind.
+        let (lan, browse) = config
+            .mdns
+            .then(|| mdns::Discovery::start(&identity.public_key, bound))
+            .flatten()
+            .unzip();
         let node = Arc::new(Node {
             identity,
             store,
@@ -266,6 +274,7 @@ impl Node {
             storage,
             download_dir,
             quic,
+            lan,
             announce,
             backoff: Mutex::new(HashMap::new()),
             dialling: Mutex::new(HashSet::new()),
@@ -285,6 +294,9 @@ impl Node {
         );
         tokio::spawn(node.clone().accept_loop());
         tokio::spawn(node.clone().reconnect_loop());
+        if let Some(browse) = browse {
+            tokio::spawn(node.clone().lan_discovery_loop(browse));
+        }
         tokio::spawn(node.downloads.clone().run());
         tokio::spawn(node.clone().upload_progress_loop());
         tokio::spawn(node.clone().limits_schedule_loop());
@@ -386,6 +398,9 @@ impl Node {
 
     /// Stops transfers (their `.part` files stay resumable) and closes every connection.
     pub async fn close(&self) {
+        if let Some(lan) = &self.lan {
+            lan.stop().await;
+        }
         self.downloads.abort_all();
         self.quic
             .endpoint
@@ -948,6 +963,60 @@ impl Node {
                     }
                 });
             }
+        }
+    }
+
+    /// Ends when the mDNS daemon stops (`close`).
+    async fn lan_discovery_loop(self: Arc<Self>, browse: mdns::Browse) {
+        while let Some(found) = browse.next().await {
+            self.on_lan_peer(found);
+        }
+    }
+
+    /// A node advertised on the LAN: remembered and dialled under the same rules as a
+    /// gossiped address (PROTOCOL.md §8.7); the handshake then proves it holds the key.
+    fn on_lan_peer(self: &Arc<Self>, found: mdns::Candidate) {
+        let address = found.announce_address();
+        let name = address.name();
+        let known = self.store.known_peer(&name).ok().flatten();
+        let now = Instant::now();
+        let state = mdns::PeerState {
+            recorded_key: known
+                .as_ref()
+                .and_then(|k| k.announce_address.parse::<AnnounceAddress>().ok())
+                .map(|a| a.public_key),
+            disconnected_by_user: known.as_ref().is_some_and(|k| k.disconnected),
+            connected: self.peers.get(&name).is_some(),
+            dial_due: lock(&self.backoff).get(&name).is_none_or(|b| b.due(now)),
+        };
+        let dial_now = match mdns::verdict(&found.public_key, &self.identity.public_key, &state) {
+            mdns::Verdict::Skip(why) => {
+                tracing::debug!("mDNS: {name} at {}: {why}", found.addr);
+                return;
+            }
+            mdns::Verdict::Remember { dial_now } => dial_now,
+        };
+        let record = KnownPeer {
+            announce_address: address.to_string(),
+            disconnected: false,
+        };
+        if known.as_ref() != Some(&record) {
+            if let Err(e) = self.store.put_known_peer(&name, &record) {
+                tracing::warn!("cannot remember peer {name}: {e}");
+            }
+        }
+        if dial_now {
+            tracing::info!("found {name} on the LAN at {}; connecting", found.addr);
+            let node = self.clone();
+            tokio::spawn(async move {
+                if let Err(e) = node.dial(&address).await {
+                    tracing::info!("LAN peer {name}: {e}");
+                    lock(&node.backoff)
+                        .entry(name)
+                        .or_insert_with(|| Backoff::new(now))
+                        .failed(Instant::now());
+                }
+            });
         }
     }
 }

@@ -131,6 +131,9 @@ pub struct Daemon {
     pub ui: String,
     pub shares: Vec<PathBuf>,
     pub extra: Vec<String>,
+    /// Off unless a test opts in: mDNS multicasts on every interface, and tests may only
+    /// send traffic to loopback or to namespaces they made.
+    pub mdns: bool,
     child: Option<Child>,
     log: PathBuf,
     starts: u32,
@@ -149,6 +152,7 @@ impl Daemon {
             root: base.clone(),
             shares: Vec::new(),
             extra: Vec::new(),
+            mdns: false,
             netns: None,
             child: None,
             log: base.join("daemon.log"),
@@ -181,6 +185,12 @@ impl Daemon {
         }
     }
 
+    /// Turns LAN discovery on; only for daemons inside a namespace the test made.
+    pub fn with_mdns(mut self) -> Self {
+        self.mdns = true;
+        self
+    }
+
     pub fn args(mut self, extra: &[&str]) -> Self {
         self.extra.extend(extra.iter().map(|s| s.to_string()));
         self
@@ -196,6 +206,11 @@ impl Daemon {
             .open(&self.log)
             .unwrap();
         let mut cmd = self.command();
+        assert!(
+            !self.mdns || self.netns.is_some(),
+            "{}: mDNS only inside a test namespace",
+            self.label
+        );
         let loopback = ["--listen", "127.0.0.1:0"];
         cmd.args([
             "--storage",
@@ -203,8 +218,12 @@ impl Daemon {
             "--ui-address",
             &self.ui,
             "start",
-            "--no-mdns",
         ])
+        .args(if self.mdns {
+            &[][..]
+        } else {
+            &["--no-mdns"][..]
+        })
         .args(if self.netns.is_none() {
             &loopback[..]
         } else {

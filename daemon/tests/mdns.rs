@@ -132,6 +132,26 @@ fn daemons_on_one_lan_find_each_other_and_share_without_codes() {
         sha256_file(&b.download_dir.join(&an).join("Lan/data.bin")),
         sha256_file(&share.join("data.bin"))
     );
+
+    // A peer the user disconnected is not dialled again when it shows up on the LAN anew
+    // (a restart re-advertises it); its own dials are refused as before.
+    b.cli_ok(&["disconnect", &an]);
+    a.stop();
+    a.start();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        assert!(!b.connected_to(&an), "{bn} dialled {an} after a disconnect");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let peers = b.cli_json(&["peers", "--json"]);
+    assert!(
+        peers
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == an.as_str() && p["disconnected_by_user"] == true),
+        "{peers}"
+    );
     a.stop();
     b.stop();
 }

@@ -55,6 +55,7 @@ pub enum Scope {
 pub fn scope(bound: SocketAddr) -> Option<Scope> {
     match bound.ip() {
         ip if ip.is_loopback() => None,
+        // `[::]` too: a Linux socket bound there also takes IPv4 unless bindv6only is set.
         ip if ip.is_unspecified() => Some(Scope::AllInterfaces),
         IpAddr::V4(ip) => Some(Scope::Address(ip)),
         IpAddr::V6(_) => None,
@@ -184,7 +185,7 @@ pub fn verdict(candidate: &PublicKey, own: &PublicKey, state: &PeerState) -> Ver
     }
 }
 
-/// The running mDNS daemon: advertising (when it has something to advertise) and browsing.
+/// The running mDNS daemon thread, advertising this node and browsing for others.
 pub struct Discovery {
     daemon: ServiceDaemon,
     fullname: String,

@@ -15,6 +15,7 @@ use crate::announce::{AnnounceAddress, NatType};
 use crate::config::Startup;
 use crate::events::{self, Event, EventSender};
 use crate::identity::{self, Identity, PublicKey};
+use crate::net::mdns;
 use crate::net::peers::{
     Backoff, ConnectionFacts, PeerConnection, PeerTable, Registered, CLOSE_BY_USER, CLOSE_DUPLICATE,
 };
@@ -216,6 +217,8 @@ pub struct Node {
     traversal: Arc<Traversal>,
     /// Changes when STUN learns a new public address or NAT type.
     announce: Mutex<AnnounceAddress>,
+    /// mDNS advertising and browsing; `None` when off or unavailable.
+    lan: Option<mdns::Discovery>,
     backoff: Mutex<HashMap<String, Backoff>>,
     dialling: Mutex<HashSet<String>>,
     normal_limits: Mutex<Limits>,
@@ -372,6 +375,12 @@ impl Node {
             rate.clone(),
         )?;
         let uploads = Arc::new(Uploads::new(upload_limits, rate.clone(), events.clone()));
+        // Last before the node exists, so a failed start leaves no advertisement behind.
+        let (lan, browse) = config
+            .mdns
+            .then(|| mdns::Discovery::start(&identity.public_key, bound))
+            .flatten()
+            .unzip();
         let node = Arc::new(Node {
             identity,
             store,
@@ -387,6 +396,7 @@ impl Node {
             quic,
             traversal,
             announce: Mutex::new(announce),
+            lan,
             backoff: Mutex::new(HashMap::new()),
             dialling: Mutex::new(HashSet::new()),
             normal_limits: Mutex::new(normal_limits),
@@ -407,6 +417,9 @@ impl Node {
         tokio::spawn(node.traversal.clone().stun_loop(STUN_REFRESH, STUN_RETRY));
         tokio::spawn(node.clone().nat_status_loop());
         tokio::spawn(node.clone().reconnect_loop());
+        if let Some(browse) = browse {
+            tokio::spawn(node.clone().lan_discovery_loop(browse));
+        }
         tokio::spawn(node.downloads.clone().run());
         tokio::spawn(node.clone().upload_progress_loop());
         tokio::spawn(node.clone().limits_schedule_loop());
@@ -628,6 +641,9 @@ impl Node {
 
     /// Stops transfers (their `.part` files stay resumable) and closes every connection.
     pub async fn close(&self) {
+        if let Some(lan) = &self.lan {
+            lan.stop().await;
+        }
         self.downloads.abort_all();
         self.quic
             .endpoint
@@ -1263,6 +1279,60 @@ impl Node {
                     }
                 });
             }
+        }
+    }
+
+    /// Ends when the mDNS daemon stops (`close`).
+    async fn lan_discovery_loop(self: Arc<Self>, browse: mdns::Browse) {
+        while let Some(found) = browse.next().await {
+            self.on_lan_peer(found);
+        }
+    }
+
+    /// A node advertised on the LAN: remembered and dialled under the same rules as a
+    /// gossiped address (PROTOCOL.md §8.7); the handshake then proves it holds the key.
+    fn on_lan_peer(self: &Arc<Self>, found: mdns::Candidate) {
+        let address = found.announce_address();
+        let name = address.name();
+        let known = self.store.known_peer(&name).ok().flatten();
+        let now = Instant::now();
+        let state = mdns::PeerState {
+            recorded_key: known
+                .as_ref()
+                .and_then(|k| k.announce_address.parse::<AnnounceAddress>().ok())
+                .map(|a| a.public_key),
+            disconnected_by_user: known.as_ref().is_some_and(|k| k.disconnected),
+            connected: self.peers.get(&name).is_some(),
+            dial_due: lock(&self.backoff).get(&name).is_none_or(|b| b.due(now)),
+        };
+        let dial_now = match mdns::verdict(&found.public_key, &self.identity.public_key, &state) {
+            mdns::Verdict::Skip(why) => {
+                tracing::debug!("mDNS: {name} at {}: {why}", found.addr);
+                return;
+            }
+            mdns::Verdict::Remember { dial_now } => dial_now,
+        };
+        let record = KnownPeer {
+            announce_address: address.to_string(),
+            disconnected: false,
+        };
+        if known.as_ref() != Some(&record) {
+            if let Err(e) = self.store.put_known_peer(&name, &record) {
+                tracing::warn!("cannot remember peer {name}: {e}");
+            }
+        }
+        if dial_now {
+            tracing::info!("found {name} on the LAN at {}; connecting", found.addr);
+            let node = self.clone();
+            tokio::spawn(async move {
+                if let Err(e) = node.dial(&address).await {
+                    tracing::info!("LAN peer {name}: {e}");
+                    lock(&node.backoff)
+                        .entry(name)
+                        .or_insert_with(|| Backoff::new(now))
+                        .failed(Instant::now());
+                }
+            });
         }
     }
 }

@@ -1,8 +1,10 @@
 //! Networking: the peer socket shared by QUIC and NAT traversal (`socket`), the QUIC
 //! endpoint and its TLS identity checks (`quic`), STUN (`stun`), hole punching decisions
-//! (`punch`) and their I/O (`traversal`), and the live peer connections with duplicate
-//! resolution and reconnect backoff (`peers`).
+//! (`punch`) and their I/O (`traversal`), the TURN relay fallback (`turn`, `relay`), LAN
+//! discovery (`mdns`), and the live peer connections with duplicate resolution and
+//! reconnect backoff (`peers`).
 
+pub mod mdns;
 pub mod peers;
 pub mod punch;
 pub mod quic;

@@ -170,6 +170,9 @@ pub struct Daemon {
     pub env: Vec<(String, String)>,
     /// Pass `--download-dir` (off: the daemon picks a stored or default folder).
     pub download_dir_flag: bool,
+    /// Off unless a test opts in: mDNS multicasts on every interface, and tests may only
+    /// send traffic to loopback or to namespaces they made.
+    pub mdns: bool,
     child: Option<Child>,
     log: PathBuf,
     starts: u32,
@@ -190,6 +193,7 @@ impl Daemon {
             extra: Vec::new(),
             env: Vec::new(),
             download_dir_flag: true,
+            mdns: false,
             netns: None,
             child: None,
             log: base.join("daemon.log"),
@@ -222,6 +226,12 @@ impl Daemon {
         }
     }
 
+    /// Turns LAN discovery on; only for daemons inside a namespace the test made.
+    pub fn with_mdns(mut self) -> Self {
+        self.mdns = true;
+        self
+    }
+
     pub fn args(mut self, extra: &[&str]) -> Self {
         self.extra.extend(extra.iter().map(|s| s.to_string()));
         self
@@ -237,6 +247,11 @@ impl Daemon {
             .open(&self.log)
             .unwrap();
         let mut cmd = self.command();
+        assert!(
+            !self.mdns || self.netns.is_some(),
+            "{}: mDNS only inside a test namespace",
+            self.label
+        );
         let loopback = ["--listen", "127.0.0.1:0"];
         cmd.args([
             "--storage",
@@ -244,13 +259,17 @@ impl Daemon {
             "--ui-address",
             &self.ui,
             "start",
-            "--no-mdns",
         ])
         // Only lab tests that bring their own STUN server in a namespace query one.
         .args(if self.extra.iter().any(|a| a == "--stun-server") {
             &[][..]
         } else {
             &["--no-stun"][..]
+        })
+        .args(if self.mdns {
+            &[][..]
+        } else {
+            &["--no-mdns"][..]
         })
         .args(if self.netns.is_none() {
             &loopback[..]

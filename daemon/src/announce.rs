@@ -11,7 +11,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::identity::{peer_name, PublicKey};
 
-const FORMAT_VERSION: u8 = 1;
+/// Version 1 carried exactly one address; version 2 tags each address with its family and
+/// may add a TURN relay address. Both are read; version 2 is written.
+const FORMAT_V1: u8 = 1;
+const FORMAT_V2: u8 = 2;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -48,6 +51,8 @@ pub struct AnnounceAddress {
     pub public_key: PublicKey,
     pub addr: SocketAddr,
     pub nat_type: NatType,
+    /// A TURN-relayed address that reaches this peer when no direct path can.
+    pub relay: Option<SocketAddr>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -68,17 +73,58 @@ impl AnnounceAddress {
     }
 }
 
+fn push_address(payload: &mut Vec<u8>, addr: SocketAddr) {
+    match addr.ip() {
+        IpAddr::V4(ip) => {
+            payload.push(4);
+            payload.extend_from_slice(&ip.octets());
+        }
+        IpAddr::V6(ip) => {
+            payload.push(6);
+            payload.extend_from_slice(&ip.octets());
+        }
+    }
+    payload.extend_from_slice(&addr.port().to_be_bytes());
+}
+
+/// Reads one family-tagged address from the front of `bytes`; returns it and the rest.
+fn take_address(bytes: &[u8]) -> Result<(SocketAddr, &[u8]), AnnounceError> {
+    let (family, rest) = bytes.split_first().ok_or(AnnounceError::BadLayout)?;
+    let ip_len = match family {
+        4 => 4,
+        6 => 16,
+        _ => return Err(AnnounceError::BadLayout),
+    };
+    if rest.len() < ip_len + 2 {
+        return Err(AnnounceError::BadLayout);
+    }
+    let ip = ip_from(&rest[..ip_len])?;
+    let port = u16::from_be_bytes([rest[ip_len], rest[ip_len + 1]]);
+    Ok((SocketAddr::new(ip, port), &rest[ip_len + 2..]))
+}
+
+fn ip_from(bytes: &[u8]) -> Result<IpAddr, AnnounceError> {
+    Ok(match bytes.len() {
+        4 => IpAddr::V4(Ipv4Addr::from(
+            <[u8; 4]>::try_from(bytes).map_err(|_| AnnounceError::BadLayout)?,
+        )),
+        16 => IpAddr::V6(Ipv6Addr::from(
+            <[u8; 16]>::try_from(bytes).map_err(|_| AnnounceError::BadLayout)?,
+        )),
+        _ => return Err(AnnounceError::BadLayout),
+    })
+}
+
 impl fmt::Display for AnnounceAddress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut payload = Vec::with_capacity(53);
-        payload.push(FORMAT_VERSION);
+        let mut payload = Vec::with_capacity(80);
+        payload.push(FORMAT_V2);
         payload.extend_from_slice(&self.public_key);
         payload.push(self.nat_type.code());
-        match self.addr.ip() {
-            IpAddr::V4(ip) => payload.extend_from_slice(&ip.octets()),
-            IpAddr::V6(ip) => payload.extend_from_slice(&ip.octets()),
+        push_address(&mut payload, self.addr);
+        if let Some(relay) = self.relay {
+            push_address(&mut payload, relay);
         }
-        payload.extend_from_slice(&self.addr.port().to_be_bytes());
         write!(f, "{}.{}", self.name(), URL_SAFE_NO_PAD.encode(payload))
     }
 }
@@ -94,33 +140,42 @@ impl FromStr for AnnounceAddress {
         let payload = URL_SAFE_NO_PAD
             .decode(code)
             .map_err(|_| AnnounceError::BadEncoding)?;
-        // version(1) key(32) nat(1) ip(4 or 16) port(2)
-        let ip_len = payload
-            .len()
-            .checked_sub(36)
-            .ok_or(AnnounceError::BadLayout)?;
-        if payload[0] != FORMAT_VERSION {
+        // version(1) key(32) nat(1), then addresses (PROTOCOL.md, "Announce address")
+        if payload.len() < 34 {
             return Err(AnnounceError::BadLayout);
         }
         let public_key: PublicKey = payload[1..33]
             .try_into()
             .map_err(|_| AnnounceError::BadLayout)?;
         let nat_type = NatType::from_code(payload[33]).ok_or(AnnounceError::BadLayout)?;
-        let ip_bytes = &payload[34..34 + ip_len];
-        let ip = match ip_len {
-            4 => IpAddr::V4(Ipv4Addr::from(
-                <[u8; 4]>::try_from(ip_bytes).map_err(|_| AnnounceError::BadLayout)?,
-            )),
-            16 => IpAddr::V6(Ipv6Addr::from(
-                <[u8; 16]>::try_from(ip_bytes).map_err(|_| AnnounceError::BadLayout)?,
-            )),
+        let rest = &payload[34..];
+        let (addr, relay) = match payload[0] {
+            // v1: ip(4 or 16) port(2), the family known from the length.
+            FORMAT_V1 if rest.len() == 6 || rest.len() == 18 => {
+                let ip = ip_from(&rest[..rest.len() - 2])?;
+                let port = u16::from_be_bytes([rest[rest.len() - 2], rest[rest.len() - 1]]);
+                (SocketAddr::new(ip, port), None)
+            }
+            FORMAT_V2 => {
+                let (addr, rest) = take_address(rest)?;
+                let relay = if rest.is_empty() {
+                    None
+                } else {
+                    let (relay, rest) = take_address(rest)?;
+                    if !rest.is_empty() {
+                        return Err(AnnounceError::BadLayout);
+                    }
+                    Some(relay)
+                };
+                (addr, relay)
+            }
             _ => return Err(AnnounceError::BadLayout),
         };
-        let port = u16::from_be_bytes([payload[34 + ip_len], payload[35 + ip_len]]);
         let address = AnnounceAddress {
             public_key,
-            addr: SocketAddr::new(ip, port),
+            addr,
             nat_type,
+            relay,
         };
         let expected = address.name();
         if given_name != expected {
@@ -142,7 +197,64 @@ mod tests {
             public_key: [42u8; 32],
             addr: addr.parse().unwrap(),
             nat_type: NatType::Cone,
+            relay: None,
         }
+    }
+
+    #[test]
+    fn relay_addresses_round_trip() {
+        let mut a = sample("203.0.113.7:40000");
+        a.relay = Some("203.0.113.1:49152".parse().unwrap());
+        assert_eq!(a.to_string().parse::<AnnounceAddress>().unwrap(), a);
+        a.relay = Some("[2001:db8::2]:3478".parse().unwrap());
+        assert_eq!(a.to_string().parse::<AnnounceAddress>().unwrap(), a);
+    }
+
+    #[test]
+    fn protocol_md_examples() {
+        let mut a = sample("203.0.113.7:40000");
+        a.public_key = [0x2a; 32];
+        assert_eq!(
+            a.to_string(),
+            "ProudNarwhal2a2a2a.AioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqAgTLAHEHnEA"
+        );
+        a.relay = Some("203.0.113.1:49152".parse().unwrap());
+        assert_eq!(
+            a.to_string(),
+            "ProudNarwhal2a2a2a.AioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKioqAgTLAHEHnEAEywBxAcAA"
+        );
+    }
+
+    #[test]
+    fn version_one_codes_still_parse() {
+        let mut payload = vec![FORMAT_V1];
+        payload.extend_from_slice(&[42u8; 32]);
+        payload.push(2);
+        payload.extend_from_slice(&[203, 0, 113, 7, 0x9c, 0x40]);
+        let text = format!(
+            "{}.{}",
+            peer_name(&[42u8; 32]),
+            URL_SAFE_NO_PAD.encode(payload)
+        );
+        assert_eq!(
+            text.parse::<AnnounceAddress>().unwrap(),
+            sample("203.0.113.7:40000")
+        );
+    }
+
+    #[test]
+    fn trailing_bytes_after_the_relay_are_refused() {
+        let mut a = sample("203.0.113.7:40000");
+        a.relay = Some("203.0.113.1:49152".parse().unwrap());
+        let text = a.to_string();
+        let (name, code) = text.split_once('.').unwrap();
+        let mut payload = URL_SAFE_NO_PAD.decode(code).unwrap();
+        payload.push(0);
+        let padded = format!("{name}.{}", URL_SAFE_NO_PAD.encode(payload));
+        assert_eq!(
+            padded.parse::<AnnounceAddress>(),
+            Err(AnnounceError::BadLayout)
+        );
     }
 
     #[test]

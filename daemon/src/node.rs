@@ -21,8 +21,10 @@ use crate::net::peers::{
 };
 use crate::net::punch::{approach, Approach};
 use crate::net::quic::{peer_identity, QuicNode};
+use crate::net::relay::Relay;
 use crate::net::rpc;
 use crate::net::traversal::{NatStatus, Traversal};
+use crate::net::turn::Credentials;
 use crate::shares::Shares;
 use crate::store::{KnownPeer, Store};
 use crate::transfer::download::{DownloadLimits, Downloads};
@@ -48,6 +50,8 @@ const ALT_SPEED_SETTING: &str = "alt_speed";
 const STUN_REFRESH: Duration = Duration::from_secs(120);
 /// ... and this often while no server answers (offline start, outage).
 const STUN_RETRY: Duration = Duration::from_secs(10);
+/// How long to wait before asking an unreachable TURN server again.
+const RELAY_RETRY: Duration = Duration::from_secs(15);
 /// After our spray reached a symmetric peer, how long it has to dial us back.
 const INBOUND_AFTER_PUNCH: Duration = Duration::from_secs(5);
 /// The UDP address bound last time, or the one chosen through the API for the next start.
@@ -215,6 +219,9 @@ pub struct Node {
     listen_given: Option<SocketAddr>,
     quic: QuicNode,
     traversal: Arc<Traversal>,
+    turn: Option<crate::config::TurnSettings>,
+    /// The live TURN allocation, when a relay is configured and reachable.
+    relay: Mutex<Option<Arc<Relay>>>,
     /// Changes when STUN learns a new public address or NAT type.
     announce: Mutex<AnnounceAddress>,
     /// mDNS advertising and browsing; `None` when off or unavailable.
@@ -322,6 +329,7 @@ impl Node {
             public_key: identity.public_key,
             addr: advertised_address(bound),
             nat_type: NatType::Unknown,
+            relay: None,
         };
         let shares = Arc::new(Shares::open(store.clone())?);
         let peers = Arc::new(PeerTable::default());
@@ -395,6 +403,8 @@ impl Node {
             listen_given: config.listen,
             quic,
             traversal,
+            turn: config.turn.clone(),
+            relay: Mutex::new(None),
             announce: Mutex::new(announce),
             lan,
             backoff: Mutex::new(HashMap::new()),
@@ -416,6 +426,9 @@ impl Node {
         tokio::spawn(node.clone().accept_loop());
         tokio::spawn(node.traversal.clone().stun_loop(STUN_REFRESH, STUN_RETRY));
         tokio::spawn(node.clone().nat_status_loop());
+        if node.turn.is_some() {
+            tokio::spawn(node.clone().relay_loop());
+        }
         tokio::spawn(node.clone().reconnect_loop());
         if let Some(browse) = browse {
             tokio::spawn(node.clone().lan_discovery_loop(browse));
@@ -613,18 +626,83 @@ impl Node {
         let mut status = self.traversal.watch_status();
         while status.changed().await.is_ok() {
             let nat = status.borrow_and_update().clone();
-            let text = {
-                let mut announce = lock(&self.announce);
+            self.update_announce(|announce| {
                 announce.nat_type = nat.nat_type;
                 if let Some(public) = nat.public_address {
                     announce.addr = public;
                 }
-                announce.to_string()
-            };
-            for peer in self.peers.all() {
-                let _ = rpc::announce(&peer.connection, text.clone()).await;
-            }
+            })
+            .await;
         }
+    }
+
+    async fn update_announce(&self, change: impl FnOnce(&mut AnnounceAddress)) {
+        let text = {
+            let mut announce = lock(&self.announce);
+            change(&mut announce);
+            announce.to_string()
+        };
+        for peer in self.peers.all() {
+            let _ = rpc::announce(&peer.connection, text.clone()).await;
+        }
+    }
+
+    /// Holds a TURN allocation for as long as the node runs: allocates (retrying while the
+    /// server is unreachable), accepts relayed connections on it, announces the relayed
+    /// address, and allocates anew if the server stops answering refreshes.
+    async fn relay_loop(self: Arc<Self>) {
+        let Some(turn) = self.turn.clone() else {
+            return;
+        };
+        let credentials = Credentials {
+            username: turn.username.clone(),
+            password: turn.password.clone(),
+        };
+        loop {
+            let allocated = Relay::allocate(&turn.server, credentials.clone(), |socket| {
+                self.quic.relay_endpoint(socket)
+            })
+            .await;
+            let relay = match allocated {
+                Ok(relay) => relay,
+                Err(e) => {
+                    tracing::warn!("TURN relay {}: {e}; retrying", turn.server);
+                    tokio::time::sleep(RELAY_RETRY).await;
+                    continue;
+                }
+            };
+            tracing::info!(
+                "TURN relay {} gave us {}",
+                turn.server,
+                relay.allocation.relayed
+            );
+            *lock(&self.relay) = Some(relay.clone());
+            let accept = tokio::spawn(self.clone().accept_relayed(relay.endpoint.clone()));
+            let relayed = relay.allocation.relayed;
+            self.update_announce(|a| a.relay = Some(relayed)).await;
+            let lost = relay.clone().maintain().await;
+            tracing::warn!("TURN relay {} lost: {lost}; allocating again", turn.server);
+            accept.abort();
+            lock(&self.relay).take();
+            self.update_announce(|a| a.relay = None).await;
+            tokio::time::sleep(RELAY_RETRY).await;
+        }
+    }
+
+    async fn accept_relayed(self: Arc<Self>, endpoint: quinn::Endpoint) {
+        while let Some(incoming) = endpoint.accept().await {
+            let node = self.clone();
+            tokio::spawn(async move {
+                match incoming.await {
+                    Ok(conn) => node.on_connection(conn, false, true),
+                    Err(e) => tracing::debug!("relayed handshake failed: {e}"),
+                }
+            });
+        }
+    }
+
+    fn current_relay(&self) -> Option<Arc<Relay>> {
+        lock(&self.relay).clone()
     }
 
     pub fn listen_address(&self) -> Option<SocketAddr> {
@@ -648,6 +726,11 @@ impl Node {
         self.quic
             .endpoint
             .close(CLOSE_BY_USER.into(), b"shutting down");
+        if let Some(relay) = self.current_relay() {
+            relay.endpoint.close(CLOSE_BY_USER.into(), b"shutting down");
+            // Frees the relayed port on the server now instead of at lifetime expiry.
+            let _ = tokio::time::timeout(Duration::from_secs(2), relay.release()).await;
+        }
         let _ = tokio::time::timeout(Duration::from_secs(2), self.quic.endpoint.wait_idle()).await;
     }
 
@@ -795,7 +878,7 @@ impl Node {
             () = self.until_connected(&name) => Ok(None),
         };
         lock(&self.dialling).remove(&name);
-        let Some(conn) = result.map_err(|e| {
+        let Some((conn, relayed)) = result.map_err(|e| {
             let reason = e.to_string();
             if reason.contains("ApplicationVerificationFailure") {
                 NodeError::WrongKey(name.clone())
@@ -810,7 +893,7 @@ impl Node {
             // The peer dials us over the path the punch opened.
             return Ok(());
         };
-        self.on_connection(conn, true, false);
+        self.on_connection(conn, true, relayed);
         Ok(())
     }
 
@@ -819,13 +902,8 @@ impl Node {
     async fn open_path(
         self: &Arc<Self>,
         address: &AnnounceAddress,
-    ) -> Result<Option<quinn::Connection>, NodeError> {
+    ) -> Result<Option<(quinn::Connection, bool)>, NodeError> {
         let ours = self.traversal.status().nat_type;
-        let key = address.public_key;
-        let unreachable = |reason: &str| NodeError::Unreachable {
-            name: address.name(),
-            reason: reason.to_string(),
-        };
         let approach = approach(ours, address.nat_type);
         tracing::debug!(
             "reaching {} at {} ({:?} NAT, ours {:?}): {approach:?}",
@@ -834,10 +912,35 @@ impl Node {
             address.nat_type,
             ours
         );
-        match approach {
-            Approach::Direct | Approach::Relay => {
-                Ok(Some(self.quic.connect(address.addr, key).await?))
+        let direct = self.direct_path(approach, address).await;
+        let can_relay = address.relay.is_some() || self.current_relay().is_some();
+        match direct {
+            Ok(path) => Ok(path.map(|conn| (conn, false))),
+            Err(e) if can_relay && approach != Approach::Direct => {
+                if approach != Approach::Relay {
+                    tracing::info!("{}: {e}; trying the relay", address.name());
+                }
+                self.relayed_path(address).await
             }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn direct_path(
+        self: &Arc<Self>,
+        approach: Approach,
+        address: &AnnounceAddress,
+    ) -> Result<Option<quinn::Connection>, NodeError> {
+        let key = address.public_key;
+        let unreachable = |reason: &str| NodeError::Unreachable {
+            name: address.name(),
+            reason: reason.to_string(),
+        };
+        match approach {
+            Approach::Direct => Ok(Some(self.quic.connect(address.addr, key).await?)),
+            Approach::Relay => Err(unreachable(
+                "both sides are behind symmetric NATs and neither has a relay",
+            )),
             Approach::Punch => {
                 let heard_at = self
                     .traversal
@@ -861,6 +964,29 @@ impl Node {
                     .await
                     .ok_or_else(|| unreachable("birthday punching found no opening"))?;
                 Ok(Some(self.quic.connect_from(socket, heard_at, key).await?))
+            }
+        }
+    }
+
+    /// Through TURN: our allocation admits the peer's IP, and we dial the peer's relayed
+    /// address if it has one (else it dials ours). QUIC runs end to end inside.
+    async fn relayed_path(
+        self: &Arc<Self>,
+        address: &AnnounceAddress,
+    ) -> Result<Option<(quinn::Connection, bool)>, NodeError> {
+        if let Some(relay) = self.current_relay() {
+            if let Err(e) = relay.permit(address.addr.ip()).await {
+                tracing::info!("TURN permission for {}: {e}", address.name());
+            }
+        }
+        match address.relay {
+            Some(relayed) => Ok(Some((
+                self.quic.connect(relayed, address.public_key).await?,
+                true,
+            ))),
+            None => {
+                self.await_inbound(&address.name()).await;
+                Ok(None)
             }
         }
     }

@@ -99,6 +99,7 @@ impl Candidate {
             public_key: self.public_key,
             addr: self.addr,
             nat_type: NatType::None,
+            relay: None,
         }
     }
 }

@@ -225,16 +225,54 @@ fn a_lossy_slow_link_completes_and_an_idle_connection_survives() {
     );
 
     // A minute without transfers: three times the routers' timeout for a replied flow.
+    let logged_before = [a.log_text().len(), b.log_text().len()];
     thread::sleep(Duration::from_secs(60));
     assert!(peer_entry(&a, &bn).is_some() && peer_entry(&b, &an).is_some());
-    for (d, other) in [(&a, &bn), (&b, &an)] {
+    for ((d, other), before) in [(&a, &bn), (&b, &an)].into_iter().zip(logged_before) {
+        let during_idle = d.log_text().split_off(before);
         assert!(
-            !d.log_text().contains(&format!("{other} disconnected")),
-            "{} lost the idle connection:\n{}",
-            d.label,
-            d.log_text()
+            !during_idle.contains(&format!("{other} disconnected")),
+            "{} lost the idle connection:\n{during_idle}",
+            d.label
         );
     }
     let listing = b.cli_json(&["ls", &format!("{an}/Slow"), "--json"]);
     assert!(listing.to_string().contains("data.bin"), "{listing}");
+}
+
+/// No STUN server reachable: the daemon starts at once, says it is offline, keeps working on
+/// the LAN, and notices the server when it appears.
+#[test]
+fn starting_offline_reports_unknown_then_classifies_when_stun_appears() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut lab = Lab::new("offline");
+    let site = lab.site("of", Nat::Public);
+    let mut d = lab_daemon(tmp.path(), "d", &site, false);
+    d.start();
+    let info = d.api_get("/api/info");
+    assert_eq!(info["nat_type"], "unknown", "{info}");
+    assert_eq!(info["online"], false, "{info}");
+    assert!(info["public_address"].is_null(), "{info}");
+    lab.start_coturn(tmp.path(), false);
+    let info = wait_classified(&d, Nat::Public);
+    assert_eq!(info["online"], true, "{info}");
+    assert_eq!(
+        info["public_address"],
+        format!(
+            "{}:{}",
+            site.host_ip,
+            d.api_get("/api/info")["listen_address"]
+                .as_str()
+                .unwrap()
+                .rsplit(':')
+                .next()
+                .unwrap()
+        ),
+        "{info}"
+    );
+    assert!(info["announce_address"]
+        .as_str()
+        .unwrap()
+        .parse::<harddrive_party::announce::AnnounceAddress>()
+        .is_ok_and(|a| a.nat_type == harddrive_party::announce::NatType::None));
 }

@@ -912,6 +912,9 @@ impl Node {
             address.nat_type,
             ours
         );
+        if !matches!(approach, Approach::Direct) {
+            self.ask_for_introductions(address);
+        }
         let direct = self.direct_path(approach, address).await;
         let can_relay = address.relay.is_some() || self.current_relay().is_some();
         match direct {
@@ -1271,6 +1274,66 @@ impl Node {
                 let _ = write_frame(&mut send, &reply, MAX_RESPONSE_FRAME).await;
                 let _ = send.finish();
             }
+            Request::Introduce {
+                target,
+                announce_address,
+            } => {
+                let reply = match invalid {
+                    Some(e) => AnnounceReply::Error(e),
+                    None => {
+                        self.on_introduce(&peer, &peer_key, &target, announce_address)
+                            .await
+                    }
+                };
+                let _ = write_frame(&mut send, &reply, MAX_RESPONSE_FRAME).await;
+                let _ = send.finish();
+            }
+        }
+    }
+
+    /// Handles `Introduce`: passes the requester's own address on to `target`, so both
+    /// start punching at once. Only a peer's own address is passed on, so nobody can use
+    /// us to point our peers at a third party.
+    async fn on_introduce(
+        &self,
+        from: &str,
+        from_key: &PublicKey,
+        target: &str,
+        text: String,
+    ) -> AnnounceReply {
+        let own = text
+            .parse::<AnnounceAddress>()
+            .is_ok_and(|a| a.public_key == *from_key);
+        if !own {
+            return AnnounceReply::Error(WireError::BadRequest(
+                "an introduction must carry the requester's own announce address".into(),
+            ));
+        }
+        let Some(target_conn) = self.peers.get(target).filter(|_| target != from) else {
+            return AnnounceReply::Error(WireError::NotFound);
+        };
+        tracing::debug!("introducing {from} to {target} at {from}'s request");
+        match rpc::announce(&target_conn.connection, text).await {
+            Ok(()) => AnnounceReply::Ok,
+            Err(e) => AnnounceReply::Error(WireError::BadRequest(format!(
+                "{target} did not take the introduction: {e}"
+            ))),
+        }
+    }
+
+    /// Before punching towards `address`, asks every other connected peer to introduce us
+    /// to it: whichever is connected to it makes it punch back at the same moment.
+    fn ask_for_introductions(&self, address: &AnnounceAddress) {
+        let target = address.name();
+        let ours = self.announce_address();
+        for peer in self.peers.all().into_iter().filter(|p| p.name != target) {
+            let (target, ours) = (target.clone(), ours.clone());
+            tokio::spawn(async move {
+                match rpc::introduce(&peer.connection, target.clone(), ours).await {
+                    Ok(()) => tracing::debug!("{} introduced us to {target}", peer.name),
+                    Err(e) => tracing::trace!("{} cannot introduce us to {target}: {e}", peer.name),
+                }
+            });
         }
     }
 

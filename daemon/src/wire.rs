@@ -9,6 +9,11 @@ pub const ALPN: &[u8] = b"harddrive-party/1";
 
 /// Largest request frame (one per stream).
 pub const MAX_REQUEST_FRAME: usize = 16 * 1024;
+/// Longest announce address text accepted in a request (a v2 code with two IPv6
+/// addresses and the longest name is under 150 bytes).
+pub const MAX_ANNOUNCE_BYTES: usize = 512;
+/// Longest peer name in a request (names are adjective + animal + 6 hex digits).
+pub const MAX_PEER_NAME_BYTES: usize = 64;
 /// Largest response frame: one `Ls` chunk or a `Read`/`AnnouncePeer` header.
 pub const MAX_RESPONSE_FRAME: usize = 256 * 1024;
 /// An `Ls` chunk is flushed once it holds this many entries or bytes, well under the frame limit.
@@ -43,6 +48,12 @@ pub enum Request {
     Hashes { path: String },
     /// "Who has the file with this root hash?"
     Have { root: [u8; 32] },
+    /// "Pass my own announce address to your connected peer `target` now": the target then
+    /// dials (punches towards) us while we punch towards it (PROTOCOL.md §8.8).
+    Introduce {
+        target: String,
+        announce_address: String,
+    },
 }
 
 /// Answer to `Hashes`; on success the piece hashes follow in chunks.
@@ -228,8 +239,13 @@ impl Request {
             Request::Hashes { path } => too_long("path", path, MAX_PATH_BYTES),
             Request::Have { .. } => None,
             Request::AnnouncePeer { announce_address } => {
-                too_long("announce address", announce_address, 512)
+                too_long("announce address", announce_address, MAX_ANNOUNCE_BYTES)
             }
+            Request::Introduce {
+                target,
+                announce_address,
+            } => too_long("peer name", target, MAX_PEER_NAME_BYTES)
+                .or_else(|| too_long("announce address", announce_address, MAX_ANNOUNCE_BYTES)),
         };
         problem.map_or(Ok(()), Err)
     }

@@ -138,3 +138,50 @@ async fn traversal_symlinks_and_garbage_are_refused_and_the_daemon_carries_on() 
     assert!(!read.status.success());
     assert!(read.stdout.is_empty());
 }
+
+/// `Introduce` (coordinated punching): B passes a peer's *own* address to the connected
+/// target C, which then dials that peer at once; a third party's address or an unknown
+/// target is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn introductions_reach_the_target_and_cannot_be_forged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut b = Daemon::new(tmp.path(), "b");
+    let mut c = Daemon::new(tmp.path(), "c");
+    b.start();
+    c.start();
+    connect(&c, &b);
+    let (client, conn) = hostile_client(&b).await;
+    let me = Identity::from_seed([0x66; 32]);
+    let own = AnnounceAddress {
+        public_key: me.public_key,
+        addr: client.local_addr().unwrap(),
+        nat_type: harddrive_party::announce::NatType::Unknown,
+        relay: None,
+    };
+
+    let stranger = AnnounceAddress {
+        public_key: Identity::from_seed([0x77; 32]).public_key,
+        ..own.clone()
+    };
+    assert!(matches!(
+        rpc::introduce(&conn, c.name(), stranger.to_string()).await,
+        Err(RpcError::Refused(WireError::BadRequest(_)))
+    ));
+    assert!(matches!(
+        rpc::introduce(&conn, "NoSuchPeer000000".into(), own.to_string()).await,
+        Err(RpcError::Refused(WireError::NotFound))
+    ));
+
+    rpc::introduce(&conn, c.name(), own.to_string())
+        .await
+        .expect("B passes our address on to C");
+    let incoming = tokio::time::timeout(Duration::from_secs(10), client.endpoint.accept())
+        .await
+        .expect("C dials us after the introduction")
+        .expect("endpoint open");
+    let from_c = incoming.await.expect("handshake with C");
+    let (key, _) = harddrive_party::net::quic::peer_identity(&from_c).unwrap();
+    let c_key: AnnounceAddress = c.announce().parse().unwrap();
+    assert_eq!(key, c_key.public_key);
+    assert!(c.log_text().contains("told us about"), "{}", c.log_text());
+}

@@ -180,3 +180,21 @@ pub async fn announce(conn: &quinn::Connection, announce_address: String) -> Res
         Err(e) => Err(frame_failure(conn, e)),
     }
 }
+
+/// Asks `conn`'s peer to pass our `announce_address` to its connected peer `target`.
+pub async fn introduce(
+    conn: &quinn::Connection,
+    target: String,
+    announce_address: String,
+) -> Result<(), RpcError> {
+    let request = Request::Introduce {
+        target,
+        announce_address,
+    };
+    let mut recv = send_request(conn, &request).await?;
+    match read_frame::<AnnounceReply, _>(&mut recv, MAX_RESPONSE_FRAME).await {
+        Ok(AnnounceReply::Ok) => Ok(()),
+        Ok(AnnounceReply::Error(e)) => Err(RpcError::Refused(e)),
+        Err(e) => Err(frame_failure(conn, e)),
+    }
+}

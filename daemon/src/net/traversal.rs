@@ -259,6 +259,9 @@ impl Traversal {
         loop {
             let status = self.discover().await;
             let next = if status.online { period } else { retry };
+            if !status.online {
+                tracing::debug!("no STUN server answered; asking again in {next:?}");
+            }
             self.status.send_if_modified(|current| {
                 if *current == status {
                     return false;

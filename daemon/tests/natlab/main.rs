@@ -253,6 +253,14 @@ fn starting_offline_reports_unknown_then_classifies_when_stun_appears() {
     assert_eq!(info["nat_type"], "unknown", "{info}");
     assert_eq!(info["online"], false, "{info}");
     assert!(info["public_address"].is_null(), "{info}");
+    // A whole round must have failed (and the daemon kept serving) before the server
+    // appears, so what follows proves the retry.
+    wait_for("a failed STUN round", Duration::from_secs(10), || {
+        d.log_text()
+            .contains("no STUN server answered")
+            .then_some(())
+    });
+    assert_eq!(d.api_get("/api/info")["online"], false);
     lab.start_coturn(tmp.path(), false);
     let info = wait_classified(&d, Nat::Public);
     assert_eq!(info["online"], true, "{info}");
@@ -275,4 +283,47 @@ fn starting_offline_reports_unknown_then_classifies_when_stun_appears() {
         .unwrap()
         .parse::<harddrive_party::announce::AnnounceAddress>()
         .is_ok_and(|a| a.nat_type == harddrive_party::announce::NatType::None));
+}
+
+/// Two friends behind port-restricted NATs who each only know a public peer B: B's gossip
+/// and their introductions through B make them punch towards each other at the same time,
+/// and they end up connected directly.
+#[test]
+fn peers_learnt_through_a_mutual_friend_punch_through_together() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut lab = Lab::new("mutual");
+    lab.start_coturn(tmp.path(), false);
+    let public = lab.site("mb", Nat::Public);
+    let left = lab.site("ma", Nat::PortRestricted);
+    let right = lab.site("mc", Nat::PortRestricted);
+    let mut b = lab_daemon(tmp.path(), "b", &public, false);
+    let mut a = lab_daemon(tmp.path(), "a", &left, false);
+    let mut c = lab_daemon(tmp.path(), "c", &right, false);
+    for (d, nat) in [
+        (&mut b, Nat::Public),
+        (&mut a, Nat::PortRestricted),
+        (&mut c, Nat::PortRestricted),
+    ] {
+        d.start();
+        wait_classified(d, nat);
+    }
+    let b_code = b.announce();
+    a.cli_ok(&["connect", &b_code]);
+    c.cli_ok(&["connect", &b_code]);
+    let (an, cn) = (a.name(), c.name());
+    let (from_a, from_c) = wait_for(
+        "A and C to connect through what B told them",
+        Duration::from_secs(40),
+        || Some((peer_entry(&a, &cn)?, peer_entry(&c, &an)?)),
+    );
+    assert_eq!(from_a["connection"], "direct", "{from_a}");
+    assert_eq!(from_c["connection"], "direct", "{from_c}");
+    // The address each sees is the other's router, not B.
+    let b_ip = public.host_ip.as_str();
+    for entry in [&from_a, &from_c] {
+        assert!(
+            !entry["remote_address"].as_str().unwrap().starts_with(b_ip),
+            "{entry}"
+        );
+    }
 }

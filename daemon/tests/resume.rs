@@ -262,3 +262,43 @@ fn pause_on_a_small_disk(downloader_args: &[&str], reason: &str) {
     a.stop();
     b.stop();
 }
+
+/// A suspended laptop: the uploader stops for longer than the connection's idle timeout
+/// (60 s), so the connection dies; when it wakes up, both sides reconnect by themselves
+/// and the download finishes from where it was.
+#[test]
+fn a_path_dead_for_over_a_minute_resumes_by_itself() {
+    let tmp = tempfile::tempdir().unwrap();
+    let share = tmp.path().join("share/Trip");
+    let size = 24 * 1024 * 1024;
+    write_random_file(&share.join("photos.tar"), size, 9);
+    let mut a = Daemon::new(tmp.path(), "laptop")
+        .share(&share)
+        .args(&["--upload-limit", "2MB"]);
+    let mut b = Daemon::new(tmp.path(), "nas");
+    a.start();
+    b.start();
+    connect(&b, &a);
+    wait_indexed(&a, 2);
+    let an = a.name();
+    let id = b.download(&format!("{an}/Trip/photos.tar"));
+    wait_for("the transfer to get going", Duration::from_secs(30), || {
+        (received(&b, id) >= 2 * 1024 * 1024).then_some(())
+    });
+    signal(a.pid(), "-STOP");
+    wait_for(
+        "the NAS to give up on the silent connection",
+        Duration::from_secs(120),
+        || (!b.connected_to(&an)).then_some(()),
+    );
+    let stalled_at = received(&b, id);
+    assert!(stalled_at < size, "{stalled_at}");
+    signal(a.pid(), "-CONT");
+    let done = b.wait_download_done(id, Duration::from_secs(240));
+    assert_eq!(done["verified"], true);
+    assert_eq!(
+        sha256_file(&b.download_dir.join(&an).join("Trip/photos.tar")),
+        sha256_file(&share.join("photos.tar"))
+    );
+    assert!(b.log_text().contains(&format!("{an} disconnected")));
+}

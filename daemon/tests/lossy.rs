@@ -81,3 +81,116 @@ fn a_download_over_a_link_losing_ten_percent_completes_and_verifies() {
     a.stop();
     b.stop();
 }
+
+type Slot = std::sync::Arc<std::sync::Mutex<Option<std::net::SocketAddr>>>;
+
+/// One direction of a slow, lossy link: datagrams arriving on `from` leave `to` for the
+/// address in `dest` after `delay`, except every tenth, which is dropped. The sender of
+/// each datagram is written to `learn` (how the relay finds B). This kernel has no netem,
+/// so the delay is a real UDP relay in the test.
+fn relay_direction(
+    from: std::net::UdpSocket,
+    to: std::net::UdpSocket,
+    dest: Slot,
+    learn: Option<Slot>,
+    delay: Duration,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<u64> {
+    std::thread::spawn(move || {
+        use std::sync::atomic::Ordering;
+        use std::time::Instant;
+        let deadline = Instant::now() + Duration::from_secs(900);
+        from.set_read_timeout(Some(Duration::from_millis(2)))
+            .unwrap();
+        let mut queue: std::collections::VecDeque<(Instant, Vec<u8>)> = Default::default();
+        let mut buf = vec![0u8; 65536];
+        let (mut seen, mut dropped) = (0u64, 0u64);
+        while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+            if let Ok((n, source)) = from.recv_from(&mut buf) {
+                if let Some(slot) = &learn {
+                    *slot.lock().unwrap() = Some(source);
+                }
+                seen += 1;
+                // A fixed pattern is as lossy as a random one and keeps runs comparable.
+                if seen % 10 == 7 {
+                    dropped += 1;
+                } else {
+                    queue.push_back((Instant::now() + delay, buf[..n].to_vec()));
+                }
+            }
+            let now = Instant::now();
+            while queue.front().is_some_and(|(due, _)| *due <= now) {
+                let Some((_, datagram)) = queue.pop_front() else {
+                    break;
+                };
+                let target = *dest.lock().unwrap();
+                if let Some(target) = target {
+                    let _ = to.send_to(&datagram, target);
+                }
+            }
+        }
+        dropped
+    })
+}
+
+/// A 1 s round trip (500 ms each way) with 10% loss both ways, through a delaying relay
+/// between two real daemons: slow, but the download completes and verifies.
+#[test]
+fn a_download_over_a_one_second_round_trip_with_loss_completes() {
+    use std::net::UdpSocket;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let share = tmp.path().join("share/Far");
+    // Small: at this RTT and loss QUIC's congestion control moves a few KB/s.
+    write_random_file(&share.join("data.bin"), 512 * 1024, 6);
+    let mut a = Daemon::new(tmp.path(), "a").share(&share);
+    let mut b = Daemon::new(tmp.path(), "b");
+    a.start();
+    b.start();
+    wait_indexed(&a, 2);
+    let real: harddrive_party::announce::AnnounceAddress = a.announce().parse().unwrap();
+
+    // B dials the relay's near side; its far side talks to A.
+    let near = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let far = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let near_addr = near.local_addr().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let to_a: Slot = Arc::new(Mutex::new(Some(real.addr)));
+    let to_b: Slot = Arc::new(Mutex::new(None));
+    let one_way = Duration::from_millis(500);
+    let towards_a = relay_direction(
+        near.try_clone().unwrap(),
+        far.try_clone().unwrap(),
+        to_a,
+        Some(to_b.clone()),
+        one_way,
+        stop.clone(),
+    );
+    let towards_b = relay_direction(far, near, to_b, None, one_way, stop.clone());
+
+    let via_relay = harddrive_party::announce::AnnounceAddress {
+        addr: near_addr,
+        ..real
+    };
+    let an = a.name();
+    b.cli_ok(&["connect", &via_relay.to_string()]);
+    let id = b.download(&format!("{an}/Far/data.bin"));
+    let done = b.wait_download_done(id, Duration::from_secs(400));
+    // Still through the relay: nothing went round it on the fast loopback path.
+    let peers = b.api_get("/api/peers");
+    let through = peers
+        .as_array()
+        .and_then(|l| l.iter().find(|p| p["name"] == an.as_str()))
+        .map(|p| p["remote_address"].clone());
+    stop.store(true, Ordering::Relaxed);
+    assert_eq!(through, Some(near_addr.to_string().into()), "{peers}");
+    let dropped = towards_a.join().unwrap() + towards_b.join().unwrap();
+    assert_eq!(done["verified"], true);
+    assert_eq!(
+        sha256_file(&b.download_dir.join(&an).join("Far/data.bin")),
+        sha256_file(&share.join("data.bin"))
+    );
+    assert!(dropped > 50, "the relay dropped only {dropped} datagrams");
+}

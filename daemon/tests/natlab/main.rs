@@ -151,16 +151,22 @@ fn every_pair_of_nat_types_connects_and_downloads() {
             outcomes.push(outcome);
         }
     }
-    println!("\nNAT lab matrix (both sides connect by announce address):");
-    println!("{:<28} {:<8} {:>10}", "pair", "path", "connect");
+    let mut table = String::from("NAT lab matrix (both sides connect by announce address):\n");
+    table.push_str(&format!("{:<28} {:<8} {:>10}\n", "pair", "path", "connect"));
     for o in &outcomes {
-        println!(
-            "{:<28} {:<8} {:>8} ms",
+        table.push_str(&format!(
+            "{:<28} {:<8} {:>7} ms\n",
             o.pair,
             o.path,
             o.connect.as_millis()
-        );
+        ));
     }
+    println!("\n{table}");
+    // ci/test prints this file after the integration tests, which capture test output.
+    let _ = std::fs::write(
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join("natlab-matrix.txt"),
+        &table,
+    );
     assert!(!outcomes.is_empty());
 }
 

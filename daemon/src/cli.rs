@@ -106,6 +106,9 @@ pub struct StartArgs {
     /// STUN server HOST:PORT (repeatable) [default: public Google and Cloudflare servers]
     #[arg(long = "stun-server", env = "HDP_STUN_SERVERS", value_delimiter = ',')]
     pub stun_servers: Vec<String>,
+    /// Seconds between STUN rounds; a new public address is noticed within this [default: 120]
+    #[arg(long, env = "HDP_STUN_INTERVAL")]
+    pub stun_interval: Option<u64>,
     /// Do not query STUN servers (LAN only; nothing is sent to the internet).
     #[arg(long, env = "HDP_NO_STUN")]
     pub no_stun: bool,
@@ -186,6 +189,7 @@ impl Cli {
             mdns: args.no_mdns.then_some(false),
             stun: args.no_stun.then_some(false),
             stun_servers: (!args.stun_servers.is_empty()).then(|| args.stun_servers.clone()),
+            stun_interval: args.stun_interval,
             keep_alive_interval: args.keep_alive_interval,
             turn_server: args.turn_server.clone(),
             turn_username: args.turn_username.clone(),

@@ -42,6 +42,9 @@ pub struct Layer {
     /// Query STUN servers at all (off: LAN-only, no traffic to the internet).
     pub stun: Option<bool>,
     pub stun_servers: Option<Vec<String>>,
+    /// Seconds between STUN rounds while servers answer (a changed public address is
+    /// noticed within this time).
+    pub stun_interval: Option<u64>,
     /// Seconds between QUIC keep-alives; below the NAT's UDP timeout (30 s on Linux) so
     /// idle connections keep their mapping.
     pub keep_alive_interval: Option<u64>,
@@ -97,6 +100,7 @@ pub struct Settings {
     pub mdns: bool,
     /// Empty when STUN is off.
     pub stun_servers: Vec<String>,
+    pub stun_interval: Duration,
     pub keep_alive_interval: Duration,
     pub turn: Option<TurnSettings>,
     pub threads: usize,
@@ -181,6 +185,7 @@ impl Layer {
             mdns: self.mdns.or(lower.mdns),
             stun: self.stun.or(lower.stun),
             stun_servers: self.stun_servers.or(lower.stun_servers),
+            stun_interval: self.stun_interval.or(lower.stun_interval),
             keep_alive_interval: self.keep_alive_interval.or(lower.keep_alive_interval),
             turn_server: self.turn_server.or(lower.turn_server),
             turn_username: self.turn_username.or(lower.turn_username),
@@ -224,6 +229,7 @@ impl Layer {
                     DEFAULT_STUN_SERVERS.iter().map(|s| s.to_string()).collect()
                 }),
             },
+            stun_interval: Duration::from_secs(self.stun_interval.unwrap_or(120).clamp(2, 86_400)),
             keep_alive_interval: Duration::from_secs(
                 self.keep_alive_interval.unwrap_or(10).clamp(1, 600),
             ),

@@ -56,6 +56,7 @@ fn start(settings: Settings) -> anyhow::Result<()> {
         listen: settings.listen,
         mdns: settings.mdns,
         stun_servers: settings.stun_servers,
+        stun_interval: settings.stun_interval,
         keep_alive_interval: settings.keep_alive_interval,
         turn: settings.turn,
         rescan_interval: settings.rescan_interval,

@@ -46,9 +46,7 @@ const RESET_MALFORMED: u32 = 4;
 const DB_CACHE_BYTES: usize = 4 * 1024 * 1024;
 const LIMITS_SETTING: &str = "rate_limits";
 const ALT_SPEED_SETTING: &str = "alt_speed";
-/// STUN is asked again this often, to notice a new public address or mapping behaviour.
-const STUN_REFRESH: Duration = Duration::from_secs(120);
-/// ... and this often while no server answers (offline start, outage).
+/// STUN is asked again this often while no server answers (offline start, outage).
 const STUN_RETRY: Duration = Duration::from_secs(10);
 /// How long to wait before asking an unreachable TURN server again.
 const RELAY_RETRY: Duration = Duration::from_secs(15);
@@ -115,6 +113,7 @@ pub struct NodeConfig {
     pub listen: Option<SocketAddr>,
     pub mdns: bool,
     pub stun_servers: Vec<String>,
+    pub stun_interval: Duration,
     pub keep_alive_interval: Duration,
     pub turn: Option<crate::config::TurnSettings>,
     pub rescan_interval: Duration,
@@ -424,7 +423,11 @@ impl Node {
             node.announce_address()
         );
         tokio::spawn(node.clone().accept_loop());
-        tokio::spawn(node.traversal.clone().stun_loop(STUN_REFRESH, STUN_RETRY));
+        tokio::spawn(
+            node.traversal
+                .clone()
+                .stun_loop(config.stun_interval, STUN_RETRY.min(config.stun_interval)),
+        );
         tokio::spawn(node.clone().nat_status_loop());
         if node.turn.is_some() {
             tokio::spawn(node.clone().relay_loop());

@@ -76,6 +76,14 @@ impl Site {
         }
     }
 
+    /// The ISP hands the router a new public address: every mapping changes.
+    pub fn change_public_ip(&self, ip: &str) {
+        let router = self.router.as_ref().expect("a NATed site");
+        router.exec(&["ip", "addr", "flush", "dev", "wan"]);
+        router.exec(&["ip", "addr", "add", &format!("{ip}/24"), "dev", "wan"]);
+        self.flush_conntrack();
+    }
+
     /// Shortens the router's UDP conntrack timeouts (keep-alive tests).
     pub fn set_udp_timeouts(&self, unreplied: u32, replied: u32) {
         if let Some(router) = &self.router {

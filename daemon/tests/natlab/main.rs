@@ -333,3 +333,54 @@ fn peers_learnt_through_a_mutual_friend_punch_through_together() {
         );
     }
 }
+
+/// The router gets a new public IP: the next STUN round notices, and the new announce
+/// address reaches the connected peer.
+#[test]
+fn a_new_public_address_is_noticed_and_announced() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut lab = Lab::new("renum");
+    lab.start_coturn(tmp.path(), false);
+    let public = lab.site("np", Nat::Public);
+    let home = lab.site("nh", Nat::PortRestricted);
+    let mut p = lab_daemon(tmp.path(), "p", &public, false);
+    let mut h = lab_daemon(tmp.path(), "h", &home, false).args(&["--stun-interval", "2"]);
+    p.start();
+    h.start();
+    wait_classified(&p, Nat::Public);
+    let before = wait_classified(&h, Nat::PortRestricted);
+    h.cli_ok(&["connect", &p.announce()]);
+    let hn = h.name();
+    wait_for("the home peer to connect", Duration::from_secs(20), || {
+        peer_entry(&p, &hn)
+    });
+
+    home.change_public_ip("203.0.113.99");
+    let after = wait_for(
+        "a STUN round to see the new address",
+        Duration::from_secs(30),
+        || {
+            let info = h.api_get("/api/info");
+            info["public_address"]
+                .as_str()
+                .is_some_and(|a| a.starts_with("203.0.113.99:"))
+                .then_some(info)
+        },
+    );
+    assert_ne!(before["public_address"], after["public_address"]);
+    wait_for(
+        "the peer to learn the new address",
+        Duration::from_secs(60),
+        || {
+            let peers = p.api_get("/api/peers");
+            let code = peers
+                .as_array()?
+                .iter()
+                .find(|e| e["name"] == hn.as_str())?["announce_address"]
+                .as_str()?
+                .parse::<harddrive_party::announce::AnnounceAddress>()
+                .ok()?;
+            (code.addr.ip().to_string() == "203.0.113.99").then_some(())
+        },
+    );
+}

@@ -7,27 +7,8 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use harddrive_party::announce::AnnounceAddress;
-use harddrive_party::identity::Identity;
-use harddrive_party::net::quic::QuicNode;
 use harddrive_party::net::rpc::{self, RpcError};
 use harddrive_party::wire::WireError;
-
-async fn hostile_client(target: &Daemon) -> (QuicNode, quinn::Connection) {
-    let me = Identity::from_seed([0x66; 32]);
-    let (node, _control) = QuicNode::bind(
-        "127.0.0.1:0".parse().unwrap(),
-        &me,
-        std::time::Duration::from_secs(10),
-    )
-    .unwrap();
-    let address: AnnounceAddress = target.announce().parse().unwrap();
-    let conn = node
-        .connect(address.addr, address.public_key)
-        .await
-        .expect("handshake with the daemon");
-    (node, conn)
-}
 
 async fn read_error(conn: &quinn::Connection, path: &str) -> WireError {
     match rpc::read(conn, path, 0, None).await {
@@ -56,7 +37,7 @@ async fn traversal_symlinks_and_garbage_are_refused_and_the_daemon_carries_on() 
     std::os::unix::fs::symlink(tmp.path(), share.join("escape-dir")).unwrap();
     let (a, b) = sharer_and_downloader(tmp.path(), &share, 2, &[], &[]);
     let an = a.name();
-    let (_client, conn) = hostile_client(&a).await;
+    let (_client, conn) = raw_client(&a, 0x66).await;
 
     for path in [
         "../secret.txt",

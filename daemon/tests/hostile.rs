@@ -119,3 +119,79 @@ async fn traversal_symlinks_and_garbage_are_refused_and_the_daemon_carries_on() 
     assert!(!read.status.success());
     assert!(read.stdout.is_empty());
 }
+
+/// Plays a peer that claims to be downloading `size` bytes of the same content and to hold
+/// every piece, and serves garbage for every `ReadPieces`.
+async fn serve_as_lying_partial(conn: quinn::Connection, size: u64) {
+    use harddrive_party::content::{piece_count, Bitfield};
+    use harddrive_party::wire::{
+        read_frame, write_frame, AnnounceReply, HaveReply, ReadHeader, Request, MAX_REQUEST_FRAME,
+        MAX_RESPONSE_FRAME,
+    };
+    let mut all = Bitfield::new(piece_count(size));
+    for piece in 0..all.len() {
+        all.set(piece);
+    }
+    while let Ok((mut send, mut recv)) = conn.accept_bi().await {
+        let all = all.clone();
+        tokio::spawn(async move {
+            let Ok(request) = read_frame::<Request, _>(&mut recv, MAX_REQUEST_FRAME).await else {
+                return;
+            };
+            match request {
+                Request::Have { .. } => {
+                    let reply = HaveReply::partial(size, &all);
+                    let _ = write_frame(&mut send, &reply, MAX_RESPONSE_FRAME).await;
+                }
+                Request::ReadPieces { first, end, .. } => {
+                    let header = ReadHeader::Ok { size, mtime: 0 };
+                    let _ = write_frame(&mut send, &header, MAX_RESPONSE_FRAME).await;
+                    let len = (end * 1024 * 1024).min(size) - first * 1024 * 1024;
+                    let _ = send.write_all(&vec![0x5a; len as usize]).await;
+                }
+                _ => {
+                    let _ = write_frame(&mut send, &AnnounceReply::Ok, MAX_RESPONSE_FRAME).await;
+                }
+            }
+            let _ = send.finish();
+        });
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partial_source_serving_bad_pieces_is_dropped_and_the_file_is_still_right() {
+    const SIZE: u64 = 24 * 1024 * 1024;
+    let tmp = tempfile::tempdir().unwrap();
+    let share = tmp.path().join("share/Docs");
+    write_random_file(&share.join("big.bin"), SIZE, 5);
+    let (a, b) = sharer_and_downloader(tmp.path(), &share, 2, &["--upload-limit", "8MB"], &[]);
+    let liar = harddrive_party::identity::Identity::from_seed([0x55; 32]).name;
+    let (_client, conn) = raw_client(&b, 0x55).await;
+    tokio::spawn(serve_as_lying_partial(conn, SIZE));
+    wait_for("the liar to be a peer", Duration::from_secs(10), || {
+        b.connected_to(&liar).then_some(())
+    });
+
+    let path = format!("{}/Docs/big.bin", a.name());
+    let id = b.download(&path);
+    let done = b.wait_download_done(id, Duration::from_secs(60));
+    assert_eq!(
+        sha256_file(&b.download_dir.join(&path)),
+        sha256_file(&share.join("big.bin"))
+    );
+    assert_eq!(done["verified"], true);
+    let from_liar = done["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["peer"] == liar.as_str())
+        .unwrap_or_else(|| panic!("the liar was used as a source: {done}"));
+    assert_eq!(
+        from_liar["bytes"], 0,
+        "no byte of the liar's was kept: {done}"
+    );
+    assert!(
+        b.log_text().contains(&format!("{liar} served a bad piece")),
+        "the event is logged"
+    );
+}

@@ -123,7 +123,7 @@ async fn traversal_symlinks_and_garbage_are_refused_and_the_daemon_carries_on() 
 /// Plays a peer that claims to be downloading `size` bytes of the same content and to hold
 /// every piece, and serves garbage for every `ReadPieces`.
 async fn serve_as_lying_partial(conn: quinn::Connection, size: u64) {
-    use harddrive_party::content::{piece_count, Bitfield};
+    use harddrive_party::content::{piece_count, Bitfield, PIECE_SIZE};
     use harddrive_party::wire::{
         read_frame, write_frame, AnnounceReply, HaveReply, ReadHeader, Request, MAX_REQUEST_FRAME,
         MAX_RESPONSE_FRAME,
@@ -146,7 +146,9 @@ async fn serve_as_lying_partial(conn: quinn::Connection, size: u64) {
                 Request::ReadPieces { first, end, .. } => {
                     let header = ReadHeader::Ok { size, mtime: 0 };
                     let _ = write_frame(&mut send, &header, MAX_RESPONSE_FRAME).await;
-                    let len = (end * 1024 * 1024).min(size) - first * 1024 * 1024;
+                    let len = (end * PIECE_SIZE)
+                        .min(size)
+                        .saturating_sub(first * PIECE_SIZE);
                     let _ = send.write_all(&vec![0x5a; len as usize]).await;
                 }
                 _ => {

@@ -478,7 +478,9 @@ impl Swarm {
 /// before the file is complete.
 #[derive(Default)]
 pub struct Partials {
-    fetching: Mutex<HashMap<Hash, Offered>>,
+    /// Two downloads may fetch the same content at once (from different peers' paths);
+    /// the first one offered is served, the next takes over when it ends.
+    fetching: Mutex<HashMap<Hash, Vec<Offered>>>,
 }
 
 #[derive(Clone)]
@@ -490,10 +492,10 @@ pub struct Offered {
 
 impl Partials {
     /// Offers `swarm`'s pieces until the returned guard is dropped, which happens however
-    /// the fetch ends, aborts included. A root already offered by another fetch keeps that one.
+    /// the fetch ends, aborts included.
     pub fn offer(self: &Arc<Self>, swarm: &Arc<Swarm>, label: &str) -> OfferGuard {
         let mut fetching = self.fetching.lock().unwrap_or_else(|e| e.into_inner());
-        fetching.entry(swarm.root).or_insert_with(|| Offered {
+        fetching.entry(swarm.root).or_default().push(Offered {
             swarm: swarm.clone(),
             label: label.into(),
         });
@@ -508,6 +510,7 @@ impl Partials {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(root)
+            .and_then(|offers| offers.first())
             .cloned()
     }
 }
@@ -524,11 +527,11 @@ impl Drop for OfferGuard {
             .fetching
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        if fetching
-            .get(&self.swarm.root)
-            .is_some_and(|o| Arc::ptr_eq(&o.swarm, &self.swarm))
-        {
-            fetching.remove(&self.swarm.root);
+        if let Some(offers) = fetching.get_mut(&self.swarm.root) {
+            offers.retain(|o| !Arc::ptr_eq(&o.swarm, &self.swarm));
+            if offers.is_empty() {
+                fetching.remove(&self.swarm.root);
+            }
         }
     }
 }
@@ -718,6 +721,33 @@ mod tests {
             check_served(&have, 4..6),
             Err(WireError::BadRequest(_))
         ));
+    }
+
+    #[test]
+    fn a_fetch_is_offered_until_it_ends_and_a_second_one_of_the_same_root_takes_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let content = || ContentHashes {
+            size: 3,
+            mtime: 0,
+            root: [9; 32],
+            pieces: vec![hash_piece(b"abc")],
+        };
+        let rate = Arc::new(super::super::rate::RateLimiter::new(Default::default()));
+        let swarm = || {
+            let file = File::create(dir.path().join("f.part")).unwrap();
+            Arc::new(Swarm::new(file, content(), Bitfield::new(1), rate.clone()))
+        };
+        let (first, second) = (swarm(), swarm());
+        let partials = Arc::new(Partials::default());
+        let first_offer = partials.offer(&first, "p/first");
+        let second_offer = partials.offer(&second, "p/second");
+        let served = |root| partials.get(&root).map(|o| o.label.to_string());
+        assert_eq!(served([9; 32]).as_deref(), Some("p/first"));
+        assert_eq!(served([8; 32]), None);
+        drop(first_offer);
+        assert_eq!(served([9; 32]).as_deref(), Some("p/second"));
+        drop(second_offer);
+        assert_eq!(served([9; 32]), None);
     }
 
     #[test]

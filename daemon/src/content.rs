@@ -143,6 +143,46 @@ impl Bitfield {
     pub fn missing(&self) -> impl Iterator<Item = u64> + '_ {
         (0..self.len).filter(|i| !self.get(*i))
     }
+
+    /// Whether every piece in `pieces` is present (an empty or out-of-range span is not).
+    pub fn holds_all(&self, pieces: std::ops::Range<u64>) -> bool {
+        !pieces.is_empty() && pieces.end <= self.len && pieces.into_iter().all(|p| self.get(p))
+    }
+
+    /// The wire form: bit `i` is bit `i % 8` (least significant first) of byte `i / 8`.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bits
+    }
+
+    /// Reads the wire form for a file of `len` pieces. The byte count must be exact and the
+    /// spare bits of the last byte zero, so every bitfield has exactly one encoding.
+    pub fn from_bytes(len: u64, bits: Vec<u8>) -> Result<Self, BitfieldError> {
+        let expected = len.div_ceil(8);
+        if bits.len() as u64 != expected {
+            return Err(BitfieldError::WrongLength {
+                pieces: len,
+                expected,
+                got: bits.len() as u64,
+            });
+        }
+        let spare = (len % 8) as u32;
+        if spare != 0 && bits.last().is_some_and(|b| b >> spare != 0) {
+            return Err(BitfieldError::SpareBits);
+        }
+        Ok(Self { bits, len })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BitfieldError {
+    #[error("bitfield for {pieces} pieces has {got} bytes, expected {expected}")]
+    WrongLength {
+        pieces: u64,
+        expected: u64,
+        got: u64,
+    },
+    #[error("bitfield sets bits past the last piece")]
+    SpareBits,
 }
 
 #[cfg(test)]
@@ -217,5 +257,42 @@ mod tests {
             b.set(i);
         }
         assert!(b.complete());
+    }
+
+    #[test]
+    fn bitfield_wire_form_round_trips_and_is_canonical() {
+        let mut b = Bitfield::new(10);
+        b.set(0);
+        b.set(9);
+        assert_eq!(b.as_bytes(), [0b0000_0001, 0b0000_0010]);
+        assert_eq!(Bitfield::from_bytes(10, b.as_bytes().to_vec()), Ok(b));
+        assert_eq!(Bitfield::from_bytes(0, Vec::new()), Ok(Bitfield::new(0)));
+        assert!(matches!(
+            Bitfield::from_bytes(10, vec![0]),
+            Err(BitfieldError::WrongLength { expected: 2, .. })
+        ));
+        assert!(matches!(
+            Bitfield::from_bytes(10, vec![0, 0, 0]),
+            Err(BitfieldError::WrongLength { .. })
+        ));
+        // Bit 10 would be an eleventh piece of a ten-piece file.
+        assert_eq!(
+            Bitfield::from_bytes(10, vec![0, 0b0000_0100]),
+            Err(BitfieldError::SpareBits)
+        );
+        assert!(Bitfield::from_bytes(16, vec![0xff, 0xff])
+            .unwrap()
+            .complete());
+    }
+
+    #[test]
+    fn holds_all_needs_every_piece_of_a_nonempty_span() {
+        let mut b = Bitfield::new(4);
+        b.set(1);
+        b.set(2);
+        assert!(b.holds_all(1..3));
+        assert!(!b.holds_all(0..2));
+        assert!(!b.holds_all(2..2));
+        assert!(!b.holds_all(2..5));
     }
 }

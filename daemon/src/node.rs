@@ -29,7 +29,7 @@ use crate::shares::Shares;
 use crate::store::{KnownPeer, Store};
 use crate::transfer::download::{DownloadLimits, Downloads};
 use crate::transfer::rate::{AltSpeed, Limits, RateLimiter};
-use crate::transfer::upload::{UploadLimits, Uploads};
+use crate::transfer::upload::{OpenRange, UploadLimits, Uploads};
 use crate::wire::{
     read_frame, write_frame, AnnounceReply, LsChunk, LsChunker, Request, WireError,
     MAX_REQUEST_FRAME, MAX_RESPONSE_FRAME,
@@ -1227,13 +1227,24 @@ impl Node {
                 let _ = send.finish();
             }
             Request::Read { path, start, end } => {
-                let file = match invalid {
+                let range = match invalid {
                     Some(e) => Err(e),
-                    None => self.shares.resolve(&path),
+                    None => self
+                        .shares
+                        .resolve(&path)
+                        .and_then(|file| OpenRange::open(&file, start, end)),
                 };
-                self.uploads
-                    .serve(&peer, &path, file, start, end, &mut send)
-                    .await;
+                self.uploads.serve(&peer, &path, range, &mut send).await;
+            }
+            Request::ReadPieces { root, first, end } => {
+                let offered = self.downloads.partial(&root);
+                let label = offered.as_ref().map_or("", |o| &*o.label).to_string();
+                let range = match (invalid, offered) {
+                    (Some(e), _) => Err(e),
+                    (None, None) => Err(WireError::NotFound),
+                    (None, Some(o)) => o.swarm.open_pieces(first..end),
+                };
+                self.uploads.serve(&peer, &label, range, &mut send).await;
             }
             Request::Hashes { path } => {
                 let result = match invalid {
@@ -1259,12 +1270,14 @@ impl Node {
                     .await
                     .ok()
                     .flatten();
-                let reply = match found {
-                    Some((path, record)) => HaveReply::Found {
+                // A complete shared copy beats a partial one still being downloaded.
+                let reply = match (found, self.downloads.partial(&root)) {
+                    (Some((path, record)), _) => HaveReply::Found {
                         path,
                         size: record.size,
                     },
-                    None => HaveReply::NotFound,
+                    (None, Some(o)) => HaveReply::partial(o.swarm.size, &o.swarm.have()),
+                    (None, None) => HaveReply::NotFound,
                 };
                 let _ = write_frame(&mut send, &reply, MAX_RESPONSE_FRAME).await;
                 let _ = send.finish();

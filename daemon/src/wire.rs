@@ -5,6 +5,8 @@
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use crate::content::Bitfield;
+
 pub const ALPN: &[u8] = b"harddrive-party/1";
 
 /// Largest request frame (one per stream).
@@ -23,6 +25,10 @@ pub const MAX_PATH_BYTES: usize = 4096;
 pub const MAX_SEARCH_BYTES: usize = 256;
 /// 4096 hashes are 128 KiB, well under the response frame limit.
 pub const MAX_HASHES_PER_CHUNK: usize = 4096;
+/// A `HaveReply::Partial` bitfield: 128 KiB describes 2^20 pieces (a 1 TiB file) and keeps
+/// the reply well under the response frame limit. Larger partial files are not offered.
+pub const MAX_BITFIELD_BYTES: usize = 128 * 1024;
+pub const MAX_PARTIAL_PIECES: u64 = MAX_BITFIELD_BYTES as u64 * 8;
 
 /// QUIC application error codes used to reset a `Read` stream mid-body.
 pub const RESET_FILE_CHANGED: u32 = 1;
@@ -48,6 +54,13 @@ pub enum Request {
     Hashes { path: String },
     /// "Who has the file with this root hash?"
     Have { root: [u8; 32] },
+    /// Stream pieces `first..end` (end exclusive) of the content with this root, from a
+    /// peer that answered `HaveReply::Partial`. Answered like `Read`.
+    ReadPieces {
+        root: [u8; 32],
+        first: u64,
+        end: u64,
+    },
     /// "Pass my own announce address to your connected peer `target` now": the target then
     /// dials (punches towards) us while we punch towards it (PROTOCOL.md §8.8).
     Introduce {
@@ -79,6 +92,26 @@ pub enum HaveReply {
         size: u64,
     },
     NotFound,
+    /// The answering peer is still downloading that content: `pieces` is the bitfield of
+    /// the pieces it holds verified ([`Bitfield::as_bytes`]), readable with `ReadPieces`.
+    Partial {
+        size: u64,
+        pieces: Vec<u8>,
+    },
+}
+
+impl HaveReply {
+    /// A partial holder's answer; `NotFound` when the file has more pieces than a bitfield
+    /// may describe.
+    pub fn partial(size: u64, have: &Bitfield) -> Self {
+        if have.as_bytes().len() > MAX_BITFIELD_BYTES {
+            return HaveReply::NotFound;
+        }
+        HaveReply::Partial {
+            size,
+            pieces: have.as_bytes().to_vec(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -102,6 +135,8 @@ pub enum WireError {
     BadRequest(String),
     #[error("read error on the sharing peer: {0}")]
     Io(String),
+    #[error("the sharing peer does not hold all of those pieces (yet)")]
+    NotHeld,
 }
 
 /// Sent repeatedly in answer to `Ls`; the stream's clean end (FIN) marks the listing complete.
@@ -238,6 +273,15 @@ impl Request {
             }
             Request::Hashes { path } => too_long("path", path, MAX_PATH_BYTES),
             Request::Have { .. } => None,
+            Request::ReadPieces { first, end, .. } => (end <= first)
+                .then(|| WireError::BadRequest("empty piece range".into()))
+                .or_else(|| {
+                    (*end > MAX_PARTIAL_PIECES).then(|| {
+                        WireError::BadRequest(format!(
+                            "piece range beyond {MAX_PARTIAL_PIECES} pieces"
+                        ))
+                    })
+                }),
             Request::AnnouncePeer { announce_address } => {
                 too_long("announce address", announce_address, MAX_ANNOUNCE_BYTES)
             }
@@ -376,6 +420,59 @@ mod tests {
         }
         .validate()
         .is_ok());
+    }
+
+    #[test]
+    fn piece_reads_need_a_nonempty_range_within_the_partial_limit() {
+        let read = |first, end| Request::ReadPieces {
+            root: [7; 32],
+            first,
+            end,
+        };
+        assert!(read(0, 1).validate().is_ok());
+        assert!(read(3, 3).validate().is_err());
+        assert!(read(4, 3).validate().is_err());
+        assert!(read(0, MAX_PARTIAL_PIECES).validate().is_ok());
+        assert!(read(0, MAX_PARTIAL_PIECES + 1).validate().is_err());
+        assert!(read(u64::MAX - 1, u64::MAX).validate().is_err());
+    }
+
+    #[test]
+    fn partial_have_replies_fit_the_frame_up_to_the_limit_and_no_further() {
+        let mut have = Bitfield::new(MAX_PARTIAL_PIECES);
+        have.set(MAX_PARTIAL_PIECES - 1);
+        let reply = HaveReply::partial(MAX_PARTIAL_PIECES * crate::content::PIECE_SIZE, &have);
+        let frame = encode_frame(&reply, MAX_RESPONSE_FRAME).expect("the largest bitfield fits");
+        let back: HaveReply = decode_payload(&frame[4..]).unwrap();
+        assert_eq!(back, reply);
+        let too_many = Bitfield::new(MAX_PARTIAL_PIECES + 1);
+        assert_eq!(HaveReply::partial(u64::MAX, &too_many), HaveReply::NotFound);
+    }
+
+    #[test]
+    fn new_messages_have_the_documented_encoding() {
+        let read = Request::ReadPieces {
+            root: [0x11; 32],
+            first: 2,
+            end: 300,
+        };
+        let frame = encode_frame(&read, MAX_REQUEST_FRAME).unwrap();
+        let mut expected = vec![0, 0, 0, 0x25, 5];
+        expected.extend([0x11; 32]);
+        expected.extend([2, 0xfb, 0x2c, 0x01]);
+        assert_eq!(frame, expected);
+        let mut have = Bitfield::new(10);
+        have.set(0);
+        have.set(9);
+        let frame =
+            encode_frame(&HaveReply::partial(10_000_000, &have), MAX_RESPONSE_FRAME).unwrap();
+        assert_eq!(
+            frame,
+            [0, 0, 0, 9, 2, 0xfc, 0x80, 0x96, 0x98, 0x00, 2, 0x01, 0x02]
+        );
+        let frame =
+            encode_frame(&ReadHeader::Error(WireError::NotHeld), MAX_RESPONSE_FRAME).unwrap();
+        assert_eq!(frame, [0, 0, 0, 2, 1, 4]);
     }
 
     #[test]

@@ -9,25 +9,8 @@ use std::time::Duration;
 use common::*;
 use harddrive_party::announce::AnnounceAddress;
 use harddrive_party::identity::Identity;
-use harddrive_party::net::quic::QuicNode;
 use harddrive_party::net::rpc::{self, RpcError};
 use harddrive_party::wire::WireError;
-
-async fn hostile_client(target: &Daemon) -> (QuicNode, quinn::Connection) {
-    let me = Identity::from_seed([0x66; 32]);
-    let (node, _control) = QuicNode::bind(
-        "127.0.0.1:0".parse().unwrap(),
-        &me,
-        std::time::Duration::from_secs(10),
-    )
-    .unwrap();
-    let address: AnnounceAddress = target.announce().parse().unwrap();
-    let conn = node
-        .connect(address.addr, address.public_key)
-        .await
-        .expect("handshake with the daemon");
-    (node, conn)
-}
 
 async fn read_error(conn: &quinn::Connection, path: &str) -> WireError {
     match rpc::read(conn, path, 0, None).await {
@@ -56,7 +39,7 @@ async fn traversal_symlinks_and_garbage_are_refused_and_the_daemon_carries_on() 
     std::os::unix::fs::symlink(tmp.path(), share.join("escape-dir")).unwrap();
     let (a, b) = sharer_and_downloader(tmp.path(), &share, 2, &[], &[]);
     let an = a.name();
-    let (_client, conn) = hostile_client(&a).await;
+    let (_client, conn) = raw_client(&a, 0x66).await;
 
     for path in [
         "../secret.txt",
@@ -150,7 +133,7 @@ async fn introductions_reach_the_target_and_cannot_be_forged() {
     b.start();
     c.start();
     connect(&c, &b);
-    let (client, conn) = hostile_client(&b).await;
+    let (client, conn) = raw_client(&b, 0x66).await;
     let me = Identity::from_seed([0x66; 32]);
     let own = AnnounceAddress {
         public_key: me.public_key,
@@ -184,4 +167,82 @@ async fn introductions_reach_the_target_and_cannot_be_forged() {
     let c_key: AnnounceAddress = c.announce().parse().unwrap();
     assert_eq!(key, c_key.public_key);
     assert!(c.log_text().contains("told us about"), "{}", c.log_text());
+}
+
+/// Plays a peer that claims to be downloading `size` bytes of the same content and to hold
+/// every piece, and serves garbage for every `ReadPieces`.
+async fn serve_as_lying_partial(conn: quinn::Connection, size: u64) {
+    use harddrive_party::content::{piece_count, Bitfield, PIECE_SIZE};
+    use harddrive_party::wire::{
+        read_frame, write_frame, AnnounceReply, HaveReply, ReadHeader, Request, MAX_REQUEST_FRAME,
+        MAX_RESPONSE_FRAME,
+    };
+    let mut all = Bitfield::new(piece_count(size));
+    for piece in 0..all.len() {
+        all.set(piece);
+    }
+    while let Ok((mut send, mut recv)) = conn.accept_bi().await {
+        let all = all.clone();
+        tokio::spawn(async move {
+            let Ok(request) = read_frame::<Request, _>(&mut recv, MAX_REQUEST_FRAME).await else {
+                return;
+            };
+            match request {
+                Request::Have { .. } => {
+                    let reply = HaveReply::partial(size, &all);
+                    let _ = write_frame(&mut send, &reply, MAX_RESPONSE_FRAME).await;
+                }
+                Request::ReadPieces { first, end, .. } => {
+                    let header = ReadHeader::Ok { size, mtime: 0 };
+                    let _ = write_frame(&mut send, &header, MAX_RESPONSE_FRAME).await;
+                    let len = (end * PIECE_SIZE)
+                        .min(size)
+                        .saturating_sub(first * PIECE_SIZE);
+                    let _ = send.write_all(&vec![0x5a; len as usize]).await;
+                }
+                _ => {
+                    let _ = write_frame(&mut send, &AnnounceReply::Ok, MAX_RESPONSE_FRAME).await;
+                }
+            }
+            let _ = send.finish();
+        });
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partial_source_serving_bad_pieces_is_dropped_and_the_file_is_still_right() {
+    const SIZE: u64 = 24 * 1024 * 1024;
+    let tmp = tempfile::tempdir().unwrap();
+    let share = tmp.path().join("share/Docs");
+    write_random_file(&share.join("big.bin"), SIZE, 5);
+    let (a, b) = sharer_and_downloader(tmp.path(), &share, 2, &["--upload-limit", "8MB"], &[]);
+    let liar = harddrive_party::identity::Identity::from_seed([0x55; 32]).name;
+    let (_client, conn) = raw_client(&b, 0x55).await;
+    tokio::spawn(serve_as_lying_partial(conn, SIZE));
+    wait_for("the liar to be a peer", Duration::from_secs(10), || {
+        b.connected_to(&liar).then_some(())
+    });
+
+    let path = format!("{}/Docs/big.bin", a.name());
+    let id = b.download(&path);
+    let done = b.wait_download_done(id, Duration::from_secs(60));
+    assert_eq!(
+        sha256_file(&b.download_dir.join(&path)),
+        sha256_file(&share.join("big.bin"))
+    );
+    assert_eq!(done["verified"], true);
+    let from_liar = done["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["peer"] == liar.as_str())
+        .unwrap_or_else(|| panic!("the liar was used as a source: {done}"));
+    assert_eq!(
+        from_liar["bytes"], 0,
+        "no byte of the liar's was kept: {done}"
+    );
+    assert!(
+        b.log_text().contains(&format!("{liar} served a bad piece")),
+        "the event is logged"
+    );
 }

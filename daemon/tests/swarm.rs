@@ -160,3 +160,135 @@ fn a_restart_mid_swarm_resumes_from_all_sources() {
         "all three sources again after the restart: {done}"
     );
 }
+
+/// The root hash of a file, computed here rather than trusted from any daemon.
+fn root_of(path: &std::path::Path) -> [u8; 32] {
+    let mut hasher = harddrive_party::content::FileHasher::default();
+    hasher.update(&fs::read(path).unwrap());
+    hasher.finish().1
+}
+
+/// What a peer protocol client sees of a node still downloading: its bitfield, verified
+/// pieces only, and typed refusals for anything else.
+fn check_partial_serving(a: &Daemon, root: [u8; 32], size: u64) {
+    use harddrive_party::content::{piece_count, PIECE_SIZE};
+    use harddrive_party::net::rpc::{self, Holding, RpcError};
+    use harddrive_party::wire::WireError;
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let (_client, conn) = raw_client(a, 0x77).await;
+        let ask = tokio::time::timeout(Duration::from_secs(10), rpc::have(&conn, root));
+        let Ok(Ok(Some(Holding::Partial { size: got, pieces }))) = ask.await else {
+            panic!("a partial holder answers Have with its bitfield");
+        };
+        assert_eq!(got, size);
+        let held = (0..pieces.len())
+            .find(|p| pieces.get(*p))
+            .expect("some piece");
+        let missing = (0..pieces.len())
+            .rev()
+            .find(|p| !pieces.get(*p))
+            .expect("a gap");
+        let (answer_size, _, mut body) = rpc::read_pieces(&conn, root, held..held + 1)
+            .await
+            .expect("a verified piece is served");
+        assert_eq!(answer_size, size);
+        let bytes = body.read_to_end(PIECE_SIZE as usize).await.unwrap();
+        assert_eq!(bytes.len() as u64, PIECE_SIZE.min(size - held * PIECE_SIZE));
+        let refused = |range: std::ops::Range<u64>, root: [u8; 32]| {
+            let conn = conn.clone();
+            async move {
+                match rpc::read_pieces(&conn, root, range.clone()).await {
+                    Err(RpcError::Refused(e)) => e,
+                    Ok(_) => panic!("{range:?} was served"),
+                    Err(e) => panic!("{range:?}: unexpected {e}"),
+                }
+            }
+        };
+        assert_eq!(
+            refused(missing..missing + 1, root).await,
+            WireError::NotHeld
+        );
+        assert_eq!(refused(held..missing + 1, root).await, WireError::NotHeld);
+        assert_eq!(refused(0..1, [0xee; 32]).await, WireError::NotFound);
+        let count = piece_count(size);
+        assert!(matches!(
+            refused(count - 1..count + 1, root).await,
+            WireError::BadRequest(_)
+        ));
+        assert!(matches!(
+            refused(3..3, root).await,
+            WireError::BadRequest(_)
+        ));
+    });
+}
+
+#[test]
+fn a_peer_still_downloading_serves_its_verified_pieces_to_others() {
+    const PARTIAL_SIZE: u64 = 48 * 1024 * 1024;
+    let tmp = tempfile::tempdir().unwrap();
+    let share = tmp.path().join("seed/Films");
+    write_random_file(&share.join("film.mkv"), PARTIAL_SIZE, 78);
+    // The seeder's cap keeps the first downloader partial for a while.
+    let mut s = Daemon::new(tmp.path(), "seeder").share(&share).args(&[
+        "--upload-limit",
+        "4MB",
+        "--background-hash-rate",
+        "0",
+    ]);
+    let mut a = Daemon::new(tmp.path(), "first");
+    let mut b = Daemon::new(tmp.path(), "second");
+    s.start();
+    a.start();
+    b.start();
+    connect(&a, &s);
+    let sn = s.name();
+    let path = format!("{sn}/Films/film.mkv");
+    let a_id = a.download(&path);
+    wait_for(
+        "the first downloader to hold some pieces",
+        Duration::from_secs(30),
+        || (a.transfer(a_id)["received"].as_u64().unwrap_or(0) >= 6 * 1024 * 1024).then_some(()),
+    );
+    check_partial_serving(&a, root_of(&share.join("film.mkv")), PARTIAL_SIZE);
+
+    connect(&b, &a);
+    connect(&b, &s);
+    let b_id = b.download(&path);
+    let an = a.name();
+    let (from_a, a_then) = wait_for(
+        "the second downloader to get pieces from the first",
+        Duration::from_secs(30),
+        || {
+            let t = b.transfer(b_id);
+            let from_a = sources(&t).into_iter().find(|(p, _)| *p == an)?.1;
+            (from_a > 0).then(|| (from_a, a.transfer(a_id)))
+        },
+    );
+    assert!(
+        a_then["state"] == "active" && a_then["received"].as_u64().unwrap() < PARTIAL_SIZE,
+        "the first downloader was still partial when it served {from_a} bytes: {a_then}"
+    );
+
+    let a_done = a.wait_download_done(a_id, Duration::from_secs(45));
+    let b_done = b.wait_download_done(b_id, Duration::from_secs(45));
+    let original = sha256_file(&share.join("film.mkv"));
+    assert_eq!(sha256_file(&a.download_dir.join(&path)), original);
+    assert_eq!(sha256_file(&b.download_dir.join(&path)), original);
+    assert_eq!(a_done["verified"], true);
+    assert_eq!(b_done["verified"], true);
+    let per_peer = sources(&b_done);
+    assert!(
+        per_peer.iter().any(|(p, bytes)| *p == an && *bytes > 0),
+        "{b_done}"
+    );
+    assert_eq!(
+        per_peer.iter().map(|(_, b)| b).sum::<u64>(),
+        PARTIAL_SIZE,
+        "each byte was counted once: {b_done}"
+    );
+    assert!(
+        a.uploads().iter().any(|u| u["peer"] == b.name()),
+        "the first downloader shows its uploads to the second"
+    );
+}

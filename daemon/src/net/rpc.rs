@@ -1,6 +1,6 @@
 //! Client side of the wire protocol over one QUIC connection: one bidirectional stream per request.
 
-use crate::content::{check_list, piece_count, Hash};
+use crate::content::{check_list, piece_count, Bitfield, Hash};
 use crate::wire::{
     read_frame, write_frame, AnnounceReply, Entry, FrameError, LsChunk, ReadHeader, Request,
     WireError, MAX_REQUEST_FRAME, MAX_RESPONSE_FRAME,
@@ -95,15 +95,33 @@ pub async fn read(
     start: u64,
     end: Option<u64>,
 ) -> Result<(u64, u64, quinn::RecvStream), RpcError> {
-    let mut recv = send_request(
-        conn,
-        &Request::Read {
-            path: path.to_string(),
-            start,
-            end,
-        },
-    )
-    .await?;
+    let request = Request::Read {
+        path: path.to_string(),
+        start,
+        end,
+    };
+    read_body(conn, &request).await
+}
+
+/// Sends `ReadPieces` to a peer still downloading the content; answered like `read`.
+pub async fn read_pieces(
+    conn: &quinn::Connection,
+    root: Hash,
+    pieces: std::ops::Range<u64>,
+) -> Result<(u64, u64, quinn::RecvStream), RpcError> {
+    let request = Request::ReadPieces {
+        root,
+        first: pieces.start,
+        end: pieces.end,
+    };
+    read_body(conn, &request).await
+}
+
+async fn read_body(
+    conn: &quinn::Connection,
+    request: &Request,
+) -> Result<(u64, u64, quinn::RecvStream), RpcError> {
+    let mut recv = send_request(conn, request).await?;
     match read_frame::<ReadHeader, _>(&mut recv, MAX_RESPONSE_FRAME).await {
         Ok(ReadHeader::Ok { size, mtime }) => Ok((size, mtime, recv)),
         Ok(ReadHeader::Error(e)) => Err(RpcError::Refused(e)),
@@ -163,11 +181,33 @@ pub async fn hashes(conn: &quinn::Connection, path: &str) -> Result<ContentHashe
     })
 }
 
-pub async fn have(conn: &quinn::Connection, root: Hash) -> Result<Option<(String, u64)>, RpcError> {
+/// What a peer holds of some content, from its `Have` answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Holding {
+    /// A complete shared file, readable by path.
+    Complete { path: String, size: u64 },
+    /// A file it is still downloading: the pieces it holds verified, readable by root.
+    Partial { size: u64, pieces: Bitfield },
+}
+
+impl Holding {
+    pub fn size(&self) -> u64 {
+        match self {
+            Holding::Complete { size, .. } | Holding::Partial { size, .. } => *size,
+        }
+    }
+}
+
+/// Asks a peer what it holds of `root`. A bitfield that does not fit the size it claims is
+/// bad content.
+pub async fn have(conn: &quinn::Connection, root: Hash) -> Result<Option<Holding>, RpcError> {
     let mut recv = send_request(conn, &Request::Have { root }).await?;
     match read_frame::<HaveReply, _>(&mut recv, MAX_RESPONSE_FRAME).await {
-        Ok(HaveReply::Found { path, size }) => Ok(Some((path, size))),
+        Ok(HaveReply::Found { path, size }) => Ok(Some(Holding::Complete { path, size })),
         Ok(HaveReply::NotFound) => Ok(None),
+        Ok(HaveReply::Partial { size, pieces }) => Bitfield::from_bytes(piece_count(size), pieces)
+            .map(|pieces| Some(Holding::Partial { size, pieces }))
+            .map_err(|e| RpcError::BadContent(e.to_string())),
         Err(e) => Err(frame_failure(conn, e)),
     }
 }

@@ -14,11 +14,12 @@ use tokio::task::{AbortHandle, JoinSet};
 
 use super::plan::{self, RateMeter};
 use super::rate::RateLimiter;
-use super::swarm::{self, Source, SourceEnd, Swarm};
+use super::swarm::{self, Offered, Partials, Source, SourceEnd, SourceId, Swarm};
 use super::{ActiveFile, FailedFile, SourceView, TransferState, TransferView};
+use crate::content::{Bitfield, Hash};
 use crate::events::{Event, EventSender};
 use crate::net::peers::{PeerConnection, PeerTable};
-use crate::net::rpc::{self, RpcError};
+use crate::net::rpc::{self, Holding, RpcError};
 use crate::store::{DownloadRecord, DownloadState, FileRecord, FileState, Store, StoreError};
 use crate::wire::WireError;
 
@@ -29,6 +30,9 @@ const EXPAND_RETRY: Duration = Duration::from_secs(10);
 const MAX_LISTED_FAILURES: usize = 50;
 /// How long a peer gets to answer "do you have this content?".
 const HAVE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often a peer still downloading the file is asked which pieces it holds now: one
+/// small request per partial source per interval, for as long as the fetch runs.
+const AVAILABILITY_INTERVAL: Duration = Duration::from_secs(3);
 
 pub struct DownloadLimits {
     pub total: usize,
@@ -141,6 +145,8 @@ pub struct Downloads {
     rate: Arc<RateLimiter>,
     jobs: Mutex<BTreeMap<u64, Job>>,
     wake: Notify,
+    /// Files being fetched, whose verified pieces other peers may read.
+    partials: Arc<Partials>,
 }
 
 impl Job {
@@ -334,6 +340,7 @@ impl Downloads {
             rate,
             jobs: Mutex::new(jobs),
             wake: Notify::new(),
+            partials: Arc::default(),
         }))
     }
 
@@ -356,6 +363,11 @@ impl Downloads {
 
     pub fn wake(&self) {
         self.wake.notify_one();
+    }
+
+    /// The file with this root being fetched right now, if any: a partial source for others.
+    pub fn partial(&self, root: &Hash) -> Option<Offered> {
+        self.partials.get(root)
     }
 
     /// Queues `peer/path`; asking again for something still queued returns the same id.
@@ -937,39 +949,57 @@ impl Downloads {
             Ok((_, Err(e))) => return io_outcome(&e, &part),
             Err(e) => return Outcome::Retry(e.to_string()),
         };
-        let swarm = Swarm::new(file, size, hashes.pieces, have, self.rate.clone());
+        let root = hashes.root;
+        let swarm = Arc::new(Swarm::new(file, hashes, have, self.rate.clone()));
+        // From here on, peers may read the pieces verified so far.
+        let _offer = self
+            .partials
+            .offer(&swarm, &format!("{}/{path}", peer.name));
         let start = swarm.verified_bytes.load(Ordering::Relaxed);
         progress.start.store(start, Ordering::Relaxed);
         progress.received.store(start, Ordering::Relaxed);
 
-        let mut sources = vec![Source {
-            peer: peer.name.clone(),
-            connection: peer.connection.clone(),
-            path: path.to_string(),
-            delivered: Arc::default(),
-        }];
-        sources.extend(self.other_holders(&peer.name, hashes.root, size).await);
+        let mut sources = vec![(
+            Source {
+                peer: peer.name.clone(),
+                connection: peer.connection.clone(),
+                path: Some(path.to_string()),
+                delivered: Arc::default(),
+            },
+            None,
+        )];
+        sources.extend(self.other_holders(&peer.name, root, size).await);
         if let Ok(mut s) = progress.sources.lock() {
             *s = sources
                 .iter()
-                .map(|src| (src.peer.clone(), src.delivered.clone()))
+                .map(|(src, _)| (src.peer.clone(), src.delivered.clone()))
                 .collect();
         }
         if sources.len() > 1 {
             tracing::info!(
-                "{}/{path}: fetching from {} peers",
+                "{}/{path}: fetching from {} peers ({} still downloading it)",
                 peer.name,
-                sources.len()
+                sources.len(),
+                sources.iter().filter(|(s, _)| s.path.is_none()).count()
             );
         }
-        let swarm = Arc::new(swarm);
         let mut workers = JoinSet::new();
-        for (index, source) in sources.iter().cloned().enumerate() {
+        let mut partial = Vec::new();
+        for (source, pieces) in sources {
+            let id = swarm.add_source(pieces);
+            if source.path.is_none() {
+                partial.push((id, source.connection.clone()));
+            }
             let swarm = swarm.clone();
             workers.spawn(async move {
-                let end = swarm.work(index, &source).await;
+                let end = swarm.work(id, &source).await;
                 (source.peer, end)
             });
+        }
+        // Dropped with the fetch, which stops the asking.
+        let mut refresh = JoinSet::new();
+        if !partial.is_empty() {
+            refresh.spawn(refresh_availability(swarm.clone(), partial));
         }
         let mut ends = Vec::new();
         let mut tick = tokio::time::interval(super::PROGRESS_INTERVAL);
@@ -1031,7 +1061,7 @@ impl Downloads {
                 _ => Outcome::Retry("no source could supply the missing pieces".into()),
             };
         }
-        let (file, root) = (swarm.file.clone(), hashes.root);
+        let file = swarm.file.clone();
         let checked = tokio::task::spawn_blocking(move || {
             // A longer leftover part (an older version) must not keep its tail.
             file.set_len(size)?;
@@ -1087,27 +1117,33 @@ impl Downloads {
         })
     }
 
-    /// Other connected peers holding content with this root: extra sources for the swarm.
+    /// Other connected peers holding content with this root: extra sources for the swarm,
+    /// each with the pieces it holds if it is still downloading the file itself.
     async fn other_holders(
         &self,
         named: &str,
-        root: crate::content::Hash,
+        root: Hash,
         size: u64,
-    ) -> Vec<Source> {
+    ) -> Vec<(Source, Option<Bitfield>)> {
         let mut asks = JoinSet::new();
         for other in self.peers.all().into_iter().filter(|p| p.name != named) {
             asks.spawn(async move {
                 let found =
                     tokio::time::timeout(HAVE_TIMEOUT, rpc::have(&other.connection, root)).await;
-                match found {
-                    Ok(Ok(Some((path, their_size)))) if their_size == size => Some(Source {
-                        peer: other.name.clone(),
-                        connection: other.connection.clone(),
-                        path,
-                        delivered: Arc::default(),
-                    }),
-                    _ => None,
-                }
+                let (path, pieces) = match found {
+                    Ok(Ok(Some(holding))) if holding.size() == size => match holding {
+                        Holding::Complete { path, .. } => (Some(path), None),
+                        Holding::Partial { pieces, .. } => (None, Some(pieces)),
+                    },
+                    _ => return None,
+                };
+                let source = Source {
+                    peer: other.name.clone(),
+                    connection: other.connection.clone(),
+                    path,
+                    delivered: Arc::default(),
+                };
+                Some((source, pieces))
             });
         }
         let mut sources = Vec::new();
@@ -1116,8 +1152,34 @@ impl Downloads {
                 sources.push(source);
             }
         }
-        sources.sort_by(|a, b| a.peer.cmp(&b.peer));
+        sources.sort_by(|(a, _), (b, _)| a.peer.cmp(&b.peer));
         sources
+    }
+}
+
+/// Asks the partial sources of a fetch which pieces they hold, every
+/// `AVAILABILITY_INTERVAL`, until none is left at work. Answers other than a bitfield for
+/// the same size leave a source's availability as it was: a source that can no longer serve
+/// is dropped when its next read is refused.
+async fn refresh_availability(swarm: Arc<Swarm>, mut partial: Vec<(SourceId, quinn::Connection)>) {
+    loop {
+        tokio::time::sleep(AVAILABILITY_INTERVAL).await;
+        partial.retain(|(id, _)| swarm.is_partial_and_active(*id));
+        if partial.is_empty() {
+            return;
+        }
+        let root = swarm.root;
+        let asks = partial.iter().map(|(id, connection)| async move {
+            let answer = tokio::time::timeout(HAVE_TIMEOUT, rpc::have(connection, root)).await;
+            (*id, answer)
+        });
+        for (id, answer) in futures_util::future::join_all(asks).await {
+            if let Ok(Ok(Some(Holding::Partial { size, pieces }))) = answer {
+                if size == swarm.size {
+                    swarm.set_available(id, pieces);
+                }
+            }
+        }
     }
 }
 

@@ -14,8 +14,10 @@ use bytes::BytesMut;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
+use super::upload::OpenRange;
 use crate::content::{hash_piece, piece_count, piece_len, Bitfield, FileHasher, Hash, PIECE_SIZE};
-use crate::wire::RESET_FILE_CHANGED;
+use crate::net::rpc::{self, ContentHashes};
+use crate::wire::{WireError, RESET_FILE_CHANGED};
 
 /// Pieces asked for in one `Read`: long enough to amortise a request, short enough that a
 /// slow source holds little back.
@@ -28,12 +30,32 @@ const STALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub type SourceId = usize;
 
-/// Which pieces are wanted, being fetched (and by whom), or done; and which sources are bad.
+/// What a source's worker should do next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pick {
+    Run(Range<u64>),
+    /// Nothing for this source right now; ask again when pieces or availability change.
+    Wait,
+    /// Nothing left for this source to do.
+    Done,
+}
+
+#[derive(Debug, Clone, Default)]
+struct SourceState {
+    /// The pieces a partial source (a peer still downloading the file) holds; `None` for a
+    /// source holding the whole file.
+    pieces: Option<Bitfield>,
+    ended: bool,
+    bad: bool,
+}
+
+/// Which pieces are wanted, being fetched (and by whom), or done; which pieces each source
+/// can supply; and which sources are bad.
 #[derive(Debug, Clone)]
 pub struct PiecePicker {
     have: Bitfield,
     in_flight: HashMap<u64, HashSet<SourceId>>,
-    bad_sources: HashSet<SourceId>,
+    sources: Vec<SourceState>,
 }
 
 impl PiecePicker {
@@ -41,7 +63,37 @@ impl PiecePicker {
         Self {
             have,
             in_flight: HashMap::new(),
-            bad_sources: HashSet::new(),
+            sources: Vec::new(),
+        }
+    }
+
+    /// Adds a source holding the whole file (`None`) or only `pieces`; ids count from 0.
+    pub fn add_source(&mut self, pieces: Option<Bitfield>) -> SourceId {
+        let len = self.have.len();
+        self.sources.push(SourceState {
+            pieces: pieces.map(|p| {
+                if p.len() == len {
+                    p
+                } else {
+                    Bitfield::new(len)
+                }
+            }),
+            ..SourceState::default()
+        });
+        self.sources.len() - 1
+    }
+
+    /// A partial source reported the pieces it holds now. A bitfield for another piece
+    /// count is ignored, and a complete source stays complete.
+    pub fn set_available(&mut self, source: SourceId, pieces: Bitfield) {
+        if pieces.len() != self.have.len() {
+            return;
+        }
+        if let Some(SourceState {
+            pieces: Some(held), ..
+        }) = self.sources.get_mut(source)
+        {
+            *held = pieces;
         }
     }
 
@@ -54,20 +106,53 @@ impl PiecePicker {
     }
 
     pub fn is_bad(&self, source: SourceId) -> bool {
-        self.bad_sources.contains(&source)
+        self.sources.get(source).is_none_or(|s| s.bad)
     }
 
-    /// The next run for `source`: the first missing pieces nobody is fetching, up to `max`
-    /// in a row. When every missing piece is already being fetched (endgame), a piece held
-    /// by another source is duplicated, so a stalled source cannot hold the file back.
-    pub fn next_run(&mut self, source: SourceId, max: u64) -> Option<Range<u64>> {
-        if self.is_bad(source) {
-            return None;
+    /// A partial source still worth asking for its availability.
+    pub fn is_partial_and_active(&self, source: SourceId) -> bool {
+        self.sources
+            .get(source)
+            .is_some_and(|s| s.pieces.is_some() && !s.ended && !s.bad)
+    }
+
+    fn holds(&self, source: SourceId, piece: u64) -> bool {
+        self.sources
+            .get(source)
+            .is_some_and(|s| s.pieces.as_ref().is_none_or(|held| held.get(piece)))
+    }
+
+    /// A source holding the whole file is still at work, so a partial source with nothing
+    /// to give yet may get more: waiting for it is bounded by that source.
+    fn complete_source_active(&self) -> bool {
+        self.sources
+            .iter()
+            .any(|s| s.pieces.is_none() && !s.ended && !s.bad)
+    }
+
+    /// The next step for `source`: a run of missing pieces it holds, to fetch; wait; or done.
+    pub fn pick(&mut self, source: SourceId, max: u64) -> Pick {
+        if self.complete() || self.is_bad(source) {
+            return Pick::Done;
         }
+        if let Some(run) = self.next_run(source, max) {
+            return Pick::Run(run);
+        }
+        let partial = self.sources.get(source).is_some_and(|s| s.pieces.is_some());
+        if partial && !self.complete_source_active() {
+            return Pick::Done;
+        }
+        Pick::Wait
+    }
+
+    /// The first missing pieces `source` holds that nobody is fetching, up to `max` in a
+    /// row. When every such piece is already being fetched (endgame), a piece held by
+    /// another source is duplicated, so a stalled source cannot hold the file back.
+    fn next_run(&mut self, source: SourceId, max: u64) -> Option<Range<u64>> {
         let free = self
             .have
             .missing()
-            .find(|p| !self.in_flight.contains_key(p));
+            .find(|p| !self.in_flight.contains_key(p) && self.holds(source, *p));
         let run = match free {
             Some(first) => {
                 let mut end = first + 1;
@@ -75,16 +160,17 @@ impl PiecePicker {
                     && end - first < max
                     && !self.have.get(end)
                     && !self.in_flight.contains_key(&end)
+                    && self.holds(source, end)
                 {
                     end += 1;
                 }
                 first..end
             }
             None => {
-                let stolen = self
-                    .have
-                    .missing()
-                    .find(|p| self.in_flight.get(p).is_some_and(|s| !s.contains(&source)))?;
+                let stolen = self.have.missing().find(|p| {
+                    self.holds(source, *p)
+                        && self.in_flight.get(p).is_some_and(|s| !s.contains(&source))
+                })?;
                 stolen..stolen + 1
             }
         };
@@ -114,9 +200,18 @@ impl PiecePicker {
         }
     }
 
+    /// `source`'s worker has stopped: partial sources waiting on it may stop too.
+    pub fn ended(&mut self, source: SourceId) {
+        if let Some(s) = self.sources.get_mut(source) {
+            s.ended = true;
+        }
+    }
+
     /// `source` served bytes that do not match the list: it is dropped for this file.
     pub fn mark_bad(&mut self, source: SourceId) {
-        self.bad_sources.insert(source);
+        if let Some(s) = self.sources.get_mut(source) {
+            s.bad = true;
+        }
         let held: Vec<u64> = self
             .in_flight
             .iter()
@@ -129,12 +224,29 @@ impl PiecePicker {
     }
 }
 
+/// Whether a partial holder serves `pieces`: only a range within the file whose every
+/// piece it holds verified.
+pub fn check_served(have: &Bitfield, pieces: Range<u64>) -> Result<(), WireError> {
+    if pieces.end > have.len() {
+        return Err(WireError::BadRequest(format!(
+            "piece range ends past the file's {} pieces",
+            have.len()
+        )));
+    }
+    if !have.holds_all(pieces) {
+        return Err(WireError::NotHeld);
+    }
+    Ok(())
+}
+
 /// One place the file can come from.
 #[derive(Clone)]
 pub struct Source {
     pub peer: String,
     pub connection: quinn::Connection,
-    pub path: String,
+    /// The file's path on a peer holding it whole (read with `Read`); `None` for a peer
+    /// still downloading it (read by root with `ReadPieces`).
+    pub path: Option<String>,
     /// Bytes of verified pieces this source delivered.
     pub delivered: Arc<AtomicU64>,
 }
@@ -143,6 +255,9 @@ pub struct Source {
 pub struct Swarm {
     pub file: Arc<File>,
     pub size: u64,
+    /// The remote file's mtime: the version being fetched.
+    pub mtime: u64,
+    pub root: Hash,
     pub pieces: Arc<Vec<Hash>>,
     pub picker: Mutex<PiecePicker>,
     pub progress: Notify,
@@ -170,11 +285,11 @@ fn lock(picker: &Mutex<PiecePicker>) -> std::sync::MutexGuard<'_, PiecePicker> {
 impl Swarm {
     pub fn new(
         file: File,
-        size: u64,
-        pieces: Vec<Hash>,
+        content: ContentHashes,
         have: Bitfield,
         rate: Arc<super::rate::RateLimiter>,
     ) -> Self {
+        let size = content.size;
         let verified = (0..have.len())
             .filter(|p| have.get(*p))
             .map(|p| piece_len(size, p))
@@ -182,7 +297,9 @@ impl Swarm {
         Self {
             file: Arc::new(file),
             size,
-            pieces: Arc::new(pieces),
+            mtime: content.mtime,
+            root: content.root,
+            pieces: Arc::new(content.pieces),
             picker: Mutex::new(PiecePicker::new(have)),
             progress: Notify::new(),
             verified_bytes: AtomicU64::new(verified),
@@ -198,18 +315,55 @@ impl Swarm {
         lock(&self.picker).complete()
     }
 
-    /// Fetches runs from `source` until nothing is left for it, or it fails.
+    pub fn add_source(&self, pieces: Option<Bitfield>) -> SourceId {
+        lock(&self.picker).add_source(pieces)
+    }
+
+    pub fn is_partial_and_active(&self, source: SourceId) -> bool {
+        lock(&self.picker).is_partial_and_active(source)
+    }
+
+    /// New availability from a partial source; its waiting worker looks again at once.
+    pub fn set_available(&self, source: SourceId, pieces: Bitfield) {
+        lock(&self.picker).set_available(source, pieces);
+        self.progress.notify_waiters();
+    }
+
+    /// Opens pieces of this file for a peer: only verified ones, checked again as they are
+    /// read, so a `.part` damaged on disk is never passed on.
+    pub fn open_pieces(&self, pieces: Range<u64>) -> Result<OpenRange, WireError> {
+        check_served(lock(&self.picker).have(), pieces.clone())?;
+        Ok(OpenRange::pieces(
+            self.file.clone(),
+            self.size,
+            self.mtime,
+            pieces,
+            self.pieces.clone(),
+        ))
+    }
+
+    /// Fetches runs from `source` (added with `add_source`) until nothing is left for it,
+    /// or it fails.
     pub async fn work(&self, id: SourceId, source: &Source) -> SourceEnd {
+        let end = self.work_runs(id, source).await;
+        lock(&self.picker).ended(id);
+        self.progress.notify_waiters();
+        end
+    }
+
+    async fn work_runs(&self, id: SourceId, source: &Source) -> SourceEnd {
         loop {
-            let run = lock(&self.picker).next_run(id, RUN_PIECES);
-            let Some(run) = run else {
-                if self.complete() || lock(&self.picker).is_bad(id) {
-                    return SourceEnd::Finished;
+            let pick = lock(&self.picker).pick(id, RUN_PIECES);
+            let run = match pick {
+                Pick::Run(run) => run,
+                Pick::Done => return SourceEnd::Finished,
+                Pick::Wait => {
+                    // Everything this source can give is being fetched already; wait for news.
+                    let _ =
+                        tokio::time::timeout(Duration::from_millis(200), self.progress.notified())
+                            .await;
+                    continue;
                 }
-                // Everything missing is being fetched by this source already; wait for news.
-                let _ = tokio::time::timeout(Duration::from_millis(200), self.progress.notified())
-                    .await;
-                continue;
             };
             let outcome = self.fetch_run(source, run.clone()).await;
             lock(&self.picker).abandon(id, run);
@@ -226,16 +380,20 @@ impl Swarm {
     }
 
     async fn fetch_run(&self, source: &Source, run: Range<u64>) -> Result<(), SourceEnd> {
-        let start = run.start * PIECE_SIZE;
-        let end = (run.end * PIECE_SIZE).min(self.size);
-        let (size, _mtime, mut recv) =
-            super::super::net::rpc::read(&source.connection, &source.path, start, Some(end))
-                .await
-                .map_err(|e| SourceEnd::Failed(e.to_string()))?;
+        let reply = match &source.path {
+            Some(path) => {
+                let start = run.start * PIECE_SIZE;
+                let end = (run.end * PIECE_SIZE).min(self.size);
+                rpc::read(&source.connection, path, start, Some(end)).await
+            }
+            None => rpc::read_pieces(&source.connection, self.root, run.clone()).await,
+        };
+        let what = source.path.as_deref().unwrap_or("the partial file");
+        let (size, _mtime, mut recv) = reply.map_err(|e| SourceEnd::Failed(e.to_string()))?;
         if size != self.size {
             return Err(SourceEnd::Failed(format!(
-                "{} changed on {}: {size} bytes now, {} expected",
-                source.path, source.peer, self.size
+                "{what} changed on {}: {size} bytes now, {} expected",
+                source.peer, self.size
             )));
         }
         let mut checks: JoinSet<Result<Option<u64>, SourceEnd>> = JoinSet::new();
@@ -268,8 +426,8 @@ impl Swarm {
                         if code.into_inner() == u64::from(RESET_FILE_CHANGED) =>
                     {
                         return Err(SourceEnd::Failed(format!(
-                            "{} changed on {} during the transfer",
-                            source.path, source.peer
+                            "{what} changed on {} during the transfer",
+                            source.peer
                         )))
                     }
                     Err(e) => return Err(SourceEnd::Failed(e.to_string())),
@@ -312,6 +470,68 @@ impl Swarm {
             Some(Ok(Ok(None))) | None => Ok(()),
             Some(Ok(Err(end))) => Err(end),
             Some(Err(e)) => Err(SourceEnd::Failed(e.to_string())),
+        }
+    }
+}
+
+/// Files this node is fetching, by root: their verified pieces are served to other peers
+/// before the file is complete.
+#[derive(Default)]
+pub struct Partials {
+    /// Two downloads may fetch the same content at once (from different peers' paths);
+    /// the first one offered is served, the next takes over when it ends.
+    fetching: Mutex<HashMap<Hash, Vec<Offered>>>,
+}
+
+#[derive(Clone)]
+pub struct Offered {
+    pub swarm: Arc<Swarm>,
+    /// How uploads from it are shown: the download's `peer/path`.
+    pub label: Arc<str>,
+}
+
+impl Partials {
+    /// Offers `swarm`'s pieces until the returned guard is dropped, which happens however
+    /// the fetch ends, aborts included.
+    pub fn offer(self: &Arc<Self>, swarm: &Arc<Swarm>, label: &str) -> OfferGuard {
+        let mut fetching = self.fetching.lock().unwrap_or_else(|e| e.into_inner());
+        fetching.entry(swarm.root).or_default().push(Offered {
+            swarm: swarm.clone(),
+            label: label.into(),
+        });
+        OfferGuard {
+            partials: self.clone(),
+            swarm: swarm.clone(),
+        }
+    }
+
+    pub fn get(&self, root: &Hash) -> Option<Offered> {
+        self.fetching
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(root)
+            .and_then(|offers| offers.first())
+            .cloned()
+    }
+}
+
+pub struct OfferGuard {
+    partials: Arc<Partials>,
+    swarm: Arc<Swarm>,
+}
+
+impl Drop for OfferGuard {
+    fn drop(&mut self) {
+        let mut fetching = self
+            .partials
+            .fetching
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(offers) = fetching.get_mut(&self.swarm.root) {
+            offers.retain(|o| !Arc::ptr_eq(&o.swarm, &self.swarm));
+            if offers.is_empty() {
+                fetching.remove(&self.swarm.root);
+            }
         }
     }
 }
@@ -365,44 +585,169 @@ pub fn verify_whole(file: &File, size: u64, root: &Hash) -> std::io::Result<bool
 mod tests {
     use super::*;
 
-    fn picker(len: u64) -> PiecePicker {
-        PiecePicker::new(Bitfield::new(len))
+    /// A picker for `len` pieces with `complete` sources holding the whole file.
+    fn picker(len: u64, complete: usize) -> PiecePicker {
+        let mut p = PiecePicker::new(Bitfield::new(len));
+        for _ in 0..complete {
+            p.add_source(None);
+        }
+        p
+    }
+
+    fn bits(len: u64, set: impl IntoIterator<Item = u64>) -> Bitfield {
+        let mut b = Bitfield::new(len);
+        for i in set {
+            b.set(i);
+        }
+        b
     }
 
     #[test]
     fn sources_get_disjoint_runs_in_order() {
-        let mut p = picker(20);
-        assert_eq!(p.next_run(0, 8), Some(0..8));
-        assert_eq!(p.next_run(1, 8), Some(8..16));
-        assert_eq!(p.next_run(2, 8), Some(16..20));
+        let mut p = picker(20, 3);
+        assert_eq!(p.pick(0, 8), Pick::Run(0..8));
+        assert_eq!(p.pick(1, 8), Pick::Run(8..16));
+        assert_eq!(p.pick(2, 8), Pick::Run(16..20));
         for piece in 0..8 {
             assert!(p.completed(piece));
         }
         p.abandon(0, 0..8);
         // Endgame: nothing free, so source 0 duplicates the first piece someone else holds.
-        assert_eq!(p.next_run(0, 8), Some(8..9));
+        assert_eq!(p.pick(0, 8), Pick::Run(8..9));
         assert!(p.completed(8));
         assert!(!p.completed(8), "a duplicate delivery is not counted twice");
     }
 
     #[test]
     fn a_bad_source_loses_its_pieces_and_gets_no_more() {
-        let mut p = picker(4);
-        assert_eq!(p.next_run(0, 2), Some(0..2));
+        let mut p = picker(4, 2);
+        assert_eq!(p.pick(0, 2), Pick::Run(0..2));
         p.mark_bad(0);
-        assert_eq!(p.next_run(0, 2), None);
-        assert_eq!(p.next_run(1, 8), Some(0..4));
+        assert_eq!(p.pick(0, 2), Pick::Done);
+        assert_eq!(p.pick(1, 8), Pick::Run(0..4));
+        assert_eq!(p.pick(7, 8), Pick::Done, "an unknown source gets nothing");
     }
 
     #[test]
     fn runs_skip_pieces_already_held() {
-        let mut have = Bitfield::new(6);
-        have.set(1);
-        have.set(3);
-        let mut p = PiecePicker::new(have);
-        assert_eq!(p.next_run(0, 8), Some(0..1));
-        assert_eq!(p.next_run(0, 8), Some(2..3));
-        assert_eq!(p.next_run(1, 8), Some(4..6));
+        let mut p = PiecePicker::new(bits(6, [1, 3]));
+        p.add_source(None);
+        p.add_source(None);
+        assert_eq!(p.pick(0, 8), Pick::Run(0..1));
+        assert_eq!(p.pick(0, 8), Pick::Run(2..3));
+        assert_eq!(p.pick(1, 8), Pick::Run(4..6));
+    }
+
+    #[test]
+    fn partial_sources_get_only_pieces_they_hold() {
+        let mut p = picker(12, 1);
+        let a = p.add_source(Some(bits(12, [0, 1, 2, 5, 6])));
+        let b = p.add_source(Some(bits(12, [2, 3, 4, 9])));
+        // Runs stop at the first piece the partial source lacks.
+        assert_eq!(p.pick(a, 8), Pick::Run(0..3));
+        assert_eq!(p.pick(b, 8), Pick::Run(3..5));
+        assert_eq!(p.pick(a, 8), Pick::Run(5..7));
+        assert_eq!(p.pick(b, 8), Pick::Run(9..10));
+        assert_eq!(p.pick(0, 8), Pick::Run(7..9));
+        assert_eq!(p.pick(0, 8), Pick::Run(10..12));
+        // Everything is in flight. Endgame duplicates only what a source holds.
+        p.completed(2);
+        assert_eq!(p.pick(b, 8), Pick::Wait, "all b holds is done or its own");
+        assert_eq!(
+            p.pick(0, 8),
+            Pick::Run(0..1),
+            "the complete source duplicates"
+        );
+        p.abandon(b, 3..5);
+        assert_eq!(p.pick(a, 8), Pick::Wait, "a lacks the pieces b gave back");
+        assert_eq!(p.pick(b, 8), Pick::Run(3..5));
+    }
+
+    #[test]
+    fn availability_updates_reach_the_partial_source() {
+        let mut p = picker(4, 1);
+        let a = p.add_source(Some(Bitfield::new(4)));
+        assert_eq!(
+            p.pick(a, 8),
+            Pick::Wait,
+            "nothing yet, a complete source is busy"
+        );
+        assert!(p.is_partial_and_active(a));
+        assert!(!p.is_partial_and_active(0));
+        p.set_available(a, bits(4, [2, 3]));
+        assert_eq!(p.pick(a, 8), Pick::Run(2..4));
+        // A bitfield for another piece count is ignored; a complete source stays complete.
+        p.set_available(a, bits(5, [0, 1, 2, 3, 4]));
+        p.set_available(0, Bitfield::new(4));
+        assert_eq!(p.pick(a, 8), Pick::Wait);
+        assert_eq!(p.pick(0, 8), Pick::Run(0..2));
+        // A partial bitfield of the wrong length at the start counts as holding nothing.
+        let c = p.add_source(Some(bits(9, [0, 1])));
+        assert!(p.is_partial_and_active(c));
+        p.abandon(0, 0..2);
+        assert_eq!(p.pick(c, 8), Pick::Wait);
+    }
+
+    #[test]
+    fn a_partial_source_stops_waiting_once_no_complete_source_is_left() {
+        let mut p = picker(4, 2);
+        let a = p.add_source(Some(bits(4, [0])));
+        assert_eq!(p.pick(a, 8), Pick::Run(0..1));
+        assert_eq!(p.pick(a, 8), Pick::Wait);
+        p.ended(0);
+        assert_eq!(p.pick(a, 8), Pick::Wait, "source 1 may still bring news");
+        p.mark_bad(1);
+        assert_eq!(p.pick(a, 8), Pick::Done);
+        assert!(p.is_partial_and_active(a), "until its worker ends");
+        p.ended(a);
+        assert!(!p.is_partial_and_active(a));
+        // A partial source that lies is dropped like any other.
+        let mut p = picker(4, 1);
+        let liar = p.add_source(Some(bits(4, [0, 1, 2, 3])));
+        assert_eq!(p.pick(liar, 8), Pick::Run(0..4));
+        p.mark_bad(liar);
+        assert_eq!(p.pick(liar, 8), Pick::Done);
+        assert_eq!(p.pick(0, 8), Pick::Run(0..4));
+    }
+
+    #[test]
+    fn partial_holders_serve_only_verified_pieces_within_the_file() {
+        let have = bits(5, [1, 2, 4]);
+        assert_eq!(check_served(&have, 1..3), Ok(()));
+        assert_eq!(check_served(&have, 4..5), Ok(()));
+        assert_eq!(check_served(&have, 0..2), Err(WireError::NotHeld));
+        assert_eq!(check_served(&have, 2..5), Err(WireError::NotHeld));
+        assert!(matches!(
+            check_served(&have, 4..6),
+            Err(WireError::BadRequest(_))
+        ));
+    }
+
+    #[test]
+    fn a_fetch_is_offered_until_it_ends_and_a_second_one_of_the_same_root_takes_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let content = || ContentHashes {
+            size: 3,
+            mtime: 0,
+            root: [9; 32],
+            pieces: vec![hash_piece(b"abc")],
+        };
+        let rate = Arc::new(super::super::rate::RateLimiter::new(Default::default()));
+        let swarm = || {
+            let file = File::create(dir.path().join("f.part")).unwrap();
+            Arc::new(Swarm::new(file, content(), Bitfield::new(1), rate.clone()))
+        };
+        let (first, second) = (swarm(), swarm());
+        let partials = Arc::new(Partials::default());
+        let first_offer = partials.offer(&first, "p/first");
+        let second_offer = partials.offer(&second, "p/second");
+        let served = |root| partials.get(&root).map(|o| o.label.to_string());
+        assert_eq!(served([9; 32]).as_deref(), Some("p/first"));
+        assert_eq!(served([8; 32]), None);
+        drop(first_offer);
+        assert_eq!(served([9; 32]).as_deref(), Some("p/second"));
+        drop(second_offer);
+        assert_eq!(served([9; 32]), None);
     }
 
     #[test]

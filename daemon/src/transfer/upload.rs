@@ -1,10 +1,11 @@
-//! Serving `Read` requests: upload slots (total and per peer) with a FIFO queue behind them,
-//! the file streamed from a blocking reader thread so the async side never copies twice.
+//! Serving `Read` and `ReadPieces` requests: upload slots (total and per peer) with a FIFO
+//! queue behind them, the file streamed from a blocking reader thread so the async side never
+//! copies twice.
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
-use std::path::PathBuf;
+use std::ops::Range;
+use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, UNIX_EPOCH};
@@ -15,6 +16,7 @@ use tokio::sync::{mpsc, Semaphore};
 use super::plan::RateMeter;
 use super::rate::{Direction, RateLimiter};
 use super::{TransferState, TransferView};
+use crate::content::{hash_piece, Hash, PIECE_SIZE};
 use crate::events::{Event, EventSender};
 use crate::wire::{
     write_frame, ReadHeader, WireError, MAX_RESPONSE_FRAME, RESET_FILE_CHANGED, RESET_IO_ERROR,
@@ -88,6 +90,8 @@ pub struct Uploads {
 
 enum ReaderError {
     ShortFile,
+    /// A piece of a partial file no longer matches its hash.
+    Corrupt(u64),
     Io(std::io::Error),
 }
 
@@ -217,18 +221,17 @@ impl Uploads {
             .clone()
     }
 
-    /// Answers one `Read`: header, then the bytes, then FIN. A file that ends early resets
-    /// the stream so the downloader never mistakes a truncated body for a complete one.
+    /// Answers one `Read` or `ReadPieces`: header, then the bytes, then FIN. A file that ends
+    /// early resets the stream so the downloader never mistakes a truncated body for a
+    /// complete one.
     pub async fn serve(
         &self,
         peer: &str,
         remote_path: &str,
-        file: Result<PathBuf, WireError>,
-        start: u64,
-        end: Option<u64>,
+        range: Result<OpenRange, WireError>,
         send: &mut quinn::SendStream,
     ) {
-        let range = match file.and_then(|path| OpenRange::open(&path, start, end)) {
+        let range = match range {
             Ok(range) => range,
             Err(e) => {
                 let _ = write_frame(send, &ReadHeader::Error(e), MAX_RESPONSE_FRAME).await;
@@ -283,16 +286,20 @@ impl Uploads {
 }
 
 /// An open file and the byte range of it to send.
-struct OpenRange {
-    file: File,
+pub struct OpenRange {
+    file: Arc<File>,
     size: u64,
     mtime: u64,
     start: u64,
     end: u64,
+    /// For a file still being downloaded: its piece hashes. The range is then whole pieces,
+    /// each checked as it is read.
+    check: Option<Arc<Vec<Hash>>>,
 }
 
 impl OpenRange {
-    fn open(path: &std::path::Path, start: u64, end: Option<u64>) -> Result<Self, WireError> {
+    /// Bytes `start..end` of a shared file (clamped to its current size).
+    pub fn open(path: &std::path::Path, start: u64, end: Option<u64>) -> Result<Self, WireError> {
         let io = |e: std::io::Error| WireError::Io(e.kind().to_string());
         let file = File::open(path).map_err(io)?;
         let meta = file.metadata().map_err(io)?;
@@ -306,13 +313,67 @@ impl OpenRange {
         // answered with the current size and an empty body, so the requester sees the change.
         let end = end.unwrap_or(size).min(size).max(start.min(size));
         Ok(Self {
-            file,
+            file: Arc::new(file),
             size,
             mtime,
             start: start.min(end),
             end,
+            check: None,
         })
     }
+
+    /// Whole pieces of a `.part` file of `size` bytes whose piece hashes are `hashes`; the
+    /// caller has checked that `pieces` lies within the file.
+    pub fn pieces(
+        file: Arc<File>,
+        size: u64,
+        mtime: u64,
+        pieces: Range<u64>,
+        hashes: Arc<Vec<Hash>>,
+    ) -> Self {
+        let end = pieces.end.saturating_mul(PIECE_SIZE).min(size);
+        Self {
+            file,
+            size,
+            mtime,
+            start: pieces.start.saturating_mul(PIECE_SIZE).min(end),
+            end,
+            check: Some(hashes),
+        }
+    }
+}
+
+/// Reads the chunk of `len` bytes at `offset`. With piece hashes, the chunk is one whole
+/// piece and must match its hash.
+fn read_chunk(
+    file: &File,
+    offset: u64,
+    len: usize,
+    check: Option<&[Hash]>,
+) -> Result<Bytes, ReaderError> {
+    let buf = read_exact_at(file, offset, len)?;
+    let piece = offset / PIECE_SIZE;
+    match check {
+        Some(hashes) if hashes.get(piece as usize) != Some(&hash_piece(&buf)) => {
+            Err(ReaderError::Corrupt(piece))
+        }
+        _ => Ok(buf.freeze()),
+    }
+}
+
+/// Reads exactly `len` bytes at `offset`; a file that ends first has shrunk.
+fn read_exact_at(file: &File, offset: u64, len: usize) -> Result<BytesMut, ReaderError> {
+    let mut buf = BytesMut::zeroed(len);
+    let mut filled = 0;
+    while filled < len {
+        match file.read_at(&mut buf[filled..], offset + filled as u64) {
+            Ok(0) => return Err(ReaderError::ShortFile),
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(ReaderError::Io(e)),
+        }
+    }
+    Ok(buf)
 }
 
 async fn stream_file(
@@ -322,39 +383,33 @@ async fn stream_file(
     rate: &RateLimiter,
 ) -> Result<(), String> {
     let OpenRange {
-        mut file,
+        file,
         size,
         mtime,
         start,
         end,
+        check,
     } = range;
     write_frame(send, &ReadHeader::Ok { size, mtime }, MAX_RESPONSE_FRAME)
         .await
         .map_err(|e| e.to_string())?;
     let (tx, mut rx) = mpsc::channel::<Result<Bytes, ReaderError>>(4);
     let reader = tokio::task::spawn_blocking(move || {
-        if let Err(e) = file.seek(SeekFrom::Start(start)) {
-            let _ = tx.blocking_send(Err(ReaderError::Io(e)));
-            return;
-        }
-        let mut remaining = end - start;
-        while remaining > 0 {
-            let want = remaining.min(READ_CHUNK as u64) as usize;
-            let mut buf = BytesMut::zeroed(want);
-            let got = match file.read(&mut buf) {
-                Ok(0) => Err(ReaderError::ShortFile),
-                Ok(n) => {
-                    buf.truncate(n);
-                    remaining -= n as u64;
-                    Ok(buf.freeze())
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => Err(ReaderError::Io(e)),
-            };
+        // Checked reads go piece by piece: a piece is hashed whole before any of it is sent.
+        let chunk = if check.is_some() {
+            PIECE_SIZE
+        } else {
+            READ_CHUNK as u64
+        };
+        let mut offset = start;
+        while offset < end {
+            let want = (end - offset).min(chunk) as usize;
+            let got = read_chunk(&file, offset, want, check.as_deref().map(Vec::as_slice));
             let failed = got.is_err();
             if tx.blocking_send(got).is_err() || failed {
                 return;
             }
+            offset += want as u64;
         }
     });
     while let Some(chunk) = rx.recv().await {
@@ -368,6 +423,12 @@ async fn stream_file(
             Err(ReaderError::ShortFile) => {
                 let _ = send.reset(RESET_FILE_CHANGED.into());
                 return Err("the file shrank while it was being sent".into());
+            }
+            Err(ReaderError::Corrupt(piece)) => {
+                let _ = send.reset(RESET_IO_ERROR.into());
+                return Err(format!(
+                    "piece {piece} no longer matches its hash on disk; not sent"
+                ));
             }
             Err(ReaderError::Io(e)) => {
                 let _ = send.reset(RESET_IO_ERROR.into());
@@ -385,6 +446,43 @@ async fn stream_file(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn checked_reads_pass_only_pieces_that_match_their_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.part");
+        let size = 2 * PIECE_SIZE + 7;
+        let content: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+        let hashes: Vec<Hash> = content
+            .chunks(PIECE_SIZE as usize)
+            .map(hash_piece)
+            .collect();
+        let mut on_disk = content.clone();
+        on_disk[(PIECE_SIZE + 9) as usize] ^= 1;
+        std::fs::write(&path, &on_disk).unwrap();
+        let file = File::open(&path).unwrap();
+        let range = OpenRange::pieces(Arc::new(file), size, 0, 1..3, Arc::new(hashes.clone()));
+        assert_eq!((range.start, range.end), (PIECE_SIZE, size));
+        let piece = PIECE_SIZE as usize;
+        let first = read_chunk(&range.file, 0, piece, Some(&hashes))
+            .ok()
+            .unwrap();
+        assert_eq!(first[..], content[..piece]);
+        assert!(matches!(
+            read_chunk(&range.file, PIECE_SIZE, piece, Some(&hashes)),
+            Err(ReaderError::Corrupt(1))
+        ));
+        let last = read_chunk(&range.file, 2 * PIECE_SIZE, 7, Some(&hashes))
+            .ok()
+            .unwrap();
+        assert_eq!(last[..], content[2 * piece..]);
+        // Unchecked reads (shared files) pass what is there; a file that ends early is short.
+        assert!(read_chunk(&range.file, PIECE_SIZE, piece, None).is_ok());
+        assert!(matches!(
+            read_chunk(&range.file, 2 * PIECE_SIZE, 8, None),
+            Err(ReaderError::ShortFile)
+        ));
+    }
 
     #[tokio::test]
     async fn slots_grow_at_once_and_shrink_as_holders_finish() {

@@ -538,6 +538,27 @@ pub fn sharer_and_downloader(
     (a, b)
 }
 
+/// A bare QUIC client speaking the peer protocol to `target` with the key from `seed`: for
+/// requests no well-behaved daemon would send.
+pub async fn raw_client(
+    target: &Daemon,
+    seed: u8,
+) -> (harddrive_party::net::quic::QuicNode, quinn::Connection) {
+    let me = harddrive_party::identity::Identity::from_seed([seed; 32]);
+    let (node, _control) = harddrive_party::net::quic::QuicNode::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        &me,
+        Duration::from_secs(10),
+    )
+    .unwrap();
+    let address: harddrive_party::announce::AnnounceAddress = target.announce().parse().unwrap();
+    let conn = node
+        .connect(address.addr, address.public_key)
+        .await
+        .expect("handshake with the daemon");
+    (node, conn)
+}
+
 /// Connects `a` to `b` with the real CLI and waits until both see the connection.
 pub fn connect(a: &Daemon, b: &Daemon) {
     a.cli_ok(&["connect", &b.announce()]);

@@ -548,6 +548,7 @@ async fn info(State(s): State<AppState>) -> Json<serde_json::Value> {
         "nat_type": nat.nat_type,
         "public_address": nat.public_address.map(|a| a.to_string()),
         "online": nat.online,
+        "port_mapping": n.port_mapping(),
         "version": env!("CARGO_PKG_VERSION"),
         "download_dir": n.download_dir(),
         "storage": n.storage,

@@ -103,6 +103,9 @@ pub struct StartArgs {
     /// Disable local-network discovery.
     #[arg(long, env = "HDP_NO_MDNS")]
     pub no_mdns: bool,
+    /// Do not ask the router for a port mapping (UPnP-IGD, PCP, NAT-PMP).
+    #[arg(long, env = "HDP_NO_UPNP")]
+    pub no_upnp: bool,
     /// STUN server HOST:PORT (repeatable) [default: public Google and Cloudflare servers]
     #[arg(long = "stun-server", env = "HDP_STUN_SERVERS", value_delimiter = ',')]
     pub stun_servers: Vec<String>,
@@ -187,6 +190,7 @@ impl Cli {
             download_dir: args.download_dir.clone(),
             listen: args.listen,
             mdns: args.no_mdns.then_some(false),
+            upnp: args.no_upnp.then_some(false),
             stun: args.no_stun.then_some(false),
             stun_servers: (!args.stun_servers.is_empty()).then(|| args.stun_servers.clone()),
             stun_interval: args.stun_interval,

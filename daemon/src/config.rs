@@ -39,6 +39,8 @@ pub struct Layer {
     pub download_dir: Option<PathBuf>,
     pub listen: Option<SocketAddr>,
     pub mdns: Option<bool>,
+    /// Ask the home router for a port mapping (UPnP-IGD, PCP, NAT-PMP).
+    pub upnp: Option<bool>,
     /// Query STUN servers at all (off: LAN-only, no traffic to the internet).
     pub stun: Option<bool>,
     pub stun_servers: Option<Vec<String>>,
@@ -98,6 +100,7 @@ pub struct Settings {
     pub download_dir: Startup<PathBuf>,
     pub listen: Option<SocketAddr>,
     pub mdns: bool,
+    pub upnp: bool,
     /// Empty when STUN is off.
     pub stun_servers: Vec<String>,
     pub stun_interval: Duration,
@@ -183,6 +186,7 @@ impl Layer {
             download_dir: self.download_dir.or(lower.download_dir),
             listen: self.listen.or(lower.listen),
             mdns: self.mdns.or(lower.mdns),
+            upnp: self.upnp.or(lower.upnp),
             stun: self.stun.or(lower.stun),
             stun_servers: self.stun_servers.or(lower.stun_servers),
             stun_interval: self.stun_interval.or(lower.stun_interval),
@@ -223,6 +227,7 @@ impl Layer {
             download_dir,
             listen: self.listen,
             mdns: self.mdns.unwrap_or(true),
+            upnp: self.upnp.unwrap_or(true),
             stun_servers: match self.stun {
                 Some(false) => Vec::new(),
                 _ => self.stun_servers.unwrap_or_else(|| {
@@ -306,7 +311,7 @@ mod tests {
     fn flags_beat_environment_beat_file_beat_defaults() {
         let file = parse(
             Path::new("c.toml"),
-            "storage = \"/var/lib/hdp\"\nshare_dirs = [\"/srv/a\"]\nmax_uploads = 3\nmdns = false\n",
+            "storage = \"/var/lib/hdp\"\nshare_dirs = [\"/srv/a\"]\nmax_uploads = 3\nmdns = false\nupnp = false\n",
         )
         .unwrap();
         let flags_and_env = Layer {
@@ -324,6 +329,8 @@ mod tests {
             PathBuf::from("/var/lib/hdp/downloads")
         );
         assert!(!s.mdns);
+        assert!(!s.upnp);
+        assert!(Layer::default().settle(defaults()).upnp);
         assert_eq!(s.max_downloads, 4);
         assert_eq!(s.ui_address, DEFAULT_UI_ADDRESS);
         assert_eq!(s.threads, 2);

@@ -55,6 +55,7 @@ fn start(settings: Settings) -> anyhow::Result<()> {
         download_dir: settings.download_dir,
         listen: settings.listen,
         mdns: settings.mdns,
+        upnp: settings.upnp,
         stun_servers: settings.stun_servers,
         stun_interval: settings.stun_interval,
         keep_alive_interval: settings.keep_alive_interval,

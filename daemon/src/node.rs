@@ -19,6 +19,7 @@ use crate::net::mdns;
 use crate::net::peers::{
     Backoff, ConnectionFacts, PeerConnection, PeerTable, Registered, CLOSE_BY_USER, CLOSE_DUPLICATE,
 };
+use crate::net::portmap::{self, Mapping, PortMapper};
 use crate::net::punch::{approach, Approach};
 use crate::net::quic::{peer_identity, QuicNode};
 use crate::net::relay::Relay;
@@ -112,6 +113,8 @@ pub struct NodeConfig {
     pub download_dir: Startup<PathBuf>,
     pub listen: Option<SocketAddr>,
     pub mdns: bool,
+    /// Ask the home router for a port mapping.
+    pub upnp: bool,
     pub stun_servers: Vec<String>,
     pub stun_interval: Duration,
     pub keep_alive_interval: Duration,
@@ -225,6 +228,8 @@ pub struct Node {
     announce: Mutex<AnnounceAddress>,
     /// mDNS advertising and browsing; `None` when off or unavailable.
     lan: Option<mdns::Discovery>,
+    /// The router port mapping; `None` when off or pointless (loopback, IPv6).
+    portmap: Option<Arc<PortMapper>>,
     backoff: Mutex<HashMap<String, Backoff>>,
     dialling: Mutex<HashSet<String>>,
     normal_limits: Mutex<Limits>,
@@ -388,6 +393,8 @@ impl Node {
             .then(|| mdns::Discovery::start(&identity.public_key, bound))
             .flatten()
             .unzip();
+        let portmap =
+            (config.upnp && portmap::worth_trying(bound)).then(|| PortMapper::start(bound));
         let node = Arc::new(Node {
             identity,
             store,
@@ -406,6 +413,7 @@ impl Node {
             relay: Mutex::new(None),
             announce: Mutex::new(announce),
             lan,
+            portmap,
             backoff: Mutex::new(HashMap::new()),
             dialling: Mutex::new(HashSet::new()),
             normal_limits: Mutex::new(normal_limits),
@@ -623,17 +631,41 @@ impl Node {
         self.traversal.status()
     }
 
-    /// Puts what STUN learnt into our announce address and tells connected peers, so they
-    /// (and whoever they gossip to) redial the right address after a change.
+    pub fn port_mapping(&self) -> Option<Mapping> {
+        self.portmap.as_ref().and_then(|p| p.mapping())
+    }
+
+    /// Puts what STUN learnt and the router's port mapping into our announce address and
+    /// tells connected peers, so they (and whoever they gossip to) redial the right address
+    /// after a change.
     async fn nat_status_loop(self: Arc<Self>) {
         let mut status = self.traversal.watch_status();
-        while status.changed().await.is_ok() {
+        // Without a mapper this never changes and the loop follows STUN alone.
+        let idle = watch::channel(None);
+        let mut mapping = self
+            .portmap
+            .as_ref()
+            .map_or_else(|| idle.1.clone(), |p| p.watch());
+        // A mapping may have been granted before we subscribed.
+        mapping.mark_changed();
+        // Where we announce ourselves without a mapping: the last address STUN reported
+        // (kept through an outage), before any the local one.
+        let mut unmapped = lock(&self.announce).addr;
+        loop {
+            tokio::select! {
+                changed = status.changed() => if changed.is_err() { return },
+                changed = mapping.changed() => if changed.is_err() { return },
+            }
             let nat = status.borrow_and_update().clone();
+            let mapped = mapping.borrow_and_update().clone();
+            if let Some(public) = nat.public_address {
+                unmapped = public;
+            }
+            let (nat_type, addr) =
+                portmap::advertise(nat.nat_type, nat.public_address, mapped.as_ref(), unmapped);
             self.update_announce(|announce| {
-                announce.nat_type = nat.nat_type;
-                if let Some(public) = nat.public_address {
-                    announce.addr = public;
-                }
+                announce.nat_type = nat_type;
+                announce.addr = addr;
             })
             .await;
         }
@@ -733,6 +765,10 @@ impl Node {
             relay.endpoint.close(CLOSE_BY_USER.into(), b"shutting down");
             // Frees the relayed port on the server now instead of at lifetime expiry.
             let _ = tokio::time::timeout(Duration::from_secs(2), relay.release()).await;
+        }
+        if let Some(portmap) = &self.portmap {
+            // Closes the forwarded port now rather than when its lease runs out.
+            let _ = tokio::time::timeout(Duration::from_secs(4), portmap.close()).await;
         }
         let _ = tokio::time::timeout(Duration::from_secs(2), self.quic.endpoint.wait_idle()).await;
     }
@@ -906,7 +942,8 @@ impl Node {
         self: &Arc<Self>,
         address: &AnnounceAddress,
     ) -> Result<Option<(quinn::Connection, bool)>, NodeError> {
-        let ours = self.traversal.status().nat_type;
+        // As announced: a router port mapping makes us reachable like a public address.
+        let ours = lock(&self.announce).nat_type;
         let approach = approach(ours, address.nat_type);
         tracing::debug!(
             "reaching {} at {} ({:?} NAT, ours {:?}): {approach:?}",

@@ -395,7 +395,7 @@ impl Traversal {
 
 /// The local IP the kernel would send from towards `target` (no packet is sent): with it,
 /// a mapped address equal to our own means there is no NAT on that path.
-fn source_ip_towards(target: SocketAddr) -> IpAddr {
+pub(crate) fn source_ip_towards(target: SocketAddr) -> IpAddr {
     let bind: SocketAddr = if target.is_ipv4() {
         (Ipv4Addr::UNSPECIFIED, 0).into()
     } else {

@@ -173,6 +173,9 @@ pub struct Daemon {
     /// Off unless a test opts in: mDNS multicasts on every interface, and tests may only
     /// send traffic to loopback or to namespaces they made.
     pub mdns: bool,
+    /// Off unless a test opts in, for the same reason: a port-mapping request multicasts
+    /// SSDP and asks the default gateway.
+    pub upnp: bool,
     child: Option<Child>,
     log: PathBuf,
     starts: u32,
@@ -194,6 +197,7 @@ impl Daemon {
             env: Vec::new(),
             download_dir_flag: true,
             mdns: false,
+            upnp: false,
             netns: None,
             child: None,
             log: base.join("daemon.log"),
@@ -232,6 +236,12 @@ impl Daemon {
         self
     }
 
+    /// Turns router port mapping on; only for daemons inside a namespace the test made.
+    pub fn with_upnp(mut self) -> Self {
+        self.upnp = true;
+        self
+    }
+
     pub fn args(mut self, extra: &[&str]) -> Self {
         self.extra.extend(extra.iter().map(|s| s.to_string()));
         self
@@ -252,6 +262,11 @@ impl Daemon {
             "{}: mDNS only inside a test namespace",
             self.label
         );
+        assert!(
+            !self.upnp || self.netns.is_some(),
+            "{}: port mapping only inside a test namespace",
+            self.label
+        );
         let loopback = ["--listen", "127.0.0.1:0"];
         cmd.args([
             "--storage",
@@ -270,6 +285,11 @@ impl Daemon {
             &[][..]
         } else {
             &["--no-mdns"][..]
+        })
+        .args(if self.upnp {
+            &[][..]
+        } else {
+            &["--no-upnp"][..]
         })
         .args(if self.netns.is_none() {
             &loopback[..]

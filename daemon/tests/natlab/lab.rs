@@ -9,6 +9,8 @@
 //!
 //! The root namespace is never connected: veth ends are created inside lab namespaces.
 
+#![allow(dead_code)]
+
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -132,6 +134,19 @@ impl Lab {
 
     /// coturn on both addresses: STUN only, or also a TURN relay with one long-term user.
     pub fn start_coturn(&mut self, dir: &std::path::Path, relay: bool) {
+        self.start_coturn_with(dir, relay, &[]);
+    }
+
+    /// STUN only, answering RFC 5780 change requests (from the other address and port), as
+    /// miniupnpd needs to find its WAN unfiltered. Debian's /etc/turnserver.conf switches
+    /// that off (`no-rfc5780`), so this server reads an empty config file instead.
+    pub fn start_coturn_rfc5780(&mut self, dir: &std::path::Path) {
+        let empty = dir.join("turnserver-rfc5780.conf");
+        std::fs::write(&empty, "").unwrap();
+        self.start_coturn_with(dir, false, &["-c".into(), empty.display().to_string()]);
+    }
+
+    fn start_coturn_with(&mut self, dir: &std::path::Path, relay: bool, extra: &[String]) {
         let mut args = vec![
             "netns".to_string(),
             "exec".into(),
@@ -163,6 +178,7 @@ impl Lab {
         } else {
             args.push("--stun-only".into());
         }
+        args.extend_from_slice(extra);
         let log = std::fs::File::create(dir.join("coturn.log")).unwrap();
         let child = Command::new("ip")
             .args(&args)
@@ -253,6 +269,20 @@ impl Lab {
             .exec(&["ip", "link", "set", outer, "master", "br0"]);
         self.inet.exec(&["ip", "link", "set", outer, "up"]);
     }
+}
+
+/// A long-running process inside a lab namespace, with its output in `log`; the caller
+/// stops it by its PID.
+pub fn spawn_in(ns: &Netns, args: &[&str], log: &std::path::Path) -> Child {
+    let out = std::fs::File::create(log).unwrap();
+    Command::new("ip")
+        .args(["netns", "exec", &ns.name])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"))
 }
 
 impl Drop for Lab {

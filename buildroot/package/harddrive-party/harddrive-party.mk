@@ -15,6 +15,7 @@ HARDDRIVE_PARTY_OVERRIDE_SRCDIR_RSYNC_EXCLUSIONS = \
 # The binary crate is daemon/ in the workspace (Cargo.lock is at the top).
 HARDDRIVE_PARTY_SUBDIR = daemon
 HARDDRIVE_PARTY_LICENSE = AGPL-3.0-or-later
+HARDDRIVE_PARTY_LICENSE_FILES = LICENSE
 
 # A local site is not downloaded, so Buildroot's download step does not vendor the
 # crates; fetch them into Buildroot's cargo home before its --offline build.

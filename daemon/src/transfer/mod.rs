@@ -1,6 +1,7 @@
 //! Downloads (wishlist, scheduling, resume) and uploads (slots, streaming), plus the
 //! pure decisions they share in `plan`.
 
+pub mod buffers;
 pub mod download;
 pub mod plan;
 pub mod rate;

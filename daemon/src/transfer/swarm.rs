@@ -10,10 +10,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::BytesMut;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
+use super::buffers::BUFFERS;
 use super::upload::OpenRange;
 use crate::content::{hash_piece, piece_count, piece_len, Bitfield, FileHasher, Hash, PIECE_SIZE};
 use crate::net::rpc::{self, ContentHashes};
@@ -399,7 +399,7 @@ impl Swarm {
         let mut checks: JoinSet<Result<Option<u64>, SourceEnd>> = JoinSet::new();
         for piece in run {
             let want = piece_len(self.size, piece) as usize;
-            let mut buf = BytesMut::with_capacity(want);
+            let mut buf = BUFFERS.take(want);
             while buf.len() < want {
                 let next =
                     tokio::time::timeout(STALL_TIMEOUT, recv.read_chunk(want - buf.len(), true))

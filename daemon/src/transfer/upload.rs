@@ -10,9 +10,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, UNIX_EPOCH};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::sync::{mpsc, Semaphore};
 
+use super::buffers::{PooledBuf, BUFFERS};
 use super::plan::RateMeter;
 use super::rate::{Direction, RateLimiter};
 use super::{TransferState, TransferView};
@@ -22,7 +23,7 @@ use crate::wire::{
     write_frame, ReadHeader, WireError, MAX_RESPONSE_FRAME, RESET_FILE_CHANGED, RESET_IO_ERROR,
 };
 
-const READ_CHUNK: usize = 512 * 1024;
+const READ_CHUNK: usize = PIECE_SIZE as usize;
 const KEEP_FINISHED: usize = 100;
 
 /// Upload slots: `Read`s served at once, in total and per peer; more wait in a queue.
@@ -362,8 +363,9 @@ fn read_chunk(
 }
 
 /// Reads exactly `len` bytes at `offset`; a file that ends first has shrunk.
-fn read_exact_at(file: &File, offset: u64, len: usize) -> Result<BytesMut, ReaderError> {
-    let mut buf = BytesMut::zeroed(len);
+fn read_exact_at(file: &File, offset: u64, len: usize) -> Result<PooledBuf, ReaderError> {
+    let mut buf = BUFFERS.take(len);
+    buf.resize(len, 0);
     let mut filled = 0;
     while filled < len {
         match file.read_at(&mut buf[filled..], offset + filled as u64) {

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
+use clap::builder::FalseyValueParser;
 use clap::{ArgAction, Args, Parser, Subcommand};
 use serde_json::{json, Value};
 
@@ -101,10 +102,10 @@ pub struct StartArgs {
     #[arg(long, env = "HDP_LISTEN")]
     pub listen: Option<SocketAddr>,
     /// Disable local-network discovery.
-    #[arg(long, env = "HDP_NO_MDNS")]
+    #[arg(long, env = "HDP_NO_MDNS", value_parser = FalseyValueParser::new())]
     pub no_mdns: bool,
     /// Do not ask the router for a port mapping (UPnP-IGD, PCP, NAT-PMP).
-    #[arg(long, env = "HDP_NO_UPNP")]
+    #[arg(long, env = "HDP_NO_UPNP", value_parser = FalseyValueParser::new())]
     pub no_upnp: bool,
     /// STUN server HOST:PORT (repeatable) [default: public Google and Cloudflare servers]
     #[arg(long = "stun-server", env = "HDP_STUN_SERVERS", value_delimiter = ',')]
@@ -113,7 +114,7 @@ pub struct StartArgs {
     #[arg(long, env = "HDP_STUN_INTERVAL")]
     pub stun_interval: Option<u64>,
     /// Do not query STUN servers (LAN only; nothing is sent to the internet).
-    #[arg(long, env = "HDP_NO_STUN")]
+    #[arg(long, env = "HDP_NO_STUN", value_parser = FalseyValueParser::new())]
     pub no_stun: bool,
     /// Seconds between keep-alives on idle peer connections [default: 10]
     #[arg(long, env = "HDP_KEEP_ALIVE_INTERVAL")]
@@ -157,7 +158,7 @@ pub struct StartArgs {
     #[arg(long, env = "HDP_PEER_DOWNLOAD_LIMIT", value_parser = parse_rate)]
     pub peer_download_limit: Option<Rate>,
     /// Do not hash shared files in the background (they are hashed when first requested).
-    #[arg(long, env = "HDP_NO_BACKGROUND_HASHING")]
+    #[arg(long, env = "HDP_NO_BACKGROUND_HASHING", value_parser = FalseyValueParser::new())]
     pub no_background_hashing: bool,
     /// Free space to keep on the download disk, e.g. 1GB; downloads pause below it [default: 256MiB]
     #[arg(long, env = "HDP_MIN_FREE_SPACE", value_parser = parse_rate)]

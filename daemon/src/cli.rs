@@ -163,6 +163,9 @@ pub struct StartArgs {
     /// Free space to keep on the download disk, e.g. 1GB; downloads pause below it [default: 256MiB]
     #[arg(long, env = "HDP_MIN_FREE_SPACE", value_parser = parse_rate)]
     pub min_free_space: Option<u64>,
+    /// Page cache of the index database, e.g. 16MB; 1MiB to 1GiB [default: 4MiB]
+    #[arg(long, env = "HDP_DB_CACHE", value_parser = parse_rate)]
+    pub db_cache: Option<u64>,
     /// Read rate of background hashing, e.g. 20MB; 0 for as fast as possible [default: 64MB]
     #[arg(long, env = "HDP_BACKGROUND_HASH_RATE", value_parser = parse_rate)]
     pub background_hash_rate: Option<Rate>,
@@ -212,6 +215,7 @@ impl Cli {
             background_hashing: args.no_background_hashing.then_some(false),
             background_hash_rate: args.background_hash_rate,
             min_free_space: args.min_free_space,
+            db_cache: args.db_cache,
             allowed_hosts: (!args.allowed_hosts.is_empty()).then(|| args.allowed_hosts.clone()),
             ..base
         }

@@ -11,6 +11,10 @@ use serde::Deserialize;
 use crate::transfer::rate::{Limits, Rate, RateValue};
 
 pub const DEFAULT_UI_ADDRESS: &str = "http://127.0.0.1:3030";
+/// redb's page cache: small boards keep it small; a large share indexes faster with more.
+const DEFAULT_DB_CACHE: u64 = 4 * 1024 * 1024;
+const MIN_DB_CACHE: u64 = 1024 * 1024;
+const MAX_DB_CACHE: u64 = 1024 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -78,6 +82,9 @@ pub struct Layer {
     /// Free space to keep on the download disk ("512MB", or bytes); downloads pause below it.
     #[serde(default, deserialize_with = "rate_setting")]
     pub min_free_space: Option<u64>,
+    /// Page cache of the index database ("16MB", or bytes); bounded to 1 MiB – 1 GiB.
+    #[serde(default, deserialize_with = "rate_setting")]
+    pub db_cache: Option<u64>,
     /// Host names the web UI may be reached by, beyond IP addresses, `localhost` and this
     /// machine's hostname (the DNS-rebinding check).
     pub allowed_hosts: Option<Vec<String>>,
@@ -117,6 +124,7 @@ pub struct Settings {
     pub background_hashing: bool,
     pub background_hash_rate: Rate,
     pub min_free_space: u64,
+    pub db_cache: usize,
     pub allowed_hosts: Vec<String>,
 }
 
@@ -207,6 +215,7 @@ impl Layer {
             background_hashing: self.background_hashing.or(lower.background_hashing),
             background_hash_rate: self.background_hash_rate.or(lower.background_hash_rate),
             min_free_space: self.min_free_space.or(lower.min_free_space),
+            db_cache: self.db_cache.or(lower.db_cache),
             allowed_hosts: self.allowed_hosts.or(lower.allowed_hosts),
         }
     }
@@ -258,6 +267,10 @@ impl Layer {
             rescan_interval: Duration::from_secs(self.rescan_interval.unwrap_or(600).max(10)),
             background_hashing: self.background_hashing.unwrap_or(true),
             min_free_space: self.min_free_space.unwrap_or(256 * 1024 * 1024),
+            db_cache: self
+                .db_cache
+                .unwrap_or(DEFAULT_DB_CACHE)
+                .clamp(MIN_DB_CACHE, MAX_DB_CACHE) as usize,
             // Gentle enough for a NAS disk that is also serving, quick on a fast one.
             background_hash_rate: self.background_hash_rate.unwrap_or(64_000_000),
             limits: LimitOverrides {
@@ -430,13 +443,26 @@ mod tests {
             threads: Some(0),
             max_uploads: Some(0),
             rescan_interval: Some(1),
+            db_cache: Some(0),
             ..Layer::default()
         }
         .settle(defaults());
         assert_eq!(
-            (s.threads, s.max_uploads.given, s.rescan_interval),
-            (1, Some(1), Duration::from_secs(10))
+            (
+                s.threads,
+                s.max_uploads.given,
+                s.rescan_interval,
+                s.db_cache
+            ),
+            (1, Some(1), Duration::from_secs(10), 1 << 20)
         );
+        let s = Layer {
+            db_cache: Some(u64::MAX),
+            ..Layer::default()
+        }
+        .settle(defaults());
+        assert_eq!(s.db_cache, 1 << 30);
+        assert_eq!(Layer::default().settle(defaults()).db_cache, 4 << 20);
     }
 
     #[test]

@@ -61,6 +61,7 @@ fn start(settings: Settings) -> anyhow::Result<()> {
         keep_alive_interval: settings.keep_alive_interval,
         turn: settings.turn,
         rescan_interval: settings.rescan_interval,
+        db_cache: settings.db_cache,
         download_limits: DownloadLimits {
             total: settings.max_downloads,
             per_peer: settings.max_downloads_per_peer,

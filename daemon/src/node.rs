@@ -44,7 +44,6 @@ const RECONNECT_TICK: Duration = Duration::from_secs(1);
 const STABLE_CONNECTION: Duration = Duration::from_secs(60);
 /// Stream reset code for a request frame we could not parse.
 const RESET_MALFORMED: u32 = 4;
-const DB_CACHE_BYTES: usize = 4 * 1024 * 1024;
 const LIMITS_SETTING: &str = "rate_limits";
 const ALT_SPEED_SETTING: &str = "alt_speed";
 /// STUN is asked again this often while no server answers (offline start, outage).
@@ -120,6 +119,8 @@ pub struct NodeConfig {
     pub keep_alive_interval: Duration,
     pub turn: Option<crate::config::TurnSettings>,
     pub rescan_interval: Duration,
+    /// redb page cache in bytes (bounded by the config layer).
+    pub db_cache: usize,
     pub download_limits: DownloadLimits,
     pub max_uploads: Startup<usize>,
     pub max_uploads_per_peer: Startup<usize>,
@@ -306,7 +307,7 @@ impl Node {
             source,
         })?;
         let identity = Identity::load_or_create(&storage)?;
-        let store = Arc::new(Store::open(&storage, DB_CACHE_BYTES)?);
+        let store = Arc::new(Store::open(&storage, config.db_cache)?);
         let remembered: Option<SocketAddr> = store.setting("listen")?.and_then(|s| s.parse().ok());
         let default_ip = remembered.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |r| r.ip());
         let wanted = config.listen.unwrap_or(SocketAddr::new(default_ip, 0));

@@ -21,6 +21,7 @@ use tokio::sync::oneshot;
 use tokio::time::{timeout, Instant};
 
 use crate::net::stun::{self, StunError, StunMessage};
+use crate::net::traversal::retransmit_until_answered;
 use crate::net::turn::{self, Allocation, Challenge, Credentials, Incoming};
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
@@ -247,20 +248,11 @@ impl Relay {
             let request = build(transaction, &self.credentials, &challenge)?;
             let (reply, answer) = oneshot::channel();
             lock(&self.socket.waiters).insert(*transaction.as_bytes(), reply);
-            let exchange = async {
-                let started = Instant::now();
-                let mut answer = std::pin::pin!(answer);
-                for offset in RETRANSMITS {
-                    tokio::select! {
-                        message = &mut answer => return message.ok(),
-                        () = tokio::time::sleep_until(started + offset) => {
-                            let _ = self.socket.io.send_to(&request, self.socket.server).await;
-                        }
-                    }
-                }
-                answer.await.ok()
-            };
-            let message = timeout(REQUEST_TIMEOUT, exchange).await.ok().flatten();
+            let message = retransmit_until_answered(answer, &RETRANSMITS, REQUEST_TIMEOUT, || {
+                // A full socket buffer drops it like the network might; retried anyway.
+                let _ = self.socket.io.try_send_to(&request, self.socket.server);
+            })
+            .await;
             lock(&self.socket.waiters).remove(transaction.as_bytes());
             let message = message.ok_or(RelayError::Timeout)?;
             match stun::check_response(&message, transaction, method) {

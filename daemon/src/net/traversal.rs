@@ -180,20 +180,10 @@ impl Traversal {
         let request = stun::binding_request(transaction).ok()?;
         let (reply, answer) = oneshot::channel();
         lock(&self.stun_waiters).insert(*transaction.as_bytes(), (server, reply));
-        let exchange = async {
-            let started = Instant::now();
-            let mut answer = std::pin::pin!(answer);
-            for offset in STUN_RETRANSMITS {
-                tokio::select! {
-                    bytes = &mut answer => return bytes.ok(),
-                    () = tokio::time::sleep_until(started + offset) => {
-                        let _ = self.socket.send_control(server, &request);
-                    }
-                }
-            }
-            answer.await.ok()
-        };
-        let bytes = timeout(STUN_TIMEOUT, exchange).await.ok().flatten();
+        let bytes = retransmit_until_answered(answer, &STUN_RETRANSMITS, STUN_TIMEOUT, || {
+            let _ = self.socket.send_control(server, &request);
+        })
+        .await;
         lock(&self.stun_waiters).remove(transaction.as_bytes());
         match stun::mapped_address(&bytes?, transaction) {
             Ok(mapped) => Some(mapped),
@@ -391,6 +381,28 @@ impl Traversal {
         let (socket, from) = winner?;
         Some((socket.into_std().ok()?, from))
     }
+}
+
+/// Sends a request at each offset of `schedule` (from now) until its answer arrives on
+/// `answer`, giving up after `limit`. STUN over UDP: requests and answers may be lost.
+pub async fn retransmit_until_answered<T>(
+    answer: oneshot::Receiver<T>,
+    schedule: &[Duration],
+    limit: Duration,
+    mut send: impl FnMut(),
+) -> Option<T> {
+    let exchange = async {
+        let started = Instant::now();
+        let mut answer = std::pin::pin!(answer);
+        for offset in schedule {
+            tokio::select! {
+                reply = &mut answer => return reply.ok(),
+                () = tokio::time::sleep_until(started + *offset) => send(),
+            }
+        }
+        answer.await.ok()
+    };
+    timeout(limit, exchange).await.ok().flatten()
 }
 
 /// The local IP the kernel would send from towards `target` (no packet is sent): with it,

@@ -166,6 +166,9 @@ pub struct StartArgs {
     /// Page cache of the index database, e.g. 16MB; 1MiB to 1GiB [default: 4MiB]
     #[arg(long, env = "HDP_DB_CACHE", value_parser = parse_rate)]
     pub db_cache: Option<u64>,
+    /// Bytes in flight per peer connection, e.g. 4MB; 256KiB to 256MiB; lower saves memory on small boards, higher helps long fast links [default: 16MiB]
+    #[arg(long, env = "HDP_QUIC_WINDOW", value_parser = parse_rate)]
+    pub quic_window: Option<u64>,
     /// Read rate of background hashing, e.g. 20MB; 0 for as fast as possible [default: 64MB]
     #[arg(long, env = "HDP_BACKGROUND_HASH_RATE", value_parser = parse_rate)]
     pub background_hash_rate: Option<Rate>,
@@ -216,6 +219,7 @@ impl Cli {
             background_hash_rate: args.background_hash_rate,
             min_free_space: args.min_free_space,
             db_cache: args.db_cache,
+            quic_window: args.quic_window,
             allowed_hosts: (!args.allowed_hosts.is_empty()).then(|| args.allowed_hosts.clone()),
             ..base
         }

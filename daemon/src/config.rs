@@ -15,6 +15,10 @@ pub const DEFAULT_UI_ADDRESS: &str = "http://127.0.0.1:3030";
 const DEFAULT_DB_CACHE: u64 = 4 * 1024 * 1024;
 const MIN_DB_CACHE: u64 = 1024 * 1024;
 const MAX_DB_CACHE: u64 = 1024 * 1024 * 1024;
+/// 16 MiB fills a gigabit LAN at 100 ms round trip; small boards can go lower.
+const DEFAULT_QUIC_WINDOW: u64 = 16 * 1024 * 1024;
+const MIN_QUIC_WINDOW: u64 = 256 * 1024;
+const MAX_QUIC_WINDOW: u64 = 256 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -85,6 +89,9 @@ pub struct Layer {
     /// Page cache of the index database ("16MB", or bytes); bounded to 1 MiB – 1 GiB.
     #[serde(default, deserialize_with = "rate_setting")]
     pub db_cache: Option<u64>,
+    /// Bytes in flight per peer connection ("16MB", or bytes); bounded to 256 KiB – 256 MiB.
+    #[serde(default, deserialize_with = "rate_setting")]
+    pub quic_window: Option<u64>,
     /// Host names the web UI may be reached by, beyond IP addresses, `localhost` and this
     /// machine's hostname (the DNS-rebinding check).
     pub allowed_hosts: Option<Vec<String>>,
@@ -125,6 +132,7 @@ pub struct Settings {
     pub background_hash_rate: Rate,
     pub min_free_space: u64,
     pub db_cache: usize,
+    pub quic_window: u32,
     pub allowed_hosts: Vec<String>,
 }
 
@@ -216,6 +224,7 @@ impl Layer {
             background_hash_rate: self.background_hash_rate.or(lower.background_hash_rate),
             min_free_space: self.min_free_space.or(lower.min_free_space),
             db_cache: self.db_cache.or(lower.db_cache),
+            quic_window: self.quic_window.or(lower.quic_window),
             allowed_hosts: self.allowed_hosts.or(lower.allowed_hosts),
         }
     }
@@ -271,6 +280,10 @@ impl Layer {
                 .db_cache
                 .unwrap_or(DEFAULT_DB_CACHE)
                 .clamp(MIN_DB_CACHE, MAX_DB_CACHE) as usize,
+            quic_window: self
+                .quic_window
+                .unwrap_or(DEFAULT_QUIC_WINDOW)
+                .clamp(MIN_QUIC_WINDOW, MAX_QUIC_WINDOW) as u32,
             // Gentle enough for a NAS disk that is also serving, quick on a fast one.
             background_hash_rate: self.background_hash_rate.unwrap_or(64_000_000),
             limits: LimitOverrides {
@@ -444,6 +457,7 @@ mod tests {
             max_uploads: Some(0),
             rescan_interval: Some(1),
             db_cache: Some(0),
+            quic_window: Some(1),
             ..Layer::default()
         }
         .settle(defaults());
@@ -452,17 +466,20 @@ mod tests {
                 s.threads,
                 s.max_uploads.given,
                 s.rescan_interval,
-                s.db_cache
+                s.db_cache,
+                s.quic_window
             ),
-            (1, Some(1), Duration::from_secs(10), 1 << 20)
+            (1, Some(1), Duration::from_secs(10), 1 << 20, 256 << 10)
         );
         let s = Layer {
             db_cache: Some(u64::MAX),
+            quic_window: Some(u64::MAX),
             ..Layer::default()
         }
         .settle(defaults());
-        assert_eq!(s.db_cache, 1 << 30);
-        assert_eq!(Layer::default().settle(defaults()).db_cache, 4 << 20);
+        assert_eq!((s.db_cache, s.quic_window), (1 << 30, 256 << 20));
+        let s = Layer::default().settle(defaults());
+        assert_eq!((s.db_cache, s.quic_window), (4 << 20, 16 << 20));
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod config;
 pub mod content;
 pub mod events;
 pub mod identity;
+pub mod memory;
 pub mod net;
 pub mod node;
 pub mod service;

@@ -6,6 +6,9 @@ use harddrive_party::config::Settings;
 use harddrive_party::node::NodeConfig;
 use harddrive_party::transfer::download::DownloadLimits;
 
+#[global_allocator]
+static ALLOCATOR: harddrive_party::memory::MapLargeBlocks = harddrive_party::memory::MapLargeBlocks;
+
 fn init_logging(verbose: bool) {
     use tracing_subscriber::prelude::*;
     // `Targets` understands RUST_LOG's common "target=level,level" form without pulling in a
@@ -59,6 +62,7 @@ fn start(settings: Settings) -> anyhow::Result<()> {
         stun_servers: settings.stun_servers,
         stun_interval: settings.stun_interval,
         keep_alive_interval: settings.keep_alive_interval,
+        quic_window: settings.quic_window,
         turn: settings.turn,
         rescan_interval: settings.rescan_interval,
         db_cache: settings.db_cache,

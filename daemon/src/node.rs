@@ -21,7 +21,7 @@ use crate::net::peers::{
 };
 use crate::net::portmap::{self, Mapping, PortMapper};
 use crate::net::punch::{approach, Approach};
-use crate::net::quic::{peer_identity, QuicNode};
+use crate::net::quic::{peer_identity, QuicNode, TransportSettings};
 use crate::net::relay::Relay;
 use crate::net::rpc;
 use crate::net::traversal::{NatStatus, Traversal};
@@ -117,6 +117,8 @@ pub struct NodeConfig {
     pub stun_servers: Vec<String>,
     pub stun_interval: Duration,
     pub keep_alive_interval: Duration,
+    /// Per-connection flow-control window in bytes (bounded by the config layer).
+    pub quic_window: u32,
     pub turn: Option<crate::config::TurnSettings>,
     pub rescan_interval: Duration,
     /// redb page cache in bytes (bounded by the config layer).
@@ -312,12 +314,15 @@ impl Node {
         let default_ip = remembered.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |r| r.ip());
         let wanted = config.listen.unwrap_or(SocketAddr::new(default_ip, 0));
         // Port 0 means "any": prefer the port we had last time so announce addresses stay valid.
-        let keep_alive = config.keep_alive_interval;
+        let transport = TransportSettings {
+            keep_alive: config.keep_alive_interval,
+            window: config.quic_window,
+        };
         let (quic, control) =
             match remembered.filter(|r| wanted.port() == 0 && r.ip() == wanted.ip()) {
-                Some(previous) => QuicNode::bind(previous, &identity, keep_alive)
-                    .or_else(|_| QuicNode::bind(wanted, &identity, keep_alive))?,
-                None => QuicNode::bind(wanted, &identity, keep_alive)?,
+                Some(previous) => QuicNode::bind(previous, &identity, transport)
+                    .or_else(|_| QuicNode::bind(wanted, &identity, transport))?,
+                None => QuicNode::bind(wanted, &identity, transport)?,
             };
         let bound = quic.local_addr().map_err(|source| NodeError::Io {
             path: "udp socket".into(),

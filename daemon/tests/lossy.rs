@@ -84,10 +84,15 @@ fn a_download_over_a_link_losing_ten_percent_completes_and_verifies() {
 
 type Slot = std::sync::Arc<std::sync::Mutex<Option<std::net::SocketAddr>>>;
 
+/// A 1500-byte MTU minus the IPv4 and UDP headers.
+const ETHERNET_UDP_PAYLOAD: usize = 1472;
+
 /// One direction of a slow, lossy link: datagrams arriving on `from` leave `to` for the
-/// address in `dest` after `delay`, except every tenth, which is dropped. The sender of
-/// each datagram is written to `learn` (how the relay finds B). This kernel has no netem,
-/// so the delay is a real UDP relay in the test.
+/// address in `dest` after `delay`, except every tenth, which is dropped. Like a path
+/// through Ethernet it carries at most 1472-byte datagrams: larger ones (MTU probes; the
+/// relay sits on loopback, where the daemons could otherwise use 64 KB packets) vanish
+/// without counting as loss. The sender of each datagram is written to `learn` (how the
+/// relay finds B). This kernel has no netem, so the delay is a real UDP relay in the test.
 fn relay_direction(
     from: std::net::UdpSocket,
     to: std::net::UdpSocket,
@@ -109,6 +114,9 @@ fn relay_direction(
             if let Ok((n, source)) = from.recv_from(&mut buf) {
                 if let Some(slot) = &learn {
                     *slot.lock().unwrap() = Some(source);
+                }
+                if n > ETHERNET_UDP_PAYLOAD {
+                    continue;
                 }
                 seen += 1;
                 // A fixed pattern is as lossy as a random one and keeps runs comparable.

@@ -20,13 +20,11 @@ use crate::wire::ALPN;
 
 /// How long a silent connection lives (at least three keep-alive intervals).
 const MIN_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-/// Flow-control windows: large enough for loopback/LAN line rate, bounded for small boards.
-const STREAM_RECEIVE_WINDOW: u32 = 8 * 1024 * 1024;
-const CONNECTION_RECEIVE_WINDOW: u32 = 16 * 1024 * 1024;
-const SEND_WINDOW: u64 = 16 * 1024 * 1024;
 const SOCKET_BUFFER_BYTES: usize = 4 * 1024 * 1024;
-/// The largest UDP payload MTU discovery may try (the protocol maximum).
-const MTU_DISCOVERY_CEILING: u16 = 65527;
+/// The largest UDP payload we accept and MTU discovery may try (the protocol maximum). A
+/// peer probes up to the smaller of its ceiling and our advertised maximum, so both must be
+/// raised for loopback and jumbo-frame LANs to carry more than 1472 bytes per datagram.
+const MAX_UDP_PAYLOAD: u16 = 65527;
 /// TLS SNI placeholder; peers are identified by key, never by DNS name.
 const SERVER_NAME: &str = "harddrive-party";
 
@@ -47,17 +45,36 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// The transport settings a user can change (`--keep-alive-interval`, `--quic-window`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TransportSettings {
+    pub keep_alive: Duration,
+    /// Bytes a connection may have in flight each way. It bounds the memory one peer can
+    /// make us hold, and caps throughput at window / round-trip time; one stream may use
+    /// half of it, so two files can be fetched side by side at full speed.
+    pub window: u32,
+}
+
 /// `mtu_ceiling: None` keeps datagrams at QUIC's 1200-byte floor (the relay path, where a
 /// TURN header is added around each one).
-fn transport_config(keep_alive: Duration, mtu_ceiling: Option<u16>) -> Arc<quinn::TransportConfig> {
+fn transport_config(
+    settings: TransportSettings,
+    mtu_ceiling: Option<u16>,
+) -> Arc<quinn::TransportConfig> {
     let mut t = quinn::TransportConfig::default();
-    t.max_idle_timeout(MIN_IDLE_TIMEOUT.max(keep_alive * 3).try_into().ok())
-        .keep_alive_interval(Some(keep_alive))
-        .stream_receive_window(STREAM_RECEIVE_WINDOW.into())
-        .receive_window(CONNECTION_RECEIVE_WINDOW.into())
-        .send_window(SEND_WINDOW)
-        .max_concurrent_bidi_streams(256u32.into())
-        .max_concurrent_uni_streams(0u32.into());
+    let window = quinn::VarInt::from_u32(settings.window);
+    t.max_idle_timeout(
+        MIN_IDLE_TIMEOUT
+            .max(settings.keep_alive * 3)
+            .try_into()
+            .ok(),
+    )
+    .keep_alive_interval(Some(settings.keep_alive))
+    .stream_receive_window(quinn::VarInt::from_u32(settings.window / 2))
+    .receive_window(window)
+    .send_window(settings.window.into())
+    .max_concurrent_bidi_streams(256u32.into())
+    .max_concurrent_uni_streams(0u32.into());
     // Probe for large datagrams: loopback and jumbo-frame LANs carry far more per packet
     // (fewer packets to encrypt and acknowledge), and paths that cannot simply fail the probes.
     t.mtu_discovery_config(mtu_ceiling.map(|ceiling| {
@@ -204,7 +221,7 @@ pub struct QuicNode {
     pub endpoint: quinn::Endpoint,
     socket: Arc<DemuxSocket>,
     transport: Arc<quinn::TransportConfig>,
-    keep_alive: Duration,
+    settings: TransportSettings,
     cert: CertificateDer<'static>,
     key: PrivateKeyDer<'static>,
 }
@@ -217,16 +234,16 @@ impl QuicNode {
     pub fn bind(
         addr: SocketAddr,
         identity: &Identity,
-        keep_alive: Duration,
+        settings: TransportSettings,
     ) -> Result<(Self, mpsc::Receiver<ControlDatagram>), QuicError> {
         let (cert, key) = identity.tls_certificate().map_err(tls_err)?;
-        let transport = transport_config(keep_alive, Some(MTU_DISCOVERY_CEILING));
+        let transport = transport_config(settings, Some(MAX_UDP_PAYLOAD));
         let server = server_config(&cert, &key, transport.clone())?;
         let socket = bind_socket(addr).map_err(|source| QuicError::Bind { addr, source })?;
-        let (socket, control) =
-            DemuxSocket::wrap(socket).map_err(|source| QuicError::Bind { addr, source })?;
+        let (socket, control) = DemuxSocket::wrap(socket, MAX_UDP_PAYLOAD)
+            .map_err(|source| QuicError::Bind { addr, source })?;
         let endpoint = quinn::Endpoint::new_with_abstract_socket(
-            endpoint_config(),
+            endpoint_config(Some(MAX_UDP_PAYLOAD)),
             Some(server),
             socket.clone(),
             Arc::new(quinn::TokioRuntime),
@@ -237,7 +254,7 @@ impl QuicNode {
                 endpoint,
                 socket,
                 transport,
-                keep_alive,
+                settings,
                 cert,
                 key,
             },
@@ -250,14 +267,10 @@ impl QuicNode {
         &self,
         socket: Arc<dyn quinn::AsyncUdpSocket>,
     ) -> std::io::Result<quinn::Endpoint> {
-        let server = server_config(
-            &self.cert,
-            &self.key,
-            transport_config(self.keep_alive, None),
-        )
-        .map_err(std::io::Error::other)?;
+        let server = server_config(&self.cert, &self.key, transport_config(self.settings, None))
+            .map_err(std::io::Error::other)?;
         quinn::Endpoint::new_with_abstract_socket(
-            endpoint_config(),
+            endpoint_config(None),
             Some(server),
             socket,
             Arc::new(quinn::TokioRuntime),
@@ -306,7 +319,7 @@ impl QuicNode {
     ) -> Result<quinn::Connection, QuicError> {
         let local = socket.local_addr().unwrap_or(addr);
         let endpoint = quinn::Endpoint::new(
-            endpoint_config(),
+            endpoint_config(None),
             None,
             socket,
             Arc::new(quinn::TokioRuntime),
@@ -338,9 +351,16 @@ async fn dial(
 
 /// Never grease the QUIC fixed bit: the peer socket tells QUIC from STUN and punch probes
 /// by that bit (RFC 9287 greasing is only advertised, so peers honour this).
-fn endpoint_config() -> quinn::EndpointConfig {
+/// `max_udp_payload: None` keeps quinn's 1472 bytes: for sockets other than the peer
+/// socket, whose receive buffers `DemuxSocket` does not size (quinn would allocate the
+/// payload times 64 GRO segments times 32 slots).
+fn endpoint_config(max_udp_payload: Option<u16>) -> quinn::EndpointConfig {
     let mut config = quinn::EndpointConfig::default();
     config.grease_quic_bit(false);
+    if let Some(payload) = max_udp_payload {
+        // Only values below 1200 are refused, and the constant is far above that.
+        let _ = config.max_udp_payload_size(payload);
+    }
     config
 }
 

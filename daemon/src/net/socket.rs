@@ -23,6 +23,12 @@ use tokio::sync::mpsc;
 const CONTROL_QUEUE: usize = 256;
 /// The largest control datagram we keep (STUN answers, punch probes are far smaller).
 const MAX_CONTROL_DATAGRAM: usize = 1500;
+/// The kernel builds a GSO batch as one UDP datagram before it splits it into segments, so
+/// a batch can be no longer than the largest IPv4 UDP payload.
+const MAX_GSO_BATCH: usize = 65_507;
+/// GRO never coalesces more than 64 KiB into one receive (the kernel's `gro_max_size`, and
+/// a looped-back GSO batch is bounded as above).
+const MAX_GRO_BYTES: usize = 65_535;
 
 #[derive(Debug)]
 pub struct ControlDatagram {
@@ -37,6 +43,9 @@ pub fn is_control(datagram: &[u8]) -> bool {
 pub struct DemuxSocket {
     inner: Arc<dyn AsyncUdpSocket>,
     control: mpsc::Sender<ControlDatagram>,
+    /// The endpoint's `max_udp_payload_size`: quinn sizes each receive slot as this times
+    /// `max_receive_segments`.
+    max_udp_payload: usize,
 }
 
 impl fmt::Debug for DemuxSocket {
@@ -50,10 +59,18 @@ impl fmt::Debug for DemuxSocket {
 impl DemuxSocket {
     pub fn wrap(
         socket: std::net::UdpSocket,
+        max_udp_payload: u16,
     ) -> io::Result<(Arc<Self>, mpsc::Receiver<ControlDatagram>)> {
         let inner = quinn::Runtime::wrap_udp_socket(&quinn::TokioRuntime, socket)?;
         let (control, receiver) = mpsc::channel(CONTROL_QUEUE);
-        Ok((Arc::new(Self { inner, control }), receiver))
+        Ok((
+            Arc::new(Self {
+                inner,
+                control,
+                max_udp_payload: usize::from(max_udp_payload).max(1),
+            }),
+            receiver,
+        ))
     }
 
     /// Sends one control datagram from the QUIC port. A full socket buffer drops it, as the
@@ -86,7 +103,25 @@ impl AsyncUdpSocket for DemuxSocket {
     }
 
     fn try_send(&self, transmit: &Transmit) -> io::Result<()> {
-        self.inner.try_send(transmit)
+        let Some(segment) = transmit
+            .segment_size
+            .filter(|_| transmit.contents.len() > MAX_GSO_BATCH)
+        else {
+            return self.inner.try_send(transmit);
+        };
+        // Large datagrams (loopback, jumbo frames) in a batch quinn built for small ones:
+        // send it as several batches. If a later one would block, the whole transmit is
+        // retried; the peer discards the packets it then receives twice.
+        for batch in transmit.contents.chunks(gso_batch_len(segment)) {
+            self.inner.try_send(&Transmit {
+                destination: transmit.destination,
+                ecn: transmit.ecn,
+                contents: batch,
+                segment_size: (batch.len() > segment).then_some(segment),
+                src_ip: transmit.src_ip,
+            })?;
+        }
+        Ok(())
     }
 
     fn poll_recv(
@@ -128,7 +163,7 @@ impl AsyncUdpSocket for DemuxSocket {
     }
 
     fn max_receive_segments(&self) -> usize {
-        self.inner.max_receive_segments()
+        receive_segments(self.inner.max_receive_segments(), self.max_udp_payload)
     }
 
     fn may_fragment(&self) -> bool {
@@ -136,9 +171,46 @@ impl AsyncUdpSocket for DemuxSocket {
     }
 }
 
+/// Bytes of one GSO batch: as many whole segments as fit, and at least one.
+fn gso_batch_len(segment: usize) -> usize {
+    (MAX_GSO_BATCH / segment.max(1)).max(1) * segment.max(1)
+}
+
+/// quinn makes each receive slot `max_udp_payload` times this, following quinn-udp's 64
+/// GRO segments; but GRO never delivers more than 64 KiB at once, so fewer segments hold
+/// any batch. With large datagrams allowed that keeps the buffer at about 4 MB, not 134.
+fn receive_segments(gro_segments: usize, max_udp_payload: usize) -> usize {
+    gro_segments
+        .min(MAX_GRO_BYTES.div_ceil(max_udp_payload))
+        .max(1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn receive_slots_hold_the_largest_gro_batch_and_no_more() {
+        for payload in [1200, 1472, 9000, 65_527] {
+            let segments = receive_segments(64, payload);
+            assert!(segments * payload >= MAX_GRO_BYTES, "{payload}");
+            assert!((segments - 1) * payload < MAX_GRO_BYTES, "{payload}");
+        }
+        // Without GRO quinn-udp reports one segment; a datagram still fits its slot.
+        assert_eq!(receive_segments(1, 1472), 1);
+    }
+
+    #[test]
+    fn gso_batches_stay_within_one_udp_datagram() {
+        for segment in [1200, 1452, 9000, 40_000, 65_507] {
+            let len = gso_batch_len(segment);
+            assert!(len <= MAX_GSO_BATCH, "{segment}");
+            assert_eq!(len % segment, 0, "whole segments only");
+            assert!(len + segment > MAX_GSO_BATCH, "as many as fit");
+        }
+        // A segment larger than any batch is sent alone (and fails like any oversized send).
+        assert_eq!(gso_batch_len(65_527), 65_527);
+    }
 
     #[test]
     fn quic_packets_are_not_control() {

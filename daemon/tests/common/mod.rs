@@ -568,7 +568,10 @@ pub async fn raw_client(
     let (node, _control) = harddrive_party::net::quic::QuicNode::bind(
         "127.0.0.1:0".parse().unwrap(),
         &me,
-        Duration::from_secs(10),
+        harddrive_party::net::quic::TransportSettings {
+            keep_alive: Duration::from_secs(10),
+            window: 16 << 20,
+        },
     )
     .unwrap();
     let address: harddrive_party::announce::AnnounceAddress = target.announce().parse().unwrap();

@@ -254,6 +254,11 @@ pub struct Source {
 /// What every worker of one file shares.
 pub struct Swarm {
     pub file: Arc<File>,
+    /// One piece write at a time. Writes to one file serialize on its inode lock anyway, and
+    /// the kernel's waiters spin on that lock while the holder copies a whole piece (9 % of
+    /// the receiver's CPU in a 2 GiB profile); waiting here sleeps instead. Hashing, the
+    /// larger cost, stays parallel.
+    writes: Arc<Mutex<()>>,
     pub size: u64,
     /// The remote file's mtime: the version being fetched.
     pub mtime: u64,
@@ -296,6 +301,7 @@ impl Swarm {
             .sum();
         Self {
             file: Arc::new(file),
+            writes: Arc::default(),
             size,
             mtime: content.mtime,
             root: content.root,
@@ -436,11 +442,13 @@ impl Swarm {
             while checks.len() >= VERIFY_DEPTH {
                 self.settle(checks.join_next().await, source)?;
             }
-            let (file, expected) = (self.file.clone(), self.pieces.get(piece as usize).copied());
+            let (file, writes) = (self.file.clone(), self.writes.clone());
+            let expected = self.pieces.get(piece as usize).copied();
             checks.spawn_blocking(move || {
                 if expected != Some(hash_piece(&buf)) {
                     return Err(SourceEnd::BadPiece(piece));
                 }
+                let _one_writer = writes.lock().unwrap_or_else(|e| e.into_inner());
                 file.write_all_at(&buf, piece * PIECE_SIZE)
                     .map_err(SourceEnd::Disk)?;
                 Ok(Some(piece))

@@ -17,6 +17,32 @@ fn entry_paths(list: &Value) -> Vec<String> {
         .collect()
 }
 
+/// A large download must not stay in the page cache (drop-behind), checked before anything
+/// reads the file again. On tmpfs the cache is the storage, so there is nothing to check.
+fn assert_left_the_page_cache(file: &std::path::Path) {
+    let out = |program: &str, args: &[&str]| {
+        let out = std::process::Command::new(program)
+            .args(args)
+            .arg(file)
+            .output()
+            .unwrap_or_else(|e| panic!("{program}: {e}"));
+        assert!(out.status.success(), "{program}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    if out("stat", &["-f", "-c", "%T"]) == "tmpfs" {
+        eprintln!("download dir is on tmpfs: page-cache check skipped");
+        return;
+    }
+    let resident: u64 = out("fincore", &["--bytes", "--noheadings", "--output", "RES"])
+        .parse()
+        .expect("fincore prints a byte count");
+    let size = fs::metadata(file).unwrap().len();
+    assert!(
+        resident < size / 10,
+        "{resident} of {size} bytes of the finished download are still cached"
+    );
+}
+
 #[test]
 fn connect_browse_search_and_download_files_and_directories() {
     let tmp = tempfile::tempdir().unwrap();
@@ -92,6 +118,7 @@ fn connect_browse_search_and_download_files_and_directories() {
     // A whole directory, then one big file with the progress bar, each checked by sha256.
     let dir_id = b.download(&format!("{an}/Music/albums"));
     b.cli_ok(&["download", &format!("{an}/Music/big.bin"), "--wait", "-q"]);
+    assert_left_the_page_cache(&b.download_dir.join(&an).join("Music/big.bin"));
     let dir_done = b.wait_download_done(dir_id, Duration::from_secs(120));
     assert_eq!(dir_done["files_done"], 320);
     let got = b.download_dir.join(&an).join("Music");

@@ -1068,6 +1068,7 @@ impl Downloads {
             let whole = swarm::verify_whole(&file, size, &root)?;
             if whole {
                 file.sync_all()?;
+                swarm::forget_synced(&file, size);
             }
             Ok::<bool, std::io::Error>(whole)
         })

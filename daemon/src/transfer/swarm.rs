@@ -442,7 +442,7 @@ impl Swarm {
             while checks.len() >= VERIFY_DEPTH {
                 self.settle(checks.join_next().await, source)?;
             }
-            let (file, writes) = (self.file.clone(), self.writes.clone());
+            let (file, writes, size) = (self.file.clone(), self.writes.clone(), self.size);
             let expected = self.pieces.get(piece as usize).copied();
             checks.spawn_blocking(move || {
                 if expected != Some(hash_piece(&buf)) {
@@ -451,6 +451,7 @@ impl Swarm {
                 let _one_writer = writes.lock().unwrap_or_else(|e| e.into_inner());
                 file.write_all_at(&buf, piece * PIECE_SIZE)
                     .map_err(SourceEnd::Disk)?;
+                drop_behind(&file, size, piece);
                 Ok(Some(piece))
             });
         }
@@ -573,20 +574,139 @@ pub fn recover_pieces(
     Ok(have)
 }
 
+/// Downloads at least this large do not stay in the page cache (see `drop_behind`).
+const DROP_BEHIND_MIN_SIZE: u64 = 64 * 1024 * 1024;
+/// Pieces written this long ago have normally been written back and can be dropped.
+const DROP_BEHIND_LAG: u64 = 16;
+
+/// Whether a download of `size` bytes keeps out of the page cache.
+fn drops_behind(size: u64) -> bool {
+    size >= DROP_BEHIND_MIN_SIZE
+}
+
+/// Asks the kernel to drop `len` bytes at `offset` from the page cache. On dirty pages this
+/// only starts their write-back; a later call drops them once clean. Advice, never an error.
+fn forget_cached(file: &File, offset: u64, len: u64) {
+    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+        return;
+    };
+    let _ = nix::fcntl::posix_fadvise(
+        file,
+        offset,
+        len,
+        nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED,
+    );
+}
+
+/// After writing `piece` of a large download: start its write-back and drop the piece
+/// written `DROP_BEHIND_LAG` before it. A seedbox fetching a file bigger than its RAM
+/// would otherwise push everything else out of the page cache (shares being served, the
+/// index), and filling new page-cache pages is also most of what writing costs the
+/// receiver: 4 CPU s per GiB on the benchmark VM against under 0.5 s this way.
+fn drop_behind(file: &File, size: u64, piece: u64) {
+    if !drops_behind(size) {
+        return;
+    }
+    forget_cached(file, piece * PIECE_SIZE, piece_len(size, piece));
+    if let Some(old) = piece.checked_sub(DROP_BEHIND_LAG) {
+        forget_cached(file, old * PIECE_SIZE, PIECE_SIZE);
+    }
+}
+
+/// Once a large download is synced: drops what is still cached of it (the pieces that
+/// were dirty while `verify_whole` read them).
+pub fn forget_synced(file: &File, size: u64) {
+    if drops_behind(size) {
+        forget_cached(file, 0, size);
+    }
+}
+
 /// Re-reads the finished file and checks it against the root: the last word before a file
-/// is called complete. Blocking.
+/// is called complete. A large file is read straight from the disk (`O_DIRECT`), as the
+/// page cache no longer holds it and filling fresh cache pages only to hash them once
+/// costs more than the read; where the filesystem refuses direct reads, through the cache,
+/// dropping what was read. Blocking.
 pub fn verify_whole(file: &File, size: u64, root: &Hash) -> std::io::Result<bool> {
+    let mut direct = drops_behind(size)
+        .then(|| DirectReads::enable(file))
+        .flatten();
     let mut hasher = FileHasher::default();
-    let mut buf = vec![0u8; PIECE_SIZE as usize];
+    // Direct reads need a block-aligned buffer: take an aligned window of a larger one.
+    let mut backing = vec![0u8; PIECE_SIZE as usize + DIRECT_ALIGN];
+    let start = backing.as_ptr().align_offset(DIRECT_ALIGN);
+    let buf = &mut backing[start..start + PIECE_SIZE as usize];
     let mut offset = 0;
     while offset < size {
         let n = (size - offset).min(PIECE_SIZE) as usize;
-        file.read_exact_at(&mut buf[..n], offset)?;
+        if direct.is_some() {
+            // The last chunk is asked for in whole blocks; the read stops at the end of file.
+            match read_full_at(
+                file,
+                &mut buf[..n.next_multiple_of(DIRECT_ALIGN)],
+                offset,
+                n,
+            ) {
+                Ok(()) => {}
+                // Accepted by fcntl but not by the filesystem's reads: read through the cache.
+                Err(e) if e.raw_os_error() == Some(nix::errno::Errno::EINVAL as i32) => {
+                    direct = None;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
+        } else {
+            file.read_exact_at(&mut buf[..n], offset)?;
+            if drops_behind(size) {
+                forget_cached(file, offset, n as u64);
+            }
+        }
         hasher.update(&buf[..n]);
         offset += n as u64;
     }
+    drop(direct);
     let (hashed, got, _) = hasher.finish();
     Ok(hashed == size && got == *root)
+}
+
+/// Offsets, lengths and buffers of direct reads must be multiples of the device's logical
+/// block size; 4096 covers every common one (512 and 4K sectors).
+const DIRECT_ALIGN: usize = 4096;
+
+/// Reads until `want` bytes are in `buf` (which may be longer, for alignment).
+fn read_full_at(file: &File, buf: &mut [u8], offset: u64, want: usize) -> std::io::Result<()> {
+    let mut got = 0;
+    while got < want {
+        match file.read_at(&mut buf[got..], offset + got as u64) {
+            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// `O_DIRECT` switched on for an open file while this lives, where the filesystem supports
+/// it; switched off again on drop, as the file is still used afterwards.
+struct DirectReads<'a> {
+    file: &'a File,
+    flags: nix::fcntl::OFlag,
+}
+
+impl<'a> DirectReads<'a> {
+    fn enable(file: &'a File) -> Option<Self> {
+        use nix::fcntl::{fcntl, FcntlArg, OFlag};
+        let flags = OFlag::from_bits_truncate(fcntl(file, FcntlArg::F_GETFL).ok()?);
+        fcntl(file, FcntlArg::F_SETFL(flags | OFlag::O_DIRECT)).ok()?;
+        Some(Self { file, flags })
+    }
+}
+
+impl Drop for DirectReads<'_> {
+    fn drop(&mut self) {
+        use nix::fcntl::{fcntl, FcntlArg};
+        let _ = fcntl(self.file, FcntlArg::F_SETFL(self.flags));
+    }
 }
 
 #[cfg(test)]
@@ -781,5 +901,37 @@ mod tests {
         let file = File::open(&path).unwrap();
         assert!(verify_whole(&file, size, &crate::content::root_of(size, &pieces)).unwrap());
         assert!(!verify_whole(&file, size, &[0; 32]).unwrap());
+    }
+
+    /// Large files are verified with direct reads (or, where refused, through the cache):
+    /// the result must be the same, including the unaligned tail, and the file's own flags
+    /// must be back afterwards.
+    #[test]
+    fn large_files_verify_the_same_read_past_the_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.part");
+        let size = DROP_BEHIND_MIN_SIZE + 3 * PIECE_SIZE / 2 + 777;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap();
+        file.set_len(size).unwrap();
+        let tail: Vec<u8> = (0..PIECE_SIZE + 777).map(|i| (i % 251) as u8).collect();
+        file.write_all_at(&tail, size - tail.len() as u64).unwrap();
+        let mut hasher = FileHasher::default();
+        hasher.update(&std::fs::read(&path).unwrap());
+        let (_, root, _) = hasher.finish();
+        let flags = || nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_GETFL).unwrap();
+        let before = flags();
+        assert!(verify_whole(&file, size, &root).unwrap());
+        assert_eq!(flags(), before, "O_DIRECT is switched off again");
+        file.write_all_at(&[1], size - 1).unwrap();
+        assert!(
+            !verify_whole(&file, size, &root).unwrap(),
+            "a changed last byte"
+        );
     }
 }

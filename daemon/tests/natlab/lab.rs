@@ -236,7 +236,9 @@ impl Lab {
         host.exec(&["ip", "link", "set", "eth0", "up"]);
         host.exec(&["ip", "route", "add", "default", "via", &lan_ip]);
         let rules = nat_rules(nat, &host_ip);
-        let file = std::env::temp_dir().join(format!("hdp-nat-{tag}-{n}.nft"));
+        // Named after the router's namespace, which is unique: tests of one binary run in
+        // parallel in one process, so a name from the process ID alone was shared.
+        let file = std::env::temp_dir().join(format!("{}.nft", router.name));
         std::fs::write(&file, rules).unwrap();
         router.exec(&["nft", "-f", file.to_str().unwrap()]);
         let _ = std::fs::remove_file(&file);

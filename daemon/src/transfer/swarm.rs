@@ -627,9 +627,7 @@ pub fn forget_synced(file: &File, size: u64) {
 /// costs more than the read; where the filesystem refuses direct reads, through the cache,
 /// dropping what was read. Blocking.
 pub fn verify_whole(file: &File, size: u64, root: &Hash) -> std::io::Result<bool> {
-    let mut direct = drops_behind(size)
-        .then(|| DirectReads::enable(file))
-        .flatten();
+    let mut direct = drops_behind(size).then(|| open_direct(file)).flatten();
     let mut hasher = FileHasher::default();
     // Direct reads need a block-aligned buffer: take an aligned window of a larger one.
     let mut backing = vec![0u8; PIECE_SIZE as usize + DIRECT_ALIGN];
@@ -638,16 +636,12 @@ pub fn verify_whole(file: &File, size: u64, root: &Hash) -> std::io::Result<bool
     let mut offset = 0;
     while offset < size {
         let n = (size - offset).min(PIECE_SIZE) as usize;
-        if direct.is_some() {
+        if let Some(direct_file) = &direct {
             // The last chunk is asked for in whole blocks; the read stops at the end of file.
-            match read_full_at(
-                file,
-                &mut buf[..n.next_multiple_of(DIRECT_ALIGN)],
-                offset,
-                n,
-            ) {
+            let whole_blocks = n.next_multiple_of(DIRECT_ALIGN);
+            match read_full_at(direct_file, &mut buf[..whole_blocks], offset, n) {
                 Ok(()) => {}
-                // Accepted by fcntl but not by the filesystem's reads: read through the cache.
+                // Opened, but the filesystem refuses direct reads: read through the cache.
                 Err(e) if e.raw_os_error() == Some(nix::errno::Errno::EINVAL as i32) => {
                     direct = None;
                     continue;
@@ -663,7 +657,6 @@ pub fn verify_whole(file: &File, size: u64, root: &Hash) -> std::io::Result<bool
         hasher.update(&buf[..n]);
         offset += n as u64;
     }
-    drop(direct);
     let (hashed, got, _) = hasher.finish();
     Ok(hashed == size && got == *root)
 }
@@ -671,6 +664,20 @@ pub fn verify_whole(file: &File, size: u64, root: &Hash) -> std::io::Result<bool
 /// Offsets, lengths and buffers of direct reads must be multiples of the device's logical
 /// block size; 4096 covers every common one (512 and 4K sectors).
 const DIRECT_ALIGN: usize = 4096;
+
+/// A second, read-only descriptor of `file` with `O_DIRECT`, opened through /proc so it
+/// is the very same inode. Its own flags leave the shared descriptor alone, which may be
+/// serving verified pieces to other peers meanwhile. `None` where the filesystem or a
+/// missing /proc refuses it.
+fn open_direct(file: &File) -> Option<File> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::fcntl::OFlag::O_DIRECT.bits())
+        .open(format!("/proc/self/fd/{}", file.as_raw_fd()))
+        .ok()
+}
 
 /// Reads until `want` bytes are in `buf` (which may be longer, for alignment).
 fn read_full_at(file: &File, buf: &mut [u8], offset: u64, want: usize) -> std::io::Result<()> {
@@ -684,29 +691,6 @@ fn read_full_at(file: &File, buf: &mut [u8], offset: u64, want: usize) -> std::i
         }
     }
     Ok(())
-}
-
-/// `O_DIRECT` switched on for an open file while this lives, where the filesystem supports
-/// it; switched off again on drop, as the file is still used afterwards.
-struct DirectReads<'a> {
-    file: &'a File,
-    flags: nix::fcntl::OFlag,
-}
-
-impl<'a> DirectReads<'a> {
-    fn enable(file: &'a File) -> Option<Self> {
-        use nix::fcntl::{fcntl, FcntlArg, OFlag};
-        let flags = OFlag::from_bits_truncate(fcntl(file, FcntlArg::F_GETFL).ok()?);
-        fcntl(file, FcntlArg::F_SETFL(flags | OFlag::O_DIRECT)).ok()?;
-        Some(Self { file, flags })
-    }
-}
-
-impl Drop for DirectReads<'_> {
-    fn drop(&mut self) {
-        use nix::fcntl::{fcntl, FcntlArg};
-        let _ = fcntl(self.file, FcntlArg::F_SETFL(self.flags));
-    }
 }
 
 #[cfg(test)]
@@ -904,8 +888,8 @@ mod tests {
     }
 
     /// Large files are verified with direct reads (or, where refused, through the cache):
-    /// the result must be the same, including the unaligned tail, and the file's own flags
-    /// must be back afterwards.
+    /// the result must be the same, including the unaligned tail, and the shared
+    /// descriptor's flags (other peers may be reading pieces through it) stay untouched.
     #[test]
     fn large_files_verify_the_same_read_past_the_cache() {
         let dir = tempfile::tempdir().unwrap();
@@ -927,7 +911,7 @@ mod tests {
         let flags = || nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_GETFL).unwrap();
         let before = flags();
         assert!(verify_whole(&file, size, &root).unwrap());
-        assert_eq!(flags(), before, "O_DIRECT is switched off again");
+        assert_eq!(flags(), before, "the shared descriptor keeps its flags");
         file.write_all_at(&[1], size - 1).unwrap();
         assert!(
             !verify_whole(&file, size, &root).unwrap(),

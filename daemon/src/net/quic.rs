@@ -25,6 +25,9 @@ const SOCKET_BUFFER_BYTES: usize = 4 * 1024 * 1024;
 /// peer probes up to the smaller of its ceiling and our advertised maximum, so both must be
 /// raised for loopback and jumbo-frame LANs to carry more than 1472 bytes per datagram.
 const MAX_UDP_PAYLOAD: u16 = 65527;
+/// MTU discovery's ceiling on sockets other than the peer socket: quinn's default, an
+/// Ethernet frame less the IPv6 and UDP headers.
+const PLAIN_SOCKET_MTU_CEILING: u16 = 1452;
 /// TLS SNI placeholder; peers are identified by key, never by DNS name.
 const SERVER_NAME: &str = "harddrive-party";
 
@@ -285,7 +288,11 @@ impl QuicNode {
         self.endpoint.local_addr()
     }
 
-    fn client_config(&self, expected_key: PublicKey) -> Result<quinn::ClientConfig, QuicError> {
+    fn client_config(
+        &self,
+        expected_key: PublicKey,
+        transport: Arc<quinn::TransportConfig>,
+    ) -> Result<quinn::ClientConfig, QuicError> {
         let mut tls = rustls::ClientConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(tls_err)?
@@ -296,7 +303,7 @@ impl QuicNode {
         tls.alpn_protocols = vec![ALPN.to_vec()];
         let crypto = QuicClientConfig::try_from(tls).map_err(tls_err)?;
         let mut config = quinn::ClientConfig::new(Arc::new(crypto));
-        config.transport_config(self.transport.clone());
+        config.transport_config(transport);
         Ok(config)
     }
 
@@ -306,7 +313,8 @@ impl QuicNode {
         addr: SocketAddr,
         expected_key: PublicKey,
     ) -> Result<quinn::Connection, QuicError> {
-        dial(&self.endpoint, self.client_config(expected_key)?, addr).await
+        let config = self.client_config(expected_key, self.transport.clone())?;
+        dial(&self.endpoint, config, addr).await
     }
 
     /// Dials from a separate socket that a birthday punch opened (its NAT mapping is the
@@ -328,7 +336,15 @@ impl QuicNode {
             addr: local,
             source,
         })?;
-        dial(&endpoint, self.client_config(expected_key)?, addr).await
+        // A plain quinn socket does not split GSO batches larger than one UDP datagram
+        // (`DemuxSocket` does), so datagrams stay at quinn's usual ceiling here.
+        let transport = transport_config(self.settings, Some(PLAIN_SOCKET_MTU_CEILING));
+        dial(
+            &endpoint,
+            self.client_config(expected_key, transport)?,
+            addr,
+        )
+        .await
     }
 }
 

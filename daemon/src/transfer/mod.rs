@@ -10,6 +10,28 @@ pub mod upload;
 
 use serde::Serialize;
 
+/// Reads at `offset` until at least `want` bytes are in `buf`, which may be longer (direct
+/// reads ask for whole blocks past the end of the file). A file that ends first gives
+/// `UnexpectedEof`.
+pub fn read_at_least(
+    file: &std::fs::File,
+    buf: &mut [u8],
+    offset: u64,
+    want: usize,
+) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let mut got = 0;
+    while got < want {
+        match file.read_at(&mut buf[got..], offset + got as u64) {
+            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// How often progress (bytes, rate, ETA) of active transfers goes out as events.
 pub const PROGRESS_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
 

@@ -448,9 +448,11 @@ impl Swarm {
                 if expected != Some(hash_piece(&buf)) {
                     return Err(SourceEnd::BadPiece(piece));
                 }
-                let _one_writer = writes.lock().unwrap_or_else(|e| e.into_inner());
-                file.write_all_at(&buf, piece * PIECE_SIZE)
-                    .map_err(SourceEnd::Disk)?;
+                {
+                    let _one_writer = writes.lock().unwrap_or_else(|e| e.into_inner());
+                    file.write_all_at(&buf, piece * PIECE_SIZE)
+                        .map_err(SourceEnd::Disk)?;
+                }
                 drop_behind(&file, size, piece);
                 Ok(Some(piece))
             });
@@ -639,7 +641,7 @@ pub fn verify_whole(file: &File, size: u64, root: &Hash) -> std::io::Result<bool
         if let Some(direct_file) = &direct {
             // The last chunk is asked for in whole blocks; the read stops at the end of file.
             let whole_blocks = n.next_multiple_of(DIRECT_ALIGN);
-            match read_full_at(direct_file, &mut buf[..whole_blocks], offset, n) {
+            match super::read_at_least(direct_file, &mut buf[..whole_blocks], offset, n) {
                 Ok(()) => {}
                 // Opened, but the filesystem refuses direct reads: read through the cache.
                 Err(e) if e.raw_os_error() == Some(nix::errno::Errno::EINVAL as i32) => {
@@ -677,20 +679,6 @@ fn open_direct(file: &File) -> Option<File> {
         .custom_flags(nix::fcntl::OFlag::O_DIRECT.bits())
         .open(format!("/proc/self/fd/{}", file.as_raw_fd()))
         .ok()
-}
-
-/// Reads until `want` bytes are in `buf` (which may be longer, for alignment).
-fn read_full_at(file: &File, buf: &mut [u8], offset: u64, want: usize) -> std::io::Result<()> {
-    let mut got = 0;
-    while got < want {
-        match file.read_at(&mut buf[got..], offset + got as u64) {
-            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
-            Ok(n) => got += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

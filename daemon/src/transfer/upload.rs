@@ -5,7 +5,6 @@
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::ops::Range;
-use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, UNIX_EPOCH};
@@ -366,16 +365,11 @@ fn read_chunk(
 fn read_exact_at(file: &File, offset: u64, len: usize) -> Result<PooledBuf, ReaderError> {
     let mut buf = BUFFERS.take(len);
     buf.resize(len, 0);
-    let mut filled = 0;
-    while filled < len {
-        match file.read_at(&mut buf[filled..], offset + filled as u64) {
-            Ok(0) => return Err(ReaderError::ShortFile),
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(ReaderError::Io(e)),
-        }
+    match super::read_at_least(file, &mut buf, offset, len) {
+        Ok(()) => Ok(buf),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err(ReaderError::ShortFile),
+        Err(e) => Err(ReaderError::Io(e)),
     }
-    Ok(buf)
 }
 
 async fn stream_file(

@@ -242,7 +242,7 @@ fn the_download_queue_can_be_reordered_and_keeps_its_order() {
     }
     let mut a = Daemon::new(tmp.path(), "a").share(&share);
     // One file at a time, slowly: the queue order decides what comes next. f0 takes about
-    // 5 s, so it is still running when the move arrives even on a loaded machine.
+    // 6 s, so it is still running when the move arrives even on a loaded machine.
     let mut b =
         Daemon::new(tmp.path(), "b").args(&["--max-downloads", "1", "--download-limit", "1MB"]);
     a.start();
@@ -250,8 +250,14 @@ fn the_download_queue_can_be_reordered_and_keeps_its_order() {
     connect(&b, &a);
     let an = a.name();
     wait_indexed(&a, 4);
-    let ids: Vec<u64> = (0..3)
-        .map(|i| b.download(&format!("{an}/Q/f{i}.bin")))
+    // f0 must hold the only slot before the others are queued: a queued download starts
+    // once its listing arrives, so otherwise whichever listing came back first would run.
+    let first = b.download(&format!("{an}/Q/f0.bin"));
+    wait_for("f0 to start", Duration::from_secs(30), || {
+        (b.transfer(first)["received"].as_u64().unwrap_or(0) > 0).then_some(())
+    });
+    let ids: Vec<u64> = std::iter::once(first)
+        .chain((1..3).map(|i| b.download(&format!("{an}/Q/f{i}.bin"))))
         .collect();
     b.api_post(
         &format!("/api/transfers/{}/move", ids[2]),

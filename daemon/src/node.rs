@@ -241,7 +241,7 @@ pub struct Node {
     background_hash_rate: Option<crate::transfer::rate::Rate>,
     pub hashing: std::sync::atomic::AtomicBool,
     /// Files hashed (or found hashed) by background passes since start.
-    pub hashed_files: std::sync::atomic::AtomicU64,
+    pub hashed_files: portable_atomic::AtomicU64,
     shutdown: watch::Sender<bool>,
 }
 

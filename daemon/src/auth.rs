@@ -3,11 +3,12 @@
 //! plus a per-session CSRF token), login throttling, and the Host/Origin checks that stop
 //! DNS rebinding. HTTP wiring lives in `api.rs`; this module holds the state and the rules.
 
+use crate::locks::lock;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::{BufRead, IsTerminal};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -76,10 +77,6 @@ pub enum AuthError {
     Read(std::io::Error),
     #[error("the passwords do not match")]
     Mismatch,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn hex(bytes: &[u8]) -> String {

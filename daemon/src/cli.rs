@@ -308,7 +308,7 @@ impl Client {
         let addr = ui_socket_address(ui_address)?;
         let token = std::env::var("HDP_API_TOKEN")
             .ok()
-            .or_else(|| std::fs::read_to_string(storage.join(crate::api::TOKEN_FILE)).ok())
+            .or_else(|| std::fs::read_to_string(storage.join(crate::http::TOKEN_FILE)).ok())
             .map(|t| t.trim().to_string());
         let agent = ureq::AgentBuilder::new()
             .timeout_connect(Duration::from_secs(5))

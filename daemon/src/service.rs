@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::api;
+use crate::http;
 use crate::node::{Node, NodeConfig};
 
 /// How often `STATUS=` is refreshed when no watchdog is configured.
@@ -21,24 +21,24 @@ pub async fn run_daemon(
     allowed_hosts: Vec<String>,
 ) -> anyhow::Result<()> {
     let node = Node::start(config).await?;
-    let token = api::load_or_create_token(&node.storage)?;
+    let token = http::load_or_create_token(node.storage())?;
     let listener = tokio::net::TcpListener::bind(ui_address)
         .await
         .with_context(|| format!("cannot listen for the UI/API on {ui_address}"))?;
     let bound = listener.local_addr()?;
     tracing::info!("web UI and API on http://{bound}");
     let auth = Arc::new(crate::auth::Auth::new(
-        node.store.clone(),
-        &node.storage,
+        node.store().clone(),
+        node.storage(),
         bound,
         &allowed_hosts,
     )?);
     if !bound.ip().is_loopback() && !auth.password_set() {
         tracing::warn!("the UI listens beyond loopback: every API call needs a login or the API token until a password is set");
     }
-    let server = tokio::spawn(api::serve(
+    let server = tokio::spawn(http::serve(
         listener,
-        api::router(node.clone(), token, auth),
+        http::router(node.clone(), token, auth),
         node.shutdown_signal(),
     ));
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);

@@ -33,6 +33,8 @@ pub enum SharesError {
     UnknownShare(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("the indexing task failed: {0}")]
+    Task(String),
 }
 
 impl From<redb::Error> for SharesError {

@@ -95,12 +95,7 @@ impl IndexValue {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct KnownPeer {
-    pub announce_address: String,
-    /// Set by a user `disconnect`: no automatic reconnects until the user connects again.
-    pub disconnected: bool,
-}
+pub use harddrive_party_core::peer_policy::KnownPeer;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum DownloadState {

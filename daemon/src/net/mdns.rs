@@ -133,59 +133,6 @@ pub fn candidate(service: &ResolvedService) -> Result<Candidate, NotAPeer> {
     })
 }
 
-/// What the node knows about the name a candidate's key maps to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PeerState {
-    /// The key recorded for that name, if it is a known peer.
-    pub recorded_key: Option<PublicKey>,
-    pub disconnected_by_user: bool,
-    pub connected: bool,
-    /// Its reconnect backoff allows an attempt now.
-    pub dial_due: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum Skip {
-    #[error("that is this node")]
-    Ourselves,
-    #[error("disconnected by the user")]
-    DisconnectedByUser,
-    #[error("another key is recorded under that name")]
-    OtherKeyUnderName,
-    #[error("already connected")]
-    Connected,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
-    Skip(Skip),
-    /// Record the LAN address as the peer's known address; dial it now when `dial_now`,
-    /// otherwise the reconnect loop dials it once the backoff allows.
-    Remember {
-        dial_now: bool,
-    },
-}
-
-/// An advert is unauthenticated, so it gets what gossip gets and no more: it may add a peer or
-/// move an offline one with the same key, never rebind a name, move a connected peer, or undo
-/// a user's disconnect. Dials follow the peer's backoff, so repeated adverts cannot make the
-/// node redial in a tight loop.
-pub fn verdict(candidate: &PublicKey, own: &PublicKey, state: &PeerState) -> Verdict {
-    if candidate == own {
-        Verdict::Skip(Skip::Ourselves)
-    } else if state.recorded_key.is_some_and(|k| k != *candidate) {
-        Verdict::Skip(Skip::OtherKeyUnderName)
-    } else if state.disconnected_by_user {
-        Verdict::Skip(Skip::DisconnectedByUser)
-    } else if state.connected {
-        Verdict::Skip(Skip::Connected)
-    } else {
-        Verdict::Remember {
-            dial_now: state.dial_due,
-        }
-    }
-}
-
 /// The running mDNS daemon thread, advertising this node and browsing for others.
 pub struct Discovery {
     daemon: ServiceDaemon,
@@ -280,7 +227,6 @@ mod tests {
     use super::*;
 
     const KEY: PublicKey = [7u8; 32];
-    const OTHER: PublicKey = [9u8; 32];
 
     fn resolved(txt: &[(&str, &str)], addrs: &str, port: u16) -> ResolvedService {
         ServiceInfo::new(SERVICE_TYPE, "x", "x.local.", addrs, port, txt)
@@ -367,62 +313,5 @@ mod tests {
         for (txt, expected) in cases {
             assert_eq!(candidate(&resolved(txt, "10.0.0.1", 9)), Err(expected));
         }
-    }
-
-    #[test]
-    fn adverts_get_what_gossip_gets() {
-        let fresh = PeerState {
-            recorded_key: None,
-            disconnected_by_user: false,
-            connected: false,
-            dial_due: true,
-        };
-        assert_eq!(verdict(&KEY, &KEY, &fresh), Verdict::Skip(Skip::Ourselves));
-        assert_eq!(
-            verdict(&OTHER, &KEY, &fresh),
-            Verdict::Remember { dial_now: true }
-        );
-        let known = PeerState {
-            recorded_key: Some(OTHER),
-            ..fresh
-        };
-        assert_eq!(
-            verdict(&OTHER, &KEY, &known),
-            Verdict::Remember { dial_now: true }
-        );
-        let cases = [
-            (
-                PeerState {
-                    recorded_key: Some([1u8; 32]),
-                    ..fresh
-                },
-                Skip::OtherKeyUnderName,
-            ),
-            (
-                PeerState {
-                    disconnected_by_user: true,
-                    ..known
-                },
-                Skip::DisconnectedByUser,
-            ),
-            (
-                PeerState {
-                    connected: true,
-                    ..known
-                },
-                Skip::Connected,
-            ),
-        ];
-        for (state, why) in cases {
-            assert_eq!(verdict(&OTHER, &KEY, &state), Verdict::Skip(why));
-        }
-        let backing_off = PeerState {
-            dial_due: false,
-            ..known
-        };
-        assert_eq!(
-            verdict(&OTHER, &KEY, &backing_off),
-            Verdict::Remember { dial_now: false }
-        );
     }
 }

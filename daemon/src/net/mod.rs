@@ -7,11 +7,11 @@
 pub mod mdns;
 pub mod peers;
 pub mod portmap;
-pub mod punch;
 pub mod quic;
 pub mod relay;
 pub mod rpc;
 pub mod socket;
-pub mod stun;
 pub mod traversal;
-pub mod turn;
+
+// STUN and TURN message codecs are pure (harddrive_party_core).
+pub use harddrive_party_core::{punch, stun, turn};

@@ -3,12 +3,13 @@
 //! indications), the allocation, its permissions and refreshes. A second QUIC endpoint runs
 //! on it, so relayed connections keep end-to-end encryption and authentication.
 
+use crate::locks::lock;
 use std::collections::HashMap;
 use std::fmt;
 use std::io::{self, IoSliceMut};
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -43,10 +44,6 @@ pub enum RelayError {
     Stun(#[from] StunError),
     #[error("TURN server sent no realm and nonce with its 401")]
     NoChallenge,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The socket quinn sees: datagrams to peers leave as Send indications to the server;

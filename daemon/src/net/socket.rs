@@ -36,9 +36,7 @@ pub struct ControlDatagram {
     pub bytes: Vec<u8>,
 }
 
-pub fn is_control(datagram: &[u8]) -> bool {
-    datagram.first().is_some_and(|b| b & 0x40 == 0)
-}
+pub use harddrive_party_core::punch::is_control;
 
 pub struct DemuxSocket {
     inner: Arc<dyn AsyncUdpSocket>,

@@ -2,9 +2,10 @@
 //! punching procedures of `punch.rs` (probe exchange, port spray, birthday sockets). It owns
 //! the control datagrams the peer socket diverts from QUIC.
 
+use crate::locks::lock;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use quinn::AsyncUdpSocket;
@@ -64,10 +65,6 @@ pub struct Traversal {
     /// Peers we are punching towards, and where to report the address a probe came from.
     punching: Mutex<HashMap<PublicKey, mpsc::Sender<SocketAddr>>>,
     status: watch::Sender<NatStatus>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Unregisters a punch when the procedure ends, however it ends.

@@ -9,7 +9,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 
-use crate::identity::{peer_name, PublicKey};
+use crate::peer_name::{peer_name, PublicKey};
 
 /// Version 1 carried exactly one address; version 2 tags each address with its family and
 /// may add a TURN relay address. Both are read; version 2 is written.

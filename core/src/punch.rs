@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::announce::NatType;
-use crate::identity::PublicKey;
+use crate::peer_name::PublicKey;
 
 /// Fixed bit (0x40) clear so the peer socket diverts it from QUIC; not STUN (no cookie).
 const PROBE_MAGIC: [u8; 4] = [0x83, b'h', b'd', b'p'];
@@ -22,6 +22,12 @@ pub const BIRTHDAY_SOCKETS: usize = 256;
 pub const SPRAY_PER_SECOND: u32 = 1000;
 const FIRST_PORT: u16 = 1024;
 const PORT_SPAN: u32 = 65536 - FIRST_PORT as u32;
+
+/// Whether a datagram on the peer socket is ours (STUN answers, punch probes) rather than
+/// QUIC's: our endpoints never grease the QUIC fixed bit, so the bit alone tells them apart.
+pub fn is_control(datagram: &[u8]) -> bool {
+    datagram.first().is_some_and(|b| b & 0x40 == 0)
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProbeKind {
@@ -165,8 +171,8 @@ mod tests {
             sender: [9; 32],
         };
         let bytes = probe.encode();
-        assert!(crate::net::socket::is_control(&bytes));
-        assert!(!crate::net::stun::looks_like_stun(&bytes));
+        assert!(is_control(&bytes));
+        assert!(!crate::stun::looks_like_stun(&bytes));
         assert_eq!(PunchProbe::decode(&bytes), Some(probe));
         assert_eq!(PunchProbe::decode(&bytes[..PROBE_LEN - 1]), None);
         let mut wrong_kind = bytes;

@@ -13,7 +13,7 @@ use stun_codec::rfc5766::attributes::{
 use stun_codec::rfc5766::methods::{ALLOCATE, CREATE_PERMISSION, DATA, REFRESH, SEND};
 use stun_codec::{Message, MessageClass, Method, TransactionId};
 
-use crate::net::stun::{self, StunError, StunMessage};
+use crate::stun::{self, StunError, StunMessage};
 
 const UDP_PROTOCOL: u8 = 17;
 /// What we ask for; servers may grant less (the answer's LIFETIME rules).

@@ -1,0 +1,492 @@
+//! Start-up settings from four layers: command-line flags, then `HDP_*` environment
+//! variables (containers), then the TOML file given to `start --config` (packages), then
+//! defaults. Pure: the layers are plain values, merged and checked without touching the system.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::rate::{Limits, Rate, RateValue};
+
+pub const DEFAULT_UI_ADDRESS: &str = "http://127.0.0.1:3030";
+/// redb's page cache: small boards keep it small; a large share indexes faster with more.
+const DEFAULT_DB_CACHE: u64 = 4 * 1024 * 1024;
+const MIN_DB_CACHE: u64 = 1024 * 1024;
+const MAX_DB_CACHE: u64 = 1024 * 1024 * 1024;
+/// 16 MiB fills a gigabit LAN at 100 ms round trip; small boards can go lower.
+const DEFAULT_QUIC_WINDOW: u64 = 16 * 1024 * 1024;
+const MIN_QUIC_WINDOW: u64 = 256 * 1024;
+const MAX_QUIC_WINDOW: u64 = 256 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}:{column}: {message}")]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+}
+
+/// One layer of settings; every field optional so layers can be stacked. The file format is
+/// exactly this struct: an unknown key is an error, never silently ignored.
+#[derive(Debug, Default, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Layer {
+    pub storage: Option<PathBuf>,
+    pub ui_address: Option<String>,
+    pub share_dirs: Option<Vec<PathBuf>>,
+    pub download_dir: Option<PathBuf>,
+    pub listen: Option<SocketAddr>,
+    pub mdns: Option<bool>,
+    /// Ask the home router for a port mapping (UPnP-IGD, PCP, NAT-PMP).
+    pub upnp: Option<bool>,
+    /// Query STUN servers at all (off: LAN-only, no traffic to the internet).
+    pub stun: Option<bool>,
+    pub stun_servers: Option<Vec<String>>,
+    /// Seconds between STUN rounds while servers answer (a changed public address is
+    /// noticed within this time).
+    pub stun_interval: Option<u64>,
+    /// Seconds between QUIC keep-alives; below the NAT's UDP timeout (30 s on Linux) so
+    /// idle connections keep their mapping.
+    pub keep_alive_interval: Option<u64>,
+    /// TURN relay HOST:PORT, used when no direct path is possible.
+    pub turn_server: Option<String>,
+    pub turn_username: Option<String>,
+    pub turn_password: Option<String>,
+    pub threads: Option<usize>,
+    pub max_downloads: Option<usize>,
+    pub max_downloads_per_peer: Option<usize>,
+    pub max_uploads: Option<usize>,
+    pub max_uploads_per_peer: Option<usize>,
+    /// Seconds between automatic rescans of the shares.
+    pub rescan_interval: Option<u64>,
+    /// Bandwidth caps in bytes per second ("5MB", "800KB", or a number); 0 = none.
+    #[serde(default, deserialize_with = "rate_setting")]
+    pub upload_limit: Option<Rate>,
+    #[serde(default, deserialize_with = "rate_setting")]
+    pub download_limit: Option<Rate>,
+    #[serde(default, deserialize_with = "rate_setting")]
+    pub peer_upload_limit: Option<Rate>,
+    #[serde(default, deserialize_with = "rate_setting")]
+    pub peer_download_limit: Option<Rate>,
+    /// Hash shared files in a low-priority background pass, so other peers can find them
+    /// by content and swarm downloads can use them.
+    pub background_hashing: Option<bool>,
+    #[serde(default, deserialize_with = "rate_setting")]
+    pub background_hash_rate: Option<Rate>,
+    /// Free space to keep on the download disk ("512MB", or bytes); downloads pause below it.
+    #[serde(default, deserialize_with = "rate_setting")]
+    pub min_free_space: Option<u64>,
+    /// Page cache of the index database ("16MB", or bytes); bounded to 1 MiB – 1 GiB.
+    #[serde(default, deserialize_with = "rate_setting")]
+    pub db_cache: Option<u64>,
+    /// Bytes in flight per peer connection ("16MB", or bytes); bounded to 256 KiB – 256 MiB.
+    #[serde(default, deserialize_with = "rate_setting")]
+    pub quic_window: Option<u64>,
+    /// Host names the web UI may be reached by, beyond IP addresses, `localhost` and this
+    /// machine's hostname (the DNS-rebinding check).
+    pub allowed_hosts: Option<Vec<String>>,
+}
+
+/// Accepts `"5MB"`-style strings or plain numbers of bytes per second.
+fn rate_setting<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Rate>, D::Error> {
+    RateValue::deserialize(d)?
+        .bytes()
+        .map(Some)
+        .map_err(serde::de::Error::custom)
+}
+
+/// Settings with every layer applied and defaults filled in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub storage: PathBuf,
+    pub ui_address: String,
+    pub share_dirs: Vec<PathBuf>,
+    pub download_dir: Startup<PathBuf>,
+    pub listen: Option<SocketAddr>,
+    pub mdns: bool,
+    pub upnp: bool,
+    /// Empty when STUN is off.
+    pub stun_servers: Vec<String>,
+    pub stun_interval: Duration,
+    pub keep_alive_interval: Duration,
+    pub turn: Option<TurnSettings>,
+    pub threads: usize,
+    pub max_downloads: usize,
+    pub max_downloads_per_peer: usize,
+    pub max_uploads: Startup<usize>,
+    pub max_uploads_per_peer: Startup<usize>,
+    pub rescan_interval: Duration,
+    /// Limits given at start; each one left unset keeps the value last set through the API.
+    pub limits: LimitOverrides,
+    pub background_hashing: bool,
+    pub background_hash_rate: Rate,
+    pub min_free_space: u64,
+    pub db_cache: usize,
+    pub quic_window: u32,
+    pub allowed_hosts: Vec<String>,
+}
+
+/// A setting the API can also change and store: a value given at start (flag, environment or
+/// config file) wins over the stored one, which wins over the default.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Startup<T> {
+    pub given: Option<T>,
+    pub default: T,
+}
+
+impl<T> Startup<T> {
+    pub fn over(self, saved: Option<T>) -> T {
+        self.given.or(saved).unwrap_or(self.default)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TurnSettings {
+    pub server: String,
+    pub username: String,
+    pub password: String,
+}
+
+/// Public STUN servers used when none are configured; two operators, so classification
+/// compares answers from different IP addresses.
+pub const DEFAULT_STUN_SERVERS: [&str; 3] = [
+    "stun.l.google.com:19302",
+    "stun1.l.google.com:19302",
+    "stun.cloudflare.com:3478",
+];
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LimitOverrides {
+    pub upload: Option<Rate>,
+    pub download: Option<Rate>,
+    pub peer_upload: Option<Rate>,
+    pub peer_download: Option<Rate>,
+}
+
+impl LimitOverrides {
+    pub fn over(self, saved: Limits) -> Limits {
+        Limits {
+            upload: self.upload.unwrap_or(saved.upload),
+            download: self.download.unwrap_or(saved.download),
+            peer_upload: self.peer_upload.unwrap_or(saved.peer_upload),
+            peer_download: self.peer_download.unwrap_or(saved.peer_download),
+        }
+    }
+}
+
+/// Where defaults come from: kept apart so tests do not depend on the environment.
+pub struct Defaults {
+    pub storage: PathBuf,
+    /// Download dir when neither layer names one: `~/Downloads` if there is a home, else
+    /// under the storage dir (a service user has no home).
+    pub home_downloads: Option<PathBuf>,
+}
+
+impl Layer {
+    /// Fills every field this layer leaves open from `lower`.
+    pub fn over(self, lower: Layer) -> Layer {
+        Layer {
+            storage: self.storage.or(lower.storage),
+            ui_address: self.ui_address.or(lower.ui_address),
+            share_dirs: self.share_dirs.or(lower.share_dirs),
+            download_dir: self.download_dir.or(lower.download_dir),
+            listen: self.listen.or(lower.listen),
+            mdns: self.mdns.or(lower.mdns),
+            upnp: self.upnp.or(lower.upnp),
+            stun: self.stun.or(lower.stun),
+            stun_servers: self.stun_servers.or(lower.stun_servers),
+            stun_interval: self.stun_interval.or(lower.stun_interval),
+            keep_alive_interval: self.keep_alive_interval.or(lower.keep_alive_interval),
+            turn_server: self.turn_server.or(lower.turn_server),
+            turn_username: self.turn_username.or(lower.turn_username),
+            turn_password: self.turn_password.or(lower.turn_password),
+            threads: self.threads.or(lower.threads),
+            max_downloads: self.max_downloads.or(lower.max_downloads),
+            max_downloads_per_peer: self.max_downloads_per_peer.or(lower.max_downloads_per_peer),
+            max_uploads: self.max_uploads.or(lower.max_uploads),
+            max_uploads_per_peer: self.max_uploads_per_peer.or(lower.max_uploads_per_peer),
+            rescan_interval: self.rescan_interval.or(lower.rescan_interval),
+            upload_limit: self.upload_limit.or(lower.upload_limit),
+            download_limit: self.download_limit.or(lower.download_limit),
+            peer_upload_limit: self.peer_upload_limit.or(lower.peer_upload_limit),
+            peer_download_limit: self.peer_download_limit.or(lower.peer_download_limit),
+            background_hashing: self.background_hashing.or(lower.background_hashing),
+            background_hash_rate: self.background_hash_rate.or(lower.background_hash_rate),
+            min_free_space: self.min_free_space.or(lower.min_free_space),
+            db_cache: self.db_cache.or(lower.db_cache),
+            quic_window: self.quic_window.or(lower.quic_window),
+            allowed_hosts: self.allowed_hosts.or(lower.allowed_hosts),
+        }
+    }
+
+    pub fn settle(self, defaults: Defaults) -> Settings {
+        let storage = self.storage.unwrap_or(defaults.storage);
+        let download_dir = Startup {
+            given: self.download_dir,
+            default: defaults
+                .home_downloads
+                .unwrap_or_else(|| storage.join("downloads")),
+        };
+        Settings {
+            ui_address: self
+                .ui_address
+                .unwrap_or_else(|| DEFAULT_UI_ADDRESS.to_string()),
+            share_dirs: self.share_dirs.unwrap_or_default(),
+            download_dir,
+            listen: self.listen,
+            mdns: self.mdns.unwrap_or(true),
+            upnp: self.upnp.unwrap_or(true),
+            stun_servers: match self.stun {
+                Some(false) => Vec::new(),
+                _ => self.stun_servers.unwrap_or_else(|| {
+                    DEFAULT_STUN_SERVERS.iter().map(|s| s.to_string()).collect()
+                }),
+            },
+            stun_interval: Duration::from_secs(self.stun_interval.unwrap_or(120).clamp(2, 86_400)),
+            keep_alive_interval: Duration::from_secs(
+                self.keep_alive_interval.unwrap_or(10).clamp(1, 600),
+            ),
+            turn: self.turn_server.map(|server| TurnSettings {
+                server,
+                username: self.turn_username.unwrap_or_default(),
+                password: self.turn_password.unwrap_or_default(),
+            }),
+            // Small boards: two workers are plenty for I/O-bound work and keep memory low.
+            threads: self.threads.unwrap_or(2).clamp(1, 16),
+            max_downloads: self.max_downloads.unwrap_or(4).max(1),
+            max_downloads_per_peer: self.max_downloads_per_peer.unwrap_or(2).max(1),
+            max_uploads: Startup {
+                given: self.max_uploads.map(|n| n.max(1)),
+                default: 8,
+            },
+            max_uploads_per_peer: Startup {
+                given: self.max_uploads_per_peer.map(|n| n.max(1)),
+                default: 4,
+            },
+            rescan_interval: Duration::from_secs(self.rescan_interval.unwrap_or(600).max(10)),
+            background_hashing: self.background_hashing.unwrap_or(true),
+            min_free_space: self.min_free_space.unwrap_or(256 * 1024 * 1024),
+            db_cache: self
+                .db_cache
+                .unwrap_or(DEFAULT_DB_CACHE)
+                .clamp(MIN_DB_CACHE, MAX_DB_CACHE) as usize,
+            quic_window: self
+                .quic_window
+                .unwrap_or(DEFAULT_QUIC_WINDOW)
+                .clamp(MIN_QUIC_WINDOW, MAX_QUIC_WINDOW) as u32,
+            // Gentle enough for a NAS disk that is also serving, quick on a fast one.
+            background_hash_rate: self.background_hash_rate.unwrap_or(64_000_000),
+            limits: LimitOverrides {
+                upload: self.upload_limit,
+                download: self.download_limit,
+                peer_upload: self.peer_upload_limit,
+                peer_download: self.peer_download_limit,
+            },
+            allowed_hosts: self.allowed_hosts.unwrap_or_default(),
+            storage,
+        }
+    }
+}
+
+/// Parses a config file's text; errors name the file, line and column.
+pub fn parse(path: &Path, text: &str) -> Result<Layer, ConfigError> {
+    toml::from_str(text).map_err(|e| {
+        let offset = e.span().map_or(0, |s| s.start).min(text.len());
+        let before = &text[..offset];
+        let line = before.matches('\n').count() + 1;
+        let column = offset - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+        ConfigError::Invalid {
+            path: path.to_path_buf(),
+            line,
+            column,
+            message: e.message().trim().to_string(),
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn defaults() -> Defaults {
+        Defaults {
+            storage: "/default/storage".into(),
+            home_downloads: None,
+        }
+    }
+
+    #[test]
+    fn flags_beat_environment_beat_file_beat_defaults() {
+        let file = parse(
+            Path::new("c.toml"),
+            "storage = \"/var/lib/hdp\"\nshare_dirs = [\"/srv/a\"]\nmax_uploads = 3\nmdns = false\nupnp = false\n",
+        )
+        .unwrap();
+        let flags_and_env = Layer {
+            max_uploads: Some(9),
+            share_dirs: Some(vec!["/srv/b".into()]),
+            ..Layer::default()
+        };
+        let s = flags_and_env.over(file).settle(defaults());
+        assert_eq!(s.max_uploads.given, Some(9));
+        assert_eq!(s.share_dirs, [PathBuf::from("/srv/b")]);
+        assert_eq!(s.storage, PathBuf::from("/var/lib/hdp"));
+        assert_eq!(s.download_dir.given, None);
+        assert_eq!(
+            s.download_dir.default,
+            PathBuf::from("/var/lib/hdp/downloads")
+        );
+        assert!(!s.mdns);
+        assert!(!s.upnp);
+        assert!(Layer::default().settle(defaults()).upnp);
+        assert_eq!(s.max_downloads, 4);
+        assert_eq!(s.ui_address, DEFAULT_UI_ADDRESS);
+        assert_eq!(s.threads, 2);
+    }
+
+    #[test]
+    fn allowed_hosts_come_from_the_highest_layer_that_names_any() {
+        let file = parse(
+            Path::new("c.toml"),
+            "allowed_hosts = [\"nas.example\", \"box.lan\"]\n",
+        )
+        .unwrap();
+        let s = Layer::default().over(file.clone()).settle(defaults());
+        assert_eq!(s.allowed_hosts, ["nas.example", "box.lan"]);
+        let env = Layer {
+            allowed_hosts: Some(vec!["env.example".into()]),
+            ..Layer::default()
+        };
+        let flags = Layer {
+            allowed_hosts: Some(vec!["flag.example".into()]),
+            ..Layer::default()
+        };
+        let s = flags
+            .over(env.clone().over(file.clone()))
+            .settle(defaults());
+        assert_eq!(s.allowed_hosts, ["flag.example"]);
+        let s = Layer::default().over(env.over(file)).settle(defaults());
+        assert_eq!(s.allowed_hosts, ["env.example"]);
+        assert!(Layer::default().settle(defaults()).allowed_hosts.is_empty());
+    }
+
+    #[test]
+    fn a_typo_names_the_file_line_and_key() {
+        let text = "storage = \"/x\"\n\nshare_dir = [\"/srv\"]\n";
+        let err = parse(Path::new("/etc/harddrive-party/config.toml"), text)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("/etc/harddrive-party/config.toml:3:1: "),
+            "{err}"
+        );
+        assert!(err.contains("share_dir"), "{err}");
+    }
+
+    #[test]
+    fn a_wrong_type_names_the_line() {
+        let err = parse(Path::new("c.toml"), "threads = 2\nmax_uploads = \"many\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("c.toml:2:"), "{err}");
+        let err = parse(Path::new("c.toml"), "listen = \"not an address\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("c.toml:1:"), "{err}");
+    }
+
+    #[test]
+    fn rate_limits_accept_units_and_numbers() {
+        let layer = parse(
+            Path::new("c.toml"),
+            "upload_limit = \"5MB\"\ndownload_limit = 1000\n",
+        )
+        .unwrap();
+        assert_eq!(
+            (layer.upload_limit, layer.download_limit),
+            (Some(5_000_000), Some(1000))
+        );
+        let err = parse(
+            Path::new("c.toml"),
+            "threads = 1\nupload_limit = \"fast\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.starts_with("c.toml:2:"), "{err}");
+        let saved = Limits {
+            upload: 1,
+            download: 2,
+            peer_upload: 3,
+            peer_download: 4,
+        };
+        let overrides = LimitOverrides {
+            download: Some(0),
+            ..LimitOverrides::default()
+        };
+        assert_eq!(
+            overrides.over(saved),
+            Limits {
+                download: 0,
+                ..saved
+            }
+        );
+    }
+
+    #[test]
+    fn limits_are_clamped_to_sane_values() {
+        let s = Layer {
+            threads: Some(0),
+            max_uploads: Some(0),
+            rescan_interval: Some(1),
+            db_cache: Some(0),
+            quic_window: Some(1),
+            ..Layer::default()
+        }
+        .settle(defaults());
+        assert_eq!(
+            (
+                s.threads,
+                s.max_uploads.given,
+                s.rescan_interval,
+                s.db_cache,
+                s.quic_window
+            ),
+            (1, Some(1), Duration::from_secs(10), 1 << 20, 256 << 10)
+        );
+        let s = Layer {
+            db_cache: Some(u64::MAX),
+            quic_window: Some(u64::MAX),
+            ..Layer::default()
+        }
+        .settle(defaults());
+        assert_eq!((s.db_cache, s.quic_window), (1 << 30, 256 << 20));
+        let s = Layer::default().settle(defaults());
+        assert_eq!((s.db_cache, s.quic_window), (4 << 20, 16 << 20));
+    }
+
+    #[test]
+    fn given_values_beat_stored_ones_which_beat_defaults() {
+        let s = Layer {
+            max_uploads: Some(3),
+            ..Layer::default()
+        }
+        .settle(defaults());
+        assert_eq!(s.max_uploads.clone().over(Some(5)), 3);
+        assert_eq!(s.max_uploads_per_peer.clone().over(Some(5)), 5);
+        assert_eq!(s.max_uploads_per_peer.over(None), 4);
+        assert_eq!(
+            s.download_dir.over(None),
+            PathBuf::from("/default/storage/downloads")
+        );
+    }
+}

@@ -1,0 +1,103 @@
+//! What the service reports about itself: the one-line status for systemd and the disk
+//! problems the web UI shows as banners. Pure rules over readings the daemon takes.
+
+use std::path::Path;
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Health {
+    pub peers: usize,
+    pub downloading: usize,
+    pub uploading: usize,
+    /// Free bytes on the storage disk, when the filesystem says.
+    pub storage_free: Option<u64>,
+}
+
+/// Below this much free space on the storage disk the status line warns.
+pub const STORAGE_LOW_BYTES: u64 = 64 * 1024 * 1024;
+
+impl Health {
+    /// The one-line status systemd shows (`STATUS=`).
+    pub fn status_line(&self) -> String {
+        let mut line = format!(
+            "{} peers connected, {} downloading, {} uploading",
+            self.peers, self.downloading, self.uploading
+        );
+        if let Some(free) = self.storage_free.filter(|f| *f < STORAGE_LOW_BYTES) {
+            line.push_str(&format!(
+                "; storage disk nearly full ({} MiB free)",
+                free / (1024 * 1024)
+            ));
+        }
+        line
+    }
+}
+
+/// Something the user should fix, shown as a banner in the web UI (`problems` in `/api/info`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    /// Stable identifier: `storage_full` or `download_disk_full`.
+    pub code: &'static str,
+    pub message: String,
+}
+
+/// The disk problems from free-space readings: `storage_free` on the storage disk (the
+/// database), `download_low` the download disk's reason to hold downloads, if any.
+pub fn disk_problems(
+    storage: &Path,
+    storage_free: Option<u64>,
+    download_low: Option<String>,
+) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    if let Some(free) = storage_free.filter(|f| *f < STORAGE_LOW_BYTES) {
+        problems.push(Problem {
+            code: "storage_full",
+            message: format!(
+                "The storage disk is full or nearly full ({} MiB free in {}): progress, settings and logins may not be saved. Free some space there.",
+                free / (1024 * 1024),
+                storage.display()
+            ),
+        });
+    }
+    if let Some(low) = download_low {
+        problems.push(Problem {
+            code: "download_disk_full",
+            message: format!(
+                "The download disk is full: {low}. Downloads wait until there is room."
+            ),
+        });
+    }
+    problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disk_problems_name_the_full_disks() {
+        let storage = Path::new("/var/lib/hdp");
+        assert!(disk_problems(storage, Some(STORAGE_LOW_BYTES), None).is_empty());
+        assert!(
+            disk_problems(storage, None, None).is_empty(),
+            "unknown is not full"
+        );
+        let full = disk_problems(storage, Some(3 * 1024 * 1024), None);
+        assert_eq!(full.len(), 1);
+        assert_eq!(full[0].code, "storage_full");
+        assert!(
+            full[0].message.contains("3 MiB free in /var/lib/hdp"),
+            "{}",
+            full[0].message
+        );
+        let both = disk_problems(
+            storage,
+            Some(0),
+            Some("1 MiB free, below the 256 MiB reserve".into()),
+        );
+        let codes: Vec<_> = both.iter().map(|p| p.code).collect();
+        assert_eq!(codes, ["storage_full", "download_disk_full"]);
+        assert!(both[1].message.contains("below the 256 MiB reserve"));
+    }
+}

@@ -1,0 +1,222 @@
+//! Pure transfer decisions: where a remote file lands locally, where a resumed read
+//! starts, and how fast it is going. No I/O here.
+
+use std::path::{Component, Path, PathBuf};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum UnsafePath {
+    #[error("remote path {0:?} is absolute, empty or contains '.', '..' or NUL; refused")]
+    Refused(String),
+    #[error("peer name {0:?} is not a plain name; refused")]
+    BadPeerName(String),
+}
+
+/// `<download_dir>/<peer>/<remote path>`, refusing anything that could land outside it.
+pub fn local_path(download_dir: &Path, peer: &str, remote: &str) -> Result<PathBuf, UnsafePath> {
+    if peer.is_empty() || !peer.chars().all(|c| c.is_ascii_alphanumeric()) {
+        return Err(UnsafePath::BadPeerName(peer.to_string()));
+    }
+    let refused = || UnsafePath::Refused(remote.to_string());
+    if remote.is_empty() || remote.starts_with('/') || remote.contains('\0') {
+        return Err(refused());
+    }
+    let mut out = download_dir.join(peer);
+    for part in remote.split('/') {
+        let mut components = Path::new(part).components();
+        match (components.next(), components.next()) {
+            (Some(Component::Normal(name)), None) if !part.is_empty() => out.push(name),
+            _ => return Err(refused()),
+        }
+    }
+    Ok(out)
+}
+
+/// Where the partial download lives until it is complete.
+pub fn part_path(local: &Path) -> PathBuf {
+    let mut name = local
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
+    name.push(".part");
+    local.with_file_name(name)
+}
+
+/// A finished local file with the remote size and mtime (set when we completed it) is that
+/// version already: no need to fetch it again.
+pub fn already_have(local: Option<&std::fs::Metadata>, size: u64, mtime: u64) -> bool {
+    local.is_some_and(|m| {
+        let local_mtime = m
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+        m.is_file() && m.len() == size && local_mtime.map(|d| d.as_secs()) == Some(mtime)
+    })
+}
+
+/// The queue `order` with `id` moved to `position` (clamped to the end); unknown ids leave
+/// it unchanged.
+pub fn reorder(order: &[u64], id: u64, position: usize) -> Vec<u64> {
+    let mut out: Vec<u64> = order.iter().copied().filter(|i| *i != id).collect();
+    if out.len() == order.len() {
+        return out;
+    }
+    out.insert(position.min(out.len()), id);
+    out
+}
+
+/// Exponentially weighted rate over ticks, in bytes per second.
+#[derive(Debug, Clone)]
+pub struct RateMeter {
+    last: Option<(Instant, u64)>,
+    rate: f64,
+}
+
+impl Default for RateMeter {
+    fn default() -> Self {
+        Self {
+            last: None,
+            rate: 0.0,
+        }
+    }
+}
+
+impl RateMeter {
+    const SMOOTHING: f64 = 0.3;
+
+    /// Records the cumulative byte count at `now` and returns the smoothed rate.
+    pub fn update(&mut self, now: Instant, total: u64) -> u64 {
+        if let Some((then, before)) = self.last {
+            let dt = now.saturating_duration_since(then);
+            if dt >= Duration::from_millis(100) {
+                let sample = total.saturating_sub(before) as f64 / dt.as_secs_f64();
+                self.rate = if self.rate == 0.0 {
+                    sample
+                } else {
+                    self.rate + Self::SMOOTHING * (sample - self.rate)
+                };
+                self.last = Some((now, total));
+            }
+        } else {
+            self.last = Some((now, total));
+        }
+        self.rate as u64
+    }
+
+    pub fn rate(&self) -> u64 {
+        self.rate as u64
+    }
+}
+
+/// Seconds left at `rate`, or None when stalled or unknown.
+pub fn eta_seconds(remaining: u64, rate: u64) -> Option<u64> {
+    (rate > 0).then(|| remaining.div_ceil(rate))
+}
+
+/// A `peer/path` with no peer name.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("expected peer/path")]
+pub struct NoPeerName;
+
+/// Splits `peer/path` (slashes around it ignored) into the peer name and the path on that
+/// peer, which may be empty (the peer's top level).
+pub fn split_peer_path(full: &str) -> Result<(&str, &str), NoPeerName> {
+    let trimmed = full.trim_matches('/');
+    let (peer, path) = trimmed.split_once('/').unwrap_or((trimmed, ""));
+    if peer.is_empty() {
+        return Err(NoPeerName);
+    }
+    Ok((peer, path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_paths_stay_inside_the_download_dir() {
+        let base = Path::new("/dl");
+        assert_eq!(
+            local_path(base, "CalmOtter0a0b", "Music/a b.flac").unwrap(),
+            Path::new("/dl/CalmOtter0a0b/Music/a b.flac")
+        );
+        for bad in [
+            "../x",
+            "a/../../x",
+            "/etc/passwd",
+            "a//b",
+            "",
+            "a/./b",
+            "a\0",
+            "a/..",
+        ] {
+            assert!(
+                local_path(base, "Peer", bad).is_err(),
+                "{bad:?} must be refused"
+            );
+        }
+        // A backslash is an ordinary character in a Unix file name, not a separator.
+        assert_eq!(
+            local_path(base, "Peer", "a\\..\\b").unwrap(),
+            Path::new("/dl/Peer/a\\..\\b")
+        );
+        assert!(local_path(base, "../Peer", "a").is_err());
+        assert!(local_path(base, "", "a").is_err());
+    }
+
+    #[test]
+    fn a_finished_file_is_recognised_by_size_and_mtime() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"12345").unwrap();
+        let mtime = std::time::UNIX_EPOCH + Duration::from_secs(1_600_000_000);
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
+        let meta = std::fs::metadata(&path).unwrap();
+        assert!(already_have(Some(&meta), 5, 1_600_000_000));
+        assert!(!already_have(Some(&meta), 5, 1_600_000_001));
+        assert!(!already_have(Some(&meta), 6, 1_600_000_000));
+        assert!(!already_have(None, 5, 1_600_000_000));
+    }
+
+    #[test]
+    fn reordering_moves_one_entry() {
+        assert_eq!(reorder(&[1, 2, 3, 4], 4, 0), [4, 1, 2, 3]);
+        assert_eq!(reorder(&[1, 2, 3, 4], 1, 2), [2, 3, 1, 4]);
+        assert_eq!(reorder(&[1, 2, 3, 4], 2, 99), [1, 3, 4, 2]);
+        assert_eq!(reorder(&[1, 2, 3], 9, 0), [1, 2, 3]);
+    }
+
+    #[test]
+    fn part_file_sits_next_to_the_final_name() {
+        assert_eq!(
+            part_path(Path::new("/dl/p/a.mp3")),
+            Path::new("/dl/p/a.mp3.part")
+        );
+    }
+
+    #[test]
+    fn rate_smooths_and_eta_follows() {
+        let t0 = Instant::now();
+        let mut m = RateMeter::default();
+        assert_eq!(m.update(t0, 0), 0);
+        assert_eq!(m.update(t0 + Duration::from_secs(1), 1000), 1000);
+        let r = m.update(t0 + Duration::from_secs(2), 1000);
+        assert_eq!(r, 700);
+        assert_eq!(eta_seconds(1400, 700), Some(2));
+        assert_eq!(eta_seconds(10, 0), None);
+    }
+
+    #[test]
+    fn peer_paths_split_at_the_first_slash() {
+        assert_eq!(split_peer_path("Peer/a/b"), Ok(("Peer", "a/b")));
+        assert_eq!(split_peer_path("/Peer/"), Ok(("Peer", "")));
+        assert_eq!(split_peer_path("Peer"), Ok(("Peer", "")));
+        assert_eq!(split_peer_path("//"), Err(NoPeerName));
+        assert_eq!(split_peer_path(""), Err(NoPeerName));
+    }
+}

@@ -1,0 +1,39 @@
+//! `/ws`: the event stream for the web UI.
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::response::IntoResponse;
+use futures_util::StreamExt;
+
+use crate::events::Event;
+
+use super::*;
+
+pub(super) async fn ws(State(s): State<AppState>, upgrade: WebSocketUpgrade) -> impl IntoResponse {
+    upgrade.on_upgrade(move |socket| forward_events(socket, s.node.subscribe_events()))
+}
+
+pub(super) async fn forward_events(
+    mut socket: WebSocket,
+    mut events: tokio::sync::broadcast::Receiver<Event>,
+) {
+    loop {
+        tokio::select! {
+            event = events.recv() => match event {
+                Ok(event) => {
+                    let Ok(text) = serde_json::to_string(&event) else { continue };
+                    if socket.send(Message::Text(text.into())).await.is_err() {
+                        return;
+                    }
+                }
+                // A slow client misses progress ticks rather than stalling the daemon.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(_) => return,
+            },
+            incoming = socket.next() => match incoming {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+}

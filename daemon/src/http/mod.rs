@@ -1,0 +1,167 @@
+//! The HTTP + WebSocket control API (documented in API.md), the embedded web UI, and
+//! downloaded files under `/downloads/`, one file per group of handlers. Access rules (API
+//! token, web UI sessions, CSRF, Host/Origin checks) are applied by `guard`; the rules'
+//! state lives in `auth.rs`.
+//! **Architecture invariant:** no business logic here: handlers parse the request, call a
+//! `Node` facade and translate the result.
+
+mod browse;
+mod downloaded;
+mod error;
+mod events;
+mod guard;
+mod info;
+mod peers;
+mod session;
+mod settings;
+mod shares;
+mod transfers;
+mod ui;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{self};
+use axum::routing::{get, post};
+use axum::Router;
+use tower_http::compression::CompressionLayer;
+
+use crate::auth::{Auth, SessionInfo};
+use crate::node::Node;
+
+pub use error::ApiError;
+
+pub const TOKEN_FILE: &str = "api-token";
+
+#[derive(Clone)]
+struct AppState {
+    node: Arc<Node>,
+    token: Arc<str>,
+    auth: Arc<Auth>,
+}
+
+/// Who made a request, as found by `guard` and handed to handlers as an extension.
+#[derive(Clone)]
+enum Caller {
+    /// `Authorization: Bearer <api-token>` (the CLI).
+    Token,
+    /// A web UI session cookie.
+    Session(SessionInfo),
+    Anonymous,
+}
+
+/// Creates `<storage>/api-token` (mode 0600) on first start and returns it.
+pub fn load_or_create_token(
+    storage: &std::path::Path,
+) -> Result<String, crate::identity::IdentityError> {
+    let path = storage.join(TOKEN_FILE);
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        let existing = existing.trim().to_string();
+        if existing.len() >= 32 {
+            return Ok(existing);
+        }
+    }
+    let token: String = crate::identity::random_bytes::<24>()?
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    crate::identity::write_private_file(&path, token.as_bytes())
+        .map_err(|source| crate::identity::IdentityError::Write { path, source })?;
+    Ok(token)
+}
+
+/// Content types worth gzipping: JSON, text, scripts, SVG. File bodies (`/api/read`,
+/// `/downloads/`) are left alone: they are rarely compressible and may be ranged.
+fn compressible(
+    _: StatusCode,
+    _: axum::http::Version,
+    headers: &HeaderMap,
+    _: &axum::http::Extensions,
+) -> bool {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    [
+        "application/json",
+        "text/",
+        "application/javascript",
+        "image/svg+xml",
+        "application/manifest+json",
+    ]
+    .iter()
+    .any(|p| ct.starts_with(p))
+}
+
+pub fn router(node: Arc<Node>, token: String, auth: Arc<Auth>) -> Router {
+    let state = AppState {
+        node,
+        token: token.into(),
+        auth,
+    };
+    let compress = CompressionLayer::new().compress_when(compressible);
+    let api = Router::new()
+        .route("/info", get(info::info))
+        .route("/peers", get(peers::peers))
+        .route("/connect", post(peers::connect))
+        .route("/disconnect", post(peers::disconnect))
+        .route("/shares", get(shares::list_shares).post(shares::add_share))
+        .route(
+            "/shares/{name}",
+            axum::routing::delete(shares::remove_share),
+        )
+        .route("/rescan", post(shares::rescan))
+        .route("/index", get(browse::own_index))
+        .route("/ls", get(browse::remote_ls))
+        .route("/downloads", post(transfers::download))
+        .route("/transfers", get(transfers::transfers))
+        .route(
+            "/transfers/{id}",
+            get(transfers::transfer).delete(transfers::cancel_transfer),
+        )
+        .route("/transfers/{id}/pause", post(transfers::pause_transfer))
+        .route("/transfers/{id}/resume", post(transfers::resume_transfer))
+        .route("/transfers/{id}/move", post(transfers::move_transfer))
+        .route("/read", get(browse::read))
+        .route("/stop", post(settings::stop))
+        .route(
+            "/settings",
+            get(settings::settings).post(settings::change_settings),
+        )
+        .route("/qr", get(info::qr))
+        .route("/auth/session", get(session::auth_session))
+        .route("/auth/setup", post(session::auth_setup))
+        .route("/auth/login", post(session::auth_login))
+        .route("/auth/logout", post(session::auth_logout))
+        .route("/auth/password", post(session::auth_password))
+        .fallback(|| async { ApiError::NotFound("no such API endpoint".into()) })
+        .layer(compress.clone());
+    let downloads = Router::new()
+        .route("/downloads/{*path}", get(downloaded::downloaded_file))
+        .layer(middleware::map_response(
+            downloaded::contain_downloaded_files,
+        ));
+    Router::new()
+        .nest("/api", api)
+        .route("/ws", get(events::ws))
+        .merge(downloads)
+        .fallback(get(ui::web_ui).layer(compress))
+        .layer(middleware::from_fn_with_state(state.clone(), guard::guard))
+        .with_state(state)
+}
+
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        let _ = shutdown.wait_for(|stop| *stop).await;
+    })
+    .await
+}

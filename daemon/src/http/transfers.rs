@@ -1,0 +1,86 @@
+//! `/api/downloads` and `/api/transfers/*`: queueing, the queue controls and the views.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::Json;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::browse::split_peer_path;
+use super::*;
+
+#[derive(Deserialize)]
+pub(super) struct DownloadBody {
+    /// `peer/path`
+    path: String,
+}
+
+pub(super) async fn download(
+    State(s): State<AppState>,
+    Json(body): Json<DownloadBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    let (peer, path) = split_peer_path(&body.path)?;
+    if path.is_empty() {
+        return Err(ApiError::BadRequest(
+            "give a path on the peer: peer/path".into(),
+        ));
+    }
+    crate::shares::split_request_path(&path).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let id = s.node.downloads().add(&peer, &path)?;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "id": id }))))
+}
+
+pub(super) async fn transfers(State(s): State<AppState>) -> impl IntoResponse {
+    Json(s.node.transfers())
+}
+
+pub(super) async fn transfer(
+    State(s): State<AppState>,
+    Path(id): Path<u64>,
+) -> Result<impl IntoResponse, ApiError> {
+    s.node
+        .downloads()
+        .view(id)
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound(format!("no download with id {id}")))
+}
+
+pub(super) async fn pause_transfer(
+    State(s): State<AppState>,
+    Path(id): Path<u64>,
+) -> Result<impl IntoResponse, ApiError> {
+    s.node.downloads().pause(id)?;
+    Ok(Json(json!({ "paused": id })))
+}
+
+pub(super) async fn resume_transfer(
+    State(s): State<AppState>,
+    Path(id): Path<u64>,
+) -> Result<impl IntoResponse, ApiError> {
+    s.node.downloads().resume(id)?;
+    Ok(Json(json!({ "resumed": id })))
+}
+
+#[derive(Deserialize)]
+pub(super) struct MoveBody {
+    /// New queue position, 0 = first.
+    position: usize,
+}
+
+pub(super) async fn move_transfer(
+    State(s): State<AppState>,
+    Path(id): Path<u64>,
+    Json(body): Json<MoveBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    s.node.downloads().move_to(id, body.position)?;
+    Ok(Json(json!({ "moved": id, "position": body.position })))
+}
+
+pub(super) async fn cancel_transfer(
+    State(s): State<AppState>,
+    Path(id): Path<u64>,
+) -> Result<impl IntoResponse, ApiError> {
+    s.node.downloads().cancel(id)?;
+    Ok(Json(json!({ "cancelled": id })))
+}

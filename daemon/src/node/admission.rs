@@ -1,0 +1,175 @@
+//! Taking a connection in: identify the peer by its certificate, apply the peer policy
+//! (`peer_policy::admit`), register it under the duplicate rule, serve its streams, and at
+//! its end update the backoff. Also the user's `connect` and `disconnect`.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use super::{Node, NodeError};
+use crate::announce::AnnounceAddress;
+use crate::events::Event;
+use crate::identity::{self, PublicKey};
+use crate::locks::lock;
+use crate::net::peers::{
+    ConnectionFacts, PeerConnection, Registered, CLOSE_BY_USER, CLOSE_DUPLICATE,
+};
+use crate::net::quic::peer_identity;
+use crate::store::KnownPeer;
+use harddrive_party_core::peer_policy::{self, Refusal};
+
+impl Node {
+    pub(super) async fn accept_loop(self: Arc<Self>) {
+        while let Some(incoming) = self.reach.quic.endpoint.accept().await {
+            let node = self.clone();
+            tokio::spawn(async move {
+                match incoming.await {
+                    Ok(conn) => node.on_connection(conn, false, false),
+                    Err(e) => tracing::debug!("inbound handshake failed: {e}"),
+                }
+            });
+        }
+    }
+
+    pub(super) async fn accept_relayed(self: Arc<Self>, endpoint: quinn::Endpoint) {
+        while let Some(incoming) = endpoint.accept().await {
+            let node = self.clone();
+            tokio::spawn(async move {
+                match incoming.await {
+                    Ok(conn) => node.on_connection(conn, false, true),
+                    Err(e) => tracing::debug!("relayed handshake failed: {e}"),
+                }
+            });
+        }
+    }
+
+    /// Dials a peer by announce address, remembering it as a known peer.
+    pub async fn connect(self: &Arc<Self>, text: &str) -> Result<String, NodeError> {
+        let address: AnnounceAddress = text.parse()?;
+        if address.public_key == self.identity.public_key {
+            return Err(NodeError::OwnAddress);
+        }
+        let name = address.name();
+        self.store.put_known_peer(
+            &name,
+            &KnownPeer {
+                announce_address: address.to_string(),
+                disconnected: false,
+            },
+        )?;
+        lock(&self.dials).backoffs.forget(&name);
+        self.dial(&address).await?;
+        Ok(name)
+    }
+
+    pub fn disconnect(&self, name: &str) -> Result<(), NodeError> {
+        let known = self.store.known_peer(name)?;
+        let connected = self.peers.remove(name);
+        if known.is_none() && connected.is_none() {
+            return Err(NodeError::NotConnected(name.to_string()));
+        }
+        if let Some(mut peer) = known {
+            peer.disconnected = true;
+            self.store.put_known_peer(name, &peer)?;
+        }
+        if let Some(conn) = connected {
+            conn.connection
+                .close(CLOSE_BY_USER.into(), b"disconnected by user");
+            let _ = self.events.send(Event::PeerDisconnected {
+                name: name.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    pub(super) fn on_connection(
+        self: &Arc<Self>,
+        conn: quinn::Connection,
+        outbound: bool,
+        relayed: bool,
+    ) {
+        let Some((key, cert_fingerprint)) = peer_identity(&conn) else {
+            conn.close(CLOSE_BY_USER.into(), b"no identity");
+            return;
+        };
+        let name = identity::peer_name(&key);
+        let known = self.store.known_peer(&name).ok().flatten();
+        match peer_policy::admit(&key, &self.identity.public_key, known.as_ref(), outbound) {
+            Ok(()) => {}
+            Err(Refusal::Ourselves) => {
+                conn.close(CLOSE_BY_USER.into(), b"self");
+                return;
+            }
+            Err(Refusal::OtherKeyUnderName) => {
+                tracing::warn!(
+                    "refusing a connection from another key under the known name {name}"
+                );
+                conn.close(CLOSE_DUPLICATE.into(), b"name in use");
+                return;
+            }
+            Err(refusal) => {
+                tracing::info!("refusing {name}: {refusal}");
+                conn.close(CLOSE_BY_USER.into(), b"disconnected by user");
+                return;
+            }
+        }
+        let peer = PeerConnection {
+            name: name.clone(),
+            key,
+            connection: conn.clone(),
+            facts: ConnectionFacts {
+                outbound,
+                cert_fingerprint,
+                closed: false,
+            },
+            connected_at: SystemTime::now(),
+            relayed,
+        };
+        if let Registered::Rejected = self.peers.register(peer, &self.identity.public_key) {
+            tracing::debug!("dropped a duplicate connection to {name}");
+            return;
+        }
+        tracing::info!(
+            "connected to {name} at {} ({})",
+            conn.remote_address(),
+            if outbound { "outbound" } else { "inbound" }
+        );
+        let _ = self.events.send(Event::PeerConnected {
+            name: name.clone(),
+            remote_address: conn.remote_address().to_string(),
+        });
+        tokio::spawn(
+            self.clone()
+                .serve_connection(name.clone(), key, conn.clone()),
+        );
+        tokio::spawn(self.clone().introduce(name, conn, outbound));
+        self.downloads.wake();
+    }
+
+    async fn serve_connection(
+        self: Arc<Self>,
+        name: String,
+        key: PublicKey,
+        conn: quinn::Connection,
+    ) {
+        let started = Instant::now();
+        loop {
+            match conn.accept_bi().await {
+                Ok((send, recv)) => {
+                    tokio::spawn(self.clone().serve_stream(name.clone(), key, send, recv));
+                }
+                Err(e) => {
+                    tracing::debug!("connection to {name} ended: {e}");
+                    break;
+                }
+            }
+        }
+        if self.peers.remove_if_current(&name, conn.stable_id()) {
+            lock(&self.dials)
+                .backoffs
+                .connection_ended(&name, started.elapsed(), Instant::now());
+            tracing::info!("{name} disconnected");
+            let _ = self.events.send(Event::PeerDisconnected { name });
+            self.downloads.wake();
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! Who learns about whom: our own and our peers' announce addresses passed on at connect,
+//! `AnnouncePeer` and `Introduce` from peers, LAN adverts, and the redial loop. Each
+//! decision is the pure peer policy's; this file carries it out.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::dialer::DialReason;
+use super::Node;
+use crate::announce::AnnounceAddress;
+use crate::identity::PublicKey;
+use crate::locks::lock;
+use crate::net::mdns;
+use crate::net::rpc;
+use crate::wire::{AnnounceReply, WireError};
+use harddrive_party_core::peer_policy::{self, AnnounceVerdict, FollowUp, Refusal};
+
+const RECONNECT_TICK: Duration = Duration::from_secs(1);
+
+impl Node {
+    /// Tells the new peer who we are and who else we know; tells the others about it.
+    pub(super) async fn introduce(
+        self: Arc<Self>,
+        name: String,
+        conn: quinn::Connection,
+        outbound: bool,
+    ) {
+        if let Err(e) = rpc::announce(&conn, self.announce_address()).await {
+            tracing::debug!("self-announce to {name} failed: {e}");
+        }
+        for other in self.peers.all().into_iter().filter(|p| p.name != name) {
+            if let Ok(Some(known)) = self.store.known_peer(&other.name) {
+                let _ = rpc::announce(&conn, known.announce_address).await;
+            }
+        }
+        if outbound {
+            self.gossip(&name).await;
+        }
+    }
+
+    /// Passes `name`'s announce address to every other connected peer.
+    async fn gossip(&self, name: &str) {
+        let Ok(Some(known)) = self.store.known_peer(name) else {
+            return;
+        };
+        for other in self.peers.all().into_iter().filter(|p| p.name != name) {
+            let _ = rpc::announce(&other.connection, known.announce_address.clone()).await;
+        }
+    }
+
+    /// Handles `AnnouncePeer` from `from` (see `peer_policy::on_announce`).
+    pub(super) fn on_announce(
+        self: &Arc<Self>,
+        from: &str,
+        from_key: &PublicKey,
+        text: &str,
+    ) -> AnnounceReply {
+        let address: AnnounceAddress = match text.parse() {
+            Ok(a) => a,
+            Err(e) => return AnnounceReply::Error(WireError::BadRequest(e.to_string())),
+        };
+        let name = address.name();
+        let known = self.store.known_peer(&name).ok().flatten();
+        let connected = self.peers.get(&name).is_some();
+        let verdict = peer_policy::on_announce(
+            from_key,
+            &address,
+            &self.identity.public_key,
+            known.as_ref(),
+            connected,
+        );
+        let (record, changed, then) = match verdict {
+            AnnounceVerdict::Remember {
+                record,
+                changed,
+                then,
+            } => (record, changed, then),
+            AnnounceVerdict::Ignore(Refusal::OtherKeyUnderName) => {
+                tracing::warn!("{from} announced another key under the known name {name}; ignored");
+                return AnnounceReply::Ok;
+            }
+            AnnounceVerdict::Ignore(_) => return AnnounceReply::Ok,
+        };
+        if changed {
+            if let Err(e) = self.store.put_known_peer(&name, &record) {
+                tracing::warn!("cannot remember peer {name}: {e}");
+            }
+        }
+        match then {
+            FollowUp::Gossip => {
+                // Now others can learn how to reach it.
+                let node = self.clone();
+                tokio::spawn(async move { node.gossip(&name).await });
+            }
+            FollowUp::Dial => {
+                tracing::info!("{from} told us about {name}; connecting");
+                self.dial_later(address, DialReason::Gossiped);
+            }
+            FollowUp::Nothing => {}
+        }
+        AnnounceReply::Ok
+    }
+
+    /// Handles `Introduce`: passes the requester's own address on to `target`, so both
+    /// start punching at once.
+    pub(super) async fn on_introduce(
+        &self,
+        from: &str,
+        from_key: &PublicKey,
+        target: &str,
+        text: String,
+    ) -> AnnounceReply {
+        if !peer_policy::may_pass_on_introduction(from_key, &text) {
+            return AnnounceReply::Error(WireError::BadRequest(
+                "an introduction must carry the requester's own announce address".into(),
+            ));
+        }
+        let Some(target_conn) = self.peers.get(target).filter(|_| target != from) else {
+            return AnnounceReply::Error(WireError::NotFound);
+        };
+        tracing::debug!("introducing {from} to {target} at {from}'s request");
+        match rpc::announce(&target_conn.connection, text).await {
+            Ok(()) => AnnounceReply::Ok,
+            Err(e) => AnnounceReply::Error(WireError::BadRequest(format!(
+                "{target} did not take the introduction: {e}"
+            ))),
+        }
+    }
+
+    /// Redials known peers that are not connected, each with its own exponential backoff.
+    pub(super) async fn reconnect_loop(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(RECONNECT_TICK);
+        loop {
+            tick.tick().await;
+            let now = Instant::now();
+            for (name, known) in self.store.known_peers().unwrap_or_default() {
+                let due = {
+                    let dials = lock(&self.dials);
+                    let connected = self.peers.get(&name).is_some();
+                    peer_policy::should_redial(&known, connected, dials.in_flight.contains(&name))
+                        && dials.backoffs.is_due(&name, now)
+                };
+                if let (true, Some(address)) = (due, known.address()) {
+                    self.dial_later(address, DialReason::Redial);
+                }
+            }
+        }
+    }
+
+    /// Ends when the mDNS daemon stops (`close`).
+    pub(super) async fn lan_discovery_loop(self: Arc<Self>, browse: mdns::Browse) {
+        while let Some(found) = browse.next().await {
+            self.on_lan_peer(found);
+        }
+    }
+
+    /// A node advertised on the LAN (see `peer_policy::on_lan_advert`); the handshake then
+    /// proves it holds the key.
+    fn on_lan_peer(self: &Arc<Self>, found: mdns::Candidate) {
+        let address = found.announce_address();
+        let name = address.name();
+        let known = self.store.known_peer(&name).ok().flatten();
+        let connected = self.peers.get(&name).is_some();
+        let dial_due = lock(&self.dials).backoffs.is_due(&name, Instant::now());
+        let action = match peer_policy::on_lan_advert(
+            &address,
+            &self.identity.public_key,
+            known.as_ref(),
+            connected,
+            dial_due,
+        ) {
+            Ok(action) => action,
+            Err(why) => {
+                tracing::debug!("mDNS: {name} at {}: {why}", found.addr);
+                return;
+            }
+        };
+        if action.changed {
+            if let Err(e) = self.store.put_known_peer(&name, &action.record) {
+                tracing::warn!("cannot remember peer {name}: {e}");
+            }
+        }
+        if action.dial_now {
+            tracing::info!("found {name} on the LAN at {}; connecting", found.addr);
+            self.dial_later(address, DialReason::FoundOnLan);
+        }
+    }
+}

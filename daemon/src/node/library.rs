@@ -1,0 +1,219 @@
+//! The library: the shares and their index, kept current by a periodic rescan, and the
+//! paced background pass that hashes what is not hashed yet. The HTTP API manages shares
+//! and lists our own index through it.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use portable_atomic::AtomicU64;
+use serde::Serialize;
+use tokio::sync::{mpsc, watch};
+
+use crate::events::{Event, EventSender};
+use crate::shares::{ScanStats, ShareInfo, Shares, SharesError};
+use crate::transfer::rate::{Rate, TokenBucket};
+use crate::wire::{Entry, LsChunker, WireError};
+
+/// A chunk of a listing streamed to the API, or the error that cut it short.
+pub type ListingChunk = Result<Vec<Entry>, String>;
+
+/// Progress of the background hashing pass (`hashing` in `/api/info`).
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct HashingProgress {
+    pub active: bool,
+    pub hashed_files: u64,
+}
+
+pub struct Library {
+    shares: Arc<Shares>,
+    events: EventSender,
+    /// `None` when background hashing is switched off.
+    background_hash_rate: Option<Rate>,
+    hashing: AtomicBool,
+    /// Files hashed (or found hashed) by background passes since start.
+    hashed_files: AtomicU64,
+    shutdown: watch::Receiver<bool>,
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, SharesError> + Send + 'static,
+) -> Result<T, SharesError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| SharesError::Task(e.to_string()))?
+}
+
+impl Library {
+    pub(super) fn new(
+        shares: Arc<Shares>,
+        events: EventSender,
+        background_hash_rate: Option<Rate>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        Self {
+            shares,
+            events,
+            background_hash_rate,
+            hashing: AtomicBool::new(false),
+            hashed_files: AtomicU64::new(0),
+            shutdown,
+        }
+    }
+
+    pub(super) fn shares(&self) -> &Arc<Shares> {
+        &self.shares
+    }
+
+    pub fn hashing(&self) -> HashingProgress {
+        HashingProgress {
+            active: self.hashing.load(Ordering::Relaxed),
+            hashed_files: self.hashed_files.load(Ordering::Relaxed),
+        }
+    }
+
+    pub fn list(&self) -> Result<Vec<ShareInfo>, SharesError> {
+        self.shares.list()
+    }
+
+    /// Shares a directory and indexes it at once.
+    pub async fn add(&self, dir: PathBuf) -> Result<(String, ScanStats), SharesError> {
+        let shares = self.shares.clone();
+        let added = blocking(move || shares.add(&dir)).await?;
+        let _ = self.events.send(Event::SharesChanged);
+        Ok(added)
+    }
+
+    pub fn remove(&self, name: &str) -> Result<(), SharesError> {
+        self.shares.remove(name)?;
+        let _ = self.events.send(Event::SharesChanged);
+        Ok(())
+    }
+
+    pub async fn rescan(&self) -> Result<ScanStats, SharesError> {
+        let shares = self.shares.clone();
+        let stats = blocking(move || shares.rescan_all()).await?;
+        let _ = self.events.send(Event::SharesChanged);
+        Ok(stats)
+    }
+
+    /// Our own index under `path`, streamed in bounded chunks. A bad path is an error here,
+    /// before anything streams.
+    pub fn listing(
+        &self,
+        path: String,
+        searchterm: Option<String>,
+        recursive: bool,
+    ) -> Result<mpsc::Receiver<ListingChunk>, WireError> {
+        self.shares.ls(&path, None, false, |_| false)?;
+        let shares = self.shares.clone();
+        let (tx, rx) = mpsc::channel::<ListingChunk>(2);
+        tokio::task::spawn_blocking(move || {
+            let mut chunker = LsChunker::default();
+            let mut open = true;
+            let result = shares.ls(&path, searchterm.as_deref(), recursive, |entry| {
+                if let Some(chunk) = chunker.push(entry) {
+                    open = tx.blocking_send(Ok(chunk)).is_ok();
+                }
+                open
+            });
+            let _ = tx.blocking_send(Ok(chunker.take()));
+            if let Err(e) = result {
+                let _ = tx.blocking_send(Err(e.to_string()));
+            }
+        });
+        Ok(rx)
+    }
+
+    /// Indexes every share once at start (new `--share-dir`s are registered first), then
+    /// rescans periodically; after each scan, hashes what is not hashed yet in the background.
+    pub(super) async fn index_loop(self: Arc<Self>, share_dirs: Vec<PathBuf>, interval: Duration) {
+        let mut tick = tokio::time::interval(interval);
+        let mut first = Some(share_dirs);
+        loop {
+            tick.tick().await;
+            let library = self.clone();
+            let new_dirs = first.take();
+            let _ = tokio::task::spawn_blocking(move || {
+                for dir in new_dirs.unwrap_or_default() {
+                    library.register_share(&dir);
+                }
+                library.rescan_logged();
+                if let Some(rate) = library.background_hash_rate {
+                    library.hash_in_background(rate);
+                }
+            })
+            .await;
+            let _ = self.events.send(Event::SharesChanged);
+        }
+    }
+
+    fn register_share(&self, dir: &Path) {
+        let canonical = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+        if self.shares.roots().values().any(|r| *r == canonical) {
+            return;
+        }
+        match self.shares.register(dir) {
+            Ok(name) => tracing::info!("sharing {} as {name}", dir.display()),
+            Err(e) => tracing::warn!("{e}"),
+        }
+    }
+
+    fn stopping(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+
+    /// Computes content hashes of every shared file not hashed yet, paced so that a NAS
+    /// keeps serving while it works. Blocking.
+    fn hash_in_background(&self, rate: Rate) {
+        let mut files = Vec::new();
+        let _ = self.shares.ls("", None, true, |entry| {
+            if !entry.is_dir {
+                files.push(entry.path);
+            }
+            true
+        });
+        self.hashing.store(true, Ordering::Relaxed);
+        let started = Instant::now();
+        let mut bucket = TokenBucket::new(rate, started);
+        // Paced by the bucket, except while a peer waits for hashes, and stopped mid-file
+        // at shutdown so a stop never waits for a big file to finish hashing.
+        let mut pace = |bytes: u64| {
+            let wait = bucket.take(bytes, Instant::now());
+            if !self.shares.demand_waiting() {
+                std::thread::sleep(wait);
+            }
+            !self.stopping()
+        };
+        for path in files {
+            if self.stopping() {
+                break;
+            }
+            match self.shares.content_hashes_paced(&path, &mut pace) {
+                Ok((_, true)) => {
+                    self.hashed_files.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok((_, false)) => {}
+                Err(e) => tracing::debug!("background hashing skipped {path}: {e}"),
+            }
+        }
+        self.hashing.store(false, Ordering::Relaxed);
+        tracing::debug!("background hashing pass took {:.2?}", started.elapsed());
+    }
+
+    fn rescan_logged(&self) {
+        let started = Instant::now();
+        match self.shares.rescan_all() {
+            Ok(stats) => tracing::info!(
+                "indexed {} files in {} dirs in {:.2?} ({} entries written, {} removed)",
+                stats.files,
+                stats.dirs,
+                started.elapsed(),
+                stats.written,
+                stats.removed
+            ),
+            Err(e) => tracing::error!("rescan failed: {e}"),
+        }
+    }
+}

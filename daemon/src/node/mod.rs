@@ -1,0 +1,427 @@
+//! The running peer: wires the components together at start and runs the loops that need
+//! more than one of them. Each concern keeps its own state in its own file:
+//!
+//! * `settings`: the settings the API changes, stored for the next start;
+//! * `speed`: the normal and alternative bandwidth limits and their clock;
+//! * `library`: the shares, their index and the paced hashing pass;
+//! * `reach`: our announce address, STUN's view, the port mapping and the TURN relay;
+//! * `dialer`: getting a connection to a peer by the approach both NAT types call for;
+//! * `admission`: taking a connection in (peer policy), its life and its end;
+//! * `gossip`: announcements, introductions, LAN adverts and redials;
+//! * `server`: answering a peer's requests;
+//! * `facade`: what the HTTP API and the service may call.
+//!
+//! Every rule these apply (admission, key pinning, backoff, the dial plan) is in the pure
+//! core (`harddrive_party_core::peer_policy`, `punch`); this module carries them out.
+
+mod admission;
+mod dialer;
+mod facade;
+mod gossip;
+mod library;
+mod reach;
+mod remote;
+mod server;
+mod settings;
+mod settings_change;
+mod speed;
+
+use std::collections::HashSet;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::announce::{AnnounceAddress, NatType};
+use crate::config::Startup;
+use crate::events::{self, EventSender};
+use crate::identity::{self, Identity};
+use crate::net::mdns;
+use crate::net::peers::PeerTable;
+use crate::net::portmap::{self, PortMapper};
+use crate::net::quic::{QuicNode, TransportSettings};
+use crate::net::traversal::Traversal;
+use crate::shares::Shares;
+use crate::store::Store;
+use crate::transfer::download::{DownloadLimits, Downloads};
+use crate::transfer::rate::RateLimiter;
+use crate::transfer::upload::{UploadLimits, Uploads};
+use harddrive_party_core::peer_policy::Backoffs;
+
+pub use facade::{Info, PeerView};
+pub use harddrive_party_core::health::{disk_problems, Health, Problem, STORAGE_LOW_BYTES};
+pub use library::{Library, ListingChunk};
+pub use remote::{RemoteError, RemoteRead};
+pub use settings_change::{SettingsChange, SettingsError, SettingsView};
+pub use speed::SpeedLimits;
+
+/// STUN is asked again this often while no server answers (offline start, outage).
+const STUN_RETRY: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Identity(#[from] identity::IdentityError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Shares(#[from] crate::shares::SharesError),
+    #[error(transparent)]
+    Quic(#[from] crate::net::quic::QuicError),
+    #[error("invalid announce address: {0}")]
+    Announce(#[from] crate::announce::AnnounceError),
+    #[error("that announce address is this peer's own")]
+    OwnAddress,
+    #[error("cannot reach {name}: {reason}")]
+    Unreachable { name: String, reason: String },
+    #[error("{0} was rejected: it presented an unexpected key")]
+    WrongKey(String),
+    #[error("peer {0} is not connected")]
+    NotConnected(String),
+    #[error("{} cannot be the download folder: {reason}", path.display())]
+    BadDownloadDir { path: PathBuf, reason: String },
+    #[error("cannot listen on {addr}: {reason}")]
+    BadListen { addr: SocketAddr, reason: String },
+    #[error("the listen address is set at start ({0}, from --listen, HDP_LISTEN or the config file): change it there")]
+    ListenSetAtStart(SocketAddr),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+pub struct NodeConfig {
+    pub storage: PathBuf,
+    pub share_dirs: Vec<PathBuf>,
+    pub download_dir: Startup<PathBuf>,
+    pub listen: Option<SocketAddr>,
+    pub mdns: bool,
+    /// Ask the home router for a port mapping.
+    pub upnp: bool,
+    pub stun_servers: Vec<String>,
+    pub stun_interval: Duration,
+    pub keep_alive_interval: Duration,
+    /// Per-connection flow-control window in bytes (bounded by the config layer).
+    pub quic_window: u32,
+    pub turn: Option<crate::config::TurnSettings>,
+    pub rescan_interval: Duration,
+    /// redb page cache in bytes (bounded by the config layer).
+    pub db_cache: usize,
+    pub download_limits: DownloadLimits,
+    pub max_uploads: Startup<usize>,
+    pub max_uploads_per_peer: Startup<usize>,
+    pub limits: crate::config::LimitOverrides,
+    pub background_hashing: bool,
+    /// Read rate of the background hashing pass (0 = as fast as the disk allows).
+    pub background_hash_rate: crate::transfer::rate::Rate,
+}
+
+/// What the long-running tasks need from the start-up settings.
+struct TaskSettings {
+    stun_interval: Duration,
+    share_dirs: Vec<PathBuf>,
+    rescan_interval: Duration,
+}
+
+/// Who is being dialled and each name's reconnect backoff, under one lock.
+#[derive(Default)]
+struct Dials {
+    backoffs: Backoffs,
+    in_flight: HashSet<String>,
+}
+
+pub struct Node {
+    identity: Identity,
+    storage: PathBuf,
+    store: Arc<Store>,
+    saved: settings::SavedSettings,
+    /// Names of the settings given at start (flag, environment or config file): at the next
+    /// start they win again over values stored through the API.
+    set_at_start: Vec<&'static str>,
+    listen_given: Option<SocketAddr>,
+    library: Arc<Library>,
+    peers: Arc<PeerTable>,
+    downloads: Arc<Downloads>,
+    uploads: Arc<Uploads>,
+    events: EventSender,
+    speed: Arc<SpeedLimits>,
+    reach: reach::Reachability,
+    /// mDNS advertising and browsing; `None` when off or unavailable.
+    lan: Option<mdns::Discovery>,
+    dials: Mutex<Dials>,
+    shutdown: watch::Sender<bool>,
+}
+
+/// Creates the directory if needed and returns its canonical path.
+fn prepare_dir(dir: &Path) -> Result<PathBuf, NodeError> {
+    let io = |source| NodeError::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(io)?;
+    dir.canonicalize().map_err(io)
+}
+
+fn set_at_start(config: &NodeConfig) -> Vec<&'static str> {
+    let limits = &config.limits;
+    [
+        ("download_dir", config.download_dir.given.is_some()),
+        ("max_uploads", config.max_uploads.given.is_some()),
+        (
+            "max_uploads_per_peer",
+            config.max_uploads_per_peer.given.is_some(),
+        ),
+        ("listen", config.listen.is_some()),
+        ("upload_limit", limits.upload.is_some()),
+        ("download_limit", limits.download.is_some()),
+        ("peer_upload_limit", limits.peer_upload.is_some()),
+        ("peer_download_limit", limits.peer_download.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(name, given)| given.then_some(name))
+    .collect()
+}
+
+/// The address other peers should dial: the bound one, or for a wildcard bind the local
+/// address the kernel would route outwards from (no packet is sent).
+fn advertised_address(bound: SocketAddr) -> SocketAddr {
+    if !bound.ip().is_unspecified() {
+        return bound;
+    }
+    let probe = UdpSocket::bind("0.0.0.0:0")
+        .and_then(|s| s.connect("192.0.2.1:9").and_then(|()| s.local_addr()));
+    let ip = probe
+        .map(|a| a.ip())
+        .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    SocketAddr::new(ip, bound.port())
+}
+
+type ControlReceiver = tokio::sync::mpsc::Receiver<crate::net::socket::ControlDatagram>;
+
+/// Binds the peer socket, preferring the port we had last time so announce addresses
+/// stay valid when the wanted port is "any".
+fn bind_peer_socket(
+    config: &NodeConfig,
+    saved: &settings::SavedSettings,
+    identity: &Identity,
+) -> Result<(QuicNode, ControlReceiver, SocketAddr), NodeError> {
+    let remembered = saved.listen()?;
+    let default_ip = remembered.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |r| r.ip());
+    let wanted = config.listen.unwrap_or(SocketAddr::new(default_ip, 0));
+    let transport = TransportSettings {
+        keep_alive: config.keep_alive_interval,
+        window: config.quic_window,
+    };
+    let (quic, control) = match remembered.filter(|r| wanted.port() == 0 && r.ip() == wanted.ip()) {
+        Some(previous) => QuicNode::bind(previous, identity, transport)
+            .or_else(|_| QuicNode::bind(wanted, identity, transport))?,
+        None => QuicNode::bind(wanted, identity, transport)?,
+    };
+    let bound = quic.local_addr().map_err(|source| NodeError::Io {
+        path: "udp socket".into(),
+        source,
+    })?;
+    saved.set_listen(bound)?;
+    Ok((quic, control, bound))
+}
+
+/// The download folder: the start-up value over the stored one over the default. A folder
+/// chosen in the UI may be gone (an unplugged disk): start anyway on the default, so the UI
+/// stays reachable to choose another.
+fn download_dir(
+    config: &NodeConfig,
+    saved: &settings::SavedSettings,
+) -> Result<PathBuf, NodeError> {
+    let saved_dir = saved.download_dir()?;
+    let from_api = config.download_dir.given.is_none() && saved_dir.is_some();
+    match prepare_dir(&config.download_dir.clone().over(saved_dir)) {
+        Ok(dir) => Ok(dir),
+        Err(e) if from_api => {
+            let fallback = &config.download_dir.default;
+            tracing::warn!(
+                "download folder set in the web UI: {e}; using {}",
+                fallback.display()
+            );
+            prepare_dir(fallback)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn upload_limits(
+    config: &NodeConfig,
+    saved: &settings::SavedSettings,
+) -> Result<UploadLimits, NodeError> {
+    let saved_slots = saved.upload_slots()?;
+    Ok(UploadLimits {
+        total: config
+            .max_uploads
+            .clone()
+            .over(saved_slots.map(|s| s.total)),
+        per_peer: config
+            .max_uploads_per_peer
+            .clone()
+            .over(saved_slots.map(|s| s.per_peer)),
+    })
+}
+
+impl Node {
+    /// Start-up order: storage dir → identity → database → UDP socket → shares → download
+    /// dir and upload slots → rate limits → downloads → uploads → LAN and port mapping →
+    /// tasks. Start-up values beat stored ones, which beat defaults.
+    pub async fn start(config: NodeConfig) -> Result<Arc<Self>, NodeError> {
+        let storage = config.storage.clone();
+        std::fs::create_dir_all(&storage).map_err(|source| NodeError::Io {
+            path: storage.clone(),
+            source,
+        })?;
+        let identity = Identity::load_or_create(&storage)?;
+        let store = Arc::new(Store::open(&storage, config.db_cache)?);
+        let saved = settings::SavedSettings::new(store.clone());
+        let (quic, control, bound) = bind_peer_socket(&config, &saved, &identity)?;
+        let traversal = Traversal::start(
+            quic.socket(),
+            control,
+            identity.public_key,
+            config.stun_servers.clone(),
+        );
+        let announce = AnnounceAddress {
+            public_key: identity.public_key,
+            addr: advertised_address(bound),
+            nat_type: NatType::Unknown,
+            relay: None,
+        };
+        let set_at_start = set_at_start(&config);
+        let shares = Arc::new(Shares::open(store.clone())?);
+        let peers = Arc::new(PeerTable::default());
+        let events = events::channel();
+        let download_dir = download_dir(&config, &saved)?;
+        let upload_limits = upload_limits(&config, &saved)?;
+        let normal_limits = config.limits.over(saved.rate_limits()?.unwrap_or_default());
+        let rate = Arc::new(RateLimiter::new(normal_limits));
+        let speed = Arc::new(SpeedLimits::new(
+            normal_limits,
+            saved.alt_speed()?.unwrap_or_default(),
+            rate.clone(),
+            saved.clone(),
+        ));
+        let downloads = Downloads::load(
+            store.clone(),
+            peers.clone(),
+            events.clone(),
+            download_dir,
+            config.download_limits,
+            rate.clone(),
+        )?;
+        let uploads = Arc::new(Uploads::new(upload_limits, rate, events.clone()));
+        // Last before the node exists, so a failed start leaves no advertisement behind.
+        let (lan, browse) = config
+            .mdns
+            .then(|| mdns::Discovery::start(&identity.public_key, bound))
+            .flatten()
+            .unzip();
+        let portmap =
+            (config.upnp && portmap::worth_trying(bound)).then(|| PortMapper::start(bound));
+        let shutdown = watch::channel(false).0;
+        let library = Arc::new(Library::new(
+            shares,
+            events.clone(),
+            config
+                .background_hashing
+                .then_some(config.background_hash_rate),
+            shutdown.subscribe(),
+        ));
+        let node = Arc::new(Node {
+            set_at_start,
+            listen_given: config.listen,
+            identity,
+            storage,
+            store,
+            saved,
+            library,
+            peers,
+            downloads,
+            uploads,
+            events,
+            speed,
+            reach: reach::Reachability::new(
+                quic,
+                traversal,
+                config.turn.clone(),
+                announce,
+                portmap,
+            ),
+            lan,
+            dials: Mutex::new(Dials::default()),
+            shutdown,
+        });
+        tracing::info!(
+            "peer {} listening on {bound}; announce address {}",
+            node.identity.name,
+            node.announce_address()
+        );
+        node.spawn_tasks(
+            TaskSettings {
+                stun_interval: config.stun_interval,
+                share_dirs: config.share_dirs,
+                rescan_interval: config.rescan_interval,
+            },
+            browse,
+        );
+        Ok(node)
+    }
+
+    fn spawn_tasks(self: &Arc<Self>, config: TaskSettings, browse: Option<mdns::Browse>) {
+        tokio::spawn(self.clone().accept_loop());
+        tokio::spawn(
+            self.reach
+                .traversal
+                .clone()
+                .stun_loop(config.stun_interval, STUN_RETRY.min(config.stun_interval)),
+        );
+        tokio::spawn(self.clone().nat_status_loop());
+        if self.reach.turn.is_some() {
+            tokio::spawn(self.clone().relay_loop());
+        }
+        tokio::spawn(self.clone().reconnect_loop());
+        if let Some(browse) = browse {
+            tokio::spawn(self.clone().lan_discovery_loop(browse));
+        }
+        tokio::spawn(self.downloads.clone().run());
+        tokio::spawn(self.clone().upload_progress_loop());
+        tokio::spawn(self.speed.clone().schedule_loop());
+        tokio::spawn(
+            self.library
+                .clone()
+                .index_loop(config.share_dirs, config.rescan_interval),
+        );
+    }
+
+    async fn upload_progress_loop(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(crate::transfer::PROGRESS_INTERVAL);
+        loop {
+            tick.tick().await;
+            self.uploads.emit_progress();
+        }
+    }
+
+    pub fn request_shutdown(&self) {
+        self.shutdown.send_replace(true);
+    }
+
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
+    /// Stops transfers (their `.part` files stay resumable) and closes every connection.
+    pub async fn close(&self) {
+        if let Some(lan) = &self.lan {
+            lan.stop().await;
+        }
+        self.downloads.abort_all();
+        self.reach.close().await;
+    }
+}

@@ -1,0 +1,83 @@
+//! The settings changed through the API and kept in the database for the next start, each
+//! under one key with a typed getter and setter (the values are JSON or plain text).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde::{de::DeserializeOwned, Serialize};
+
+use crate::store::{Store, StoreError};
+use crate::transfer::rate::{AltSpeed, Limits};
+use crate::transfer::upload::UploadLimits;
+
+/// The UDP address bound last time, or the one chosen through the API for the next start.
+const LISTEN: &str = "listen";
+const DOWNLOAD_DIR: &str = "download_dir";
+const UPLOAD_SLOTS: &str = "upload_slots";
+const RATE_LIMITS: &str = "rate_limits";
+const ALT_SPEED: &str = "alt_speed";
+
+#[derive(Clone)]
+pub struct SavedSettings {
+    store: Arc<Store>,
+}
+
+impl SavedSettings {
+    pub fn new(store: Arc<Store>) -> Self {
+        Self { store }
+    }
+
+    /// A value that no longer parses (written by another version) reads as unset.
+    fn json<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StoreError> {
+        Ok(self
+            .store
+            .setting(key)?
+            .and_then(|json| serde_json::from_str(&json).ok()))
+    }
+
+    fn set_json<T: Serialize>(&self, key: &str, value: &T) -> Result<(), StoreError> {
+        let json = serde_json::to_string(value).unwrap_or_default();
+        self.store.set_setting(key, &json)
+    }
+
+    pub fn listen(&self) -> Result<Option<SocketAddr>, StoreError> {
+        Ok(self.store.setting(LISTEN)?.and_then(|s| s.parse().ok()))
+    }
+
+    pub fn set_listen(&self, addr: SocketAddr) -> Result<(), StoreError> {
+        self.store.set_setting(LISTEN, &addr.to_string())
+    }
+
+    pub fn download_dir(&self) -> Result<Option<PathBuf>, StoreError> {
+        Ok(self.store.setting(DOWNLOAD_DIR)?.map(PathBuf::from))
+    }
+
+    pub fn set_download_dir(&self, dir: &str) -> Result<(), StoreError> {
+        self.store.set_setting(DOWNLOAD_DIR, dir)
+    }
+
+    pub fn upload_slots(&self) -> Result<Option<UploadLimits>, StoreError> {
+        self.json(UPLOAD_SLOTS)
+    }
+
+    pub fn set_upload_slots(&self, slots: &UploadLimits) -> Result<(), StoreError> {
+        self.set_json(UPLOAD_SLOTS, slots)
+    }
+
+    pub fn rate_limits(&self) -> Result<Option<Limits>, StoreError> {
+        self.json(RATE_LIMITS)
+    }
+
+    pub fn set_rate_limits(&self, limits: &Limits) -> Result<(), StoreError> {
+        self.set_json(RATE_LIMITS, limits)
+    }
+
+    pub fn alt_speed(&self) -> Result<Option<AltSpeed>, StoreError> {
+        self.json(ALT_SPEED)
+    }
+
+    pub fn set_alt_speed(&self, alt: &AltSpeed) -> Result<(), StoreError> {
+        self.set_json(ALT_SPEED, alt)
+    }
+}

@@ -71,10 +71,7 @@ impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
         match e {
             AuthError::WrongPassword => ApiError::BadCredentials(e.to_string()),
-            AuthError::WrongSetupCode
-            | AuthError::HostNotAllowed(_)
-            | AuthError::OriginNotAllowed(_)
-            | AuthError::MissingHost => ApiError::Forbidden(e.to_string()),
+            AuthError::WrongSetupCode | AuthError::Host(_) => ApiError::Forbidden(e.to_string()),
             AuthError::AlreadySet | AuthError::NotSet => ApiError::Conflict(e.to_string()),
             AuthError::Throttled(secs) => ApiError::Throttled {
                 message: e.to_string(),

@@ -29,7 +29,7 @@ pub(super) async fn guard(State(s): State<AppState>, mut request: Request, next:
         Caller::Token
     } else {
         if let Err(e) = s.auth.hosts.check(text(header::HOST), text(header::ORIGIN)) {
-            return ApiError::from(e).into_response();
+            return ApiError::Forbidden(e.to_string()).into_response();
         }
         match s.auth.session(text(header::COOKIE)) {
             Some(session) => {

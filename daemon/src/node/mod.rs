@@ -34,15 +34,12 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::announce::{AnnounceAddress, NatType};
 use crate::config::Startup;
 use crate::events::{self, EventSender};
 use crate::identity::{self, Identity};
 use crate::net::mdns;
 use crate::net::peers::PeerTable;
-use crate::net::portmap::{self, PortMapper};
 use crate::net::quic::{QuicNode, TransportSettings};
-use crate::net::traversal::Traversal;
 use crate::shares::Shares;
 use crate::store::Store;
 use crate::transfer::download::{DownloadLimits, Downloads};
@@ -268,63 +265,77 @@ fn upload_limits(
     })
 }
 
+struct TransferEngines {
+    speed: Arc<SpeedLimits>,
+    downloads: Arc<Downloads>,
+    uploads: Arc<Uploads>,
+}
+
+/// The bandwidth limits and the download and upload engines, from the start-up values
+/// over the stored ones.
+fn transfer_engines(
+    config: &NodeConfig,
+    saved: &settings::SavedSettings,
+    store: &Arc<Store>,
+    peers: &Arc<PeerTable>,
+    events: &EventSender,
+) -> Result<TransferEngines, NodeError> {
+    let download_dir = download_dir(config, saved)?;
+    let upload_limits = upload_limits(config, saved)?;
+    let normal_limits = config.limits.over(saved.rate_limits()?.unwrap_or_default());
+    let rate = Arc::new(RateLimiter::new(normal_limits));
+    let speed = Arc::new(SpeedLimits::new(
+        normal_limits,
+        saved.alt_speed()?.unwrap_or_default(),
+        rate.clone(),
+        saved.clone(),
+    ));
+    let downloads = Downloads::load(
+        store.clone(),
+        peers.clone(),
+        events.clone(),
+        download_dir,
+        DownloadLimits {
+            total: config.download_limits.total,
+            per_peer: config.download_limits.per_peer,
+            min_free_space: config.download_limits.min_free_space,
+        },
+        rate.clone(),
+    )?;
+    let uploads = Arc::new(Uploads::new(upload_limits, rate, events.clone()));
+    Ok(TransferEngines {
+        speed,
+        downloads,
+        uploads,
+    })
+}
+
 impl Node {
     /// Start-up order: storage dir → identity → database → UDP socket → shares → download
     /// dir and upload slots → rate limits → downloads → uploads → LAN and port mapping →
     /// tasks. Start-up values beat stored ones, which beat defaults.
     pub async fn start(config: NodeConfig) -> Result<Arc<Self>, NodeError> {
-        let storage = config.storage.clone();
-        std::fs::create_dir_all(&storage).map_err(|source| NodeError::Io {
-            path: storage.clone(),
-            source,
-        })?;
+        let storage = prepare_dir(&config.storage).map(|_| config.storage.clone())?;
         let identity = Identity::load_or_create(&storage)?;
         let store = Arc::new(Store::open(&storage, config.db_cache)?);
         let saved = settings::SavedSettings::new(store.clone());
         let (quic, control, bound) = bind_peer_socket(&config, &saved, &identity)?;
-        let traversal = Traversal::start(
-            quic.socket(),
-            control,
-            identity.public_key,
-            config.stun_servers.clone(),
-        );
-        let announce = AnnounceAddress {
-            public_key: identity.public_key,
-            addr: advertised_address(bound),
-            nat_type: NatType::Unknown,
-            relay: None,
-        };
         let set_at_start = set_at_start(&config);
         let shares = Arc::new(Shares::open(store.clone())?);
         let peers = Arc::new(PeerTable::default());
         let events = events::channel();
-        let download_dir = download_dir(&config, &saved)?;
-        let upload_limits = upload_limits(&config, &saved)?;
-        let normal_limits = config.limits.over(saved.rate_limits()?.unwrap_or_default());
-        let rate = Arc::new(RateLimiter::new(normal_limits));
-        let speed = Arc::new(SpeedLimits::new(
-            normal_limits,
-            saved.alt_speed()?.unwrap_or_default(),
-            rate.clone(),
-            saved.clone(),
-        ));
-        let downloads = Downloads::load(
-            store.clone(),
-            peers.clone(),
-            events.clone(),
-            download_dir,
-            config.download_limits,
-            rate.clone(),
-        )?;
-        let uploads = Arc::new(Uploads::new(upload_limits, rate, events.clone()));
+        let TransferEngines {
+            speed,
+            downloads,
+            uploads,
+        } = transfer_engines(&config, &saved, &store, &peers, &events)?;
         // Last before the node exists, so a failed start leaves no advertisement behind.
         let (lan, browse) = config
             .mdns
             .then(|| mdns::Discovery::start(&identity.public_key, bound))
             .flatten()
             .unzip();
-        let portmap =
-            (config.upnp && portmap::worth_trying(bound)).then(|| PortMapper::start(bound));
+        let reach = reach::Reachability::start(quic, control, &identity, &config, bound);
         let shutdown = watch::channel(false).0;
         let library = Arc::new(Library::new(
             shares,
@@ -347,13 +358,7 @@ impl Node {
             uploads,
             events,
             speed,
-            reach: reach::Reachability::new(
-                quic,
-                traversal,
-                config.turn.clone(),
-                announce,
-                portmap,
-            ),
+            reach,
             lan,
             dials: Mutex::new(Dials::default()),
             shutdown,

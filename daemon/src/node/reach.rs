@@ -7,9 +7,11 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use super::Node;
+use super::{advertised_address, ControlReceiver, Node, NodeConfig};
 use crate::announce::AnnounceAddress;
+use crate::announce::NatType;
 use crate::config::TurnSettings;
+use crate::identity::Identity;
 use crate::locks::lock;
 use crate::net::peers::CLOSE_BY_USER;
 use crate::net::portmap::{self, Mapping, PortMapper};
@@ -35,17 +37,32 @@ pub(super) struct Reachability {
 }
 
 impl Reachability {
-    pub(super) fn new(
+    /// Starts STUN on the peer socket and, when asked for and worth it, the port mapper.
+    pub(super) fn start(
         quic: QuicNode,
-        traversal: Arc<Traversal>,
-        turn: Option<TurnSettings>,
-        announce: AnnounceAddress,
-        portmap: Option<Arc<PortMapper>>,
+        control: ControlReceiver,
+        identity: &Identity,
+        config: &NodeConfig,
+        bound: SocketAddr,
     ) -> Self {
+        let traversal = Traversal::start(
+            quic.socket(),
+            control,
+            identity.public_key,
+            config.stun_servers.clone(),
+        );
+        let announce = AnnounceAddress {
+            public_key: identity.public_key,
+            addr: advertised_address(bound),
+            nat_type: NatType::Unknown,
+            relay: None,
+        };
+        let portmap =
+            (config.upnp && portmap::worth_trying(bound)).then(|| PortMapper::start(bound));
         Self {
             quic,
             traversal,
-            turn,
+            turn: config.turn.clone(),
             relay: Mutex::new(None),
             announce: Mutex::new(announce),
             portmap,

@@ -36,6 +36,17 @@ async fn send_hashes(
     Ok(())
 }
 
+/// The peer a request came from, as its connection authenticated it.
+struct Requester {
+    name: String,
+    key: PublicKey,
+}
+
+async fn finish_with<T: serde::Serialize>(send: &mut quinn::SendStream, reply: &T) {
+    let _ = write_frame(send, reply, MAX_RESPONSE_FRAME).await;
+    let _ = send.finish();
+}
+
 impl Node {
     pub(super) async fn serve_stream(
         self: Arc<Self>,
@@ -63,100 +74,112 @@ impl Node {
             }
         };
         let invalid = request.validate().err();
+        let peer = Requester {
+            name: peer,
+            key: peer_key,
+        };
+        match (request, invalid) {
+            (Request::Ls { .. }, Some(e)) => finish_with(&mut send, &LsChunk::Error(e)).await,
+            (Request::Hashes { .. }, Some(e)) => {
+                finish_with(&mut send, &HashesHeader::Error(e)).await;
+            }
+            (Request::Read { path, .. }, Some(e)) => {
+                self.uploads
+                    .serve(&peer.name, &path, Err(e), &mut send)
+                    .await;
+            }
+            (Request::ReadPieces { .. }, Some(e)) => {
+                self.uploads.serve(&peer.name, "", Err(e), &mut send).await;
+            }
+            (Request::AnnouncePeer { .. } | Request::Introduce { .. }, Some(e)) => {
+                finish_with(&mut send, &AnnounceReply::Error(e)).await;
+            }
+            (request, Some(_) | None) => self.answer(&peer, request, &mut send).await,
+        }
+    }
+
+    /// Answers a valid request.
+    async fn answer(
+        self: &Arc<Self>,
+        peer: &Requester,
+        request: Request,
+        send: &mut quinn::SendStream,
+    ) {
         match request {
             Request::Ls {
                 path,
                 searchterm,
                 recursive,
             } => {
-                let result = match invalid {
-                    Some(e) => Err(e),
-                    None => self.stream_ls(&mut send, path, searchterm, recursive).await,
-                };
-                if let Err(e) = result {
-                    let _ = write_frame(&mut send, &LsChunk::Error(e), MAX_RESPONSE_FRAME).await;
+                if let Err(e) = self.stream_ls(send, path, searchterm, recursive).await {
+                    let _ = write_frame(send, &LsChunk::Error(e), MAX_RESPONSE_FRAME).await;
                 }
                 let _ = send.finish();
             }
             Request::Read { path, start, end } => {
-                let range = match invalid {
-                    Some(e) => Err(e),
-                    None => self
-                        .library
-                        .shares()
-                        .resolve(&path)
-                        .and_then(|file| OpenRange::open(&file, start, end)),
-                };
-                self.uploads.serve(&peer, &path, range, &mut send).await;
+                let range = self
+                    .library
+                    .shares()
+                    .resolve(&path)
+                    .and_then(|file| OpenRange::open(&file, start, end));
+                self.uploads.serve(&peer.name, &path, range, send).await;
             }
             Request::ReadPieces { root, first, end } => {
                 let offered = self.downloads.partial(&root);
                 let label = offered.as_ref().map_or("", |o| &*o.label).to_string();
-                let range = match (invalid, offered) {
-                    (Some(e), _) => Err(e),
-                    (None, None) => Err(WireError::NotFound),
-                    (None, Some(o)) => o.swarm.open_pieces(first..end),
+                let range = match offered {
+                    None => Err(WireError::NotFound),
+                    Some(o) => o.swarm.open_pieces(first..end),
                 };
-                self.uploads.serve(&peer, &label, range, &mut send).await;
+                self.uploads.serve(&peer.name, &label, range, send).await;
             }
-            Request::Hashes { path } => {
-                let result = match invalid {
-                    Some(e) => Err(e),
-                    None => {
-                        let shares = self.library.shares().clone();
-                        tokio::task::spawn_blocking(move || shares.content_hashes(&path))
-                            .await
-                            .unwrap_or_else(|e| Err(WireError::Io(e.to_string())))
-                    }
-                };
-                let _ = match result {
-                    Ok(record) => send_hashes(&mut send, record).await,
-                    Err(e) => {
-                        write_frame(&mut send, &HashesHeader::Error(e), MAX_RESPONSE_FRAME).await
-                    }
-                };
-                let _ = send.finish();
-            }
+            Request::Hashes { path } => self.answer_hashes(path, send).await,
             Request::Have { root } => {
-                let shares = self.library.shares().clone();
-                let found = tokio::task::spawn_blocking(move || shares.find_root(&root))
-                    .await
-                    .ok()
-                    .flatten();
-                // A complete shared copy beats a partial one still being downloaded.
-                let reply = match (found, self.downloads.partial(&root)) {
-                    (Some((path, record)), _) => HaveReply::Found {
-                        path,
-                        size: record.size,
-                    },
-                    (None, Some(o)) => HaveReply::partial(o.swarm.size, &o.swarm.have()),
-                    (None, None) => HaveReply::NotFound,
-                };
-                let _ = write_frame(&mut send, &reply, MAX_RESPONSE_FRAME).await;
-                let _ = send.finish();
+                let reply = self.have(root).await;
+                finish_with(send, &reply).await;
             }
             Request::AnnouncePeer { announce_address } => {
-                let reply = match invalid {
-                    Some(e) => AnnounceReply::Error(e),
-                    None => self.on_announce(&peer, &peer_key, &announce_address),
-                };
-                let _ = write_frame(&mut send, &reply, MAX_RESPONSE_FRAME).await;
-                let _ = send.finish();
+                let reply = self.on_announce(&peer.name, &peer.key, &announce_address);
+                finish_with(send, &reply).await;
             }
             Request::Introduce {
                 target,
                 announce_address,
             } => {
-                let reply = match invalid {
-                    Some(e) => AnnounceReply::Error(e),
-                    None => {
-                        self.on_introduce(&peer, &peer_key, &target, announce_address)
-                            .await
-                    }
-                };
-                let _ = write_frame(&mut send, &reply, MAX_RESPONSE_FRAME).await;
-                let _ = send.finish();
+                let reply = self
+                    .on_introduce(&peer.name, &peer.key, &target, announce_address)
+                    .await;
+                finish_with(send, &reply).await;
             }
+        }
+    }
+
+    async fn answer_hashes(&self, path: String, send: &mut quinn::SendStream) {
+        let shares = self.library.shares().clone();
+        let result = tokio::task::spawn_blocking(move || shares.content_hashes(&path))
+            .await
+            .unwrap_or_else(|e| Err(WireError::Io(e.to_string())));
+        let _ = match result {
+            Ok(record) => send_hashes(send, record).await,
+            Err(e) => return finish_with(send, &HashesHeader::Error(e)).await,
+        };
+        let _ = send.finish();
+    }
+
+    /// A complete shared copy beats a partial one still being downloaded.
+    async fn have(&self, root: [u8; 32]) -> HaveReply {
+        let shares = self.library.shares().clone();
+        let found = tokio::task::spawn_blocking(move || shares.find_root(&root))
+            .await
+            .ok()
+            .flatten();
+        match (found, self.downloads.partial(&root)) {
+            (Some((path, record)), _) => HaveReply::Found {
+                path,
+                size: record.size,
+            },
+            (None, Some(o)) => HaveReply::partial(o.swarm.size, &o.swarm.have()),
+            (None, None) => HaveReply::NotFound,
         }
     }
 

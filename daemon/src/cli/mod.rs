@@ -11,8 +11,11 @@ use clap::builder::FalseyValueParser;
 use clap::{ArgAction, Args, Parser, Subcommand};
 use serde_json::{json, Value};
 
+mod client;
+
 use crate::config::{Defaults, Layer, Settings};
 use crate::transfer::rate::{parse_rate, Rate};
+use client::Client;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -282,72 +285,6 @@ pub fn ui_socket_address(url: &str) -> anyhow::Result<SocketAddr> {
         .ok_or_else(|| anyhow!("--ui-address {url} resolves to nothing"))
 }
 
-pub struct Client {
-    base: String,
-    token: Option<String>,
-    agent: ureq::Agent,
-}
-
-fn api_error(e: ureq::Error) -> anyhow::Error {
-    match e {
-        ureq::Error::Status(code, response) => {
-            let message = response
-                .into_json::<Value>()
-                .ok()
-                .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string));
-            anyhow!(message.unwrap_or_else(|| format!("daemon answered HTTP {code}")))
-        }
-        ureq::Error::Transport(t) => {
-            anyhow!("cannot reach the daemon: {t} (is `harddrive-party start` running?)")
-        }
-    }
-}
-
-impl Client {
-    pub fn new(ui_address: &str, storage: &Path) -> anyhow::Result<Self> {
-        let addr = ui_socket_address(ui_address)?;
-        let token = std::env::var("HDP_API_TOKEN")
-            .ok()
-            .or_else(|| std::fs::read_to_string(storage.join(crate::http::TOKEN_FILE)).ok())
-            .map(|t| t.trim().to_string());
-        let agent = ureq::AgentBuilder::new()
-            .timeout_connect(Duration::from_secs(5))
-            .build();
-        Ok(Self {
-            base: format!("http://{addr}"),
-            token,
-            agent,
-        })
-    }
-
-    fn get(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<ureq::Response> {
-        let mut req = self.agent.get(&format!("{}{path}", self.base));
-        // Reads need the token too once a web UI password is set.
-        if let Some(token) = &self.token {
-            req = req.set("Authorization", &format!("Bearer {token}"));
-        }
-        for (k, v) in query {
-            req = req.query(k, v);
-        }
-        req.call().map_err(api_error)
-    }
-
-    fn get_json(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<Value> {
-        Ok(self.get(path, query)?.into_json()?)
-    }
-
-    fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
-        let token = self.token.as_deref().ok_or_else(|| anyhow!("no API token: set HDP_API_TOKEN or point --storage at the daemon's storage directory"))?;
-        let response = self
-            .agent
-            .post(&format!("{}{path}", self.base))
-            .set("Authorization", &format!("Bearer {token}"))
-            .send_json(body)
-            .map_err(api_error)?;
-        Ok(response.into_json()?)
-    }
-}
-
 fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut value = n as f64;
@@ -392,22 +329,7 @@ pub fn run_client(cli: &Cli, settings: &Settings) -> anyhow::Result<()> {
     let client = Client::new(&settings.ui_address, &settings.storage)?;
     match &cli.command {
         Command::Start(_) => unreachable!("start is handled by main"),
-        Command::Info { json } => {
-            let info = client.get_json("/api/info", &[])?;
-            if *json {
-                println!("{}", serde_json::to_string_pretty(&info)?);
-            } else {
-                println!("name: {}", info["name"].as_str().unwrap_or(""));
-                println!(
-                    "announce address: {}",
-                    info["announce_address"].as_str().unwrap_or("")
-                );
-                println!(
-                    "listening on: {}",
-                    info["listen_address"].as_str().unwrap_or("")
-                );
-            }
-        }
+        Command::Info { json } => print_info(&client, *json)?,
         Command::Connect { announce_address } => {
             let reply = client.post(
                 "/api/connect",
@@ -419,48 +341,9 @@ pub fn run_client(cli: &Cli, settings: &Settings) -> anyhow::Result<()> {
             client.post("/api/disconnect", json!({ "peer": peer }))?;
             println!("disconnected {peer}");
         }
-        Command::Peers { json } => {
-            let peers = client.get_json("/api/peers", &[])?;
-            if *json {
-                println!("{}", serde_json::to_string_pretty(&peers)?);
-            } else {
-                for p in peers.as_array().into_iter().flatten() {
-                    let state = if p["connected"].as_bool().unwrap_or(false) {
-                        "connected"
-                    } else {
-                        "offline"
-                    };
-                    println!(
-                        "{}  {}  {}",
-                        p["name"].as_str().unwrap_or(""),
-                        state,
-                        p["remote_address"].as_str().unwrap_or("-")
-                    );
-                }
-            }
-        }
-        Command::Shares(args) | Command::Ls(args) => {
-            let endpoint = if matches!(cli.command, Command::Shares(_)) {
-                "/api/index"
-            } else {
-                "/api/ls"
-            };
-            let body = client.get(endpoint, &list_query(args))?.into_reader();
-            // A listing cut short ends with an error object after the array.
-            let mut parts = serde_json::Deserializer::from_reader(body).into_iter::<Value>();
-            let entries = parts.next().ok_or_else(|| anyhow!("empty answer"))??;
-            if args.json {
-                println!("{}", serde_json::to_string(&entries)?);
-            } else {
-                print_entries(&entries);
-            }
-            if let Some(Ok(trailer)) = parts.next() {
-                bail!(
-                    "listing incomplete: {}",
-                    trailer["error"].as_str().unwrap_or("unknown error")
-                );
-            }
-        }
+        Command::Peers { json } => print_peers(&client, *json)?,
+        Command::Shares(args) => print_listing(&client, "/api/index", args)?,
+        Command::Ls(args) => print_listing(&client, "/api/ls", args)?,
         Command::Download { path, wait, quiet } => {
             let reply = client.post("/api/downloads", json!({ "path": path }))?;
             let id = reply["id"]
@@ -472,49 +355,8 @@ pub fn run_client(cli: &Cli, settings: &Settings) -> anyhow::Result<()> {
                 println!("queued download {id}: {path}");
             }
         }
-        Command::Transfers { json } => {
-            let list = client.get_json("/api/transfers", &[])?;
-            if *json {
-                println!("{}", serde_json::to_string_pretty(&list)?);
-            } else {
-                for t in list.as_array().into_iter().flatten() {
-                    println!(
-                        "{:>3} {:8} {:9} {}/{}  {} / {}{}",
-                        t["id"],
-                        t["direction"].as_str().unwrap_or(""),
-                        t["state"].as_str().unwrap_or(""),
-                        t["peer"].as_str().unwrap_or(""),
-                        t["path"].as_str().unwrap_or(""),
-                        human_bytes(t["received"].as_u64().unwrap_or(0)),
-                        human_bytes(t["size"].as_u64().unwrap_or(0)),
-                        t["error"]
-                            .as_str()
-                            .map(|e| format!("  ({e})"))
-                            .unwrap_or_default()
-                    );
-                }
-            }
-        }
-        Command::Read { path, start, end } => {
-            let mut query = vec![("path", path.clone())];
-            if let Some(s) = start {
-                query.push(("start", s.to_string()));
-            }
-            if let Some(e) = end {
-                query.push(("end", e.to_string()));
-            }
-            let response = client.get("/api/read", &query)?;
-            let expected: Option<u64> = response
-                .header("content-length")
-                .and_then(|v| v.parse().ok());
-            let mut stdout = std::io::stdout().lock();
-            let copied = std::io::copy(&mut response.into_reader(), &mut stdout)
-                .context("transfer interrupted")?;
-            stdout.flush()?;
-            if expected.is_some_and(|n| n != copied) {
-                bail!("transfer interrupted after {copied} bytes");
-            }
-        }
+        Command::Transfers { json } => print_transfers(&client, *json)?,
+        Command::Read { path, start, end } => read_to_stdout(&client, path, *start, *end)?,
         Command::Stop => {
             client.post("/api/stop", json!({}))?;
         }
@@ -523,6 +365,114 @@ pub fn run_client(cli: &Cli, settings: &Settings) -> anyhow::Result<()> {
             client.post("/api/auth/password", json!({ "new_password": password }))?;
             println!("web UI password set; every web UI session was logged out");
         }
+    }
+    Ok(())
+}
+
+fn print_json(value: &Value) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+fn print_info(client: &Client, json: bool) -> anyhow::Result<()> {
+    let info = client.get_json("/api/info", &[])?;
+    if json {
+        return print_json(&info);
+    }
+    let field = |name: &str| info[name].as_str().unwrap_or("").to_string();
+    println!("name: {}", field("name"));
+    println!("announce address: {}", field("announce_address"));
+    println!("listening on: {}", field("listen_address"));
+    Ok(())
+}
+
+fn print_peers(client: &Client, json: bool) -> anyhow::Result<()> {
+    let peers = client.get_json("/api/peers", &[])?;
+    if json {
+        return print_json(&peers);
+    }
+    for p in peers.as_array().into_iter().flatten() {
+        let state = if p["connected"].as_bool().unwrap_or(false) {
+            "connected"
+        } else {
+            "offline"
+        };
+        println!(
+            "{}  {}  {}",
+            p["name"].as_str().unwrap_or(""),
+            state,
+            p["remote_address"].as_str().unwrap_or("-")
+        );
+    }
+    Ok(())
+}
+
+fn print_listing(client: &Client, endpoint: &str, args: &ListArgs) -> anyhow::Result<()> {
+    let body = client.get(endpoint, &list_query(args))?.into_reader();
+    // A listing cut short ends with an error object after the array.
+    let mut parts = serde_json::Deserializer::from_reader(body).into_iter::<Value>();
+    let entries = parts.next().ok_or_else(|| anyhow!("empty answer"))??;
+    if args.json {
+        println!("{}", serde_json::to_string(&entries)?);
+    } else {
+        print_entries(&entries);
+    }
+    if let Some(Ok(trailer)) = parts.next() {
+        bail!(
+            "listing incomplete: {}",
+            trailer["error"].as_str().unwrap_or("unknown error")
+        );
+    }
+    Ok(())
+}
+
+fn print_transfers(client: &Client, json: bool) -> anyhow::Result<()> {
+    let list = client.get_json("/api/transfers", &[])?;
+    if json {
+        return print_json(&list);
+    }
+    for t in list.as_array().into_iter().flatten() {
+        println!(
+            "{:>3} {:8} {:9} {}/{}  {} / {}{}",
+            t["id"],
+            t["direction"].as_str().unwrap_or(""),
+            t["state"].as_str().unwrap_or(""),
+            t["peer"].as_str().unwrap_or(""),
+            t["path"].as_str().unwrap_or(""),
+            human_bytes(t["received"].as_u64().unwrap_or(0)),
+            human_bytes(t["size"].as_u64().unwrap_or(0)),
+            t["error"]
+                .as_str()
+                .map(|e| format!("  ({e})"))
+                .unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+fn read_to_stdout(
+    client: &Client,
+    path: &str,
+    start: Option<u64>,
+    end: Option<u64>,
+) -> anyhow::Result<()> {
+    let mut query = vec![("path", path.to_string())];
+    if let Some(s) = start {
+        query.push(("start", s.to_string()));
+    }
+    if let Some(e) = end {
+        query.push(("end", e.to_string()));
+    }
+    let response = client.get("/api/read", &query)?;
+    let expected: Option<u64> = response
+        .header("content-length")
+        .and_then(|v| v.parse().ok());
+    let mut stdout = std::io::stdout().lock();
+    let copied =
+        std::io::copy(&mut response.into_reader(), &mut stdout).context("transfer interrupted")?;
+    stdout.flush()?;
+    if expected.is_some_and(|n| n != copied) {
+        bail!("transfer interrupted after {copied} bytes");
     }
     Ok(())
 }

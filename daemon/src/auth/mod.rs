@@ -3,16 +3,18 @@
 //! plus a per-session CSRF token), login throttling, and the Host/Origin checks that stop
 //! DNS rebinding. HTTP wiring lives in `api.rs`; this module holds the state and the rules.
 
+mod password;
+
 use crate::locks::lock;
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::io::{BufRead, IsTerminal};
+use harddrive_party_core::http_guard::AttemptLimiter;
+pub use harddrive_party_core::http_guard::{constant_time_eq, AllowedHosts, HostError};
+use password::check_password_shape;
+pub use password::{hash_password, read_new_password, verify_password};
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
-
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
 
 use crate::identity::{random_bytes, write_private_file};
 use crate::store::{Store, StoreError, UiSession};
@@ -22,11 +24,6 @@ pub const SETUP_CODE_FILE: &str = "setup-code";
 const PASSWORD_SETTING: &str = "ui_password_hash";
 pub const MIN_PASSWORD_CHARS: usize = 8;
 pub const MAX_PASSWORD_BYTES: usize = 1024;
-/// Failed attempts allowed per client address within `ATTEMPT_WINDOW`; the next is refused.
-pub const MAX_ATTEMPTS_PER_CLIENT: usize = 5;
-/// Attempts allowed from all clients together within `ATTEMPT_WINDOW`.
-pub const MAX_ATTEMPTS_TOTAL: usize = 50;
-pub const ATTEMPT_WINDOW: Duration = Duration::from_secs(60);
 /// A session unused for this long ends.
 const SESSION_IDLE: Duration = Duration::from_secs(7 * 24 * 3600);
 /// No session lives longer than this.
@@ -67,12 +64,8 @@ pub enum AuthError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("host {0} is not allowed: add it with `start --allowed-host {0}`")]
-    HostNotAllowed(String),
-    #[error("origin {0} is not allowed")]
-    OriginNotAllowed(String),
-    #[error("missing Host header")]
-    MissingHost,
+    #[error(transparent)]
+    Host(#[from] HostError),
     #[error("cannot read the password: {0}")]
     Read(std::io::Error),
     #[error("the passwords do not match")]
@@ -83,9 +76,11 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Equal-length contents compared in constant time; the length is not secret.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// The kernel's host name, which the LAN's DNS usually knows this machine by.
+fn machine_hostname() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .ok()
 }
 
 /// Upper-case, without spaces and dashes: the form codes are compared in.
@@ -94,164 +89,6 @@ fn normalise_code(code: &str) -> String {
         .filter(|c| !c.is_whitespace() && *c != '-')
         .flat_map(char::to_uppercase)
         .collect()
-}
-
-fn check_password_shape(password: &str) -> Result<(), AuthError> {
-    if password.chars().count() < MIN_PASSWORD_CHARS || password.len() > MAX_PASSWORD_BYTES {
-        return Err(AuthError::BadPassword);
-    }
-    Ok(())
-}
-
-pub fn hash_password(password: &str) -> Result<String, AuthError> {
-    check_password_shape(password)?;
-    let salt = SaltString::encode_b64(&random_bytes::<16>()?)
-        .map_err(|e| AuthError::Hash(e.to_string()))?;
-    Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| AuthError::Hash(e.to_string()))
-}
-
-pub fn verify_password(password: &str, phc: &str) -> Result<(), AuthError> {
-    if password.len() > MAX_PASSWORD_BYTES {
-        return Err(AuthError::WrongPassword);
-    }
-    let parsed = PasswordHash::new(phc).map_err(|e| AuthError::Hash(e.to_string()))?;
-    Argon2::default()
-        .verify_password(password.as_bytes(), &parsed)
-        .map_err(|_| AuthError::WrongPassword)
-}
-
-/// Host names the UI may be reached by. IP literals are always accepted: a DNS-rebinding
-/// page runs under the attacker's host name, never under the daemon's own IP address.
-#[derive(Debug, Clone)]
-pub struct AllowedHosts(HashSet<String>);
-
-impl AllowedHosts {
-    pub fn new(listen: SocketAddr, extra: &[String]) -> Self {
-        let mut names: HashSet<String> = ["localhost".to_string(), "127.0.0.1".to_string()]
-            .into_iter()
-            .collect();
-        names.insert(listen.ip().to_string());
-        if let Some(host) = machine_hostname() {
-            names.insert(format!("{host}.local"));
-            names.insert(host);
-        }
-        for name in extra {
-            let name = normalise_host(name);
-            if !name.is_empty() {
-                names.insert(name);
-            }
-        }
-        Self(names)
-    }
-
-    /// `host` is a Host header value or the authority of an Origin: `name`, `name:port`,
-    /// `[v6]:port`.
-    pub fn allows(&self, host: &str) -> bool {
-        let name = normalise_host(strip_port(host));
-        name.parse::<IpAddr>().is_ok() || self.0.contains(&name)
-    }
-
-    pub fn names(&self) -> Vec<String> {
-        let mut v: Vec<String> = self.0.iter().cloned().collect();
-        v.sort();
-        v
-    }
-
-    /// Checks the Host header and, when present, the Origin header.
-    pub fn check(&self, host: Option<&str>, origin: Option<&str>) -> Result<(), AuthError> {
-        let host = host.ok_or(AuthError::MissingHost)?;
-        if !self.allows(host) {
-            return Err(AuthError::HostNotAllowed(strip_port(host).to_string()));
-        }
-        if let Some(origin) = origin {
-            let authority = origin
-                .strip_prefix("http://")
-                .or_else(|| origin.strip_prefix("https://"));
-            match authority {
-                Some(a) if !a.is_empty() && !a.contains('/') && self.allows(a) => {}
-                _ => return Err(AuthError::OriginNotAllowed(origin.to_string())),
-            }
-        }
-        Ok(())
-    }
-}
-
-fn strip_port(host: &str) -> &str {
-    if let Some(rest) = host.strip_prefix('[') {
-        return rest.split(']').next().unwrap_or(rest);
-    }
-    match host.rsplit_once(':') {
-        // One colon: name:port. More than one without brackets: a bare IPv6 literal.
-        Some((name, port)) if !name.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => {
-            name
-        }
-        _ => host,
-    }
-}
-
-fn normalise_host(host: &str) -> String {
-    host.trim().trim_end_matches('.').to_ascii_lowercase()
-}
-
-fn machine_hostname() -> Option<String> {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
-        .ok()
-        .map(|h| normalise_host(&h))
-        .filter(|h| !h.is_empty())
-}
-
-/// Sliding-window count of password and setup-code attempts, per client and in total.
-#[derive(Default)]
-struct Limiter {
-    per_client: HashMap<IpAddr, VecDeque<Instant>>,
-    total: VecDeque<Instant>,
-}
-
-impl Limiter {
-    fn prune(queue: &mut VecDeque<Instant>, now: Instant) {
-        while queue
-            .front()
-            .is_some_and(|t| now.duration_since(*t) >= ATTEMPT_WINDOW)
-        {
-            queue.pop_front();
-        }
-    }
-
-    /// Records an attempt, or refuses it with the seconds until one is allowed again.
-    fn attempt(&mut self, client: IpAddr, now: Instant) -> Result<(), u64> {
-        Self::prune(&mut self.total, now);
-        self.per_client.retain(|_, q| {
-            Self::prune(q, now);
-            !q.is_empty()
-        });
-        let wait = |q: &VecDeque<Instant>| {
-            q.front().map_or(1, |t| {
-                ATTEMPT_WINDOW
-                    .saturating_sub(now.duration_since(*t))
-                    .as_secs()
-                    .max(1)
-            })
-        };
-        if self.total.len() >= MAX_ATTEMPTS_TOTAL {
-            return Err(wait(&self.total));
-        }
-        let queue = self.per_client.entry(client).or_default();
-        if queue.len() >= MAX_ATTEMPTS_PER_CLIENT {
-            return Err(wait(queue));
-        }
-        queue.push_back(now);
-        self.total.push_back(now);
-        Ok(())
-    }
-
-    /// A right password forgets the client's earlier failures.
-    fn succeeded(&mut self, client: IpAddr) {
-        self.per_client.remove(&client);
-    }
 }
 
 /// A session as kept in memory; the store holds the same times under the token's hash.
@@ -292,7 +129,7 @@ pub struct Auth {
     /// holds cookie values. Every store write happens under this lock, so a logout cannot
     /// race a last-use refresh that would bring the session back after a restart.
     sessions: Mutex<HashMap<String, Session>>,
-    limiter: Mutex<Limiter>,
+    limiter: Mutex<AttemptLimiter>,
     /// At most two argon2 computations (about 19 MiB each) at a time.
     hashing: tokio::sync::Semaphore,
 }
@@ -335,11 +172,11 @@ impl Auth {
             storage: storage.to_path_buf(),
             loopback: listen.ip().is_loopback(),
             port: listen.port(),
-            hosts: AllowedHosts::new(listen, extra_hosts),
+            hosts: AllowedHosts::new(listen, machine_hostname().as_deref(), extra_hosts),
             password_hash: RwLock::new(password_hash),
             setup_code: Mutex::new(setup_code),
             sessions: Mutex::new(sessions),
-            limiter: Mutex::new(Limiter::default()),
+            limiter: Mutex::new(AttemptLimiter::default()),
             hashing: tokio::sync::Semaphore::new(2),
         })
     }
@@ -623,103 +460,9 @@ fn remove_file(path: &Path) {
     }
 }
 
-/// Reads a new password for `harddrive-party passwd`: from a terminal twice without echo,
-/// otherwise the first line of standard input.
-pub fn read_new_password() -> Result<String, AuthError> {
-    let stdin = std::io::stdin();
-    if !stdin.is_terminal() {
-        let mut line = String::new();
-        stdin.lock().read_line(&mut line).map_err(AuthError::Read)?;
-        let password = line.trim_end_matches(['\r', '\n']).to_string();
-        check_password_shape(&password)?;
-        return Ok(password);
-    }
-    let first = prompt_hidden("New web UI password: ")?;
-    check_password_shape(&first)?;
-    let second = prompt_hidden("Repeat it: ")?;
-    if first != second {
-        return Err(AuthError::Mismatch);
-    }
-    Ok(first)
-}
-
-fn prompt_hidden(prompt: &str) -> Result<String, AuthError> {
-    use nix::sys::termios::{tcgetattr, tcsetattr, LocalFlags, SetArg};
-    use std::io::Write;
-    let stdin = std::io::stdin();
-    let mut stderr = std::io::stderr();
-    let _ = write!(stderr, "{prompt}");
-    let _ = stderr.flush();
-    let saved = tcgetattr(&stdin).ok();
-    if let Some(saved) = &saved {
-        let mut quiet = saved.clone();
-        quiet.local_flags.remove(LocalFlags::ECHO);
-        let _ = tcsetattr(&stdin, SetArg::TCSANOW, &quiet);
-    }
-    let mut line = String::new();
-    let read = stdin.lock().read_line(&mut line);
-    if let Some(saved) = &saved {
-        let _ = tcsetattr(&stdin, SetArg::TCSANOW, saved);
-    }
-    let _ = writeln!(stderr);
-    read.map_err(AuthError::Read)?;
-    Ok(line.trim_end_matches(['\r', '\n']).to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn host_rules() {
-        let hosts = AllowedHosts::new(
-            "0.0.0.0:3030".parse().unwrap(),
-            &["NAS.example.".to_string()],
-        );
-        for ok in [
-            "localhost:3030",
-            "127.0.0.1:3030",
-            "192.168.1.7:3030",
-            "[::1]:3030",
-            "nas.example",
-            "NAS.EXAMPLE:80",
-        ] {
-            assert!(hosts.allows(ok), "{ok}");
-        }
-        for bad in ["evil.example:3030", "localhost.evil.example", ""] {
-            assert!(!hosts.allows(bad), "{bad}");
-        }
-        assert!(hosts.check(Some("localhost:1"), None).is_ok());
-        assert!(hosts
-            .check(Some("localhost:1"), Some("http://localhost:1"))
-            .is_ok());
-        assert!(hosts
-            .check(Some("localhost:1"), Some("http://evil.example"))
-            .is_err());
-        assert!(hosts.check(Some("localhost:1"), Some("null")).is_err());
-        assert!(hosts.check(None, None).is_err());
-    }
-
-    #[test]
-    fn limiter_refuses_the_sixth_attempt_in_a_minute() {
-        let mut limiter = Limiter::default();
-        let ip: IpAddr = "10.0.0.1".parse().unwrap();
-        let other: IpAddr = "10.0.0.2".parse().unwrap();
-        let t0 = Instant::now();
-        for i in 0..MAX_ATTEMPTS_PER_CLIENT {
-            assert!(limiter
-                .attempt(ip, t0 + Duration::from_secs(i as u64))
-                .is_ok());
-        }
-        let wait = limiter
-            .attempt(ip, t0 + Duration::from_secs(10))
-            .unwrap_err();
-        assert!((1..=60).contains(&wait), "{wait}");
-        assert!(limiter.attempt(other, t0 + Duration::from_secs(10)).is_ok());
-        assert!(limiter.attempt(ip, t0 + ATTEMPT_WINDOW).is_ok());
-        limiter.succeeded(ip);
-        assert!(!limiter.per_client.contains_key(&ip));
-    }
 
     #[test]
     fn sessions_are_stored_hashed_and_expired_ones_pruned() {

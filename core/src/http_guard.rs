@@ -1,0 +1,210 @@
+//! The HTTP access rules that need no state beyond their own: which Host and Origin
+//! headers name this node (against DNS rebinding and cross-site requests), the sliding-window
+//! attempt limiter for passwords and setup codes, and constant-time comparison.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+/// Password and setup-code attempts allowed per client address in `ATTEMPT_WINDOW`.
+pub const MAX_ATTEMPTS_PER_CLIENT: usize = 5;
+/// Attempts allowed from all clients together in `ATTEMPT_WINDOW`.
+pub const MAX_ATTEMPTS_TOTAL: usize = 50;
+pub const ATTEMPT_WINDOW: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HostError {
+    #[error("missing Host header")]
+    MissingHost,
+    #[error("host {0} is not allowed: add it with `start --allowed-host {0}`")]
+    HostNotAllowed(String),
+    #[error("origin {0} is not allowed")]
+    OriginNotAllowed(String),
+}
+
+/// Equal-length contents compared in constant time; the length is not secret.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Host names the UI may be reached by. IP literals are always accepted: a DNS-rebinding
+/// page runs under the attacker's host name, never under the daemon's own IP address.
+#[derive(Debug, Clone)]
+pub struct AllowedHosts(HashSet<String>);
+
+impl AllowedHosts {
+    /// `hostname`: the machine's own name, if it has one.
+    pub fn new(listen: SocketAddr, hostname: Option<&str>, extra: &[String]) -> Self {
+        let mut names: HashSet<String> = ["localhost".to_string(), "127.0.0.1".to_string()]
+            .into_iter()
+            .collect();
+        names.insert(listen.ip().to_string());
+        if let Some(host) = hostname.map(normalise_host).filter(|h| !h.is_empty()) {
+            names.insert(format!("{host}.local"));
+            names.insert(host);
+        }
+        for name in extra {
+            let name = normalise_host(name);
+            if !name.is_empty() {
+                names.insert(name);
+            }
+        }
+        Self(names)
+    }
+
+    /// `host` is a Host header value or the authority of an Origin: `name`, `name:port`,
+    /// `[v6]:port`.
+    pub fn allows(&self, host: &str) -> bool {
+        let name = normalise_host(strip_port(host));
+        name.parse::<IpAddr>().is_ok() || self.0.contains(&name)
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.0.iter().cloned().collect();
+        v.sort();
+        v
+    }
+
+    /// Checks the Host header and, when present, the Origin header.
+    pub fn check(&self, host: Option<&str>, origin: Option<&str>) -> Result<(), HostError> {
+        let host = host.ok_or(HostError::MissingHost)?;
+        if !self.allows(host) {
+            return Err(HostError::HostNotAllowed(strip_port(host).to_string()));
+        }
+        if let Some(origin) = origin {
+            let authority = origin
+                .strip_prefix("http://")
+                .or_else(|| origin.strip_prefix("https://"));
+            match authority {
+                Some(a) if !a.is_empty() && !a.contains('/') && self.allows(a) => {}
+                _ => return Err(HostError::OriginNotAllowed(origin.to_string())),
+            }
+        }
+        Ok(())
+    }
+}
+
+fn strip_port(host: &str) -> &str {
+    if let Some(rest) = host.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match host.rsplit_once(':') {
+        // One colon: name:port. More than one without brackets: a bare IPv6 literal.
+        Some((name, port)) if !name.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => {
+            name
+        }
+        _ => host,
+    }
+}
+
+pub fn normalise_host(host: &str) -> String {
+    host.trim().trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// Sliding-window count of password and setup-code attempts, per client and in total.
+#[derive(Default)]
+pub struct AttemptLimiter {
+    per_client: HashMap<IpAddr, VecDeque<Instant>>,
+    total: VecDeque<Instant>,
+}
+
+impl AttemptLimiter {
+    fn prune(queue: &mut VecDeque<Instant>, now: Instant) {
+        while queue
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= ATTEMPT_WINDOW)
+        {
+            queue.pop_front();
+        }
+    }
+
+    /// Records an attempt, or refuses it with the seconds until one is allowed again.
+    pub fn attempt(&mut self, client: IpAddr, now: Instant) -> Result<(), u64> {
+        Self::prune(&mut self.total, now);
+        self.per_client.retain(|_, q| {
+            Self::prune(q, now);
+            !q.is_empty()
+        });
+        let wait = |q: &VecDeque<Instant>| {
+            q.front().map_or(1, |t| {
+                ATTEMPT_WINDOW
+                    .saturating_sub(now.duration_since(*t))
+                    .as_secs()
+                    .max(1)
+            })
+        };
+        if self.total.len() >= MAX_ATTEMPTS_TOTAL {
+            return Err(wait(&self.total));
+        }
+        let queue = self.per_client.entry(client).or_default();
+        if queue.len() >= MAX_ATTEMPTS_PER_CLIENT {
+            return Err(wait(queue));
+        }
+        queue.push_back(now);
+        self.total.push_back(now);
+        Ok(())
+    }
+
+    /// A right password forgets the client's earlier failures.
+    pub fn succeeded(&mut self, client: IpAddr) {
+        self.per_client.remove(&client);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_rules() {
+        let hosts = AllowedHosts::new(
+            "0.0.0.0:3030".parse().unwrap(),
+            Some("Box\n"),
+            &["NAS.example.".to_string()],
+        );
+        assert!(hosts.allows("box.local:3030") && hosts.allows("box"));
+        for ok in [
+            "localhost:3030",
+            "127.0.0.1:3030",
+            "192.168.1.7:3030",
+            "[::1]:3030",
+            "nas.example",
+            "NAS.EXAMPLE:80",
+        ] {
+            assert!(hosts.allows(ok), "{ok}");
+        }
+        for bad in ["evil.example:3030", "localhost.evil.example", ""] {
+            assert!(!hosts.allows(bad), "{bad}");
+        }
+        assert!(hosts.check(Some("localhost:1"), None).is_ok());
+        assert!(hosts
+            .check(Some("localhost:1"), Some("http://localhost:1"))
+            .is_ok());
+        assert!(hosts
+            .check(Some("localhost:1"), Some("http://evil.example"))
+            .is_err());
+        assert!(hosts.check(Some("localhost:1"), Some("null")).is_err());
+        assert!(hosts.check(None, None).is_err());
+    }
+
+    #[test]
+    fn limiter_refuses_the_sixth_attempt_in_a_minute() {
+        let mut limiter = AttemptLimiter::default();
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let other: IpAddr = "10.0.0.2".parse().unwrap();
+        let t0 = Instant::now();
+        for i in 0..MAX_ATTEMPTS_PER_CLIENT {
+            assert!(limiter
+                .attempt(ip, t0 + Duration::from_secs(i as u64))
+                .is_ok());
+        }
+        let wait = limiter
+            .attempt(ip, t0 + Duration::from_secs(10))
+            .unwrap_err();
+        assert!((1..=60).contains(&wait), "{wait}");
+        assert!(limiter.attempt(other, t0 + Duration::from_secs(10)).is_ok());
+        assert!(limiter.attempt(ip, t0 + ATTEMPT_WINDOW).is_ok());
+        limiter.succeeded(ip);
+        assert!(!limiter.per_client.contains_key(&ip));
+    }
+}

@@ -159,9 +159,7 @@ impl ServerCertVerifier for ExpectKey {
         _: &CertificateDer<'_>,
         _: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(rustls::Error::PeerIncompatible(
-            rustls::PeerIncompatible::Tls12NotOffered,
-        ))
+        tls12_refused()
     }
     fn verify_tls13_signature(
         &self,
@@ -174,6 +172,13 @@ impl ServerCertVerifier for ExpectKey {
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         vec![SignatureScheme::ED25519]
     }
+}
+
+/// Both verifiers: peers speak TLS 1.3 only.
+fn tls12_refused() -> Result<HandshakeSignatureValid, rustls::Error> {
+    Err(rustls::Error::PeerIncompatible(
+        rustls::PeerIncompatible::Tls12NotOffered,
+    ))
 }
 
 /// Server side: any peer may connect, but it must prove it holds an ed25519 key.
@@ -202,9 +207,7 @@ impl ClientCertVerifier for AnyEd25519Client {
         _: &CertificateDer<'_>,
         _: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(rustls::Error::PeerIncompatible(
-            rustls::PeerIncompatible::Tls12NotOffered,
-        ))
+        tls12_refused()
     }
     fn verify_tls13_signature(
         &self,

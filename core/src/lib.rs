@@ -8,6 +8,7 @@ pub mod config;
 pub mod content;
 pub mod health;
 pub mod http_guard;
+pub mod http_range;
 pub mod peer_name;
 pub mod peer_policy;
 pub mod plan;

@@ -14,6 +14,8 @@ use tokio::sync::mpsc;
 use crate::wire::WireError;
 
 use super::*;
+use axum::Json;
+use harddrive_party_core::http_range::{parse_range, ByteRange, RangeError};
 
 #[derive(Deserialize)]
 pub(super) struct LsQuery {
@@ -115,12 +117,22 @@ pub(super) struct ReadQuery {
     end: Option<u64>,
 }
 
-/// Streams a remote file (or a range of it) as raw bytes.
+/// Streams a remote file (or a range of it) as raw bytes, with a media type guessed from
+/// the name. A `Range` header (one byte range) is answered 206, or 416 with the size, so
+/// audio and video players can seek in a friend's file without downloading it.
 pub(super) async fn read(
     State(s): State<AppState>,
     Query(q): Query<ReadQuery>,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let (peer_name, path) = split_peer_path(&q.path)?;
+    let media_type = mime_guess::from_path(&path)
+        .first_or_octet_stream()
+        .to_string();
+    if let Some(range) = headers.get(header::RANGE) {
+        let range = range.to_str().map_err(|_| RangeError::Malformed);
+        return read_range(&s.node, &peer_name, &path, range, media_type).await;
+    }
     if q.end.is_some_and(|end| end < q.start) {
         return Err(ApiError::BadRequest("end is before start".into()));
     }
@@ -133,13 +145,68 @@ pub(super) async fn read(
         .unwrap_or(remote.size)
         .min(remote.size)
         .saturating_sub(q.start);
-    let stream = remote.body;
     Ok((
         [
-            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+            (header::CONTENT_TYPE, media_type),
             (header::CONTENT_LENGTH, length.to_string()),
+            (header::ACCEPT_RANGES, "bytes".to_string()),
         ],
-        Body::from_stream(stream),
+        Body::from_stream(remote.body),
+    )
+        .into_response())
+}
+
+fn unsatisfiable(size: u64) -> Response {
+    (
+        StatusCode::RANGE_NOT_SATISFIABLE,
+        [(header::CONTENT_RANGE, format!("bytes */{size}"))],
+        Json(json!({ "error": RangeError::Unsatisfiable { size }.to_string() })),
+    )
+        .into_response()
+}
+
+async fn read_range(
+    node: &Node,
+    peer: &str,
+    path: &str,
+    header_value: Result<&str, RangeError>,
+    media_type: String,
+) -> Result<Response, ApiError> {
+    let range = header_value.and_then(parse_range);
+    // A range with a known start is read at once (the peer cuts it at the end of the
+    // file). A start past the end is answered with the size and no body: that is how a
+    // suffix range or a refusal learns the size before the real read.
+    let (probe_start, probe_end) = match range {
+        Ok(ByteRange::From(first)) => (first, None),
+        Ok(ByteRange::FromTo(first, last)) => (first, Some(last.saturating_add(1))),
+        Ok(ByteRange::Suffix(_)) | Err(_) => (u64::MAX, None),
+    };
+    let first = node.read_remote(peer, path, probe_start, probe_end).await?;
+    let Ok(range) = range else {
+        return Ok(unsatisfiable(first.size));
+    };
+    let Ok(wanted) = range.resolve(first.size) else {
+        return Ok(unsatisfiable(first.size));
+    };
+    let remote = if probe_start == wanted.start {
+        first
+    } else {
+        node.read_remote(peer, path, wanted.start, Some(wanted.end))
+            .await?
+    };
+    let length = wanted.end - wanted.start;
+    Ok((
+        StatusCode::PARTIAL_CONTENT,
+        [
+            (header::CONTENT_TYPE, media_type),
+            (header::CONTENT_LENGTH, length.to_string()),
+            (
+                header::CONTENT_RANGE,
+                format!("bytes {}-{}/{}", wanted.start, wanted.end - 1, remote.size),
+            ),
+            (header::ACCEPT_RANGES, "bytes".to_string()),
+        ],
+        Body::from_stream(remote.body),
     )
         .into_response())
 }

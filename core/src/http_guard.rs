@@ -12,6 +12,35 @@ pub const MAX_ATTEMPTS_PER_CLIENT: usize = 5;
 pub const MAX_ATTEMPTS_TOTAL: usize = 50;
 pub const ATTEMPT_WINDOW: Duration = Duration::from_secs(60);
 
+/// Domains home routers and mDNS give a machine's name. None of them can be registered on
+/// the public internet, so a DNS-rebinding page can never be served under one.
+pub const HOME_NETWORK_DOMAINS: [&str; 6] = [
+    "local",
+    "lan",
+    "home.arpa",
+    "home",
+    "localdomain",
+    "internal",
+];
+
+/// The DNS search domains in a resolv.conf (`search` and `domain` lines), where a router
+/// that names its DHCP clients usually puts its domain.
+pub fn search_domains(resolv_conf: &str) -> Vec<String> {
+    resolv_conf
+        .lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            match words.next() {
+                Some("search" | "domain") => Some(words),
+                _ => None,
+            }
+        })
+        .flatten()
+        .map(normalise_host)
+        .filter(|d| !d.is_empty() && d.contains(|c: char| c.is_ascii_alphanumeric()))
+        .collect()
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HostError {
     #[error("missing Host header")]
@@ -33,14 +62,27 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 pub struct AllowedHosts(HashSet<String>);
 
 impl AllowedHosts {
-    /// `hostname`: the machine's own name, if it has one.
-    pub fn new(listen: SocketAddr, hostname: Option<&str>, extra: &[String]) -> Self {
+    /// `hostname`: the machine's own name, if it has one; `search_domains`: the DNS
+    /// search domains its network gave it (`search_domains` reads them).
+    pub fn new(
+        listen: SocketAddr,
+        hostname: Option<&str>,
+        search_domains: &[String],
+        extra: &[String],
+    ) -> Self {
         let mut names: HashSet<String> = ["localhost".to_string(), "127.0.0.1".to_string()]
             .into_iter()
             .collect();
         names.insert(listen.ip().to_string());
         if let Some(host) = hostname.map(normalise_host).filter(|h| !h.is_empty()) {
-            names.insert(format!("{host}.local"));
+            let domains = HOME_NETWORK_DOMAINS
+                .iter()
+                .map(|d| d.to_string())
+                .chain(search_domains.iter().map(|d| normalise_host(d)))
+                .filter(|d| !d.is_empty());
+            for domain in domains {
+                names.insert(format!("{host}.{domain}"));
+            }
             names.insert(host);
         }
         for name in extra {
@@ -160,9 +202,21 @@ mod tests {
         let hosts = AllowedHosts::new(
             "0.0.0.0:3030".parse().unwrap(),
             Some("Box\n"),
+            &search_domains("nameserver 192.168.1.1\nsearch fritz.box Corp.Example.\n"),
             &["NAS.example.".to_string()],
         );
-        assert!(hosts.allows("box.local:3030") && hosts.allows("box"));
+        for name in [
+            "box",
+            "box.local",
+            "box.lan:3030",
+            "box.home.arpa",
+            "box.fritz.box",
+            "box.corp.example",
+        ] {
+            assert!(hosts.allows(name), "{name}");
+        }
+        assert!(!hosts.allows("box.evil.example"));
+        assert!(!hosts.allows("other.lan"));
         for ok in [
             "localhost:3030",
             "127.0.0.1:3030",

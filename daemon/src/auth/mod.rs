@@ -6,6 +6,7 @@
 mod password;
 
 use crate::locks::lock;
+use harddrive_party_core::http_guard::search_domains;
 use harddrive_party_core::http_guard::AttemptLimiter;
 pub use harddrive_party_core::http_guard::{constant_time_eq, AllowedHosts, HostError};
 use password::check_password_shape;
@@ -172,7 +173,12 @@ impl Auth {
             storage: storage.to_path_buf(),
             loopback: listen.ip().is_loopback(),
             port: listen.port(),
-            hosts: AllowedHosts::new(listen, machine_hostname().as_deref(), extra_hosts),
+            hosts: AllowedHosts::new(
+                listen,
+                machine_hostname().as_deref(),
+                &search_domains(&std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default()),
+                extra_hosts,
+            ),
             password_hash: RwLock::new(password_hash),
             setup_code: Mutex::new(setup_code),
             sessions: Mutex::new(sessions),

@@ -18,7 +18,11 @@ fn get(d: &Daemon, host: &str, accept: &str) -> (u16, String, String) {
     };
     let status = response.status();
     let content_type = response.header("content-type").unwrap_or("").to_string();
-    (status, content_type, response.into_string().unwrap_or_default())
+    (
+        status,
+        content_type,
+        response.into_string().unwrap_or_default(),
+    )
 }
 
 #[test]
@@ -41,16 +45,21 @@ fn home_network_names_are_accepted_and_others_get_a_readable_refusal() {
         assert_eq!(status, 200, "{name}");
     }
 
-    let (status, content_type, page) =
-        get(&a, &format!("evil<b>.example:{port}"), "text/html,*/*");
+    let (status, content_type, page) = get(&a, &format!("evil<b>.example:{port}"), "text/html,*/*");
     assert_eq!(status, 403);
     assert!(content_type.starts_with("text/html"), "{content_type}");
     assert!(page.contains("evil&lt;b&gt;.example"), "escaped: {page}");
     assert!(!page.contains("evil<b>"), "never echoed raw: {page}");
-    assert!(page.contains("allowed_hosts") && page.contains("--allowed-host"), "{page}");
+    assert!(
+        page.contains("allowed_hosts") && page.contains("--allowed-host"),
+        "{page}"
+    );
 
     let (status, content_type, body) = get(&a, "other.lan", "application/json");
     assert_eq!(status, 403);
-    assert!(content_type.starts_with("application/json"), "{content_type}");
+    assert!(
+        content_type.starts_with("application/json"),
+        "{content_type}"
+    );
     assert!(body.contains("\"error\""), "{body}");
 }

@@ -155,3 +155,14 @@ impl From<crate::node::SettingsError> for ApiError {
         }
     }
 }
+
+impl From<crate::node::QueueError> for ApiError {
+    fn from(e: crate::node::QueueError) -> Self {
+        use crate::node::QueueError;
+        match e {
+            QueueError::NoPath | QueueError::UnsafePath(_) => ApiError::BadRequest(e.to_string()),
+            QueueError::UnknownPeer(_) => ApiError::NotFound(e.to_string()),
+            QueueError::Download(e) => e.into(),
+        }
+    }
+}

@@ -21,13 +21,7 @@ pub(super) async fn download(
     Json(body): Json<DownloadBody>,
 ) -> Result<impl IntoResponse, ApiError> {
     let (peer, path) = split_peer_path(&body.path)?;
-    if path.is_empty() {
-        return Err(ApiError::BadRequest(
-            "give a path on the peer: peer/path".into(),
-        ));
-    }
-    crate::shares::split_request_path(&path).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let id = s.node.downloads().add(&peer, &path)?;
+    let id = s.node.queue_download(&peer, &path)?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "id": id }))))
 }
 

@@ -1,0 +1,26 @@
+//! A download that can never start is refused when it is asked for, with a message and a
+//! non-zero exit, instead of sitting "queued" forever.
+
+mod common;
+
+use common::*;
+
+#[test]
+fn unknown_peers_missing_paths_and_unsafe_names_are_refused_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut a = Daemon::new(tmp.path(), "a");
+    a.start();
+    for (args, expected) in [
+        (["download", "NoSuchPeer/music/a.flac"], "no peer named NoSuchPeer"),
+        (["download", "JustAPeer"], "give a path on the peer"),
+        (["download", "../x/y"], "not a plain name"),
+        (["download", "Peer/../etc"], "refused"),
+    ] {
+        let out = a.cli(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} must fail");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+    let transfers = a.cli_json(&["transfers", "--json"]);
+    assert_eq!(transfers, serde_json::json!([]), "nothing was queued");
+}

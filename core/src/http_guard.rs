@@ -107,7 +107,10 @@ impl AllowedHosts {
         v
     }
 
-    /// Checks the Host header and, when present, the Origin header.
+    /// Checks the Host header and, when present, the Origin header. An Origin passes when
+    /// it is the very authority the request was sent to (a page this UI served), or a name
+    /// on the list; an IP address alone is not enough there, since a page served from any
+    /// other address (another device, another port of this one) has an IP origin too.
     pub fn check(&self, host: Option<&str>, origin: Option<&str>) -> Result<(), HostError> {
         let host = host.ok_or(HostError::MissingHost)?;
         if !self.allows(host) {
@@ -116,9 +119,15 @@ impl AllowedHosts {
         if let Some(origin) = origin {
             let authority = origin
                 .strip_prefix("http://")
-                .or_else(|| origin.strip_prefix("https://"));
+                .or_else(|| origin.strip_prefix("https://"))
+                .filter(|a| !a.is_empty() && !a.contains('/'));
+            let same_origin = |a: &str| a.eq_ignore_ascii_case(host.trim());
+            let listed_name = |a: &str| {
+                let name = normalise_host(strip_port(a));
+                name.parse::<IpAddr>().is_err() && self.0.contains(&name)
+            };
             match authority {
-                Some(a) if !a.is_empty() && !a.contains('/') && self.allows(a) => {}
+                Some(a) if same_origin(a) || listed_name(a) => {}
                 _ => return Err(HostError::OriginNotAllowed(origin.to_string())),
             }
         }
@@ -238,6 +247,21 @@ mod tests {
             .check(Some("localhost:1"), Some("http://evil.example"))
             .is_err());
         assert!(hosts.check(Some("localhost:1"), Some("null")).is_err());
+        // A page from another address (or another port of this one) is another origin,
+        // whatever its Host: an IP origin passes only as the request's own authority.
+        let ours = "192.168.1.7:3030";
+        assert!(hosts
+            .check(Some(ours), Some("http://192.168.1.7:3030"))
+            .is_ok());
+        assert!(hosts
+            .check(Some(ours), Some("http://192.168.1.66"))
+            .is_err());
+        assert!(hosts
+            .check(Some(ours), Some("http://192.168.1.7:8080"))
+            .is_err());
+        assert!(hosts.check(Some(ours), Some("http://[::1]:3030")).is_err());
+        // A listed name may front the UI (a reverse proxy that rewrites Host).
+        assert!(hosts.check(Some(ours), Some("https://nas.example")).is_ok());
         assert!(hosts.check(None, None).is_err());
     }
 

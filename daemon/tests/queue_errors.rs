@@ -11,7 +11,10 @@ fn unknown_peers_missing_paths_and_unsafe_names_are_refused_at_once() {
     let mut a = Daemon::new(tmp.path(), "a");
     a.start();
     for (args, expected) in [
-        (["download", "NoSuchPeer/music/a.flac"], "no peer named NoSuchPeer"),
+        (
+            ["download", "NoSuchPeer/music/a.flac"],
+            "no peer named NoSuchPeer",
+        ),
         (["download", "JustAPeer"], "give a path on the peer"),
         (["download", "../x/y"], "not a plain name"),
         (["download", "Peer/../etc"], "refused"),

@@ -3,8 +3,6 @@ use std::io::IsTerminal;
 use clap::Parser;
 use harddrive_party::cli::{self, Cli, Command};
 use harddrive_party::config::Settings;
-use harddrive_party::node::NodeConfig;
-use harddrive_party::transfer::download::DownloadLimits;
 
 #[global_allocator]
 static ALLOCATOR: harddrive_party::memory::MapLargeBlocks = harddrive_party::memory::MapLargeBlocks;
@@ -52,39 +50,15 @@ fn main() {
 
 fn start(settings: Settings) -> anyhow::Result<()> {
     let ui_address = cli::ui_socket_address(&settings.ui_address)?;
-    let config = NodeConfig {
-        storage: settings.storage,
-        share_dirs: settings.share_dirs,
-        download_dir: settings.download_dir,
-        listen: settings.listen,
-        mdns: settings.mdns,
-        upnp: settings.upnp,
-        stun_servers: settings.stun_servers,
-        stun_interval: settings.stun_interval,
-        keep_alive_interval: settings.keep_alive_interval,
-        quic_window: settings.quic_window,
-        turn: settings.turn,
-        rescan_interval: settings.rescan_interval,
-        db_cache: settings.db_cache,
-        download_limits: DownloadLimits {
-            total: settings.max_downloads,
-            per_peer: settings.max_downloads_per_peer,
-            min_free_space: settings.min_free_space,
-        },
-        limits: settings.limits,
-        background_hashing: settings.background_hashing,
-        background_hash_rate: settings.background_hash_rate,
-        max_uploads: settings.max_uploads,
-        max_uploads_per_peer: settings.max_uploads_per_peer,
-    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(settings.threads)
         .max_blocking_threads(64)
         .enable_all()
         .build()?;
+    let allowed_hosts = settings.allowed_hosts.clone();
     runtime.block_on(harddrive_party::service::run_daemon(
-        config,
+        settings,
         ui_address,
-        settings.allowed_hosts,
+        allowed_hosts,
     ))
 }

@@ -6,8 +6,9 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::signal::unix::{signal, SignalKind};
 
+use crate::config::Settings;
 use crate::http;
-use crate::node::{Node, NodeConfig};
+use crate::node::Node;
 
 /// How often `STATUS=` is refreshed when no watchdog is configured.
 const STATUS_INTERVAL: Duration = Duration::from_secs(10);
@@ -16,7 +17,7 @@ const HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Starts the node and the API, then waits for SIGTERM, SIGINT or `stop`.
 pub async fn run_daemon(
-    config: NodeConfig,
+    config: Settings,
     ui_address: std::net::SocketAddr,
     allowed_hosts: Vec<String>,
 ) -> anyhow::Result<()> {

@@ -35,7 +35,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::config::Startup;
+use crate::config::Settings;
 use crate::events::{self, EventSender};
 use crate::identity::{self, Identity};
 use crate::net::mdns;
@@ -92,32 +92,6 @@ pub enum NodeError {
     },
 }
 
-pub struct NodeConfig {
-    pub storage: PathBuf,
-    pub share_dirs: Vec<PathBuf>,
-    pub download_dir: Startup<PathBuf>,
-    pub listen: Option<SocketAddr>,
-    pub mdns: bool,
-    /// Ask the home router for a port mapping.
-    pub upnp: bool,
-    pub stun_servers: Vec<String>,
-    pub stun_interval: Duration,
-    pub keep_alive_interval: Duration,
-    /// Per-connection flow-control window in bytes (bounded by the config layer).
-    pub quic_window: u32,
-    pub turn: Option<crate::config::TurnSettings>,
-    pub rescan_interval: Duration,
-    /// redb page cache in bytes (bounded by the config layer).
-    pub db_cache: usize,
-    pub download_limits: DownloadLimits,
-    pub max_uploads: Startup<usize>,
-    pub max_uploads_per_peer: Startup<usize>,
-    pub limits: crate::config::LimitOverrides,
-    pub background_hashing: bool,
-    /// Read rate of the background hashing pass (0 = as fast as the disk allows).
-    pub background_hash_rate: crate::transfer::rate::Rate,
-}
-
 /// What the long-running tasks need from the start-up settings.
 struct TaskSettings {
     stun_interval: Duration,
@@ -164,7 +138,7 @@ fn prepare_dir(dir: &Path) -> Result<PathBuf, NodeError> {
     dir.canonicalize().map_err(io)
 }
 
-fn set_at_start(config: &NodeConfig) -> Vec<&'static str> {
+fn set_at_start(config: &Settings) -> Vec<&'static str> {
     let limits = &config.limits;
     [
         ("download_dir", config.download_dir.given.is_some()),
@@ -203,7 +177,7 @@ type ControlReceiver = tokio::sync::mpsc::Receiver<crate::net::socket::ControlDa
 /// Binds the peer socket, preferring the port we had last time so announce addresses
 /// stay valid when the wanted port is "any".
 fn bind_peer_socket(
-    config: &NodeConfig,
+    config: &Settings,
     saved: &settings::SavedSettings,
     identity: &Identity,
 ) -> Result<(QuicNode, ControlReceiver, SocketAddr), NodeError> {
@@ -230,10 +204,7 @@ fn bind_peer_socket(
 /// The download folder: the start-up value over the stored one over the default. A folder
 /// chosen in the UI may be gone (an unplugged disk): start anyway on the default, so the UI
 /// stays reachable to choose another.
-fn download_dir(
-    config: &NodeConfig,
-    saved: &settings::SavedSettings,
-) -> Result<PathBuf, NodeError> {
+fn download_dir(config: &Settings, saved: &settings::SavedSettings) -> Result<PathBuf, NodeError> {
     let saved_dir = saved.download_dir()?;
     let from_api = config.download_dir.given.is_none() && saved_dir.is_some();
     match prepare_dir(&config.download_dir.clone().over(saved_dir)) {
@@ -251,7 +222,7 @@ fn download_dir(
 }
 
 fn upload_limits(
-    config: &NodeConfig,
+    config: &Settings,
     saved: &settings::SavedSettings,
 ) -> Result<UploadLimits, NodeError> {
     let saved_slots = saved.upload_slots()?;
@@ -276,7 +247,7 @@ struct TransferEngines {
 /// The bandwidth limits and the download and upload engines, from the start-up values
 /// over the stored ones.
 fn transfer_engines(
-    config: &NodeConfig,
+    config: &Settings,
     saved: &settings::SavedSettings,
     store: &Arc<Store>,
     peers: &Arc<PeerTable>,
@@ -298,9 +269,9 @@ fn transfer_engines(
         events.clone(),
         download_dir,
         DownloadLimits {
-            total: config.download_limits.total,
-            per_peer: config.download_limits.per_peer,
-            min_free_space: config.download_limits.min_free_space,
+            total: config.max_downloads,
+            per_peer: config.max_downloads_per_peer,
+            min_free_space: config.min_free_space,
         },
         rate.clone(),
     )?;
@@ -316,7 +287,7 @@ impl Node {
     /// Start-up order: storage dir → identity → database → UDP socket → shares → download
     /// dir and upload slots → rate limits → downloads → uploads → LAN and port mapping →
     /// tasks. Start-up values beat stored ones, which beat defaults.
-    pub async fn start(config: NodeConfig) -> Result<Arc<Self>, NodeError> {
+    pub async fn start(config: Settings) -> Result<Arc<Self>, NodeError> {
         let storage = prepare_dir(&config.storage).map(|_| config.storage.clone())?;
         let identity = Identity::load_or_create(&storage)?;
         let store = Arc::new(Store::open(&storage, config.db_cache)?);

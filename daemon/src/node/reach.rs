@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use super::{advertised_address, ControlReceiver, Node, NodeConfig};
+use super::{advertised_address, ControlReceiver, Node};
 use crate::announce::AnnounceAddress;
 use crate::announce::NatType;
+use crate::config::Settings;
 use crate::config::TurnSettings;
 use crate::identity::Identity;
 use crate::locks::lock;
@@ -42,7 +43,7 @@ impl Reachability {
         quic: QuicNode,
         control: ControlReceiver,
         identity: &Identity,
-        config: &NodeConfig,
+        config: &Settings,
         bound: SocketAddr,
     ) -> Self {
         let traversal = Traversal::start(

@@ -1,5 +1,6 @@
-//! Pure transfer decisions: where a remote file lands locally, where a resumed read
-//! starts, and how fast it is going. No I/O here.
+//! Download path policy and progress arithmetic: how `peer/path` splits, where a remote
+//! file lands locally (and its `.part`), whether a finished copy is already there, how
+//! the queue reorders, and how fast a transfer goes.
 
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, Instant};

@@ -450,16 +450,7 @@ impl Downloads {
                     !e.is_dir && (e.path == path || e.path.starts_with(&format!("{path}/")))
                 })
                 .map(|e| {
-                    let record = FileRecord {
-                        size: e.size,
-                        mtime: e.mtime,
-                        state: FileState::Pending,
-                        attempts: 0,
-                        error: None,
-                        retry_at: 0,
-                        root: None,
-                        have: None,
-                    };
+                    let record = queue::listed_file(e.size, e.mtime);
                     (e.path, record)
                 })
                 .collect();

@@ -313,7 +313,8 @@ impl Job {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::content::{Bitfield, PIECE_SIZE};
+    use crate::content::PIECE_SIZE;
+    use crate::transfer::picker::bits;
 
     fn job(files: &[(String, FileRecord)]) -> Job {
         let record = DownloadRecord {
@@ -328,17 +329,15 @@ mod tests {
     }
 
     fn file(size: u64, state: FileState, pieces_held: &[u64]) -> FileRecord {
-        let mut have = Bitfield::new(crate::content::piece_count(size));
-        pieces_held.iter().for_each(|p| have.set(*p));
+        let have = bits(
+            crate::content::piece_count(size),
+            pieces_held.iter().copied(),
+        );
         FileRecord {
-            size,
-            mtime: 1,
             state,
-            attempts: 0,
             error: Some("no space".into()),
-            retry_at: 0,
-            root: None,
             have: Some(have),
+            ..crate::transfer::queue::listed_file(size, 1)
         }
     }
 

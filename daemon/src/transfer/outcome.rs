@@ -147,16 +147,7 @@ mod tests {
     use super::*;
 
     fn pending() -> FileRecord {
-        FileRecord {
-            size: 100,
-            mtime: 5,
-            state: FileState::Pending,
-            attempts: 0,
-            error: None,
-            retry_at: 0,
-            root: None,
-            have: None,
-        }
+        crate::transfer::queue::listed_file(100, 5)
     }
 
     #[test]

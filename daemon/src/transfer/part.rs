@@ -193,18 +193,11 @@ pub async fn finish(
 mod tests {
     use super::*;
     use crate::content::root_of;
-    use crate::store::FileState;
 
     fn record(size: u64, mtime: u64, root: Option<Hash>) -> FileRecord {
         FileRecord {
-            size,
-            mtime,
-            state: FileState::Pending,
-            attempts: 0,
-            error: None,
-            retry_at: 0,
             root,
-            have: None,
+            ..crate::transfer::queue::listed_file(size, mtime)
         }
     }
 

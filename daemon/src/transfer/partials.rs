@@ -91,15 +91,8 @@ mod tests {
     use super::*;
     use crate::content::hash_piece;
     use crate::net::rpc::ContentHashes;
+    use crate::transfer::picker::bits;
     use std::fs::File;
-
-    fn bits(len: u64, set: impl IntoIterator<Item = u64>) -> Bitfield {
-        let mut b = Bitfield::new(len);
-        for i in set {
-            b.set(i);
-        }
-        b
-    }
 
     #[test]
     fn partial_holders_serve_only_verified_pieces_within_the_file() {

@@ -214,6 +214,16 @@ impl PiecePicker {
     }
 }
 
+/// A bitfield of `len` pieces holding `set`, for tests.
+#[cfg(test)]
+pub(crate) fn bits(len: u64, set: impl IntoIterator<Item = u64>) -> Bitfield {
+    let mut b = Bitfield::new(len);
+    for i in set {
+        b.set(i);
+    }
+    b
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -225,14 +235,6 @@ mod tests {
             p.add_source(None);
         }
         p
-    }
-
-    fn bits(len: u64, set: impl IntoIterator<Item = u64>) -> Bitfield {
-        let mut b = Bitfield::new(len);
-        for i in set {
-            b.set(i);
-        }
-        b
     }
 
     #[test]

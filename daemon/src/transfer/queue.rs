@@ -130,6 +130,20 @@ pub fn final_state(files_done: u64, files_total: u64, failures: usize) -> Downlo
     }
 }
 
+/// The record of a file just listed by the peer: pending, never tried.
+pub fn listed_file(size: u64, mtime: u64) -> FileRecord {
+    FileRecord {
+        size,
+        mtime,
+        state: FileState::Pending,
+        attempts: 0,
+        error: None,
+        retry_at: 0,
+        root: None,
+        have: None,
+    }
+}
+
 /// What `resume` does to a file record: a failed file is pending again with a fresh count
 /// of attempts; any other stays as it is (`None`).
 pub fn retry_failed(file: FileRecord) -> Option<FileRecord> {
@@ -147,14 +161,11 @@ mod tests {
 
     fn file(state: FileState, retry_at: u64) -> FileRecord {
         FileRecord {
-            size: 1,
-            mtime: 1,
             state,
             attempts: 2,
             error: Some("earlier".into()),
             retry_at,
-            root: None,
-            have: None,
+            ..listed_file(1, 1)
         }
     }
 

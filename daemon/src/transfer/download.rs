@@ -305,8 +305,7 @@ impl Downloads {
             let Some(job) = jobs.get_mut(&id) else {
                 continue;
             };
-            if job.record.state != DownloadState::Queued || job.hold_until.is_some_and(|t| now < t)
-            {
+            if !queue::due(job.record.state, job.hold_until, now) {
                 continue;
             }
             job.hold_until = None;

@@ -14,6 +14,12 @@ pub fn queue_order(jobs: impl IntoIterator<Item = (u64, i64)>) -> Vec<u64> {
     order.into_iter().map(|(_, id)| id).collect()
 }
 
+/// Whether the scheduler looks at a download now: it is queued and not held (after a
+/// failed listing or a full disk) past `now`.
+pub fn due(state: DownloadState, hold_until: Option<Instant>, now: Instant) -> bool {
+    state == DownloadState::Queued && hold_until.is_none_or(|t| now >= t)
+}
+
 /// The next step for one download.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Next {
@@ -173,6 +179,17 @@ mod tests {
     fn the_queue_runs_by_priority_then_age() {
         assert_eq!(queue_order([(5, 1), (2, 1), (9, 0), (1, 3)]), [9, 2, 5, 1]);
         assert!(queue_order([]).is_empty());
+    }
+
+    #[test]
+    fn only_queued_downloads_past_their_hold_are_due() {
+        let now = Instant::now();
+        let later = now + Duration::from_secs(15);
+        assert!(due(DownloadState::Queued, None, now));
+        assert!(!due(DownloadState::Queued, Some(later), now));
+        assert!(due(DownloadState::Queued, Some(later), later));
+        assert!(!due(DownloadState::Paused, None, now));
+        assert!(!due(DownloadState::Done, None, later));
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::fs::File;
 use std::future::Future;
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -54,6 +55,20 @@ pub trait PieceSource: Send + Sync {
     ) -> impl Future<Output = Result<(u64, Self::Body), Self::Error>> + Send;
 }
 
+/// How the swarm waits: tokio's timer in the daemon, a clock moved by hand in tests, so a
+/// 30 s stall is tested without waiting 30 s.
+pub trait Clock: Send + Sync {
+    fn sleep(&self, duration: Duration) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
+}
+
+struct TokioClock;
+
+impl Clock for TokioClock {
+    fn sleep(&self, duration: Duration) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(tokio::time::sleep(duration))
+    }
+}
+
 /// The bytes of one run, in order.
 pub trait RunBody: Send {
     type Error: std::fmt::Display + Send;
@@ -83,7 +98,7 @@ pub struct Swarm {
     /// Verified bytes on disk.
     pub verified_bytes: AtomicU64,
     rate: Arc<RateLimiter>,
-    stall_timeout: Duration,
+    clock: Arc<dyn Clock>,
 }
 
 #[derive(Debug)]
@@ -118,7 +133,7 @@ impl Swarm {
             picker: Mutex::new(PiecePicker::new(have)),
             progress: Notify::new(),
             rate,
-            stall_timeout: STALL_TIMEOUT,
+            clock: Arc::new(TokioClock),
         }
     }
 
@@ -184,7 +199,10 @@ impl Swarm {
                 Pick::Done => return SourceEnd::Finished,
                 Pick::Wait => {
                     // Everything this source can give is being fetched already; wait for news.
-                    let _ = tokio::time::timeout(IDLE_RECHECK, self.progress.notified()).await;
+                    tokio::select! {
+                        _ = self.progress.notified() => {}
+                        _ = self.clock.sleep(IDLE_RECHECK) => {}
+                    }
                     continue;
                 }
             };
@@ -258,13 +276,15 @@ impl Swarm {
         let want = piece_len(self.size, piece) as usize;
         let mut buf = BUFFERS.take(want);
         while buf.len() < want {
-            let next = tokio::time::timeout(self.stall_timeout, body.next_chunk(want - buf.len()));
-            let Ok(next) = next.await else {
-                return Err(SourceEnd::Failed(format!(
-                    "{} sent nothing for {:?}",
-                    source.peer(),
-                    self.stall_timeout
-                )));
+            let next = tokio::select! {
+                biased;
+                next = body.next_chunk(want - buf.len()) => next,
+                _ = self.clock.sleep(STALL_TIMEOUT) => {
+                    return Err(SourceEnd::Failed(format!(
+                        "{} sent nothing for {STALL_TIMEOUT:?}",
+                        source.peer()
+                    )));
+                }
             };
             match next {
                 Ok(Some(chunk)) => {
@@ -378,10 +398,32 @@ mod tests {
         }
     }
 
+    /// Time that passes only when the test says so.
+    struct FakeClock {
+        now: tokio::sync::watch::Sender<Duration>,
+    }
+
+    impl FakeClock {
+        fn advance(&self, by: Duration) {
+            self.now.send_modify(|now| *now += by);
+        }
+    }
+
+    impl Clock for FakeClock {
+        fn sleep(&self, duration: Duration) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+            let mut now = self.now.subscribe();
+            let until = *now.borrow() + duration;
+            Box::pin(async move {
+                let _ = now.wait_for(|now| *now >= until).await;
+            })
+        }
+    }
+
     struct Setup {
         _dir: tempfile::TempDir,
         content: Bytes,
         swarm: Swarm,
+        clock: Arc<FakeClock>,
     }
 
     /// A swarm for a file of `pieces` pieces (the last one short), none held yet.
@@ -411,11 +453,15 @@ mod tests {
         };
         let rate = Arc::new(RateLimiter::new(Default::default()));
         let mut swarm = Swarm::new(file, list, Bitfield::new(pieces), rate);
-        swarm.stall_timeout = Duration::from_millis(200);
+        let clock = Arc::new(FakeClock {
+            now: tokio::sync::watch::Sender::new(Duration::ZERO),
+        });
+        swarm.clock = clock.clone();
         Setup {
             _dir: dir,
             content,
             swarm,
+            clock,
         }
     }
 
@@ -472,9 +518,16 @@ mod tests {
         let honest = fake(&s, "honest", Manner::Honest);
         let (staller_id, honest_id) = (s.swarm.add_source(None), s.swarm.add_source(None));
         let counters = (AtomicU64::new(0), AtomicU64::new(0));
+        let honest_then_time_passes = async {
+            let end = s.swarm.work(honest_id, &honest, &counters.1).await;
+            // The file is whole while the staller's 30 s have not even passed.
+            assert!(s.swarm.complete());
+            s.clock.advance(STALL_TIMEOUT);
+            end
+        };
         let (staller_end, honest_end) = tokio::join!(
             s.swarm.work(staller_id, &staller, &counters.0),
-            s.swarm.work(honest_id, &honest, &counters.1),
+            honest_then_time_passes,
         );
         match staller_end {
             SourceEnd::Failed(reason) => assert!(reason.contains("staller sent nothing")),
@@ -489,12 +542,21 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_stalled_run_goes_back_to_the_pool() {
+    async fn a_source_silent_for_30_s_is_dropped_and_its_run_goes_back_to_the_pool() {
         let s = setup(3);
         let staller = fake(&s, "staller", Manner::Stalls);
         let id = s.swarm.add_source(None);
-        let end = s.swarm.work(id, &staller, &AtomicU64::new(0)).await;
-        assert!(matches!(end, SourceEnd::Failed(_)), "{end:?}");
+        let delivered = AtomicU64::new(0);
+        let mut work = std::pin::pin!(s.swarm.work(id, &staller, &delivered));
+        // Real time here only bounds how long the worker is polled; it waits on the fake clock.
+        let poll = Duration::from_millis(50);
+        assert!(tokio::time::timeout(poll, &mut work).await.is_err());
+        s.clock.advance(STALL_TIMEOUT - Duration::from_secs(1));
+        let early = tokio::time::timeout(poll, &mut work).await;
+        assert!(early.is_err(), "still within the stall timeout");
+        s.clock.advance(Duration::from_secs(1));
+        let end = tokio::time::timeout(Duration::from_secs(5), &mut work).await;
+        assert!(matches!(end, Ok(SourceEnd::Failed(_))), "{end:?}");
         assert!(!s.swarm.complete());
         let next = s.swarm.add_source(None);
         assert_eq!(
@@ -535,9 +597,14 @@ mod tests {
             tokio::task::yield_now().await;
             s.swarm.set_available(partial_id, all);
         };
+        let partial_then_time_passes = async {
+            let end = s.swarm.work(partial_id, &partial, &counters.1).await;
+            s.clock.advance(STALL_TIMEOUT);
+            end
+        };
         let (_, partial_end, slow_end) = tokio::join!(
             announce,
-            s.swarm.work(partial_id, &partial, &counters.1),
+            partial_then_time_passes,
             s.swarm.work(slow_id, &slow, &counters.0),
         );
         assert!(

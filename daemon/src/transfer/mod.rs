@@ -5,6 +5,8 @@
 pub mod buffers;
 mod disk;
 pub mod download;
+#[cfg(test)]
+mod fakes;
 mod fetch;
 mod job;
 mod outcome;

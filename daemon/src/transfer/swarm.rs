@@ -324,100 +324,7 @@ impl Swarm {
 mod tests {
     use super::*;
     use crate::content::root_of;
-
-    /// How a fake source answers.
-    #[derive(Clone, Copy, PartialEq)]
-    enum Manner {
-        Honest,
-        /// Flips a byte in the first piece of every run.
-        Lies,
-        /// Answers the request, then sends nothing.
-        Stalls,
-        /// Reports a file one byte longer.
-        Resized,
-    }
-
-    struct Fake {
-        name: &'static str,
-        content: Bytes,
-        manner: Manner,
-        runs: Mutex<Vec<Range<u64>>>,
-    }
-
-    struct FakeBody {
-        rest: Bytes,
-        stalls: bool,
-    }
-
-    #[derive(Debug, thiserror::Error)]
-    #[error("fake source failed")]
-    struct FakeError;
-
-    impl PieceSource for Fake {
-        type Error = FakeError;
-        type Body = FakeBody;
-
-        fn peer(&self) -> &str {
-            self.name
-        }
-
-        fn describe(&self) -> &str {
-            "the test file"
-        }
-
-        async fn open_run(
-            &self,
-            pieces: Range<u64>,
-            bytes: Range<u64>,
-        ) -> Result<(u64, FakeBody), FakeError> {
-            self.runs.lock().unwrap().push(pieces);
-            let range = bytes.start as usize..bytes.end as usize;
-            let mut rest = self.content.get(range).ok_or(FakeError)?.to_vec();
-            if self.manner == Manner::Lies {
-                rest[0] ^= 1;
-            }
-            let size = self.content.len() as u64 + u64::from(self.manner == Manner::Resized);
-            let body = FakeBody {
-                rest: rest.into(),
-                stalls: self.manner == Manner::Stalls,
-            };
-            Ok((size, body))
-        }
-    }
-
-    impl RunBody for FakeBody {
-        type Error = FakeError;
-
-        async fn next_chunk(&mut self, max: usize) -> Result<Option<Bytes>, FakeError> {
-            if self.stalls {
-                std::future::pending::<()>().await;
-            }
-            // Odd-sized chunks, so pieces are assembled from several and cut mid-chunk.
-            let n = max.min(self.rest.len()).min(100_003);
-            Ok((n > 0).then(|| self.rest.split_to(n)))
-        }
-    }
-
-    /// Time that passes only when the test says so.
-    struct FakeClock {
-        now: tokio::sync::watch::Sender<Duration>,
-    }
-
-    impl FakeClock {
-        fn advance(&self, by: Duration) {
-            self.now.send_modify(|now| *now += by);
-        }
-    }
-
-    impl Clock for FakeClock {
-        fn sleep(&self, duration: Duration) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
-            let mut now = self.now.subscribe();
-            let until = *now.borrow() + duration;
-            Box::pin(async move {
-                let _ = now.wait_for(|now| *now >= until).await;
-            })
-        }
-    }
+    use crate::transfer::fakes::{Fake, FakeClock, Manner};
 
     struct Setup {
         _dir: tempfile::TempDir,
@@ -453,9 +360,7 @@ mod tests {
         };
         let rate = Arc::new(RateLimiter::new(Default::default()));
         let mut swarm = Swarm::new(file, list, Bitfield::new(pieces), rate);
-        let clock = Arc::new(FakeClock {
-            now: tokio::sync::watch::Sender::new(Duration::ZERO),
-        });
+        let clock = Arc::new(FakeClock::new());
         swarm.clock = clock.clone();
         Setup {
             _dir: dir,
@@ -472,6 +377,18 @@ mod tests {
             manner,
             runs: Mutex::default(),
         }
+    }
+
+    /// Runs `work`, then lets the stall timeout pass for the sources still waiting. Also
+    /// tells whether the file was whole before that.
+    async fn then_the_stall_passes(
+        setup: &Setup,
+        work: impl Future<Output = SourceEnd>,
+    ) -> (SourceEnd, bool) {
+        let end = work.await;
+        let whole = setup.swarm.complete();
+        setup.clock.advance(STALL_TIMEOUT);
+        (end, whole)
     }
 
     fn on_disk(setup: &Setup) -> Vec<u8> {
@@ -518,16 +435,13 @@ mod tests {
         let honest = fake(&s, "honest", Manner::Honest);
         let (staller_id, honest_id) = (s.swarm.add_source(None), s.swarm.add_source(None));
         let counters = (AtomicU64::new(0), AtomicU64::new(0));
-        let honest_then_time_passes = async {
-            let end = s.swarm.work(honest_id, &honest, &counters.1).await;
-            // The file is whole while the staller's 30 s have not even passed.
-            assert!(s.swarm.complete());
-            s.clock.advance(STALL_TIMEOUT);
-            end
-        };
-        let (staller_end, honest_end) = tokio::join!(
+        let (staller_end, (honest_end, whole_before_the_stall)) = tokio::join!(
             s.swarm.work(staller_id, &staller, &counters.0),
-            honest_then_time_passes,
+            then_the_stall_passes(&s, s.swarm.work(honest_id, &honest, &counters.1)),
+        );
+        assert!(
+            whole_before_the_stall,
+            "the honest source did not wait out the staller"
         );
         match staller_end {
             SourceEnd::Failed(reason) => assert!(reason.contains("staller sent nothing")),
@@ -597,14 +511,9 @@ mod tests {
             tokio::task::yield_now().await;
             s.swarm.set_available(partial_id, all);
         };
-        let partial_then_time_passes = async {
-            let end = s.swarm.work(partial_id, &partial, &counters.1).await;
-            s.clock.advance(STALL_TIMEOUT);
-            end
-        };
-        let (_, partial_end, slow_end) = tokio::join!(
+        let (_, (partial_end, _), slow_end) = tokio::join!(
             announce,
-            partial_then_time_passes,
+            then_the_stall_passes(&s, s.swarm.work(partial_id, &partial, &counters.1)),
             s.swarm.work(slow_id, &slow, &counters.0),
         );
         assert!(

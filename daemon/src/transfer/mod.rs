@@ -1,9 +1,21 @@
-//! Downloads (wishlist, scheduling, resume) and uploads (slots, streaming), plus the
-//! pure decisions they share in `plan`.
+//! Downloads (wishlist, scheduling, resume) and uploads (slots, streaming). The decisions
+//! are pure and tested on their own: `plan`, `queue`, `outcome`, `picker`, `rate`; the
+//! swarm runs over the `PieceSource` trait, so it is tested with in-memory sources.
 
 pub mod buffers;
+mod disk;
 pub mod download;
+#[cfg(test)]
+mod fakes;
+mod fetch;
+mod job;
+mod outcome;
+mod part;
+pub mod partials;
+mod peer_source;
+pub mod picker;
 pub mod plan;
+mod queue;
 pub mod rate;
 pub mod swarm;
 pub mod upload;

@@ -1,0 +1,169 @@
+//! Peers as swarm sources: the `PieceSource` adapter over a QUIC connection (`Read` to a
+//! peer holding the whole file, `ReadPieces` to one still downloading it), and asking peers
+//! with `Have` which of them hold the content, and which pieces of it.
+
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::task::JoinSet;
+
+use super::picker::SourceId;
+use super::swarm::{PieceSource, RunBody, Swarm};
+use crate::content::{Bitfield, Hash};
+use crate::net::peers::PeerTable;
+use crate::net::rpc::{self, Holding, RpcError};
+use crate::wire::RESET_FILE_CHANGED;
+
+/// How long a peer gets to answer "do you have this content?".
+const HAVE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often a peer still downloading the file is asked which pieces it holds now: one
+/// small request per partial source per interval, for as long as the fetch runs.
+const AVAILABILITY_INTERVAL: Duration = Duration::from_secs(3);
+
+/// One peer the file can come from.
+#[derive(Clone)]
+pub struct PeerSource {
+    pub peer: String,
+    pub connection: quinn::Connection,
+    /// The file's path on a peer holding it whole (read with `Read`); `None` for a peer
+    /// still downloading it (read by root with `ReadPieces`).
+    pub path: Option<String>,
+    pub root: Hash,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PeerSourceError {
+    #[error(transparent)]
+    Request(#[from] RpcError),
+    #[error("{what} changed on {peer} during the transfer")]
+    Changed { what: String, peer: String },
+    #[error(transparent)]
+    Read(#[from] quinn::ReadError),
+}
+
+/// The body of one `Read` or `ReadPieces` answer.
+pub struct PeerBody {
+    recv: quinn::RecvStream,
+    what: String,
+    peer: String,
+}
+
+impl PieceSource for PeerSource {
+    type Error = PeerSourceError;
+    type Body = PeerBody;
+
+    fn peer(&self) -> &str {
+        &self.peer
+    }
+
+    fn describe(&self) -> &str {
+        self.path.as_deref().unwrap_or("the partial file")
+    }
+
+    async fn open_run(
+        &self,
+        pieces: Range<u64>,
+        bytes: Range<u64>,
+    ) -> Result<(u64, PeerBody), PeerSourceError> {
+        let (size, _mtime, recv) = match &self.path {
+            Some(path) => rpc::read(&self.connection, path, bytes.start, Some(bytes.end)).await,
+            None => rpc::read_pieces(&self.connection, self.root, pieces).await,
+        }?;
+        let body = PeerBody {
+            recv,
+            what: self.describe().to_string(),
+            peer: self.peer.clone(),
+        };
+        Ok((size, body))
+    }
+}
+
+impl RunBody for PeerBody {
+    type Error = PeerSourceError;
+
+    async fn next_chunk(&mut self, max: usize) -> Result<Option<Bytes>, PeerSourceError> {
+        match self.recv.read_chunk(max, true).await {
+            Ok(chunk) => Ok(chunk.map(|c| c.bytes)),
+            Err(quinn::ReadError::Reset(code))
+                if code.into_inner() == u64::from(RESET_FILE_CHANGED) =>
+            {
+                Err(PeerSourceError::Changed {
+                    what: self.what.clone(),
+                    peer: self.peer.clone(),
+                })
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// Connected peers other than `named` holding content with this root and size: extra
+/// sources for the swarm, each with the pieces it holds if it is still downloading the file
+/// itself. Sorted by peer name.
+pub async fn other_holders(
+    peers: &PeerTable,
+    named: &str,
+    root: Hash,
+    size: u64,
+) -> Vec<(PeerSource, Option<Bitfield>)> {
+    let mut asks = JoinSet::new();
+    for other in peers.all().into_iter().filter(|p| p.name != named) {
+        asks.spawn(async move {
+            let found =
+                tokio::time::timeout(HAVE_TIMEOUT, rpc::have(&other.connection, root)).await;
+            let (path, pieces) = match found {
+                Ok(Ok(Some(holding))) if holding.size() == size => match holding {
+                    Holding::Complete { path, .. } => (Some(path), None),
+                    Holding::Partial { pieces, .. } => (None, Some(pieces)),
+                },
+                _ => return None,
+            };
+            let source = PeerSource {
+                peer: other.name.clone(),
+                connection: other.connection.clone(),
+                path,
+                root,
+            };
+            Some((source, pieces))
+        });
+    }
+    let mut sources = Vec::new();
+    while let Some(found) = asks.join_next().await {
+        if let Ok(Some(source)) = found {
+            sources.push(source);
+        }
+    }
+    sources.sort_by(|(a, _), (b, _)| a.peer.cmp(&b.peer));
+    sources
+}
+
+/// Asks the partial sources of a fetch which pieces they hold, every
+/// `AVAILABILITY_INTERVAL`, until none is left at work. Answers other than a bitfield for
+/// the same size leave a source's availability as it was: a source that can no longer serve
+/// is dropped when its next read is refused.
+pub async fn refresh_availability(
+    swarm: Arc<Swarm>,
+    mut partial: Vec<(SourceId, quinn::Connection)>,
+) {
+    loop {
+        tokio::time::sleep(AVAILABILITY_INTERVAL).await;
+        partial.retain(|(id, _)| swarm.is_partial_and_active(*id));
+        if partial.is_empty() {
+            return;
+        }
+        let root = swarm.root;
+        let asks = partial.iter().map(|(id, connection)| async move {
+            let answer = tokio::time::timeout(HAVE_TIMEOUT, rpc::have(connection, root)).await;
+            (*id, answer)
+        });
+        for (id, answer) in futures_util::future::join_all(asks).await {
+            if let Ok(Ok(Some(Holding::Partial { size, pieces }))) = answer {
+                if size == swarm.size {
+                    swarm.set_available(id, pieces);
+                }
+            }
+        }
+    }
+}

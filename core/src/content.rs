@@ -108,6 +108,15 @@ impl Bitfield {
         }
     }
 
+    /// `len` pieces of which those in `held` are set.
+    pub fn with_pieces(len: u64, held: impl IntoIterator<Item = u64>) -> Self {
+        let mut bitfield = Self::new(len);
+        for piece in held {
+            bitfield.set(piece);
+        }
+        bitfield
+    }
+
     pub fn len(&self) -> u64 {
         self.len
     }

@@ -11,6 +11,7 @@ pub mod http_guard;
 pub mod http_range;
 pub mod peer_name;
 pub mod peer_policy;
+pub mod picker;
 pub mod plan;
 pub mod portmap;
 pub mod punch;

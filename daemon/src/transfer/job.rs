@@ -313,8 +313,8 @@ impl Job {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::content::Bitfield;
     use crate::content::PIECE_SIZE;
-    use crate::transfer::picker::bits;
 
     fn job(files: &[(String, FileRecord)]) -> Job {
         let record = DownloadRecord {
@@ -329,7 +329,7 @@ mod tests {
     }
 
     fn file(size: u64, state: FileState, pieces_held: &[u64]) -> FileRecord {
-        let have = bits(
+        let have = Bitfield::with_pieces(
             crate::content::piece_count(size),
             pieces_held.iter().copied(),
         );

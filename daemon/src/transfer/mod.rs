@@ -13,7 +13,7 @@ mod outcome;
 mod part;
 pub mod partials;
 mod peer_source;
-pub mod picker;
+pub use harddrive_party_core::picker;
 pub mod plan;
 mod queue;
 pub mod rate;

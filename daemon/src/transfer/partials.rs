@@ -90,13 +90,13 @@ impl Drop for OfferGuard {
 mod tests {
     use super::*;
     use crate::content::hash_piece;
+    use crate::content::Bitfield;
     use crate::net::rpc::ContentHashes;
-    use crate::transfer::picker::bits;
     use std::fs::File;
 
     #[test]
     fn partial_holders_serve_only_verified_pieces_within_the_file() {
-        let have = bits(5, [1, 2, 4]);
+        let have = Bitfield::with_pieces(5, [1, 2, 4]);
         assert_eq!(check_served(&have, 1..3), Ok(()));
         assert_eq!(check_served(&have, 4..5), Ok(()));
         assert_eq!(check_served(&have, 0..2), Err(WireError::NotHeld));

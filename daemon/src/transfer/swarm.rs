@@ -505,7 +505,7 @@ mod tests {
         let slow = fake(&s, "slow", Manner::Stalls);
         let slow_id = s.swarm.add_source(None);
         let partial_id = s.swarm.add_source(Some(Bitfield::new(4)));
-        let all = crate::transfer::picker::bits(4, 0..4);
+        let all = crate::content::Bitfield::with_pieces(4, 0..4);
         let counters = (AtomicU64::new(0), AtomicU64::new(0));
         let announce = async {
             tokio::task::yield_now().await;

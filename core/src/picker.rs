@@ -214,16 +214,6 @@ impl PiecePicker {
     }
 }
 
-/// A bitfield of `len` pieces holding `set`, for tests.
-#[cfg(test)]
-pub(crate) fn bits(len: u64, set: impl IntoIterator<Item = u64>) -> Bitfield {
-    let mut b = Bitfield::new(len);
-    for i in set {
-        b.set(i);
-    }
-    b
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -265,7 +255,7 @@ mod tests {
 
     #[test]
     fn runs_skip_pieces_already_held() {
-        let mut p = PiecePicker::new(bits(6, [1, 3]));
+        let mut p = PiecePicker::new(Bitfield::with_pieces(6, [1, 3]));
         p.add_source(None);
         p.add_source(None);
         assert_eq!(p.pick(0, 8), Pick::Run(0..1));
@@ -276,8 +266,8 @@ mod tests {
     #[test]
     fn partial_sources_get_only_pieces_they_hold() {
         let mut p = picker(12, 1);
-        let a = p.add_source(Some(bits(12, [0, 1, 2, 5, 6])));
-        let b = p.add_source(Some(bits(12, [2, 3, 4, 9])));
+        let a = p.add_source(Some(Bitfield::with_pieces(12, [0, 1, 2, 5, 6])));
+        let b = p.add_source(Some(Bitfield::with_pieces(12, [2, 3, 4, 9])));
         // Runs stop at the first piece the partial source lacks.
         assert_eq!(p.pick(a, 8), Pick::Run(0..3));
         assert_eq!(p.pick(b, 8), Pick::Run(3..5));
@@ -309,15 +299,15 @@ mod tests {
         );
         assert!(p.is_partial_and_active(a));
         assert!(!p.is_partial_and_active(0));
-        p.set_available(a, bits(4, [2, 3]));
+        p.set_available(a, Bitfield::with_pieces(4, [2, 3]));
         assert_eq!(p.pick(a, 8), Pick::Run(2..4));
         // A bitfield for another piece count is ignored; a complete source stays complete.
-        p.set_available(a, bits(5, [0, 1, 2, 3, 4]));
+        p.set_available(a, Bitfield::with_pieces(5, [0, 1, 2, 3, 4]));
         p.set_available(0, Bitfield::new(4));
         assert_eq!(p.pick(a, 8), Pick::Wait);
         assert_eq!(p.pick(0, 8), Pick::Run(0..2));
         // A partial bitfield of the wrong length at the start counts as holding nothing.
-        let c = p.add_source(Some(bits(9, [0, 1])));
+        let c = p.add_source(Some(Bitfield::with_pieces(9, [0, 1])));
         assert!(p.is_partial_and_active(c));
         p.abandon(0, 0..2);
         assert_eq!(p.pick(c, 8), Pick::Wait);
@@ -326,7 +316,7 @@ mod tests {
     #[test]
     fn a_partial_source_stops_waiting_once_no_complete_source_is_left() {
         let mut p = picker(4, 2);
-        let a = p.add_source(Some(bits(4, [0])));
+        let a = p.add_source(Some(Bitfield::with_pieces(4, [0])));
         assert_eq!(p.pick(a, 8), Pick::Run(0..1));
         assert_eq!(p.pick(a, 8), Pick::Wait);
         p.ended(0);
@@ -338,7 +328,7 @@ mod tests {
         assert!(!p.is_partial_and_active(a));
         // A partial source that lies is dropped like any other.
         let mut p = picker(4, 1);
-        let liar = p.add_source(Some(bits(4, [0, 1, 2, 3])));
+        let liar = p.add_source(Some(Bitfield::with_pieces(4, [0, 1, 2, 3])));
         assert_eq!(p.pick(liar, 8), Pick::Run(0..4));
         p.mark_bad(liar);
         assert_eq!(p.pick(liar, 8), Pick::Done);
@@ -348,13 +338,13 @@ mod tests {
     #[test]
     fn verified_bytes_count_the_short_last_piece_by_its_length() {
         let size = 2 * crate::content::PIECE_SIZE + 10;
-        assert_eq!(verified_bytes(size, &bits(3, [])), 0);
+        assert_eq!(verified_bytes(size, &Bitfield::with_pieces(3, [])), 0);
         assert_eq!(
-            verified_bytes(size, &bits(3, [1])),
+            verified_bytes(size, &Bitfield::with_pieces(3, [1])),
             crate::content::PIECE_SIZE
         );
         assert_eq!(
-            verified_bytes(size, &bits(3, [0, 2])),
+            verified_bytes(size, &Bitfield::with_pieces(3, [0, 2])),
             crate::content::PIECE_SIZE + 10
         );
     }

@@ -2,10 +2,10 @@
 //! expanded into per-file records, scheduled under total and per-peer limits, fetched into
 //! `.part` files that resume by appending, and renamed only when complete and synced.
 
+use portable_atomic::AtomicU64;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::OpenOptions;
 use std::path::PathBuf;
-use portable_atomic::AtomicU64;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};

@@ -2,11 +2,11 @@
 //! against the verified piece list before it is written at its offset; the whole file is
 //! re-hashed before it is marked complete. The piece picker is a pure struct.
 
+use portable_atomic::AtomicU64;
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
-use portable_atomic::AtomicU64;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

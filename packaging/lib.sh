@@ -1,7 +1,10 @@
-# Shared helpers for the packaging scripts; source it, do not run it.
+# Helpers for the packaging scripts, on top of ci/lib.sh (stages, log/die, apt_install,
+# retry, free_port, wait_http, stop_pid); source it, do not run it.
 # shellcheck shell=bash
 
 PKG_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=ci/lib.sh
+source "$PKG_ROOT/ci/lib.sh"
 # Build into a target dir of our own so packaging never fights the debug builds of ci/test.
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR_PKG:-$PKG_ROOT/target/pkg}
 DIST=${DIST:-$PKG_ROOT/target/dist}
@@ -10,11 +13,13 @@ DIST=${DIST:-$PKG_ROOT/target/dist}
 HDP_TOOLS=${HDP_TOOLS:-/opt/hdp-tools}
 PKG_NAME=harddrive-party
 # shellcheck disable=SC2034  # used by the scripts that source this
-# The three release targets and what each packaging format calls them.
-STATIC_TARGETS=(x86_64-unknown-linux-musl aarch64-unknown-linux-musl armv7-unknown-linux-musleabihf)
-
-log() { printf '%s\n' "--- $*" >&2; }
-die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+# The release targets and what each packaging format calls them: five static binaries and
+# .ipk packages (the two MIPS ones are 32-bit, soft-float, as OpenWrt builds mips_24kc and
+# mipsel_24kc), .debs for the three Debian architectures among them.
+STATIC_TARGETS=(x86_64-unknown-linux-musl aarch64-unknown-linux-musl armv7-unknown-linux-musleabihf
+  mipsel-unknown-linux-musl mips-unknown-linux-musl)
+# shellcheck disable=SC2034
+DEB_TARGETS=(x86_64-unknown-linux-musl aarch64-unknown-linux-musl armv7-unknown-linux-musleabihf)
 
 # The crate version from Cargo.toml's [workspace.package].
 pkg_version() {
@@ -50,65 +55,13 @@ ipk_arch() {
     x86_64-*) echo x86_64 ;;
     aarch64-*) echo aarch64_cortex-a53 ;;
     armv7-*) echo arm_cortex-a7_neon-vfpv4 ;;
+    mipsel-*) echo mipsel_24kc ;;
+    mips-*) echo mips_24kc ;;
     *) die "no OpenWrt architecture for $1" ;;
   esac
 }
 
 static_binary() { echo "$DIST/bin/$PKG_NAME-$1"; }
-
-# Installs the Debian packages that are missing, idempotently, with bounded retries; waits
-# for another apt to release its lock instead of failing.
-apt_install() {
-  local missing=() p
-  for p in "$@"; do
-    dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed$' || missing+=("$p")
-  done
-  [ ${#missing[@]} -eq 0 ] && return 0
-  log "apt-get install ${missing[*]}"
-  local attempt
-  for attempt in 1 2 3 4; do
-    if apt-get -o DPkg::Lock::Timeout=300 -o Acquire::Retries=3 update -qq &&
-      DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 -o Acquire::Retries=3 \
-        install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; then
-      return 0
-    fi
-    log "apt attempt $attempt failed; retrying"
-    sleep $((attempt * 5))
-  done
-  die "could not install ${missing[*]}"
-}
-
-# Runs a command with bounded retries (network-bound installs).
-retry() {
-  local attempt
-  for attempt in 1 2 3; do
-    "$@" && return 0
-    log "attempt $attempt of '$*' failed; retrying"
-    sleep $((attempt * 5))
-  done
-  return 1
-}
-
-# A port that no TCP or UDP socket uses now (racy by nature: callers check the daemon started).
-free_port() {
-  local port hex
-  while :; do
-    port=$((20000 + RANDOM % 40000))
-    hex=$(printf ':%04X ' "$port")
-    cat /proc/net/tcp /proc/net/tcp6 /proc/net/udp /proc/net/udp6 2>/dev/null | grep -q "$hex" || break
-  done
-  echo "$port"
-}
-
-# Waits until URL answers, at most $2 seconds.
-wait_http() {
-  local url=$1 deadline=$(($(date +%s) + ${2:-30}))
-  while [ "$(date +%s)" -lt "$deadline" ]; do
-    curl -fsS -m 2 "$url" >/dev/null 2>&1 && return 0
-    sleep 0.3
-  done
-  return 1
-}
 
 # The newest file in $DIST matching a glob, e.g. latest_dist "harddrive-party_*_amd64.deb".
 latest_dist() {

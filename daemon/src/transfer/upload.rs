@@ -5,11 +5,12 @@
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::ops::Range;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, UNIX_EPOCH};
 
 use bytes::Bytes;
+use portable_atomic::AtomicU64;
 use tokio::sync::{mpsc, Semaphore};
 
 use super::buffers::{PooledBuf, BUFFERS};

@@ -59,6 +59,7 @@ fn start(settings: Settings) -> anyhow::Result<()> {
         listen: settings.listen,
         mdns: settings.mdns,
         upnp: settings.upnp,
+        trust: settings.trust,
         stun_servers: settings.stun_servers,
         stun_interval: settings.stun_interval,
         keep_alive_interval: settings.keep_alive_interval,

@@ -195,14 +195,6 @@ fn lab_daemon(root: &Path, label: &str, site: &Site) -> Daemon {
         .args(&["--stun-server", STUN_A, "--stun-server", STUN_B])
 }
 
-fn connected_entry(d: &Daemon, name: &str) -> Option<serde_json::Value> {
-    d.cli_json(&["peers", "--json"])
-        .as_array()?
-        .iter()
-        .find(|p| p["name"] == name && p["connected"] == true)
-        .cloned()
-}
-
 fn mapped_daemon_is_dialled_directly(tag: &str, protocol: Protocol) {
     let tmp = tempfile::tempdir().unwrap();
     let mut lab = Lab::new(tag);
@@ -286,7 +278,7 @@ fn mapped_daemon_is_dialled_directly(tag: &str, protocol: Protocol) {
         "no DNAT to {target} in the router:\n{rules}"
     );
 
-    // Only the public side dials; the home daemon never runs `connect`.
+    // Only the public side runs `connect`; the home daemon approves its request.
     wait_for(
         "the outside peer to classify itself",
         Duration::from_secs(20),
@@ -294,18 +286,26 @@ fn mapped_daemon_is_dialled_directly(tag: &str, protocol: Protocol) {
     );
     let (dn, pn) = (d.name(), p.name());
     p.cli_ok(&["connect", &d.announce()]);
-    let (p_entry, _) = wait_for(
-        "both ends to see the connection",
+    // The outside peer's request reached the home daemon through the mapping, before the
+    // home daemon dialled anything.
+    wait_for(
+        "the outside peer's request at home",
         Duration::from_secs(20),
-        || Some((connected_entry(&p, &dn)?, connected_entry(&d, &pn)?)),
+        || (d.peer(&pn)?["trust"] == "pending").then_some(()),
     );
-    assert_eq!(p_entry["connection"], "direct", "{p_entry}");
-    assert_eq!(p_entry["remote_address"], external.to_string(), "{p_entry}");
     let log = d.log_text();
     assert!(
         !log.contains("punch") && !log.contains("reaching "),
         "the home daemon dialled or punched:\n{log}"
     );
+    d.cli_ok(&["approve", &pn]);
+    let (p_entry, _) = wait_for(
+        "both ends to see the connection",
+        Duration::from_secs(20),
+        || Some((p.connected_entry(&dn)?, d.connected_entry(&pn)?)),
+    );
+    assert_eq!(p_entry["connection"], "direct", "{p_entry}");
+    assert_eq!(p_entry["remote_address"], external.to_string(), "{p_entry}");
     wait_indexed(&d, 2);
     let id = p.download(&format!("{dn}/Home/data.bin"));
     let done = p.wait_download_done(id, Duration::from_secs(30));
@@ -322,7 +322,7 @@ fn mapped_daemon_is_dialled_directly(tag: &str, protocol: Protocol) {
             || d.log_text().contains("port mapping renewed").then_some(()),
         );
         assert!(forwardings(&home).contains(&target));
-        assert!(connected_entry(&p, &dn).is_some());
+        assert!(p.connected_entry(&dn).is_some());
     }
 
     d.stop();

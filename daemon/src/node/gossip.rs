@@ -68,6 +68,7 @@ impl Node {
             &self.identity.public_key,
             known.as_ref(),
             connected,
+            self.trust,
         );
         let (record, changed, then) = match verdict {
             AnnounceVerdict::Remember {
@@ -95,6 +96,9 @@ impl Node {
             FollowUp::Dial => {
                 tracing::info!("{from} told us about {name}; connecting");
                 self.dial_later(address, DialReason::Gossiped);
+            }
+            FollowUp::Nothing if known.is_none() => {
+                tracing::info!("{from} introduced {name}: a suggestion until approved");
             }
             FollowUp::Nothing => {}
         }
@@ -168,6 +172,7 @@ impl Node {
             known.as_ref(),
             connected,
             dial_due,
+            self.trust,
         ) {
             Ok(action) => action,
             Err(why) => {
@@ -179,6 +184,9 @@ impl Node {
             if let Err(e) = self.store.put_known_peer(&name, &action.record) {
                 tracing::warn!("cannot remember peer {name}: {e}");
             }
+        }
+        if known.is_none() && !action.dial_now {
+            tracing::info!("found {name} on the LAN at {}: a suggestion", found.addr);
         }
         if action.dial_now {
             tracing::info!("found {name} on the LAN at {}; connecting", found.addr);

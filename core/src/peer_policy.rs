@@ -815,14 +815,9 @@ mod tests {
     #[test]
     fn at_most_64_requests_are_kept_the_oldest_dropped() {
         let mut pending = PendingRequests::default();
+        // Keys 0..=64 all have distinct names (the name comes from the first bytes).
         for i in 0..=MAX_PENDING as u8 {
-            pending.record(request(
-                [
-                    i, i, i, i, i, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-                    0, 0, 0, 0, 0, 1,
-                ],
-                0,
-            ));
+            pending.record(request([i; 32], u64::from(i)));
         }
         assert_eq!(pending.iter().count(), MAX_PENDING);
         assert!(

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use harddrive_party::announce::{AnnounceAddress, NatType};
-use lab::{Lab, Nat, Site, STUN_A, STUN_B};
+use lab::{Lab, Nat, Site};
 
 /// The chains miniupnpd fills (its defaults: table `filter`, family inet), hooked in beside
 /// the lab's own NAT table. Made here rather than with its init script, which writes to a
@@ -189,12 +189,6 @@ fn forwardings(site: &Site) -> String {
     String::from_utf8_lossy(&out.stdout).to_string()
 }
 
-fn lab_daemon(root: &Path, label: &str, site: &Site) -> Daemon {
-    Daemon::new(root, label)
-        .in_netns(&site.host, &format!("{}:0", site.host_ip))
-        .args(&["--stun-server", STUN_A, "--stun-server", STUN_B])
-}
-
 fn mapped_daemon_is_dialled_directly(tag: &str, protocol: Protocol) {
     let tmp = tempfile::tempdir().unwrap();
     let mut lab = Lab::new(tag);
@@ -206,7 +200,7 @@ fn mapped_daemon_is_dialled_directly(tag: &str, protocol: Protocol) {
     if protocol == Protocol::Upnp {
         // Off by default in the harness; `--no-upnp` must also hold with a router that
         // would map.
-        let mut off = lab_daemon(tmp.path(), "off", &home);
+        let mut off = home.daemon(tmp.path(), "off");
         off.start();
         std::thread::sleep(Duration::from_secs(4));
         let info = off.api_get("/api/info");
@@ -218,10 +212,8 @@ fn mapped_daemon_is_dialled_directly(tag: &str, protocol: Protocol) {
 
     let share = tmp.path().join("share/Home");
     write_random_file(&share.join("data.bin"), 256 * 1024, 7);
-    let mut d = lab_daemon(tmp.path(), "home", &home)
-        .with_upnp()
-        .share(&share);
-    let mut p = lab_daemon(tmp.path(), "outside", &outside);
+    let mut d = home.daemon(tmp.path(), "home").with_upnp().share(&share);
+    let mut p = outside.daemon(tmp.path(), "outside");
     d.start();
     p.start();
     let info = wait_for(

@@ -12,12 +12,10 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::*;
-use lab::{Lab, Nat, Site, STUN_A, STUN_B, TURN_PASSWORD, TURN_USER};
+use lab::{Lab, Nat, Site, STUN_A, TURN_PASSWORD, TURN_USER};
 
 fn lab_daemon(root: &Path, label: &str, site: &Site, turn: bool) -> Daemon {
-    let mut d = Daemon::new(root, label)
-        .in_netns(&site.host, &format!("{}:0", site.host_ip))
-        .args(&["--stun-server", STUN_A, "--stun-server", STUN_B]);
+    let mut d = site.daemon(root, label);
     if turn {
         d = d.args(&[
             "--turn-server",

@@ -119,6 +119,16 @@ fn gossiped_peers_are_suggestions_and_trust_introduced_restores_the_old_way() {
     assert!(!b.connected_to(&cn), "a suggestion was dialled");
     // Approved on both sides, they connect.
     b.cli_ok(&["approve", &cn]);
+    // B dials C, which does not count B as a friend yet: B's user is told so.
+    wait_for(
+        "b to learn it awaits approval",
+        Duration::from_secs(10),
+        || {
+            b.log_text()
+                .contains(&format!("{cn} has not approved us yet"))
+                .then_some(())
+        },
+    );
     c.approve(&bn);
     wait_for("b and c to connect", Duration::from_secs(20), || {
         (b.connected_to(&cn) && c.connected_to(&bn)).then_some(())

@@ -25,8 +25,18 @@ impl Node {
         conn: quinn::Connection,
         outbound: bool,
     ) {
-        if let Err(e) = rpc::announce(&conn, self.announce_address()).await {
-            tracing::debug!("self-announce to {name} failed: {e}");
+        match rpc::announce(&conn, self.announce_address()).await {
+            Ok(()) => {}
+            // The user who ran `connect` should learn why nothing works: the other side
+            // has our request and must approve it (we keep redialling with backoff).
+            Err(rpc::RpcError::Refused(WireError::NotAFriend)) => {
+                tracing::info!(
+                    "{name} has not approved us yet: it lists {} as a request to approve",
+                    self.identity.name
+                );
+                return;
+            }
+            Err(e) => tracing::debug!("self-announce to {name} failed: {e}"),
         }
         for other in self.peers.all().into_iter().filter(|p| p.name != name) {
             if let Ok(Some(known)) = self.store.known_peer(&other.name) {

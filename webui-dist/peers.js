@@ -1,5 +1,6 @@
 // Your announce address (text, QR code, copy) and the peers: connect by pasting a friend's
-// address, see who is online, disconnect or reconnect.
+// address, see who is online, disconnect or reconnect; approve or block requests and
+// suggestions (only friends are served: PROTOCOL.md §8.9).
 import { api } from './api.js';
 import { h, field, busy, copyText, toast } from './ui.js';
 
@@ -39,10 +40,31 @@ export function peersScreen(main, ctx) {
     h('section', { class: 'card', 'aria-labelledby': 'connect-h' }, h('h2', { id: 'connect-h' }, 'Connect to a friend'), form),
     h('h2', {}, 'Known peers'), status, list));
 
+  function trustAction(p, action, label, cls) {
+    const b = h('button', { type: 'button', class: cls, 'aria-label': `${label} ${p.name}` }, label);
+    b.addEventListener('click', () => busy(b, `${label}…`, async () => {
+      await api(`/api/peers/${action}`, { method: 'POST', body: { peer: p.name } });
+      load();
+    }));
+    return b;
+  }
+
+  function stateText(p) {
+    if (p.connected) return 'Online';
+    if (p.trust === 'pending') return 'Asks to be your friend';
+    if (p.trust === 'suggested') return p.lan ? 'Suggested: on your network' : `Suggested by ${p.introduced_by}`;
+    if (p.trust === 'blocked') return 'Blocked';
+    return p.disconnected_by_user ? 'Disconnected' : 'Offline';
+  }
+
   function peerItem(p) {
     const dot = h('span', { class: `dot ${p.connected ? 'on' : 'off'}`, 'aria-hidden': 'true' });
     const actions = h('div', { class: 'buttons' });
-    if (p.connected) {
+    if (p.trust === 'pending' || p.trust === 'suggested') {
+      actions.append(trustAction(p, 'approve', 'Approve', 'primary'), trustAction(p, 'block', 'Block', 'danger'));
+    } else if (p.trust === 'blocked') {
+      actions.append(trustAction(p, 'unblock', 'Unblock', 'secondary'));
+    } else if (p.connected) {
       actions.append(h('a', { class: 'button secondary', href: `#/browse?path=${encodeURIComponent(p.name)}` }, 'Browse'));
       const b = h('button', { type: 'button', class: 'danger', 'aria-label': `Disconnect ${p.name}` }, 'Disconnect');
       b.addEventListener('click', () => busy(b, 'Disconnecting…', async () => {
@@ -59,7 +81,7 @@ export function peersScreen(main, ctx) {
       actions.append(b);
     }
     return h('li', { class: 'card peer', 'data-peer': p.name },
-      h('div', { class: 'head' }, h('h3', { class: 'name' }, p.name), h('span', { class: 'state' }, dot, p.connected ? 'Online' : (p.disconnected_by_user ? 'Disconnected' : 'Offline'))),
+      h('div', { class: 'head' }, h('h3', { class: 'name' }, p.nickname ? `${p.nickname} (${p.name})` : p.name), h('span', { class: 'state' }, dot, stateText(p))),
       p.remote_address ? h('p', { class: 'meta mono' }, p.remote_address) : null,
       actions);
   }
@@ -68,7 +90,9 @@ export function peersScreen(main, ctx) {
     try {
       const peers = await api('/api/peers');
       const online = peers.filter((p) => p.connected).length;
-      status.textContent = peers.length ? `${online} of ${peers.length} online` : 'No peers yet: connect to a friend above.';
+      const asking = peers.filter((p) => p.trust === 'pending').length;
+      status.textContent = (peers.length ? `${online} of ${peers.length} online` : 'No peers yet: connect to a friend above.')
+        + (asking ? `; ${asking} asking to be your friend` : '');
       list.replaceChildren(...peers.map(peerItem));
     } catch (e) {
       status.textContent = e.message;

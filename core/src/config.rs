@@ -95,6 +95,10 @@ pub struct Layer {
     /// Host names the web UI may be reached by, beyond IP addresses, `localhost` and this
     /// machine's hostname (the DNS-rebinding check).
     pub allowed_hosts: Option<Vec<String>>,
+    /// A friend's introduction of a third party makes a friend, not a suggestion.
+    pub trust_introduced: Option<bool>,
+    /// A peer found on the LAN (mDNS) is a friend, not a suggestion.
+    pub lan_trust: Option<bool>,
 }
 
 /// Accepts `"5MB"`-style strings or plain numbers of bytes per second.
@@ -134,6 +138,8 @@ pub struct Settings {
     pub db_cache: usize,
     pub quic_window: u32,
     pub allowed_hosts: Vec<String>,
+    /// Both off by default: only the user makes friends.
+    pub trust: crate::peer_policy::TrustSettings,
 }
 
 /// A setting the API can also change and store: a value given at start (flag, environment or
@@ -226,6 +232,8 @@ impl Layer {
             db_cache: self.db_cache.or(lower.db_cache),
             quic_window: self.quic_window.or(lower.quic_window),
             allowed_hosts: self.allowed_hosts.or(lower.allowed_hosts),
+            trust_introduced: self.trust_introduced.or(lower.trust_introduced),
+            lan_trust: self.lan_trust.or(lower.lan_trust),
         }
     }
 
@@ -293,6 +301,10 @@ impl Layer {
                 peer_download: self.peer_download_limit,
             },
             allowed_hosts: self.allowed_hosts.unwrap_or_default(),
+            trust: crate::peer_policy::TrustSettings {
+                trust_introduced: self.trust_introduced.unwrap_or(false),
+                lan_trust: self.lan_trust.unwrap_or(false),
+            },
             storage,
         }
     }
@@ -349,6 +361,11 @@ mod tests {
         assert!(!s.mdns);
         assert!(!s.upnp);
         assert!(Layer::default().settle(defaults()).upnp);
+        assert_eq!(
+            Layer::default().settle(defaults()).trust,
+            crate::peer_policy::TrustSettings::default(),
+            "nobody is trusted without the user"
+        );
         assert_eq!(s.max_downloads, 4);
         assert_eq!(s.ui_address, DEFAULT_UI_ADDRESS);
         assert_eq!(s.threads, 2);

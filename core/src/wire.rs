@@ -98,6 +98,9 @@ pub enum HaveReply {
         size: u64,
         pieces: Vec<u8>,
     },
+    /// The request was refused (`NotAFriend`). Appended, so older variants keep their
+    /// encoding.
+    Refused(WireError),
 }
 
 impl HaveReply {
@@ -137,6 +140,10 @@ pub enum WireError {
     Io(String),
     #[error("the sharing peer does not hold all of those pieces (yet)")]
     NotHeld,
+    /// Every request from a peer that is not a friend gets this, and nothing else: no share
+    /// name, no hint of what is shared. Appended, so older variants keep their encoding.
+    #[error("not a friend: the peer has to approve this node first (or invite it)")]
+    NotAFriend,
 }
 
 /// Sent repeatedly in answer to `Ls`; the stream's clean end (FIN) marks the listing complete.
@@ -373,6 +380,9 @@ mod tests {
         let frame =
             encode_frame(&ReadHeader::Error(WireError::NotHeld), MAX_RESPONSE_FRAME).unwrap();
         assert_eq!(frame, [0, 0, 0, 2, 1, 4]);
+        let frame =
+            encode_frame(&LsChunk::Error(WireError::NotAFriend), MAX_RESPONSE_FRAME).unwrap();
+        assert_eq!(frame, [0, 0, 0, 2, 1, 5]);
     }
 
     #[test]

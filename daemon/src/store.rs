@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
-pub const SCHEMA_VERSION: u64 = 1;
+/// 2: `KnownPeer` gained trust, block, nickname and key (friends only, issue 12).
+pub const SCHEMA_VERSION: u64 = 2;
 pub const DB_FILE: &str = "harddrive-party.redb";
 
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
@@ -96,6 +97,7 @@ impl IndexValue {
 }
 
 pub use harddrive_party_core::peer_policy::KnownPeer;
+use harddrive_party_core::peer_policy::Trust;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum DownloadState {
@@ -169,6 +171,37 @@ fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
         .map_err(|e| StoreError::Decode(e.to_string()))
 }
 
+/// A known peer as schema 1 stored it, before trust existed.
+#[derive(Deserialize)]
+struct KnownPeerV1 {
+    announce_address: String,
+    disconnected: bool,
+}
+
+/// Every peer a schema-1 database remembers was connected on purpose or by the old gossip
+/// rules, which trusted everybody: it stays a friend, so upgrading loses nobody.
+fn migrate_known_peers_v1(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+    let mut table = txn.open_table(PEERS)?;
+    let mut upgraded = Vec::new();
+    for row in table.iter()? {
+        let (name, value) = row?;
+        let old: KnownPeerV1 = decode(value.value())?;
+        let record = KnownPeer {
+            announce_address: old.announce_address,
+            disconnected: old.disconnected,
+            trust: Trust::Friend,
+            blocked: false,
+            nickname: None,
+            key: None,
+        };
+        upgraded.push((name.value().to_string(), encode(&record)));
+    }
+    for (name, bytes) in upgraded {
+        table.insert(name.as_str(), bytes.as_slice())?;
+    }
+    Ok(())
+}
+
 impl Store {
     pub fn open(storage_dir: &Path, cache_bytes: usize) -> Result<Self, StoreError> {
         std::fs::create_dir_all(storage_dir).map_err(|source| StoreError::CreateDir {
@@ -208,6 +241,10 @@ impl Store {
                         found: v,
                         supported: SCHEMA_VERSION,
                     })
+                }
+                Some(1) => {
+                    migrate_known_peers_v1(&txn)?;
+                    meta.insert("schema_version", SCHEMA_VERSION)?;
                 }
                 Some(_) => {}
                 None => {
@@ -318,6 +355,13 @@ impl Store {
             .insert(name, encode(peer).as_slice())?;
         txn.commit()?;
         Ok(())
+    }
+
+    pub fn remove_known_peer(&self, name: &str) -> Result<bool, StoreError> {
+        let txn = self.db.begin_write()?;
+        let removed = txn.open_table(PEERS)?.remove(name)?.is_some();
+        txn.commit()?;
+        Ok(removed)
     }
 
     pub fn hash_record(&self, path: &str) -> Result<Option<HashRecord>, StoreError> {
@@ -508,6 +552,40 @@ mod tests {
         let err = Store::open(dir.path(), 1 << 20).err().expect("must refuse");
         assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
         assert_eq!(std::fs::read(dir.path().join(DB_FILE)).unwrap(), garbage);
+    }
+
+    #[test]
+    fn schema_1_peers_become_friends() {
+        #[derive(Serialize)]
+        struct V1 {
+            announce_address: String,
+            disconnected: bool,
+        }
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path(), 1 << 20).unwrap();
+            let txn = store.db.begin_write().unwrap();
+            txn.open_table(META)
+                .unwrap()
+                .insert("schema_version", 1)
+                .unwrap();
+            let old = V1 {
+                announce_address: "addr".into(),
+                disconnected: true,
+            };
+            txn.open_table(PEERS)
+                .unwrap()
+                .insert("OldFriend", encode(&old).as_slice())
+                .unwrap();
+            txn.commit().unwrap();
+        }
+        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        let peer = store.known_peer("OldFriend").unwrap().unwrap();
+        assert_eq!(peer.trust, Trust::Friend);
+        assert!(peer.disconnected && !peer.blocked);
+        assert_eq!(peer.announce_address, "addr");
+        assert!(store.remove_known_peer("OldFriend").unwrap());
+        assert!(store.known_peer("OldFriend").unwrap().is_none());
     }
 
     #[test]

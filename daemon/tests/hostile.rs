@@ -132,9 +132,16 @@ async fn introductions_reach_the_target_and_cannot_be_forged() {
     let mut c = Daemon::new(tmp.path(), "c");
     b.start();
     c.start();
-    connect(&c, &b);
+    befriend(&c, &b);
     let (client, conn) = raw_client(&b, 0x66).await;
     let me = Identity::from_seed([0x66; 32]);
+    // C dials only a friend it is told about: it approves us first, then we hang up.
+    raw_befriend(&client, 0x66, &c)
+        .await
+        .close(0u32.into(), b"bye");
+    wait_for("C to see us gone", Duration::from_secs(10), || {
+        (!c.connected_to(&me.name)).then_some(())
+    });
     let own = AnnounceAddress {
         public_key: me.public_key,
         addr: client.local_addr().unwrap(),

@@ -133,7 +133,7 @@ fn download_dir_changes_live_and_persists() {
     b.env = vec![("HOME".into(), home.to_str().unwrap().into())];
     a.start();
     b.start();
-    connect(&b, &a);
+    befriend(&b, &a);
     wait_indexed(&a, 3);
     let an = a.name();
     let default_dir = home.join("Downloads").canonicalize().unwrap();

@@ -53,6 +53,7 @@ fn a_download_over_a_link_losing_ten_percent_completes_and_verifies() {
     wait_indexed(&a, 2);
     // Connecting crosses the lossy link too: QUIC retransmits the handshake.
     b.cli_ok(&["connect", &a.announce()]);
+    a.approve(&b.name());
     let id = b.download(&format!("{an}/Lossy/data.bin"));
     let done = b.wait_download_done(id, Duration::from_secs(180));
     assert_eq!(done["verified"], true);
@@ -184,6 +185,8 @@ fn a_download_over_a_one_second_round_trip_with_loss_completes() {
     };
     let an = a.name();
     b.cli_ok(&["connect", &via_relay.to_string()]);
+    // A answers the request where it came from: through the relay.
+    a.approve(&b.name());
     let id = b.download(&format!("{an}/Far/data.bin"));
     let done = b.wait_download_done(id, Duration::from_secs(400));
     // Still through the relay: nothing went round it on the fast loopback path.

@@ -77,13 +77,16 @@ fn daemons_on_one_lan_find_each_other_and_share_without_codes() {
     let lan = Lan::new("mdns", "10.78.0");
     let share = tmp.path().join("share/Lan");
     write_random_file(&share.join("data.bin"), 3_000_000, 11);
+    // `--lan-trust`: whoever is on this LAN is a friend (the default makes suggestions).
     let mut a = Daemon::new(tmp.path(), "a")
         .share(&share)
         .in_netns(&lan.hosts[0], "10.78.0.1:0")
-        .with_mdns();
+        .with_mdns()
+        .args(&["--lan-trust"]);
     let mut b = Daemon::new(tmp.path(), "b")
         .in_netns(&lan.hosts[1], "10.78.0.2:0")
-        .with_mdns();
+        .with_mdns()
+        .args(&["--lan-trust"]);
     a.start();
     b.start();
     let (an, bn) = (a.name(), b.name());
@@ -157,6 +160,45 @@ fn daemons_on_one_lan_find_each_other_and_share_without_codes() {
 }
 
 #[test]
+fn lan_peers_are_suggestions_until_approved() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lan = Lan::new("mdnssug", "10.80.0");
+    let mut a = Daemon::new(tmp.path(), "a")
+        .in_netns(&lan.hosts[0], "10.80.0.1:0")
+        .with_mdns();
+    let mut b = Daemon::new(tmp.path(), "b")
+        .in_netns(&lan.hosts[1], "10.80.0.2:0")
+        .with_mdns();
+    a.start();
+    b.start();
+    let (an, bn) = (a.name(), b.name());
+    for (d, other) in [(&a, &bn), (&b, &an)] {
+        let entry = wait_for(
+            &format!("{} to list {other} as a LAN suggestion", d.label),
+            Duration::from_secs(30),
+            || d.peer(other).filter(|p| p["trust"] == "suggested"),
+        );
+        assert_eq!(entry["lan"], true, "{entry}");
+        assert_eq!(entry["connected"], false, "{entry}");
+    }
+    // Nobody dials a suggestion.
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(!a.connected_to(&bn) && !b.connected_to(&an));
+    assert!(!a.log_text().contains("reaching "), "{}", a.log_text());
+    // Approving on both sides makes friends, who connect.
+    b.cli_ok(&["approve", &an]);
+    a.cli_ok(&["approve", &bn]);
+    wait_for(
+        "the approved pair to connect",
+        Duration::from_secs(20),
+        || (a.connected_to(&bn) && b.connected_to(&an)).then_some(()),
+    );
+    assert_eq!(b.peer(&an).unwrap()["trust"], "friend");
+    a.stop();
+    b.stop();
+}
+
+#[test]
 fn with_no_mdns_daemons_on_one_lan_stay_apart() {
     let tmp = tempfile::tempdir().unwrap();
     let lan = Lan::new("nomdns", "10.79.0");
@@ -180,7 +222,7 @@ fn with_no_mdns_daemons_on_one_lan_stay_apart() {
         std::thread::sleep(Duration::from_millis(500));
     }
     // The link itself works: an announce address still connects them.
-    connect(&b, &a);
+    befriend(&b, &a);
     a.stop();
     b.stop();
 }

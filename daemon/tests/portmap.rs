@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use harddrive_party::announce::{AnnounceAddress, NatType};
-use lab::{Lab, Nat, Site, STUN_A, STUN_B};
+use lab::{Lab, Nat, Site};
 
 /// The chains miniupnpd fills (its defaults: table `filter`, family inet), hooked in beside
 /// the lab's own NAT table. Made here rather than with its init script, which writes to a
@@ -189,20 +189,6 @@ fn forwardings(site: &Site) -> String {
     String::from_utf8_lossy(&out.stdout).to_string()
 }
 
-fn lab_daemon(root: &Path, label: &str, site: &Site) -> Daemon {
-    Daemon::new(root, label)
-        .in_netns(&site.host, &format!("{}:0", site.host_ip))
-        .args(&["--stun-server", STUN_A, "--stun-server", STUN_B])
-}
-
-fn connected_entry(d: &Daemon, name: &str) -> Option<serde_json::Value> {
-    d.cli_json(&["peers", "--json"])
-        .as_array()?
-        .iter()
-        .find(|p| p["name"] == name && p["connected"] == true)
-        .cloned()
-}
-
 fn mapped_daemon_is_dialled_directly(tag: &str, protocol: Protocol) {
     let tmp = tempfile::tempdir().unwrap();
     let mut lab = Lab::new(tag);
@@ -214,7 +200,7 @@ fn mapped_daemon_is_dialled_directly(tag: &str, protocol: Protocol) {
     if protocol == Protocol::Upnp {
         // Off by default in the harness; `--no-upnp` must also hold with a router that
         // would map.
-        let mut off = lab_daemon(tmp.path(), "off", &home);
+        let mut off = home.daemon(tmp.path(), "off");
         off.start();
         std::thread::sleep(Duration::from_secs(4));
         let info = off.api_get("/api/info");
@@ -226,10 +212,8 @@ fn mapped_daemon_is_dialled_directly(tag: &str, protocol: Protocol) {
 
     let share = tmp.path().join("share/Home");
     write_random_file(&share.join("data.bin"), 256 * 1024, 7);
-    let mut d = lab_daemon(tmp.path(), "home", &home)
-        .with_upnp()
-        .share(&share);
-    let mut p = lab_daemon(tmp.path(), "outside", &outside);
+    let mut d = home.daemon(tmp.path(), "home").with_upnp().share(&share);
+    let mut p = outside.daemon(tmp.path(), "outside");
     d.start();
     p.start();
     let info = wait_for(
@@ -286,7 +270,7 @@ fn mapped_daemon_is_dialled_directly(tag: &str, protocol: Protocol) {
         "no DNAT to {target} in the router:\n{rules}"
     );
 
-    // Only the public side dials; the home daemon never runs `connect`.
+    // Only the public side runs `connect`; the home daemon approves its request.
     wait_for(
         "the outside peer to classify itself",
         Duration::from_secs(20),
@@ -294,18 +278,26 @@ fn mapped_daemon_is_dialled_directly(tag: &str, protocol: Protocol) {
     );
     let (dn, pn) = (d.name(), p.name());
     p.cli_ok(&["connect", &d.announce()]);
-    let (p_entry, _) = wait_for(
-        "both ends to see the connection",
+    // The outside peer's request reached the home daemon through the mapping, before the
+    // home daemon dialled anything.
+    wait_for(
+        "the outside peer's request at home",
         Duration::from_secs(20),
-        || Some((connected_entry(&p, &dn)?, connected_entry(&d, &pn)?)),
+        || (d.peer(&pn)?["trust"] == "pending").then_some(()),
     );
-    assert_eq!(p_entry["connection"], "direct", "{p_entry}");
-    assert_eq!(p_entry["remote_address"], external.to_string(), "{p_entry}");
     let log = d.log_text();
     assert!(
         !log.contains("punch") && !log.contains("reaching "),
         "the home daemon dialled or punched:\n{log}"
     );
+    d.cli_ok(&["approve", &pn]);
+    let (p_entry, _) = wait_for(
+        "both ends to see the connection",
+        Duration::from_secs(20),
+        || Some((p.connected_entry(&dn)?, d.connected_entry(&pn)?)),
+    );
+    assert_eq!(p_entry["connection"], "direct", "{p_entry}");
+    assert_eq!(p_entry["remote_address"], external.to_string(), "{p_entry}");
     wait_indexed(&d, 2);
     let id = p.download(&format!("{dn}/Home/data.bin"));
     let done = p.wait_download_done(id, Duration::from_secs(30));
@@ -322,7 +314,7 @@ fn mapped_daemon_is_dialled_directly(tag: &str, protocol: Protocol) {
             || d.log_text().contains("port mapping renewed").then_some(()),
         );
         assert!(forwardings(&home).contains(&target));
-        assert!(connected_entry(&p, &dn).is_some());
+        assert!(p.connected_entry(&dn).is_some());
     }
 
     d.stop();

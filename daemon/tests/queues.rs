@@ -27,7 +27,7 @@ fn upload_slots_queue_requests_beyond_the_limit() {
     ]);
     a.start();
     b.start();
-    connect(&b, &a);
+    befriend(&b, &a);
     let an = a.name();
     wait_indexed(&a, 4);
     let id = b.download(&format!("{an}/Big"));
@@ -178,7 +178,7 @@ fn rate_limits_hold_change_live_and_persist() {
     let mut b = Daemon::new(tmp.path(), "b").args(&["--download-limit", "4MB"]);
     a.start();
     b.start();
-    connect(&b, &a);
+    befriend(&b, &a);
     let an = a.name();
     wait_indexed(&a, 3);
     assert_eq!(a.api_get("/api/settings")["limits"]["upload"], 4_000_000);
@@ -247,7 +247,7 @@ fn the_download_queue_can_be_reordered_and_keeps_its_order() {
         Daemon::new(tmp.path(), "b").args(&["--max-downloads", "1", "--download-limit", "1MB"]);
     a.start();
     b.start();
-    connect(&b, &a);
+    befriend(&b, &a);
     let an = a.name();
     wait_indexed(&a, 4);
     // f0 must hold the only slot before the others are queued: a queued download starts

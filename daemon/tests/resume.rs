@@ -60,7 +60,7 @@ fn setup(tmp: &std::path::Path) -> (Daemon, Daemon, std::path::PathBuf) {
     let mut b = Daemon::new(tmp, "downloader");
     a.start();
     b.start();
-    connect(&b, &a);
+    befriend(&b, &a);
     wait_indexed(&a, 2);
     (a, b, share)
 }
@@ -227,7 +227,7 @@ fn pause_on_a_small_disk(downloader_args: &[&str], reason: &str) {
     b.download_dir = small.join("dl");
     a.start();
     b.start();
-    connect(&b, &a);
+    befriend(&b, &a);
     let an = a.name();
     wait_indexed(&a, 2);
     let id = b.download(&format!("{an}/Iso/disk.img"));
@@ -278,7 +278,7 @@ fn a_path_dead_for_over_a_minute_resumes_by_itself() {
     let mut b = Daemon::new(tmp.path(), "nas");
     a.start();
     b.start();
-    connect(&b, &a);
+    befriend(&b, &a);
     wait_indexed(&a, 2);
     let an = a.name();
     let id = b.download(&format!("{an}/Trip/photos.tar"));

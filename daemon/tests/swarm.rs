@@ -30,7 +30,7 @@ fn swarm(tmp: &std::path::Path) -> (Vec<Daemon>, Daemon, std::path::PathBuf) {
     let mut d = Daemon::new(tmp, "downloader").args(&["--peer-download-limit", "24MB"]);
     d.start();
     for s in &seeders {
-        connect(&d, s);
+        befriend(&d, s);
     }
     for s in &seeders {
         wait_for("background hashing", Duration::from_secs(60), || {
@@ -241,7 +241,7 @@ fn a_peer_still_downloading_serves_its_verified_pieces_to_others() {
     s.start();
     a.start();
     b.start();
-    connect(&a, &s);
+    befriend(&a, &s);
     let sn = s.name();
     let path = format!("{sn}/Films/film.mkv");
     let a_id = a.download(&path);
@@ -252,8 +252,8 @@ fn a_peer_still_downloading_serves_its_verified_pieces_to_others() {
     );
     check_partial_serving(&a, root_of(&share.join("film.mkv")), PARTIAL_SIZE);
 
-    connect(&b, &a);
-    connect(&b, &s);
+    befriend(&b, &a);
+    befriend(&b, &s);
     let b_id = b.download(&path);
     let an = a.name();
     let (from_a, a_then) = wait_for(

@@ -80,6 +80,8 @@ fn phone_ui_end_to_end_in_chromium() {
     let mut a =
         Daemon::new(tmp.path(), "a").args(&["--download-limit", "1MB", "--max-downloads", "1"]);
     a.start();
+    // Friends swap addresses: B dials A's (A sees a request), A pastes B's in the UI.
+    b.cli_ok(&["connect", &a.announce()]);
     let next_port = std::net::UdpSocket::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

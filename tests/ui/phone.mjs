@@ -166,6 +166,10 @@ try {
   const infoA = await apiA('/api/info');
   const infoB = await (await fetch(`${B}/api/info`)).json();
   await nav(page, 'peers');
+  // B dialled A first (ui_browser.rs): A lists it as a request to approve or block.
+  await page.locator(`li[data-peer="${infoB.name}"]`).getByText('Asks to be your friend').waitFor();
+  check(await page.getByRole('button', { name: `Approve ${infoB.name}` }).isVisible(), 'a pending request offers Approve');
+  check((await page.locator('.screen.peers p.status').textContent()).includes('1 asking to be your friend'), 'the request is counted');
   check((await page.locator('#my-address').textContent()) === infoA.announce_address, 'own announce address shown as text');
   await waitFor('the QR code image', () => page.locator('img.qr').evaluate((img) => img.complete && img.naturalWidth > 100));
   await page.locator('#copy-address').tap();

@@ -55,11 +55,21 @@ pub enum Command {
     Connect { announce_address: String },
     /// Disconnect a peer and stop reconnecting to it.
     Disconnect { peer: String },
-    /// List known and connected peers.
+    /// List friends, pending requests, suggestions and blocked peers.
     Peers {
         #[arg(long)]
         json: bool,
     },
+    /// Make a pending request or a suggestion a friend.
+    Approve { peer: String },
+    /// Refuse a peer from now on: never dialled, its downloads cancelled.
+    Block { peer: String },
+    /// Lift a block.
+    Unblock { peer: String },
+    /// Remove a peer's key and address.
+    Forget { peer: String },
+    /// Give a peer a nickname ("" clears it).
+    Rename { peer: String, nickname: String },
     /// Query this peer's own shared files.
     Shares(ListArgs),
     /// Query remote peers' files: `ls [peer/path]`.
@@ -107,6 +117,12 @@ pub struct StartArgs {
     /// Disable local-network discovery.
     #[arg(long, env = "HDP_NO_MDNS", value_parser = FalseyValueParser::new())]
     pub no_mdns: bool,
+    /// Peers a friend introduces become friends, not suggestions to approve.
+    #[arg(long, env = "HDP_TRUST_INTRODUCED", value_parser = FalseyValueParser::new())]
+    pub trust_introduced: bool,
+    /// Peers found on the local network become friends, not suggestions to approve.
+    #[arg(long, env = "HDP_LAN_TRUST", value_parser = FalseyValueParser::new())]
+    pub lan_trust: bool,
     /// Do not ask the router for a port mapping (UPnP-IGD, PCP, NAT-PMP).
     #[arg(long, env = "HDP_NO_UPNP", value_parser = FalseyValueParser::new())]
     pub no_upnp: bool,
@@ -201,6 +217,8 @@ impl Cli {
             listen: args.listen,
             mdns: args.no_mdns.then_some(false),
             upnp: args.no_upnp.then_some(false),
+            trust_introduced: args.trust_introduced.then_some(true),
+            lan_trust: args.lan_trust.then_some(true),
             stun: args.no_stun.then_some(false),
             stun_servers: (!args.stun_servers.is_empty()).then(|| args.stun_servers.clone()),
             stun_interval: args.stun_interval,
@@ -342,6 +360,17 @@ pub fn run_client(cli: &Cli, settings: &Settings) -> anyhow::Result<()> {
             println!("disconnected {peer}");
         }
         Command::Peers { json } => print_peers(&client, *json)?,
+        Command::Approve { peer } => trust_action(&client, "approve", peer, "approved")?,
+        Command::Block { peer } => trust_action(&client, "block", peer, "blocked")?,
+        Command::Unblock { peer } => trust_action(&client, "unblock", peer, "unblocked")?,
+        Command::Forget { peer } => trust_action(&client, "forget", peer, "forgot")?,
+        Command::Rename { peer, nickname } => {
+            client.post(
+                "/api/peers/rename",
+                json!({ "peer": peer, "nickname": nickname }),
+            )?;
+            println!("renamed {peer}");
+        }
         Command::Shares(args) => print_listing(&client, "/api/index", args)?,
         Command::Ls(args) => print_listing(&client, "/api/ls", args)?,
         Command::Download { path, wait, quiet } => {
@@ -386,6 +415,12 @@ fn print_info(client: &Client, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn trust_action(client: &Client, action: &str, peer: &str, done: &str) -> anyhow::Result<()> {
+    client.post(&format!("/api/peers/{action}"), json!({ "peer": peer }))?;
+    println!("{done} {peer}");
+    Ok(())
+}
+
 fn print_peers(client: &Client, json: bool) -> anyhow::Result<()> {
     let peers = client.get_json("/api/peers", &[])?;
     if json {
@@ -397,9 +432,15 @@ fn print_peers(client: &Client, json: bool) -> anyhow::Result<()> {
         } else {
             "offline"
         };
+        let nickname = p["nickname"]
+            .as_str()
+            .map(|n| format!(" ({n})"))
+            .unwrap_or_default();
         println!(
-            "{}  {}  {}",
+            "{}{}  {}  {}  {}",
             p["name"].as_str().unwrap_or(""),
+            nickname,
+            p["trust"].as_str().unwrap_or("-"),
             state,
             p["remote_address"].as_str().unwrap_or("-")
         );

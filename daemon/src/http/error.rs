@@ -93,9 +93,14 @@ impl From<NodeError> for ApiError {
             NodeError::Announce(_)
             | NodeError::OwnAddress
             | NodeError::BadDownloadDir { .. }
-            | NodeError::BadListen { .. } => ApiError::BadRequest(e.to_string()),
-            NodeError::ListenSetAtStart(_) => ApiError::Conflict(e.to_string()),
-            NodeError::NotConnected(_) => ApiError::NotFound(e.to_string()),
+            | NodeError::BadListen { .. }
+            | NodeError::BadNickname => ApiError::BadRequest(e.to_string()),
+            NodeError::ListenSetAtStart(_) | NodeError::Blocked(_) | NodeError::NotBlocked(_) => {
+                ApiError::Conflict(e.to_string())
+            }
+            NodeError::NotConnected(_) | NodeError::UnknownPeer(_) => {
+                ApiError::NotFound(e.to_string())
+            }
             NodeError::Unreachable { .. } | NodeError::WrongKey(_) => {
                 ApiError::PeerError(e.to_string())
             }

@@ -106,6 +106,11 @@ pub fn router(node: Arc<Node>, token: String, auth: Arc<Auth>) -> Router {
         .route("/peers", get(peers::peers))
         .route("/connect", post(peers::connect))
         .route("/disconnect", post(peers::disconnect))
+        .route("/peers/approve", post(peers::approve))
+        .route("/peers/block", post(peers::block))
+        .route("/peers/unblock", post(peers::unblock))
+        .route("/peers/forget", post(peers::forget))
+        .route("/peers/rename", post(peers::rename))
         .route("/shares", get(shares::list_shares).post(shares::add_share))
         .route(
             "/shares/{name}",

@@ -1,4 +1,5 @@
-//! `/api/peers`, `/api/connect`, `/api/disconnect`.
+//! `/api/peers`, `/api/connect`, `/api/disconnect`, and the trust actions
+//! `/api/peers/{approve,block,unblock,forget,rename}`.
 
 use axum::extract::State;
 use axum::response::IntoResponse;
@@ -36,4 +37,50 @@ pub(super) async fn disconnect(
 ) -> Result<impl IntoResponse, ApiError> {
     s.node.disconnect(&body.peer)?;
     Ok(Json(json!({ "disconnected": body.peer })))
+}
+
+pub(super) async fn approve(
+    State(s): State<AppState>,
+    Json(body): Json<PeerBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    s.node.approve(&body.peer)?;
+    Ok(Json(json!({ "approved": body.peer })))
+}
+
+pub(super) async fn block(
+    State(s): State<AppState>,
+    Json(body): Json<PeerBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    s.node.block(&body.peer)?;
+    Ok(Json(json!({ "blocked": body.peer })))
+}
+
+pub(super) async fn unblock(
+    State(s): State<AppState>,
+    Json(body): Json<PeerBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    s.node.unblock(&body.peer)?;
+    Ok(Json(json!({ "unblocked": body.peer })))
+}
+
+pub(super) async fn forget(
+    State(s): State<AppState>,
+    Json(body): Json<PeerBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    s.node.forget(&body.peer)?;
+    Ok(Json(json!({ "forgotten": body.peer })))
+}
+
+#[derive(Deserialize)]
+pub(super) struct RenameBody {
+    peer: String,
+    nickname: String,
+}
+
+pub(super) async fn rename(
+    State(s): State<AppState>,
+    Json(body): Json<RenameBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    s.node.rename(&body.peer, &body.nickname)?;
+    Ok(Json(json!({ "renamed": body.peer })))
 }

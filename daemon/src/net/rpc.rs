@@ -208,6 +208,7 @@ pub async fn have(conn: &quinn::Connection, root: Hash) -> Result<Option<Holding
         Ok(HaveReply::Partial { size, pieces }) => Bitfield::from_bytes(piece_count(size), pieces)
             .map(|pieces| Some(Holding::Partial { size, pieces }))
             .map_err(|e| RpcError::BadContent(e.to_string())),
+        Ok(HaveReply::Refused(e)) => Err(RpcError::Refused(e)),
         Err(e) => Err(frame_failure(conn, e)),
     }
 }

@@ -1,6 +1,7 @@
 //! Taking a connection in: identify the peer by its certificate, apply the peer policy
-//! (`peer_policy::admit`), register it under the duplicate rule, serve its streams, and at
-//! its end update the backoff. Also the user's `connect` and `disconnect`.
+//! (`peer_policy::admit`), register a friend's under the duplicate rule (a stranger's goes
+//! to `trust`), serve its streams, and at its end update the backoff. Also the user's
+//! `connect` (which makes a friend) and `disconnect`.
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -15,7 +16,7 @@ use crate::net::peers::{
 };
 use crate::net::quic::peer_identity;
 use crate::store::KnownPeer;
-use harddrive_party_core::peer_policy::{self, Refusal};
+use harddrive_party_core::peer_policy::{self, Admitted, Refusal, Trust};
 
 impl Node {
     pub(super) async fn accept_loop(self: Arc<Self>) {
@@ -49,13 +50,17 @@ impl Node {
             return Err(NodeError::OwnAddress);
         }
         let name = address.name();
-        self.store.put_known_peer(
-            &name,
-            &KnownPeer {
-                announce_address: address.to_string(),
-                disconnected: false,
-            },
-        )?;
+        let known = self.store.known_peer(&name)?;
+        if known.as_ref().is_some_and(|k| k.blocked) {
+            return Err(NodeError::Blocked(name));
+        }
+        // Dialling an address the user was given is what makes a friend; a nickname stays.
+        let record = KnownPeer {
+            nickname: known.and_then(|k| k.nickname),
+            ..KnownPeer::at(&address, Trust::Friend)
+        };
+        self.store.put_known_peer(&name, &record)?;
+        lock(&self.pending).take(&name);
         lock(&self.dials).backoffs.forget(&name);
         self.dial(&address).await?;
         Ok(name)
@@ -94,7 +99,16 @@ impl Node {
         let name = identity::peer_name(&key);
         let known = self.store.known_peer(&name).ok().flatten();
         match peer_policy::admit(&key, &self.identity.public_key, known.as_ref(), outbound) {
-            Ok(()) => {}
+            Ok(Admitted::Friend) => {}
+            Ok(Admitted::Stranger) => {
+                tokio::spawn(self.clone().hear_stranger(name, key, conn));
+                return;
+            }
+            Err(Refusal::Blocked) => {
+                tracing::info!("refusing {name}: blocked");
+                conn.close(CLOSE_BY_USER.into(), b"blocked");
+                return;
+            }
             Err(Refusal::Ourselves) => {
                 conn.close(CLOSE_BY_USER.into(), b"self");
                 return;

@@ -24,6 +24,7 @@ pub(super) enum DialReason {
     Gossiped,
     FoundOnLan,
     Redial,
+    Approved,
 }
 
 impl Node {
@@ -71,6 +72,7 @@ impl Node {
                 match why {
                     DialReason::Gossiped => tracing::info!("gossiped peer {name}: {e}"),
                     DialReason::FoundOnLan => tracing::info!("LAN peer {name}: {e}"),
+                    DialReason::Approved => tracing::info!("approved peer {name}: {e}"),
                     DialReason::Redial => tracing::debug!("reconnect to {name} failed: {e}"),
                 }
                 lock(&node.dials)

@@ -18,10 +18,18 @@ use crate::store::{Store, StoreError};
 use crate::transfer::download::{free_space, Downloads};
 use crate::transfer::upload::UploadLimits;
 use crate::transfer::{TransferState, TransferView};
+use harddrive_party_core::peer_policy::{trust_label, Trust, Via};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct PeerView {
     pub name: String,
+    pub nickname: Option<String>,
+    /// `friend`, `pending`, `suggested` or `blocked` (`peer_policy::trust_label`).
+    pub trust: &'static str,
+    /// For a suggestion: the friend that passed its address on.
+    pub introduced_by: Option<String>,
+    /// For a suggestion: found on the local network.
+    pub lan: bool,
     pub connected: bool,
     pub connection: Option<&'static str>,
     pub remote_address: Option<String>,
@@ -161,7 +169,9 @@ impl Node {
         )
     }
 
+    /// Every remembered peer, live connection and pending request, by name.
     pub fn peer_views(&self) -> Vec<PeerView> {
+        let pending = self.pending_requests();
         let mut views: Vec<PeerView> = self
             .store
             .known_peers()
@@ -169,11 +179,24 @@ impl Node {
             .into_iter()
             .map(|(name, known)| {
                 let live = self.peers.get(&name);
+                let asked = pending.iter().find(|p| p.name == name);
+                let (introduced_by, lan) = match &known.trust {
+                    Trust::Suggested(Via::IntroducedBy(by)) => (Some(by.clone()), false),
+                    Trust::Suggested(Via::Lan) => (None, true),
+                    Trust::Friend | Trust::Stranger => (None, false),
+                };
                 PeerView {
+                    trust: trust_label(Some(&known), asked.is_some()),
+                    nickname: known.nickname.clone(),
+                    introduced_by,
+                    lan,
                     connected: live.is_some(),
                     connection: live.as_ref().map(|c| connection_kind(c.relayed)),
-                    remote_address: live.map(|c| c.remote_address().to_string()),
-                    announce_address: Some(known.announce_address),
+                    remote_address: live
+                        .map(|c| c.remote_address().to_string())
+                        .or_else(|| asked.map(|p| p.remote_address.clone())),
+                    announce_address: (!known.announce_address.is_empty())
+                        .then_some(known.announce_address),
                     disconnected_by_user: known.disconnected,
                     name,
                 }
@@ -183,10 +206,30 @@ impl Node {
             if !views.iter().any(|v| v.name == live.name) {
                 views.push(PeerView {
                     name: live.name.clone(),
+                    nickname: None,
+                    trust: "friend",
+                    introduced_by: None,
+                    lan: false,
                     connected: true,
                     connection: Some(connection_kind(live.relayed)),
                     remote_address: Some(live.remote_address().to_string()),
                     announce_address: None,
+                    disconnected_by_user: false,
+                });
+            }
+        }
+        for request in pending {
+            if !views.iter().any(|v| v.name == request.name) {
+                views.push(PeerView {
+                    name: request.name,
+                    nickname: None,
+                    trust: trust_label(None, true),
+                    introduced_by: None,
+                    lan: false,
+                    connected: false,
+                    connection: None,
+                    remote_address: Some(request.remote_address),
+                    announce_address: request.announce_address,
                     disconnected_by_user: false,
                 });
             }

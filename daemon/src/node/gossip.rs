@@ -25,8 +25,18 @@ impl Node {
         conn: quinn::Connection,
         outbound: bool,
     ) {
-        if let Err(e) = rpc::announce(&conn, self.announce_address()).await {
-            tracing::debug!("self-announce to {name} failed: {e}");
+        match rpc::announce(&conn, self.announce_address()).await {
+            Ok(()) => {}
+            // The user who ran `connect` should learn why nothing works: the other side
+            // has our request and must approve it (we keep redialling with backoff).
+            Err(rpc::RpcError::Refused(WireError::NotAFriend)) => {
+                tracing::info!(
+                    "{name} has not approved us yet: it lists {} as a request to approve",
+                    self.identity.name
+                );
+                return;
+            }
+            Err(e) => tracing::debug!("self-announce to {name} failed: {e}"),
         }
         for other in self.peers.all().into_iter().filter(|p| p.name != name) {
             if let Ok(Some(known)) = self.store.known_peer(&other.name) {
@@ -68,6 +78,7 @@ impl Node {
             &self.identity.public_key,
             known.as_ref(),
             connected,
+            self.trust,
         );
         let (record, changed, then) = match verdict {
             AnnounceVerdict::Remember {
@@ -95,6 +106,9 @@ impl Node {
             FollowUp::Dial => {
                 tracing::info!("{from} told us about {name}; connecting");
                 self.dial_later(address, DialReason::Gossiped);
+            }
+            FollowUp::Nothing if known.is_none() => {
+                tracing::info!("{from} introduced {name}: a suggestion until approved");
             }
             FollowUp::Nothing => {}
         }
@@ -168,6 +182,7 @@ impl Node {
             known.as_ref(),
             connected,
             dial_due,
+            self.trust,
         ) {
             Ok(action) => action,
             Err(why) => {
@@ -179,6 +194,9 @@ impl Node {
             if let Err(e) = self.store.put_known_peer(&name, &action.record) {
                 tracing::warn!("cannot remember peer {name}: {e}");
             }
+        }
+        if known.is_none() && !action.dial_now {
+            tracing::info!("found {name} on the LAN at {}: a suggestion", found.addr);
         }
         if action.dial_now {
             tracing::info!("found {name} on the LAN at {}; connecting", found.addr);

@@ -9,6 +9,7 @@
 //! * `admission`: taking a connection in (peer policy), its life and its end;
 //! * `gossip`: announcements, introductions, LAN adverts and redials;
 //! * `server`: answering a peer's requests;
+//! * `trust`: strangers' requests, approve, block, forget, rename;
 //! * `facade`: what the HTTP API and the service may call.
 //!
 //! Every rule these apply (admission, key pinning, backoff, the dial plan) is in the pure
@@ -26,6 +27,7 @@ mod server;
 mod settings;
 mod settings_change;
 mod speed;
+mod trust;
 
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
@@ -46,7 +48,7 @@ use crate::store::Store;
 use crate::transfer::download::{DownloadLimits, Downloads};
 use crate::transfer::rate::RateLimiter;
 use crate::transfer::upload::{UploadLimits, Uploads};
-use harddrive_party_core::peer_policy::Backoffs;
+use harddrive_party_core::peer_policy::{Backoffs, PendingRequests, TrustSettings};
 
 pub use facade::{Info, PeerView};
 pub use harddrive_party_core::health::{disk_problems, Health, Problem, STORAGE_LOW_BYTES};
@@ -79,6 +81,14 @@ pub enum NodeError {
     WrongKey(String),
     #[error("peer {0} is not connected")]
     NotConnected(String),
+    #[error("no peer or request called {0}")]
+    UnknownPeer(String),
+    #[error("{0} is blocked: unblock it first")]
+    Blocked(String),
+    #[error("{0} is not blocked")]
+    NotBlocked(String),
+    #[error("a nickname is 1 to {max} characters without control characters", max = trust::MAX_NICKNAME_CHARS)]
+    BadNickname,
     #[error("{} cannot be the download folder: {reason}", path.display())]
     BadDownloadDir { path: PathBuf, reason: String },
     #[error("cannot listen on {addr}: {reason}")]
@@ -125,6 +135,10 @@ pub struct Node {
     /// mDNS advertising and browsing; `None` when off or unavailable.
     lan: Option<mdns::Discovery>,
     dials: Mutex<Dials>,
+    trust: TrustSettings,
+    /// Strangers that knocked, for the user to approve or block (in memory: a stranger
+    /// knocks again, and a restart should not keep what nobody approved).
+    pending: Mutex<PendingRequests>,
     shutdown: watch::Sender<bool>,
 }
 
@@ -334,6 +348,8 @@ impl Node {
             reach,
             lan,
             dials: Mutex::new(Dials::default()),
+            trust: config.trust,
+            pending: Mutex::new(PendingRequests::default()),
             shutdown,
         });
         tracing::info!(

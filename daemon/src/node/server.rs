@@ -12,7 +12,7 @@ use crate::identity::PublicKey;
 use crate::transfer::upload::OpenRange;
 use crate::wire::{
     read_frame, write_frame, AnnounceReply, HashChunk, HashesHeader, HaveReply, LsChunk, LsChunker,
-    Request, WireError, MAX_HASHES_PER_CHUNK, MAX_REQUEST_FRAME, MAX_RESPONSE_FRAME,
+    ReadHeader, Request, WireError, MAX_HASHES_PER_CHUNK, MAX_REQUEST_FRAME, MAX_RESPONSE_FRAME,
 };
 
 /// A peer that opens a stream must send its request within this time.
@@ -47,6 +47,21 @@ async fn finish_with<T: serde::Serialize>(send: &mut quinn::SendStream, reply: &
     let _ = send.finish();
 }
 
+/// Answers `request` with `error`, in the reply type its kind expects.
+pub(super) async fn refuse(send: &mut quinn::SendStream, request: &Request, error: WireError) {
+    match request {
+        Request::Ls { .. } => finish_with(send, &LsChunk::Error(error)).await,
+        Request::Hashes { .. } => finish_with(send, &HashesHeader::Error(error)).await,
+        Request::Read { .. } | Request::ReadPieces { .. } => {
+            finish_with(send, &ReadHeader::Error(error)).await;
+        }
+        Request::Have { .. } => finish_with(send, &HaveReply::Refused(error)).await,
+        Request::AnnouncePeer { .. } | Request::Introduce { .. } => {
+            finish_with(send, &AnnounceReply::Error(error)).await;
+        }
+    }
+}
+
 impl Node {
     pub(super) async fn serve_stream(
         self: Arc<Self>,
@@ -73,28 +88,13 @@ impl Node {
                 return;
             }
         };
-        let invalid = request.validate().err();
         let peer = Requester {
             name: peer,
             key: peer_key,
         };
-        match (request, invalid) {
-            (Request::Ls { .. }, Some(e)) => finish_with(&mut send, &LsChunk::Error(e)).await,
-            (Request::Hashes { .. }, Some(e)) => {
-                finish_with(&mut send, &HashesHeader::Error(e)).await;
-            }
-            (Request::Read { path, .. }, Some(e)) => {
-                self.uploads
-                    .serve(&peer.name, &path, Err(e), &mut send)
-                    .await;
-            }
-            (Request::ReadPieces { .. }, Some(e)) => {
-                self.uploads.serve(&peer.name, "", Err(e), &mut send).await;
-            }
-            (Request::AnnouncePeer { .. } | Request::Introduce { .. }, Some(e)) => {
-                finish_with(&mut send, &AnnounceReply::Error(e)).await;
-            }
-            (request, Some(_) | None) => self.answer(&peer, request, &mut send).await,
+        match request.validate() {
+            Ok(()) => self.answer(&peer, request, &mut send).await,
+            Err(e) => refuse(&mut send, &request, e).await,
         }
     }
 

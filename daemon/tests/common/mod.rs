@@ -466,6 +466,30 @@ impl Daemon {
             .to_string()
     }
 
+    /// `peer`'s entry in `peers --json`, if listed.
+    pub fn peer(&self, peer: &str) -> Option<Value> {
+        self.cli_json(&["peers", "--json"])
+            .as_array()?
+            .iter()
+            .find(|p| p["name"] == peer)
+            .cloned()
+    }
+
+    /// Waits for `peer`'s request to show as pending, then approves it.
+    pub fn approve(&self, peer: &str) {
+        wait_for(
+            &format!("{peer}'s request on {}", self.label),
+            Duration::from_secs(20),
+            || (self.peer(peer)?["trust"] == "pending").then_some(()),
+        );
+        self.cli_ok(&["approve", peer]);
+    }
+
+    /// `peer`'s entry in `peers --json` while it is connected.
+    pub fn connected_entry(&self, peer: &str) -> Option<Value> {
+        self.peer(peer).filter(|p| p["connected"] == true)
+    }
+
     pub fn connected_to(&self, peer: &str) -> bool {
         self.api_get("/api/peers")
             .as_array()
@@ -540,8 +564,8 @@ pub fn wait_indexed(d: &Daemon, entries: usize) {
     );
 }
 
-/// A daemon "a" sharing `share` (indexed once it lists `entries` entries) and a daemon "b"
-/// connected to it, each started with its extra arguments.
+/// A daemon "a" sharing `share` (indexed once it lists `entries` entries) and a daemon "b",
+/// friends, each started with its extra arguments.
 pub fn sharer_and_downloader(
     root: &Path,
     share: &Path,
@@ -553,19 +577,16 @@ pub fn sharer_and_downloader(
     let mut b = Daemon::new(root, "b").args(downloader_args);
     a.start();
     b.start();
-    connect(&b, &a);
+    befriend(&b, &a);
     wait_indexed(&a, entries);
     (a, b)
 }
 
-/// A bare QUIC client speaking the peer protocol to `target` with the key from `seed`: for
-/// requests no well-behaved daemon would send.
-pub async fn raw_client(
-    target: &Daemon,
-    seed: u8,
-) -> (harddrive_party::net::quic::QuicNode, quinn::Connection) {
+/// A bare QUIC endpoint with the key from `seed`, speaking the peer protocol: for requests
+/// no well-behaved daemon would send.
+pub fn raw_node(seed: u8) -> harddrive_party::net::quic::QuicNode {
     let me = harddrive_party::identity::Identity::from_seed([seed; 32]);
-    let (node, _control) = harddrive_party::net::quic::QuicNode::bind(
+    harddrive_party::net::quic::QuicNode::bind(
         "127.0.0.1:0".parse().unwrap(),
         &me,
         harddrive_party::net::quic::TransportSettings {
@@ -573,22 +594,54 @@ pub async fn raw_client(
             window: 16 << 20,
         },
     )
-    .unwrap();
+    .unwrap()
+    .0
+}
+
+/// A new QUIC connection from `node` to `target`.
+pub async fn raw_dial(
+    node: &harddrive_party::net::quic::QuicNode,
+    target: &Daemon,
+) -> quinn::Connection {
     let address: harddrive_party::announce::AnnounceAddress = target.announce().parse().unwrap();
-    let conn = node
-        .connect(address.addr, address.public_key)
+    node.connect(address.addr, address.public_key)
         .await
-        .expect("handshake with the daemon");
+        .expect("handshake with the daemon")
+}
+
+/// `seed`'s raw node knocks on `target` (a stranger's connection, refused), `target`
+/// approves it, and the returned connection is a friend's.
+pub async fn raw_befriend(
+    node: &harddrive_party::net::quic::QuicNode,
+    seed: u8,
+    target: &Daemon,
+) -> quinn::Connection {
+    let name = harddrive_party::identity::Identity::from_seed([seed; 32]).name;
+    let knock = raw_dial(node, target).await;
+    target.approve(&name);
+    knock.close(0u32.into(), b"approved");
+    raw_dial(node, target).await
+}
+
+/// A raw client `target` has approved as a friend (see [`raw_node`]).
+pub async fn raw_client(
+    target: &Daemon,
+    seed: u8,
+) -> (harddrive_party::net::quic::QuicNode, quinn::Connection) {
+    let node = raw_node(seed);
+    let conn = raw_befriend(&node, seed, target).await;
     (node, conn)
 }
 
-/// Connects `a` to `b` with the real CLI and waits until both see the connection.
-pub fn connect(a: &Daemon, b: &Daemon) {
+/// Makes `a` and `b` friends the way two people who swapped announce addresses do (each
+/// runs `connect` with the other's), and waits until both see the connection.
+pub fn befriend(a: &Daemon, b: &Daemon) {
     a.cli_ok(&["connect", &b.announce()]);
+    b.cli_ok(&["connect", &a.announce()]);
     let (an, bn) = (a.name(), b.name());
     wait_for(
         "both ends to see the connection",
-        Duration::from_secs(10),
+        Duration::from_secs(20),
         || (a.connected_to(&bn) && b.connected_to(&an)).then_some(()),
     );
 }

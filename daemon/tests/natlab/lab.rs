@@ -14,7 +14,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::common::{wait_for, Netns};
+use crate::common::{wait_for, Daemon, Netns};
 
 pub const STUN_A: &str = "203.0.113.1:3478";
 pub const STUN_B: &str = "203.0.113.2:3478";
@@ -67,6 +67,14 @@ pub struct Site {
 }
 
 impl Site {
+    /// A daemon on this site's host, listening on its address and asking the lab's STUN
+    /// servers (natlab and portmap alike).
+    pub fn daemon(&self, root: &std::path::Path, label: &str) -> Daemon {
+        Daemon::new(root, label)
+            .in_netns(&self.host, &format!("{}:0", self.host_ip))
+            .args(&["--stun-server", STUN_A, "--stun-server", STUN_B])
+    }
+
     /// Forgets every NAT mapping, so one test case cannot help the next.
     pub fn flush_conntrack(&self) {
         if let Some(router) = &self.router {

@@ -12,12 +12,10 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::*;
-use lab::{Lab, Nat, Site, STUN_A, STUN_B, TURN_PASSWORD, TURN_USER};
+use lab::{Lab, Nat, Site, STUN_A, TURN_PASSWORD, TURN_USER};
 
 fn lab_daemon(root: &Path, label: &str, site: &Site, turn: bool) -> Daemon {
-    let mut d = Daemon::new(root, label)
-        .in_netns(&site.host, &format!("{}:0", site.host_ip))
-        .args(&["--stun-server", STUN_A, "--stun-server", STUN_B]);
+    let mut d = site.daemon(root, label);
     if turn {
         d = d.args(&[
             "--turn-server",
@@ -44,14 +42,6 @@ fn wait_classified(d: &Daemon, nat: Nat) -> serde_json::Value {
             (info["nat_type"] == nat.expected_class()).then_some(info)
         },
     )
-}
-
-fn peer_entry(d: &Daemon, name: &str) -> Option<serde_json::Value> {
-    d.cli_json(&["peers", "--json"])
-        .as_array()?
-        .iter()
-        .find(|p| p["name"] == name && p["connected"] == true)
-        .cloned()
 }
 
 struct Outcome {
@@ -86,7 +76,7 @@ fn run_pair(root: &Path, left: &Site, right: &Site, index: usize) -> Outcome {
     let (a_entry, b_entry) = wait_for(
         "both ends to see the connection",
         Duration::from_secs(30),
-        || Some((peer_entry(&a, &bn)?, peer_entry(&b, &an)?)),
+        || Some((a.connected_entry(&bn)?, b.connected_entry(&an)?)),
     );
     let connect = started.elapsed();
     let pair = format!("{} <-> {}", left.nat.label(), right.nat.label());
@@ -220,7 +210,7 @@ fn a_lossy_slow_link_completes_and_an_idle_connection_survives() {
         s.spawn(|| b.cli(&["connect", &a_code]));
     });
     wait_for("the lossy pair to connect", Duration::from_secs(30), || {
-        Some((peer_entry(&a, &bn)?, peer_entry(&b, &an)?))
+        Some((a.connected_entry(&bn)?, b.connected_entry(&an)?))
     });
     let id = b.download(&format!("{an}/Slow/data.bin"));
     let done = b.wait_download_done(id, Duration::from_secs(300));
@@ -233,7 +223,7 @@ fn a_lossy_slow_link_completes_and_an_idle_connection_survives() {
     // A minute without transfers: three times the routers' timeout for a replied flow.
     let logged_before = [a.log_text().len(), b.log_text().len()];
     thread::sleep(Duration::from_secs(60));
-    assert!(peer_entry(&a, &bn).is_some() && peer_entry(&b, &an).is_some());
+    assert!(a.connected_entry(&bn).is_some() && b.connected_entry(&an).is_some());
     for ((d, other), before) in [(&a, &bn), (&b, &an)].into_iter().zip(logged_before) {
         let during_idle = d.log_text().split_off(before);
         assert!(
@@ -303,8 +293,8 @@ fn peers_learnt_through_a_mutual_friend_punch_through_together() {
     let left = lab.site("ma", Nat::PortRestricted);
     let right = lab.site("mc", Nat::PortRestricted);
     let mut b = lab_daemon(tmp.path(), "b", &public, false);
-    let mut a = lab_daemon(tmp.path(), "a", &left, false);
-    let mut c = lab_daemon(tmp.path(), "c", &right, false);
+    let mut a = lab_daemon(tmp.path(), "a", &left, false).args(&["--trust-introduced"]);
+    let mut c = lab_daemon(tmp.path(), "c", &right, false).args(&["--trust-introduced"]);
     for (d, nat) in [
         (&mut b, Nat::Public),
         (&mut a, Nat::PortRestricted),
@@ -317,10 +307,13 @@ fn peers_learnt_through_a_mutual_friend_punch_through_together() {
     a.cli_ok(&["connect", &b_code]);
     c.cli_ok(&["connect", &b_code]);
     let (an, cn) = (a.name(), c.name());
+    // B answers both requests; A and C trust whom B introduces (`--trust-introduced`).
+    b.approve(&an);
+    b.approve(&cn);
     let (from_a, from_c) = wait_for(
         "A and C to connect through what B told them",
         Duration::from_secs(40),
-        || Some((peer_entry(&a, &cn)?, peer_entry(&c, &an)?)),
+        || Some((a.connected_entry(&cn)?, c.connected_entry(&an)?)),
     );
     assert_eq!(from_a["connection"], "direct", "{from_a}");
     assert_eq!(from_c["connection"], "direct", "{from_c}");
@@ -351,8 +344,9 @@ fn a_new_public_address_is_noticed_and_announced() {
     let before = wait_classified(&h, Nat::PortRestricted);
     h.cli_ok(&["connect", &p.announce()]);
     let hn = h.name();
+    p.approve(&hn);
     wait_for("the home peer to connect", Duration::from_secs(20), || {
-        peer_entry(&p, &hn)
+        p.connected_entry(&hn)
     });
 
     home.change_public_ip("203.0.113.99");

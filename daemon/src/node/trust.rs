@@ -1,0 +1,188 @@
+//! Friends only: a stranger's connection is heard once (its request refused with
+//! `NotAFriend` and kept as a pending request), then closed. The user's `approve`, `block`,
+//! `unblock`, `forget` and `rename`. The rules are `peer_policy`'s; this file carries them out.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::dialer::DialReason;
+use super::{Node, NodeError};
+use crate::identity::PublicKey;
+use crate::locks::lock;
+use crate::net::peers::CLOSE_BY_USER;
+use crate::store::KnownPeer;
+use crate::wire::{read_frame, Request, WireError, MAX_REQUEST_FRAME};
+use harddrive_party_core::peer_policy::{self, PendingRequest, CLOSE_NOT_A_FRIEND};
+
+/// A stranger has this long to open a stream and send its request.
+const STRANGER_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the refusal may take to reach the stranger before the connection is closed
+/// (closing at once could discard it unsent).
+const REFUSAL_DELIVERY: Duration = Duration::from_secs(2);
+pub const MAX_NICKNAME_CHARS: usize = 64;
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl Node {
+    /// Records the stranger's request, refuses its first request with `NotAFriend` (an
+    /// `AnnouncePeer` of its own address is kept, so `approve` can dial it) and closes.
+    pub(super) async fn hear_stranger(
+        self: Arc<Self>,
+        name: String,
+        key: PublicKey,
+        conn: quinn::Connection,
+    ) {
+        tracing::info!(
+            "{name} at {} is not a friend: request recorded for approval",
+            conn.remote_address()
+        );
+        self.note_request(&name, key, &conn, None);
+        let stream = tokio::time::timeout(STRANGER_REQUEST_TIMEOUT, async {
+            let (send, mut recv) = conn.accept_bi().await.ok()?;
+            let request = read_frame::<Request, _>(&mut recv, MAX_REQUEST_FRAME)
+                .await
+                .ok()?;
+            Some((send, request))
+        })
+        .await;
+        if let Ok(Some((mut send, request))) = stream {
+            if let Request::AnnouncePeer { announce_address } = &request {
+                if peer_policy::may_pass_on_introduction(&key, announce_address) {
+                    self.note_request(&name, key, &conn, Some(announce_address.clone()));
+                }
+            }
+            super::server::refuse(&mut send, &request, WireError::NotAFriend).await;
+            let _ = tokio::time::timeout(REFUSAL_DELIVERY, send.stopped()).await;
+        }
+        conn.close(CLOSE_NOT_A_FRIEND.into(), b"not a friend");
+    }
+
+    fn note_request(
+        &self,
+        name: &str,
+        key: PublicKey,
+        conn: &quinn::Connection,
+        announce_address: Option<String>,
+    ) {
+        lock(&self.pending).record(PendingRequest {
+            name: name.to_string(),
+            key,
+            announce_address,
+            remote_address: conn.remote_address().to_string(),
+            last_seen: unix_now(),
+        });
+    }
+
+    /// The pending request under `name`, if any.
+    pub(super) fn pending_request(&self, name: &str) -> Option<PendingRequest> {
+        lock(&self.pending).get(name).cloned()
+    }
+
+    pub(super) fn pending_requests(&self) -> Vec<PendingRequest> {
+        lock(&self.pending).iter().cloned().collect()
+    }
+
+    /// Makes a pending request or a suggestion a friend, and dials it if its address is
+    /// known (`peer_policy::answer_knock_at`).
+    pub fn approve(self: &Arc<Self>, name: &str) -> Result<(), NodeError> {
+        let known = self.store.known_peer(name)?;
+        if known.as_ref().is_some_and(|k| k.blocked) {
+            return Err(NodeError::Blocked(name.to_string()));
+        }
+        let pending = self.pending_request(name);
+        let record = peer_policy::approved(known.as_ref(), pending.as_ref())
+            .ok_or_else(|| NodeError::UnknownPeer(name.to_string()))?;
+        self.store.put_known_peer(name, &record)?;
+        lock(&self.pending).take(name);
+        tracing::info!("{name} approved as a friend");
+        lock(&self.dials).backoffs.forget(name);
+        let back = peer_policy::answer_knock_at(&record, pending.as_ref());
+        if let Some(address) = back.filter(|_| !record.disconnected) {
+            self.dial_later(address, DialReason::Approved);
+        }
+        Ok(())
+    }
+
+    /// Refuses `name` from now on: closes its connection, cancels downloads from it and
+    /// never dials it.
+    pub fn block(&self, name: &str) -> Result<(), NodeError> {
+        let known = self.store.known_peer(name)?;
+        let pending = self.pending_request(name);
+        let record = peer_policy::blocked(known.as_ref(), pending.as_ref())
+            .ok_or_else(|| NodeError::UnknownPeer(name.to_string()))?;
+        self.store.put_known_peer(name, &record)?;
+        lock(&self.pending).take(name);
+        self.drop_connection(name, b"blocked");
+        for view in self.downloads.views() {
+            if view.peer == name {
+                if let Err(e) = self.downloads.cancel(view.id) {
+                    tracing::warn!("cannot cancel download {} from {name}: {e}", view.id);
+                }
+            }
+        }
+        tracing::info!("{name} blocked");
+        Ok(())
+    }
+
+    /// Lifts a block: the peer is what it was before (a blocked stranger is forgotten).
+    pub fn unblock(&self, name: &str) -> Result<(), NodeError> {
+        let known = self
+            .store
+            .known_peer(name)?
+            .filter(|k| k.blocked)
+            .ok_or_else(|| NodeError::NotBlocked(name.to_string()))?;
+        match peer_policy::unblocked(&known) {
+            Some(record) => self.store.put_known_peer(name, &record)?,
+            None => {
+                self.store.remove_known_peer(name)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes the peer's key and address (and its request, and its connection).
+    pub fn forget(&self, name: &str) -> Result<(), NodeError> {
+        let removed = self.store.remove_known_peer(name)?;
+        let was_pending = lock(&self.pending).take(name).is_some();
+        let was_connected = self.drop_connection(name, b"forgotten");
+        if !(removed || was_pending || was_connected) {
+            return Err(NodeError::UnknownPeer(name.to_string()));
+        }
+        lock(&self.dials).backoffs.forget(name);
+        Ok(())
+    }
+
+    /// Sets (or with an empty text clears) the user's nickname for a remembered peer.
+    pub fn rename(&self, name: &str, nickname: &str) -> Result<(), NodeError> {
+        let nickname = nickname.trim();
+        if nickname.chars().count() > MAX_NICKNAME_CHARS || nickname.chars().any(char::is_control) {
+            return Err(NodeError::BadNickname);
+        }
+        let known = self
+            .store
+            .known_peer(name)?
+            .ok_or_else(|| NodeError::UnknownPeer(name.to_string()))?;
+        let record = KnownPeer {
+            nickname: (!nickname.is_empty()).then(|| nickname.to_string()),
+            ..known
+        };
+        self.store.put_known_peer(name, &record)?;
+        Ok(())
+    }
+
+    /// Closes the live connection to `name`, if any; true if there was one.
+    fn drop_connection(&self, name: &str, reason: &[u8]) -> bool {
+        let Some(conn) = self.peers.remove(name) else {
+            return false;
+        };
+        conn.connection.close(CLOSE_BY_USER.into(), reason);
+        let _ = self.events.send(crate::events::Event::PeerDisconnected {
+            name: name.to_string(),
+        });
+        true
+    }
+}

@@ -5,7 +5,15 @@
 use std::path::{Path, PathBuf};
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
-use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use serde::{de::DeserializeOwned, Serialize};
+
+mod downloads;
+mod migrate;
+mod records;
+
+pub use harddrive_party_core::peer_policy::KnownPeer;
+use migrate::migrate_known_peers_v1;
+pub use records::*;
 
 /// 2: `KnownPeer` gained trust, block, nickname and key (friends only, issue 12).
 pub const SCHEMA_VERSION: u64 = 2;
@@ -69,137 +77,15 @@ pub struct Store {
     db: Database,
 }
 
-/// What the share index keeps per path: no hashes, so indexing never reads file contents.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IndexValue {
-    pub size: u64,
-    pub mtime: u64,
-    pub is_dir: bool,
-}
-
-impl IndexValue {
-    pub fn pack(&self) -> [u8; 17] {
-        let mut out = [0u8; 17];
-        out[..8].copy_from_slice(&self.size.to_le_bytes());
-        out[8..16].copy_from_slice(&self.mtime.to_le_bytes());
-        out[16] = self.is_dir as u8;
-        out
-    }
-
-    pub fn unpack(bytes: &[u8]) -> Option<Self> {
-        let bytes: &[u8; 17] = bytes.try_into().ok()?;
-        Some(Self {
-            size: u64::from_le_bytes(bytes[..8].try_into().ok()?),
-            mtime: u64::from_le_bytes(bytes[8..16].try_into().ok()?),
-            is_dir: bytes[16] != 0,
-        })
-    }
-}
-
-pub use harddrive_party_core::peer_policy::KnownPeer;
-use harddrive_party_core::peer_policy::Trust;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum DownloadState {
-    Queued,
-    Paused,
-    Done,
-    /// Every remaining file failed permanently; details are on the files.
-    Failed,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DownloadRecord {
-    pub peer: String,
-    pub path: String,
-    pub state: DownloadState,
-    /// The remote listing has been stored as file records.
-    pub expanded: bool,
-    pub added_at: u64,
-    /// Queue position: lower goes first; the user can reorder.
-    pub priority: i64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum FileState {
-    Pending,
-    Done,
-    Failed,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FileRecord {
-    /// Size and mtime the remote reported; a change restarts the file instead of appending.
-    pub size: u64,
-    pub mtime: u64,
-    pub state: FileState,
-    pub attempts: u32,
-    pub error: Option<String>,
-    /// Unix seconds before which a failed file is not retried.
-    pub retry_at: u64,
-    /// Root hash of the content being fetched, once the piece list is known and verified.
-    pub root: Option<[u8; 32]>,
-    /// Pieces of that content already verified in the `.part` file.
-    pub have: Option<crate::content::Bitfield>,
-}
-
-/// A web UI session's times, in Unix seconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct UiSession {
-    pub created: u64,
-    pub last_used: u64,
-}
-
-/// Cached content hashes of one shared file, valid while size, mtime and inode match.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HashRecord {
-    pub size: u64,
-    pub mtime: u64,
-    pub inode: u64,
-    pub root: [u8; 32],
-    pub pieces: Vec<[u8; 32]>,
-}
-
-fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+pub(super) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     // Encoding our own plain structs into a Vec cannot fail.
     bincode::serde::encode_to_vec(value, bincode::config::standard()).unwrap_or_default()
 }
 
-fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
+pub(super) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
     bincode::serde::decode_from_slice(bytes, bincode::config::standard())
         .map(|(v, _)| v)
         .map_err(|e| StoreError::Decode(e.to_string()))
-}
-
-/// A known peer as schema 1 stored it, before trust existed.
-#[derive(Deserialize)]
-struct KnownPeerV1 {
-    announce_address: String,
-    disconnected: bool,
-}
-
-/// Every peer a schema-1 database remembers was connected on purpose or by the old gossip
-/// rules, which trusted everybody: it stays a friend, so upgrading loses nobody.
-fn migrate_known_peers_v1(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
-    let mut table = txn.open_table(PEERS)?;
-    let mut upgraded = Vec::new();
-    for row in table.iter()? {
-        let (name, value) = row?;
-        let old: KnownPeerV1 = decode(value.value())?;
-        let record = KnownPeer {
-            announce_address: old.announce_address,
-            disconnected: old.disconnected,
-            trust: Trust::Friend,
-            blocked: false,
-            nickname: None,
-            key: None,
-        };
-        upgraded.push((name.value().to_string(), encode(&record)));
-    }
-    for (name, bytes) in upgraded {
-        table.insert(name.as_str(), bytes.as_slice())?;
-    }
-    Ok(())
 }
 
 impl Store {
@@ -389,113 +275,12 @@ impl Store {
         let table = txn.open_table(ROOTS)?;
         Ok(table.get(root.as_slice())?.map(|v| v.value().to_string()))
     }
-
-    pub fn add_download(&self, record: &DownloadRecord) -> Result<u64, StoreError> {
-        let txn = self.db.begin_write()?;
-        let id = {
-            let mut table = txn.open_table(DOWNLOADS)?;
-            let id = table.last()?.map(|(k, _)| k.value() + 1).unwrap_or(1);
-            table.insert(id, encode(record).as_slice())?;
-            id
-        };
-        txn.commit()?;
-        Ok(id)
-    }
-
-    pub fn downloads(&self) -> Result<Vec<(u64, DownloadRecord)>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(DOWNLOADS)?;
-        let mut out = Vec::new();
-        for row in table.iter()? {
-            let (id, value) = row?;
-            out.push((id.value(), decode(value.value())?));
-        }
-        Ok(out)
-    }
-
-    pub fn download(&self, id: u64) -> Result<Option<DownloadRecord>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(DOWNLOADS)?;
-        table.get(id)?.map(|v| decode(v.value())).transpose()
-    }
-
-    pub fn put_download(&self, id: u64, record: &DownloadRecord) -> Result<(), StoreError> {
-        let txn = self.db.begin_write()?;
-        txn.open_table(DOWNLOADS)?
-            .insert(id, encode(record).as_slice())?;
-        txn.commit()?;
-        Ok(())
-    }
-
-    pub fn remove_download(&self, id: u64) -> Result<(), StoreError> {
-        let txn = self.db.begin_write()?;
-        txn.open_table(DOWNLOADS)?.remove(id)?;
-        txn.open_table(DOWNLOAD_FILES)?
-            .retain_in((id, "")..(id + 1, ""), |_, _| false)?;
-        txn.commit()?;
-        Ok(())
-    }
-
-    /// Stores a batch of expanded file records (existing records are kept: their progress matters).
-    pub fn add_download_files(
-        &self,
-        id: u64,
-        files: &[(String, FileRecord)],
-    ) -> Result<(), StoreError> {
-        let txn = self.db.begin_write()?;
-        {
-            let mut table = txn.open_table(DOWNLOAD_FILES)?;
-            for (path, record) in files {
-                if table.get((id, path.as_str()))?.is_none() {
-                    table.insert((id, path.as_str()), encode(record).as_slice())?;
-                }
-            }
-        }
-        txn.commit()?;
-        Ok(())
-    }
-
-    pub fn put_download_file(
-        &self,
-        id: u64,
-        path: &str,
-        record: &FileRecord,
-    ) -> Result<(), StoreError> {
-        let txn = self.db.begin_write()?;
-        txn.open_table(DOWNLOAD_FILES)?
-            .insert((id, path), encode(record).as_slice())?;
-        txn.commit()?;
-        Ok(())
-    }
-
-    /// Visits a download's files in path order, starting after `after` (exclusive) if given,
-    /// until `visit` returns false.
-    pub fn visit_download_files(
-        &self,
-        id: u64,
-        after: Option<&str>,
-        mut visit: impl FnMut(&str, FileRecord) -> bool,
-    ) -> Result<(), StoreError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(DOWNLOAD_FILES)?;
-        let start = (id, after.unwrap_or(""));
-        for row in table.range(start..(id + 1, ""))? {
-            let (key, value) = row?;
-            let (_, path) = key.value();
-            if after == Some(path) {
-                continue;
-            }
-            if !visit(path, decode(value.value())?) {
-                break;
-            }
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use harddrive_party_core::peer_policy::Trust;
 
     #[test]
     fn settings_survive_reopen() {

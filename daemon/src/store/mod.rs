@@ -406,16 +406,7 @@ mod tests {
         let a = store.add_download(&record).unwrap();
         let b = store.add_download(&record).unwrap();
         assert_ne!(a, b);
-        let file = FileRecord {
-            size: 1,
-            mtime: 2,
-            state: FileState::Pending,
-            attempts: 0,
-            error: None,
-            retry_at: 0,
-            root: None,
-            have: None,
-        };
+        let file = FileRecord::pending(1, 2);
         let files: Vec<_> = ["s/b", "s/a", "s/c"]
             .iter()
             .map(|p| (p.to_string(), file.clone()))

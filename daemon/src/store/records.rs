@@ -74,6 +74,22 @@ pub struct FileRecord {
     pub have: Option<crate::content::Bitfield>,
 }
 
+impl FileRecord {
+    /// A file just listed by the peer: pending, never tried.
+    pub fn pending(size: u64, mtime: u64) -> Self {
+        Self {
+            size,
+            mtime,
+            state: FileState::Pending,
+            attempts: 0,
+            error: None,
+            retry_at: 0,
+            root: None,
+            have: None,
+        }
+    }
+}
+
 /// A web UI session's times, in Unix seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UiSession {

@@ -449,7 +449,7 @@ impl Downloads {
                     !e.is_dir && (e.path == path || e.path.starts_with(&format!("{path}/")))
                 })
                 .map(|e| {
-                    let record = queue::listed_file(e.size, e.mtime);
+                    let record = crate::store::FileRecord::pending(e.size, e.mtime);
                     (e.path, record)
                 })
                 .collect();

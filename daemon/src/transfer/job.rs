@@ -337,7 +337,7 @@ mod tests {
             state,
             error: Some("no space".into()),
             have: Some(have),
-            ..crate::transfer::queue::listed_file(size, 1)
+            ..crate::store::FileRecord::pending(size, 1)
         }
     }
 

@@ -147,7 +147,7 @@ mod tests {
     use super::*;
 
     fn pending() -> FileRecord {
-        crate::transfer::queue::listed_file(100, 5)
+        crate::store::FileRecord::pending(100, 5)
     }
 
     #[test]

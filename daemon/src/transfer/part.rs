@@ -197,7 +197,7 @@ mod tests {
     fn record(size: u64, mtime: u64, root: Option<Hash>) -> FileRecord {
         FileRecord {
             root,
-            ..crate::transfer::queue::listed_file(size, mtime)
+            ..crate::store::FileRecord::pending(size, mtime)
         }
     }
 

@@ -136,20 +136,6 @@ pub fn final_state(files_done: u64, files_total: u64, failures: usize) -> Downlo
     }
 }
 
-/// The record of a file just listed by the peer: pending, never tried.
-pub fn listed_file(size: u64, mtime: u64) -> FileRecord {
-    FileRecord {
-        size,
-        mtime,
-        state: FileState::Pending,
-        attempts: 0,
-        error: None,
-        retry_at: 0,
-        root: None,
-        have: None,
-    }
-}
-
 /// What `resume` does to a file record: a failed file is pending again with a fresh count
 /// of attempts; any other stays as it is (`None`).
 pub fn retry_failed(file: FileRecord) -> Option<FileRecord> {
@@ -171,7 +157,7 @@ mod tests {
             attempts: 2,
             error: Some("earlier".into()),
             retry_at,
-            ..listed_file(1, 1)
+            ..FileRecord::pending(1, 1)
         }
     }
 

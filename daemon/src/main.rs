@@ -1,5 +1,3 @@
-use std::io::IsTerminal;
-
 use clap::Parser;
 use harddrive_party::cli::{self, Cli, Command};
 use harddrive_party::config::Settings;
@@ -20,10 +18,11 @@ fn init_logging(verbose: bool) {
         .ok()
         .and_then(|s| s.parse::<tracing_subscriber::filter::Targets>().ok())
         .unwrap_or_else(|| default.parse().unwrap_or_default());
-    // Plain lines without colour when stderr is not a terminal, so journald and logread stay clean.
+    // Plain lines without colour, so journald and logread stay clean (the "ansi" feature
+    // is left out of the build for the binary's size).
     let format = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
+        .with_ansi(false);
     tracing_subscriber::registry()
         .with(format)
         .with(filter)

@@ -148,9 +148,9 @@ impl Node {
             tick.tick().await;
             let now = Instant::now();
             for (name, known) in self.store.known_peers().unwrap_or_default() {
+                let connected = self.peers.get(&name).is_some();
                 let due = {
                     let dials = lock(&self.dials);
-                    let connected = self.peers.get(&name).is_some();
                     peer_policy::should_redial(&known, connected, dials.in_flight.contains(&name))
                         && dials.backoffs.is_due(&name, now)
                 };

@@ -55,7 +55,7 @@ pub struct AnnounceAddress {
     pub relay: Option<SocketAddr>,
 }
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum AnnounceError {
     #[error("an announce address looks like Name.CODE; this one has no '.'")]
     MissingSeparator,
@@ -115,8 +115,9 @@ fn ip_from(bytes: &[u8]) -> Result<IpAddr, AnnounceError> {
     })
 }
 
-impl fmt::Display for AnnounceAddress {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl AnnounceAddress {
+    /// The binary form inside the code part (also carried inside invite codes).
+    pub fn to_payload(&self) -> Vec<u8> {
         let mut payload = Vec::with_capacity(80);
         payload.push(FORMAT_V2);
         payload.extend_from_slice(&self.public_key);
@@ -125,21 +126,11 @@ impl fmt::Display for AnnounceAddress {
         if let Some(relay) = self.relay {
             push_address(&mut payload, relay);
         }
-        write!(f, "{}.{}", self.name(), URL_SAFE_NO_PAD.encode(payload))
+        payload
     }
-}
 
-impl FromStr for AnnounceAddress {
-    type Err = AnnounceError;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let (given_name, code) = text
-            .trim()
-            .split_once('.')
-            .ok_or(AnnounceError::MissingSeparator)?;
-        let payload = URL_SAFE_NO_PAD
-            .decode(code)
-            .map_err(|_| AnnounceError::BadEncoding)?;
+    /// Reads [`Self::to_payload`]'s form (either version).
+    pub fn from_payload(payload: &[u8]) -> Result<Self, AnnounceError> {
         // version(1) key(32) nat(1), then addresses (PROTOCOL.md, "Announce address")
         if payload.len() < 34 {
             return Err(AnnounceError::BadLayout);
@@ -171,12 +162,38 @@ impl FromStr for AnnounceAddress {
             }
             _ => return Err(AnnounceError::BadLayout),
         };
-        let address = AnnounceAddress {
+        Ok(AnnounceAddress {
             public_key,
             addr,
             nat_type,
             relay,
-        };
+        })
+    }
+}
+
+impl fmt::Display for AnnounceAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}.{}",
+            self.name(),
+            URL_SAFE_NO_PAD.encode(self.to_payload())
+        )
+    }
+}
+
+impl FromStr for AnnounceAddress {
+    type Err = AnnounceError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let (given_name, code) = text
+            .trim()
+            .split_once('.')
+            .ok_or(AnnounceError::MissingSeparator)?;
+        let payload = URL_SAFE_NO_PAD
+            .decode(code)
+            .map_err(|_| AnnounceError::BadEncoding)?;
+        let address = AnnounceAddress::from_payload(&payload)?;
         let expected = address.name();
         if given_name != expected {
             return Err(AnnounceError::NameMismatch {

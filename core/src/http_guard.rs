@@ -152,18 +152,48 @@ pub fn normalise_host(host: &str) -> String {
     host.trim().trim_end_matches('.').to_ascii_lowercase()
 }
 
-/// Sliding-window count of password and setup-code attempts, per client and in total.
-#[derive(Default)]
+/// How many attempts a sliding window allows, per client address and from all together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttemptLimits {
+    pub window: Duration,
+    pub per_client: usize,
+    pub total: usize,
+}
+
+/// The limits for passwords and setup codes.
+pub const PASSWORD_ATTEMPTS: AttemptLimits = AttemptLimits {
+    window: ATTEMPT_WINDOW,
+    per_client: MAX_ATTEMPTS_PER_CLIENT,
+    total: MAX_ATTEMPTS_TOTAL,
+};
+
+/// Sliding-window count of attempts (passwords, setup codes, strangers knocking), per
+/// client and in total. Its memory is bounded by `limits.total` entries.
 pub struct AttemptLimiter {
+    limits: AttemptLimits,
     per_client: HashMap<IpAddr, VecDeque<Instant>>,
     total: VecDeque<Instant>,
 }
 
+impl Default for AttemptLimiter {
+    fn default() -> Self {
+        Self::new(PASSWORD_ATTEMPTS)
+    }
+}
+
 impl AttemptLimiter {
-    fn prune(queue: &mut VecDeque<Instant>, now: Instant) {
+    pub fn new(limits: AttemptLimits) -> Self {
+        Self {
+            limits,
+            per_client: HashMap::new(),
+            total: VecDeque::new(),
+        }
+    }
+
+    fn prune(queue: &mut VecDeque<Instant>, now: Instant, window: Duration) {
         while queue
             .front()
-            .is_some_and(|t| now.duration_since(*t) >= ATTEMPT_WINDOW)
+            .is_some_and(|t| now.duration_since(*t) >= window)
         {
             queue.pop_front();
         }
@@ -171,24 +201,25 @@ impl AttemptLimiter {
 
     /// Records an attempt, or refuses it with the seconds until one is allowed again.
     pub fn attempt(&mut self, client: IpAddr, now: Instant) -> Result<(), u64> {
-        Self::prune(&mut self.total, now);
+        let window = self.limits.window;
+        Self::prune(&mut self.total, now, window);
         self.per_client.retain(|_, q| {
-            Self::prune(q, now);
+            Self::prune(q, now, window);
             !q.is_empty()
         });
         let wait = |q: &VecDeque<Instant>| {
             q.front().map_or(1, |t| {
-                ATTEMPT_WINDOW
+                window
                     .saturating_sub(now.duration_since(*t))
                     .as_secs()
                     .max(1)
             })
         };
-        if self.total.len() >= MAX_ATTEMPTS_TOTAL {
+        if self.total.len() >= self.limits.total {
             return Err(wait(&self.total));
         }
         let queue = self.per_client.entry(client).or_default();
-        if queue.len() >= MAX_ATTEMPTS_PER_CLIENT {
+        if queue.len() >= self.limits.per_client {
             return Err(wait(queue));
         }
         queue.push_back(now);

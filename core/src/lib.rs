@@ -9,6 +9,7 @@ pub mod content;
 pub mod health;
 pub mod http_guard;
 pub mod http_range;
+pub mod invite;
 pub mod peer_name;
 pub mod peer_policy;
 pub mod picker;

@@ -67,6 +67,23 @@ pub enum Request {
         target: String,
         announce_address: String,
     },
+    /// "Make me a friend with your invite": the first request of a joiner that holds an
+    /// invite code (PROTOCOL.md §9.2). `proof` is `invite::proof` over this connection's
+    /// keying material; `announce_address` is the joiner's own, so the inviter can redial
+    /// it. Appended, so older variants keep their encoding.
+    Join {
+        invite_id: [u8; 8],
+        proof: [u8; 32],
+        announce_address: String,
+    },
+}
+
+/// Answer to `Join`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum JoinReply {
+    /// The joiner is a friend now; the connection carries on as a friend's.
+    Welcome,
+    Refused(crate::invite::InviteRefusal),
 }
 
 /// Answer to `Hashes`; on success the piece hashes follow in chunks.
@@ -251,6 +268,9 @@ impl Request {
                 announce_address,
             } => too_long("peer name", target, MAX_PEER_NAME_BYTES)
                 .or_else(|| too_long("announce address", announce_address, MAX_ANNOUNCE_BYTES)),
+            Request::Join {
+                announce_address, ..
+            } => too_long("announce address", announce_address, MAX_ANNOUNCE_BYTES),
         };
         problem.map_or(Ok(()), Err)
     }
@@ -383,6 +403,33 @@ mod tests {
         let frame =
             encode_frame(&LsChunk::Error(WireError::NotAFriend), MAX_RESPONSE_FRAME).unwrap();
         assert_eq!(frame, [0, 0, 0, 2, 1, 5]);
+        let join = Request::Join {
+            invite_id: [0xaa; 8],
+            proof: [0xbb; 32],
+            announce_address: "A.b".into(),
+        };
+        let frame = encode_frame(&join, MAX_REQUEST_FRAME).unwrap();
+        let mut expected = vec![0, 0, 0, 45, 7];
+        expected.extend([0xaa; 8]);
+        expected.extend([0xbb; 32]);
+        expected.extend([3, b'A', b'.', b'b']);
+        assert_eq!(frame, expected);
+        let refused = JoinReply::Refused(crate::invite::InviteRefusal::UsedUp);
+        assert_eq!(
+            encode_frame(&refused, MAX_RESPONSE_FRAME).unwrap(),
+            [0, 0, 0, 2, 1, 1]
+        );
+        assert_eq!(
+            encode_frame(&JoinReply::Welcome, MAX_RESPONSE_FRAME).unwrap(),
+            [0, 0, 0, 1, 0]
+        );
+        assert!(Request::Join {
+            invite_id: [0; 8],
+            proof: [0; 32],
+            announce_address: "x".repeat(MAX_ANNOUNCE_BYTES + 1),
+        }
+        .validate()
+        .is_err());
     }
 
     #[test]

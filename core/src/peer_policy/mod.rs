@@ -56,6 +56,9 @@ pub struct KnownPeer {
     pub nickname: Option<String>,
     /// The key, for a record without an address (the address carries it otherwise).
     pub key: Option<PublicKey>,
+    /// Joined with an invite limited to chosen shares: sees only the shares that name it
+    /// ([`ShareAccess::admits`]), not those open to all friends.
+    pub guest: bool,
 }
 
 impl KnownPeer {
@@ -68,6 +71,20 @@ impl KnownPeer {
             blocked: false,
             nickname: None,
             key: None,
+            guest: false,
+        }
+    }
+
+    /// A peer known only by its key (approved or joined before telling us its address).
+    pub fn keyed(key: PublicKey, trust: Trust) -> Self {
+        Self {
+            announce_address: String::new(),
+            disconnected: false,
+            trust,
+            blocked: false,
+            nickname: None,
+            key: Some(key),
+            guest: false,
         }
     }
 
@@ -307,11 +324,13 @@ pub fn should_redial(known: &KnownPeer, connected: bool, dialling: bool) -> bool
     known.is_friend() && !known.disconnected && !connected && !dialling
 }
 
+mod access;
 mod connections;
 mod requests;
 #[cfg(test)]
 mod test_support;
 
+pub use access::*;
 pub use connections::*;
 pub use requests::*;
 

@@ -10,6 +10,18 @@ use crate::peer_name::PublicKey;
 /// How many connection requests from strangers are kept for the user to approve.
 pub const MAX_PENDING: usize = 64;
 
+/// Strangers (joiners included) heard per source address and from all addresses together
+/// in a minute; beyond that a stranger's connection is closed unheard, at no lasting cost.
+pub const STRANGER_ATTEMPTS: crate::http_guard::AttemptLimits = crate::http_guard::AttemptLimits {
+    window: std::time::Duration::from_secs(60),
+    per_client: 20,
+    total: 120,
+};
+
+/// Strangers heard at the same time (each holds a connection until it sent its request or
+/// timed out).
+pub const MAX_STRANGERS_AT_ONCE: usize = 16;
+
 /// A stranger that connected and asked for something.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingRequest {
@@ -80,20 +92,16 @@ pub fn approved(
             }
             Some(record)
         }
-        (None, Some(p)) => {
-            let address = p.announce_address.clone().unwrap_or_default();
-            let key = (address.parse::<AnnounceAddress>().ok())
-                .is_none()
-                .then_some(p.key);
-            Some(KnownPeer {
-                announce_address: address,
-                disconnected: false,
-                trust: Trust::Friend,
-                blocked: false,
-                nickname: None,
-                key,
-            })
-        }
+        (None, Some(p)) => Some(
+            match p
+                .announce_address
+                .as_deref()
+                .and_then(|a| a.parse::<AnnounceAddress>().ok())
+            {
+                Some(address) => KnownPeer::at(&address, Trust::Friend),
+                None => KnownPeer::keyed(p.key, Trust::Friend),
+            },
+        ),
         (None, None) => None,
     }
 }

@@ -67,14 +67,25 @@ impl Client {
         Ok(self.get(path, query)?.into_json()?)
     }
 
-    pub(super) fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+    /// A request that changes something: it always needs the token.
+    fn changing(&self, method: &str, path: &str) -> anyhow::Result<ureq::Request> {
         let token = self.token.as_deref().ok_or_else(|| anyhow!("no API token: set HDP_API_TOKEN or point --storage at the daemon's storage directory"))?;
-        let response = self
+        Ok(self
             .agent
-            .post(&format!("{}{path}", self.base))
-            .set("Authorization", &format!("Bearer {token}"))
+            .request(method, &format!("{}{path}", self.base))
+            .set("Authorization", &format!("Bearer {token}")))
+    }
+
+    pub(super) fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+        let response = self
+            .changing("POST", path)?
             .send_json(body)
             .map_err(api_error)?;
+        Ok(response.into_json()?)
+    }
+
+    pub(super) fn delete(&self, path: &str) -> anyhow::Result<Value> {
+        let response = self.changing("DELETE", path)?.call().map_err(api_error)?;
         Ok(response.into_json()?)
     }
 }

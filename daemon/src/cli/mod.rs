@@ -12,6 +12,7 @@ use clap::{ArgAction, Args, Parser, Subcommand};
 use serde_json::{json, Value};
 
 mod client;
+mod invites;
 
 use crate::config::{Defaults, Layer, Settings};
 use crate::transfer::rate::{parse_rate, Rate};
@@ -51,8 +52,39 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Connect to a peer by its announce address.
+    /// Connect to a peer by its announce address, or join with an invite code.
     Connect { announce_address: String },
+    /// Make an invite code (and QR code) that makes its holder a friend.
+    Invite {
+        /// How long the code works: 90s, 30m, 24h, 7d [default: 24h, at most 30d]
+        #[arg(long)]
+        expires: Option<String>,
+        /// How many peers may join with it [default: 1, at most 100]
+        #[arg(long)]
+        uses: Option<u32>,
+        /// Only these shares (repeatable): the joiner is a guest that sees only them
+        /// [default: what every friend sees]
+        #[arg(long = "share")]
+        shares: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List live invites, or revoke one.
+    Invites {
+        #[command(subcommand)]
+        action: Option<invites::InvitesAction>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show or set who sees a share: all friends, or only the peers named.
+    ShareAccess {
+        share: String,
+        #[arg(long, conflicts_with = "peers")]
+        all_friends: bool,
+        /// A friend who may see the share (repeatable); the share is hidden from the rest.
+        #[arg(long = "peer")]
+        peers: Vec<String>,
+    },
     /// Disconnect a peer and stop reconnecting to it.
     Disconnect { peer: String },
     /// List friends, pending requests, suggestions and blocked peers.
@@ -355,6 +387,26 @@ pub fn run_client(cli: &Cli, settings: &Settings) -> anyhow::Result<()> {
             )?;
             println!("connected to {}", reply["name"].as_str().unwrap_or("peer"));
         }
+        Command::Invite {
+            expires,
+            uses,
+            shares,
+            json,
+        } => invites::invite(
+            &client,
+            invites::InviteOptions {
+                expires: expires.as_deref(),
+                uses: *uses,
+                shares,
+                json: *json,
+            },
+        )?,
+        Command::Invites { action, json } => invites::invites(&client, action.as_ref(), *json)?,
+        Command::ShareAccess {
+            share,
+            all_friends,
+            peers,
+        } => invites::share_access(&client, share, *all_friends, peers)?,
         Command::Disconnect { peer } => {
             client.post("/api/disconnect", json!({ "peer": peer }))?;
             println!("disconnected {peer}");
@@ -452,7 +504,10 @@ fn print_listing(client: &Client, endpoint: &str, args: &ListArgs) -> anyhow::Re
     let body = client.get(endpoint, &list_query(args))?.into_reader();
     // A listing cut short ends with an error object after the array.
     let mut parts = serde_json::Deserializer::from_reader(body).into_iter::<Value>();
-    let entries = parts.next().ok_or_else(|| anyhow!("empty answer"))??;
+    let mut entries = parts.next().ok_or_else(|| anyhow!("empty answer"))??;
+    if endpoint == "/api/index" && args.path.as_deref().unwrap_or_default().is_empty() {
+        invites::annotate_shares(client, &mut entries)?;
+    }
     if args.json {
         println!("{}", serde_json::to_string(&entries)?);
     } else {

@@ -94,16 +94,20 @@ impl From<NodeError> for ApiError {
             | NodeError::OwnAddress
             | NodeError::BadDownloadDir { .. }
             | NodeError::BadListen { .. }
-            | NodeError::BadNickname => ApiError::BadRequest(e.to_string()),
+            | NodeError::BadNickname
+            | NodeError::Access(_)
+            | NodeError::InviteRequest(_)
+            | NodeError::InviteCode(_) => ApiError::BadRequest(e.to_string()),
+            NodeError::Shares(e) => e.into(),
             NodeError::ListenSetAtStart(_) | NodeError::Blocked(_) | NodeError::NotBlocked(_) => {
                 ApiError::Conflict(e.to_string())
             }
-            NodeError::NotConnected(_) | NodeError::UnknownPeer(_) => {
-                ApiError::NotFound(e.to_string())
-            }
-            NodeError::Unreachable { .. } | NodeError::WrongKey(_) => {
-                ApiError::PeerError(e.to_string())
-            }
+            NodeError::NotConnected(_)
+            | NodeError::UnknownPeer(_)
+            | NodeError::UnknownInvite(_) => ApiError::NotFound(e.to_string()),
+            NodeError::Unreachable { .. }
+            | NodeError::WrongKey(_)
+            | NodeError::InviteRefused(_) => ApiError::PeerError(e.to_string()),
             other => ApiError::Internal(other.to_string()),
         }
     }

@@ -7,18 +7,22 @@ use axum::Json;
 
 use super::*;
 
-/// The announce address as a QR code (SVG), so the UI needs no QR library.
-pub(super) async fn qr(State(s): State<AppState>) -> Result<Response, ApiError> {
+/// `text` as a QR code (SVG), so the UI needs no QR encoder.
+pub(super) fn qr_svg(text: &str) -> Result<String, ApiError> {
     use qrcode::render::svg;
-    let address = s.node.announce_address();
-    let code = qrcode::QrCode::with_error_correction_level(address.as_bytes(), qrcode::EcLevel::M)
+    let code = qrcode::QrCode::with_error_correction_level(text.as_bytes(), qrcode::EcLevel::M)
         .map_err(|e| ApiError::Internal(format!("QR code: {e}")))?;
-    let image = code
+    Ok(code
         .render::<svg::Color<'_>>()
         .min_dimensions(240, 240)
         .dark_color(svg::Color("#000000"))
         .light_color(svg::Color("#ffffff"))
-        .build();
+        .build())
+}
+
+/// The announce address as a QR code.
+pub(super) async fn qr(State(s): State<AppState>) -> Result<Response, ApiError> {
+    let image = qr_svg(&s.node.announce_address())?;
     Ok((
         [
             (header::CONTENT_TYPE, "image/svg+xml"),

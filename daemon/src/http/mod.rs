@@ -11,6 +11,7 @@ mod error;
 mod events;
 mod guard;
 mod info;
+mod invites;
 mod peers;
 mod session;
 mod settings;
@@ -115,6 +116,15 @@ pub fn router(node: Arc<Node>, token: String, auth: Arc<Auth>) -> Router {
         .route(
             "/shares/{name}",
             axum::routing::delete(shares::remove_share),
+        )
+        .route("/shares/{name}/access", post(shares::set_access))
+        .route(
+            "/invites",
+            get(invites::list_invites).post(invites::create_invite),
+        )
+        .route(
+            "/invites/{id}",
+            axum::routing::delete(invites::revoke_invite),
         )
         .route("/rescan", post(shares::rescan))
         .route("/index", get(browse::own_index))

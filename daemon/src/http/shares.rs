@@ -1,4 +1,4 @@
-//! `/api/shares`, `/api/rescan` and `/api/index` (our own files).
+//! `/api/shares` (with who sees each), `/api/shares/{name}/access` and `/api/rescan`.
 
 use axum::extract::{Path, State};
 use axum::response::IntoResponse;
@@ -9,7 +9,26 @@ use serde_json::json;
 use super::*;
 
 pub(super) async fn list_shares(State(s): State<AppState>) -> Result<impl IntoResponse, ApiError> {
-    Ok(Json(s.node.library().list()?))
+    Ok(Json(s.node.share_views()?))
+}
+
+#[derive(Deserialize)]
+pub(super) struct AccessBody {
+    all_friends: bool,
+    #[serde(default)]
+    peers: Vec<String>,
+}
+
+pub(super) async fn set_access(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    Json(body): Json<AccessBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(s.node.set_share_access(
+        &name,
+        body.all_friends,
+        body.peers,
+    )?))
 }
 
 #[derive(Deserialize)]

@@ -16,6 +16,7 @@ use crate::net::peers::{
 };
 use crate::net::quic::peer_identity;
 use crate::store::KnownPeer;
+use harddrive_party_core::invite::INVITE_PREFIX;
 use harddrive_party_core::peer_policy::{self, Admitted, Refusal, Trust};
 
 impl Node {
@@ -43,8 +44,12 @@ impl Node {
         }
     }
 
-    /// Dials a peer by announce address, remembering it as a known peer.
+    /// Dials a peer by announce address, remembering it as a friend; or joins with an
+    /// invite code (the same box in the UI, the same command).
     pub async fn connect(self: &Arc<Self>, text: &str) -> Result<String, NodeError> {
+        if text.trim_start().starts_with(INVITE_PREFIX) {
+            return self.join(text.parse()?).await;
+        }
         let address: AnnounceAddress = text.parse()?;
         if address.public_key == self.identity.public_key {
             return Err(NodeError::OwnAddress);
@@ -101,7 +106,7 @@ impl Node {
         match peer_policy::admit(&key, &self.identity.public_key, known.as_ref(), outbound) {
             Ok(Admitted::Friend) => {}
             Ok(Admitted::Stranger) => {
-                tokio::spawn(self.clone().hear_stranger(name, key, conn));
+                tokio::spawn(self.clone().hear_stranger(name, key, conn, relayed));
                 return;
             }
             Err(Refusal::Blocked) => {

@@ -84,7 +84,10 @@ impl Node {
 
     /// Gets a QUIC connection to `address` by the approach both NAT types call for
     /// (PROTOCOL.md, "NAT traversal").
-    async fn open_path(self: &Arc<Self>, address: &AnnounceAddress) -> Result<Path, NodeError> {
+    pub(super) async fn open_path(
+        self: &Arc<Self>,
+        address: &AnnounceAddress,
+    ) -> Result<Path, NodeError> {
         // As announced: a router port mapping makes us reachable like a public address.
         let ours = self.reach.announce().nat_type;
         let approach = approach(ours, address.nat_type);

@@ -35,6 +35,8 @@ pub struct PeerView {
     pub remote_address: Option<String>,
     pub announce_address: Option<String>,
     pub disconnected_by_user: bool,
+    /// Joined with a share-limited invite: sees only the shares that name it.
+    pub guest: bool,
 }
 
 /// `/api/info`.
@@ -198,6 +200,7 @@ impl Node {
                     announce_address: (!known.announce_address.is_empty())
                         .then_some(known.announce_address),
                     disconnected_by_user: known.disconnected,
+                    guest: known.guest,
                     name,
                 }
             })
@@ -215,6 +218,7 @@ impl Node {
                     remote_address: Some(live.remote_address().to_string()),
                     announce_address: None,
                     disconnected_by_user: false,
+                    guest: false,
                 });
             }
         }
@@ -231,6 +235,7 @@ impl Node {
                     remote_address: Some(request.remote_address),
                     announce_address: request.announce_address,
                     disconnected_by_user: false,
+                    guest: false,
                 });
             }
         }

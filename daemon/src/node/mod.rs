@@ -10,15 +10,19 @@
 //! * `gossip`: announcements, introductions, LAN adverts and redials;
 //! * `server`: answering a peer's requests;
 //! * `trust`: strangers' requests, approve, block, forget, rename;
+//! * `invites`: making and revoking invites, joining with one, answering a joiner;
+//! * `access`: who sees each share, and the view of the shares a friend gets;
 //! * `facade`: what the HTTP API and the service may call.
 //!
 //! Every rule these apply (admission, key pinning, backoff, the dial plan) is in the pure
 //! core (`harddrive_party_core::peer_policy`, `punch`); this module carries them out.
 
+mod access;
 mod admission;
 mod dialer;
 mod facade;
 mod gossip;
+mod invites;
 mod library;
 mod queue;
 mod reach;
@@ -50,8 +54,10 @@ use crate::transfer::rate::RateLimiter;
 use crate::transfer::upload::{UploadLimits, Uploads};
 use harddrive_party_core::peer_policy::{Backoffs, PendingRequests, TrustSettings};
 
+pub use access::ShareView;
 pub use facade::{Info, PeerView};
 pub use harddrive_party_core::health::{disk_problems, Health, Problem, STORAGE_LOW_BYTES};
+pub use invites::InviteView;
 pub use library::{Library, ListingChunk};
 pub use queue::QueueError;
 pub use remote::{RemoteError, RemoteRead};
@@ -95,6 +101,16 @@ pub enum NodeError {
     BadListen { addr: SocketAddr, reason: String },
     #[error("the listen address is set at start ({0}, from --listen, HDP_LISTEN or the config file): change it there")]
     ListenSetAtStart(SocketAddr),
+    #[error(transparent)]
+    Access(#[from] harddrive_party_core::peer_policy::AccessError),
+    #[error(transparent)]
+    InviteRequest(#[from] harddrive_party_core::invite::InviteRequestError),
+    #[error("{0}")]
+    InviteCode(#[from] harddrive_party_core::invite::InviteCodeError),
+    #[error("the invite was refused: {0}")]
+    InviteRefused(harddrive_party_core::invite::InviteRefusal),
+    #[error("no live invite with id {0}")]
+    UnknownInvite(String),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -139,6 +155,8 @@ pub struct Node {
     /// Strangers that knocked, for the user to approve or block (in memory: a stranger
     /// knocks again, and a restart should not keep what nobody approved).
     pending: Mutex<PendingRequests>,
+    /// Bounds what strangers (and joiners) may make us spend.
+    strangers: trust::StrangerGate,
     shutdown: watch::Sender<bool>,
 }
 
@@ -350,6 +368,7 @@ impl Node {
             dials: Mutex::new(Dials::default()),
             trust: config.trust,
             pending: Mutex::new(PendingRequests::default()),
+            strangers: trust::StrangerGate::default(),
             shutdown,
         });
         tracing::info!(

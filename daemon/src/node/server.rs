@@ -9,11 +9,14 @@ use tokio::sync::mpsc;
 
 use super::Node;
 use crate::identity::PublicKey;
+use crate::shares::FriendView;
 use crate::transfer::upload::OpenRange;
 use crate::wire::{
-    read_frame, write_frame, AnnounceReply, HashChunk, HashesHeader, HaveReply, LsChunk, LsChunker,
-    ReadHeader, Request, WireError, MAX_HASHES_PER_CHUNK, MAX_REQUEST_FRAME, MAX_RESPONSE_FRAME,
+    read_frame, write_frame, AnnounceReply, HashChunk, HashesHeader, HaveReply, JoinReply, LsChunk,
+    LsChunker, ReadHeader, Request, WireError, MAX_HASHES_PER_CHUNK, MAX_REQUEST_FRAME,
+    MAX_RESPONSE_FRAME,
 };
+use harddrive_party_core::invite::InviteRefusal;
 
 /// A peer that opens a stream must send its request within this time.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -59,6 +62,10 @@ pub(super) async fn refuse(send: &mut quinn::SendStream, request: &Request, erro
         Request::AnnouncePeer { .. } | Request::Introduce { .. } => {
             finish_with(send, &AnnounceReply::Error(error)).await;
         }
+        // Only a malformed join gets here (strangers' joins are answered by `invites`).
+        Request::Join { .. } => {
+            finish_with(send, &JoinReply::Refused(InviteRefusal::NotValid)).await;
+        }
     }
 }
 
@@ -98,6 +105,15 @@ impl Node {
         }
     }
 
+    /// The shares as `peer` may see them; every request that touches shared files goes
+    /// through this view.
+    fn shares_for(&self, peer: &Requester) -> Result<Arc<FriendView>, WireError> {
+        self.friend_view(&peer.name).map(Arc::new).map_err(|e| {
+            tracing::error!("cannot tell which shares {} sees: {e}", peer.name);
+            WireError::Io("the sharing peer cannot read its settings".into())
+        })
+    }
+
     /// Answers a valid request.
     async fn answer(
         self: &Arc<Self>,
@@ -111,16 +127,22 @@ impl Node {
                 searchterm,
                 recursive,
             } => {
-                if let Err(e) = self.stream_ls(send, path, searchterm, recursive).await {
+                let listed = match self.shares_for(peer) {
+                    Ok(view) => {
+                        self.stream_ls(send, view, path, searchterm, recursive)
+                            .await
+                    }
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = listed {
                     let _ = write_frame(send, &LsChunk::Error(e), MAX_RESPONSE_FRAME).await;
                 }
                 let _ = send.finish();
             }
             Request::Read { path, start, end } => {
                 let range = self
-                    .library
-                    .shares()
-                    .resolve(&path)
+                    .shares_for(peer)
+                    .and_then(|view| view.resolve(&path))
                     .and_then(|file| OpenRange::open(&file, start, end));
                 self.uploads.serve(&peer.name, &path, range, send).await;
             }
@@ -133,11 +155,19 @@ impl Node {
                 };
                 self.uploads.serve(&peer.name, &label, range, send).await;
             }
-            Request::Hashes { path } => self.answer_hashes(path, send).await,
+            Request::Hashes { path } => match self.shares_for(peer) {
+                Ok(view) => self.answer_hashes(view, path, send).await,
+                Err(e) => finish_with(send, &HashesHeader::Error(e)).await,
+            },
             Request::Have { root } => {
-                let reply = self.have(root).await;
+                let reply = match self.shares_for(peer) {
+                    Ok(view) => self.have(view, root).await,
+                    Err(e) => HaveReply::Refused(e),
+                };
                 finish_with(send, &reply).await;
             }
+            // A friend with an invite (a second device, an old link): nothing to spend.
+            Request::Join { .. } => finish_with(send, &JoinReply::Welcome).await,
             Request::AnnouncePeer { announce_address } => {
                 let reply = self.on_announce(&peer.name, &peer.key, &announce_address);
                 finish_with(send, &reply).await;
@@ -154,9 +184,13 @@ impl Node {
         }
     }
 
-    async fn answer_hashes(&self, path: String, send: &mut quinn::SendStream) {
-        let shares = self.library.shares().clone();
-        let result = tokio::task::spawn_blocking(move || shares.content_hashes(&path))
+    async fn answer_hashes(
+        &self,
+        view: Arc<FriendView>,
+        path: String,
+        send: &mut quinn::SendStream,
+    ) {
+        let result = tokio::task::spawn_blocking(move || view.content_hashes(&path))
             .await
             .unwrap_or_else(|e| Err(WireError::Io(e.to_string())));
         let _ = match result {
@@ -167,9 +201,8 @@ impl Node {
     }
 
     /// A complete shared copy beats a partial one still being downloaded.
-    async fn have(&self, root: [u8; 32]) -> HaveReply {
-        let shares = self.library.shares().clone();
-        let found = tokio::task::spawn_blocking(move || shares.find_root(&root))
+    async fn have(&self, view: Arc<FriendView>, root: [u8; 32]) -> HaveReply {
+        let found = tokio::task::spawn_blocking(move || view.find_root(&root))
             .await
             .ok()
             .flatten();
@@ -187,16 +220,16 @@ impl Node {
     async fn stream_ls(
         &self,
         send: &mut quinn::SendStream,
+        view: Arc<FriendView>,
         path: String,
         searchterm: Option<String>,
         recursive: bool,
     ) -> Result<(), WireError> {
         let (tx, mut rx) = mpsc::channel::<Vec<crate::wire::Entry>>(2);
-        let shares = self.library.shares().clone();
         let lister = tokio::task::spawn_blocking(move || {
             let mut chunker = LsChunker::default();
             let mut open = true;
-            let result = shares.ls(&path, searchterm.as_deref(), recursive, |entry| {
+            let result = view.ls(&path, searchterm.as_deref(), recursive, |entry| {
                 if let Some(chunk) = chunker.push(entry) {
                     open = tx.blocking_send(chunk).is_ok();
                 }

@@ -2,17 +2,24 @@
 //! `NotAFriend` and kept as a pending request), then closed. The user's `approve`, `block`,
 //! `unblock`, `forget` and `rename`. The rules are `peer_policy`'s; this file carries them out.
 
-use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::dialer::DialReason;
+use super::invites::Joiner;
 use super::{Node, NodeError};
 use crate::identity::PublicKey;
 use crate::locks::lock;
 use crate::net::peers::CLOSE_BY_USER;
 use crate::store::KnownPeer;
 use crate::wire::{read_frame, Request, WireError, MAX_REQUEST_FRAME};
-use harddrive_party_core::peer_policy::{self, PendingRequest, CLOSE_NOT_A_FRIEND};
+use harddrive_party_core::http_guard::AttemptLimiter;
+use harddrive_party_core::peer_policy::{
+    self, PendingRequest, CLOSE_NOT_A_FRIEND, MAX_STRANGERS_AT_ONCE, STRANGER_ATTEMPTS,
+};
 
 /// A stranger has this long to open a stream and send its request.
 const STRANGER_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -21,25 +28,56 @@ const STRANGER_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const REFUSAL_DELIVERY: Duration = Duration::from_secs(2);
 pub const MAX_NICKNAME_CHARS: usize = 64;
 
-fn unix_now() -> u64 {
+pub(super) fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
 }
 
+/// What strangers may make us spend: a few at a time, and a few a minute per address.
+pub(super) struct StrangerGate {
+    attempts: Mutex<AttemptLimiter>,
+    slots: Arc<Semaphore>,
+}
+
+impl Default for StrangerGate {
+    fn default() -> Self {
+        Self {
+            attempts: Mutex::new(AttemptLimiter::new(STRANGER_ATTEMPTS)),
+            slots: Arc::new(Semaphore::new(MAX_STRANGERS_AT_ONCE)),
+        }
+    }
+}
+
+impl StrangerGate {
+    /// A slot to hear one stranger in, or `None`: then it is closed unheard.
+    fn admit(&self, from: IpAddr) -> Option<OwnedSemaphorePermit> {
+        let permit = self.slots.clone().try_acquire_owned().ok()?;
+        lock(&self.attempts).attempt(from, Instant::now()).ok()?;
+        Some(permit)
+    }
+}
+
 impl Node {
-    /// Records the stranger's request, refuses its first request with `NotAFriend` (an
-    /// `AnnouncePeer` of its own address is kept, so `approve` can dial it) and closes.
+    /// Hears a stranger's first request: a `Join` with a valid invite makes it a friend (and
+    /// the connection carries on as a friend's); anything else is refused with `NotAFriend`
+    /// and kept as a pending request (an `AnnouncePeer` of its own address is kept, so
+    /// `approve` can dial it), and the connection closed.
     pub(super) async fn hear_stranger(
         self: Arc<Self>,
         name: String,
         key: PublicKey,
         conn: quinn::Connection,
+        relayed: bool,
     ) {
-        tracing::info!(
-            "{name} at {} is not a friend: request recorded for approval",
-            conn.remote_address()
-        );
+        let Some(_slot) = self.strangers.admit(conn.remote_address().ip()) else {
+            tracing::debug!("{name}: too many strangers knocking; closed unheard");
+            conn.close(CLOSE_NOT_A_FRIEND.into(), b"busy");
+            return;
+        };
+        // Recorded at once, so the user can approve a knock that sends nothing; a joiner's
+        // record is taken back below unless it had knocked before.
+        let knocked_before = self.pending_request(&name).is_some();
         self.note_request(&name, key, &conn, None);
         let stream = tokio::time::timeout(STRANGER_REQUEST_TIMEOUT, async {
             let (send, mut recv) = conn.accept_bi().await.ok()?;
@@ -49,15 +87,44 @@ impl Node {
             Some((send, request))
         })
         .await;
-        if let Ok(Some((mut send, request))) = stream {
+        let Ok(Some((mut send, request))) = stream else {
+            conn.close(CLOSE_NOT_A_FRIEND.into(), b"not a friend");
+            return;
+        };
+        if let Request::Join {
+            invite_id,
+            proof,
+            announce_address,
+        } = &request
+        {
+            let joiner = Joiner {
+                name,
+                key,
+                announce_address: announce_address.parse().ok(),
+            };
+            if self
+                .answer_join(&joiner, &conn, &mut send, invite_id, proof)
+                .await
+            {
+                self.on_connection(conn, false, relayed);
+                return;
+            }
+            if !knocked_before {
+                lock(&self.pending).take(&joiner.name);
+            }
+        } else {
+            tracing::info!(
+                "{name} at {} is not a friend: request recorded for approval",
+                conn.remote_address()
+            );
             if let Request::AnnouncePeer { announce_address } = &request {
                 if peer_policy::may_pass_on_introduction(&key, announce_address) {
                     self.note_request(&name, key, &conn, Some(announce_address.clone()));
                 }
             }
             super::server::refuse(&mut send, &request, WireError::NotAFriend).await;
-            let _ = tokio::time::timeout(REFUSAL_DELIVERY, send.stopped()).await;
         }
+        let _ = tokio::time::timeout(REFUSAL_DELIVERY, send.stopped()).await;
         conn.close(CLOSE_NOT_A_FRIEND.into(), b"not a friend");
     }
 
@@ -153,6 +220,7 @@ impl Node {
             return Err(NodeError::UnknownPeer(name.to_string()));
         }
         lock(&self.dials).backoffs.forget(name);
+        self.revoke_shares(name)?;
         Ok(())
     }
 

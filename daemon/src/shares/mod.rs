@@ -12,10 +12,13 @@ use std::time::{Duration, UNIX_EPOCH};
 use redb::{ReadableDatabase, ReadableTable};
 use serde::Serialize;
 
+mod audience;
 mod hashes;
 mod scan;
 
-use crate::store::{IndexValue, Store, StoreError, INDEX, SHARES};
+pub use audience::FriendView;
+
+use crate::store::{IndexValue, Store, StoreError, INDEX, SHARES, SHARE_ACCESS};
 use crate::wire::{Entry, WireError};
 use scan::Scan;
 
@@ -207,6 +210,11 @@ impl Shares {
         }
         let txn = self.store.db().begin_write().map_err(StoreError::from)?;
         txn.open_table(SHARES)
+            .map_err(StoreError::from)?
+            .remove(name)
+            .map_err(StoreError::from)?;
+        // A share added again later under this name starts open to all friends.
+        txn.open_table(SHARE_ACCESS)
             .map_err(StoreError::from)?
             .remove(name)
             .map_err(StoreError::from)?;

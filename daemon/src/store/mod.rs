@@ -7,16 +7,19 @@ use std::path::{Path, PathBuf};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{de::DeserializeOwned, Serialize};
 
+mod access;
 mod downloads;
 mod migrate;
 mod records;
 
+pub use access::AddInvite;
 pub use harddrive_party_core::peer_policy::KnownPeer;
-use migrate::migrate_known_peers_v1;
+use migrate::migrate_known_peers;
 pub use records::*;
 
 /// 2: `KnownPeer` gained trust, block, nickname and key (friends only, issue 12).
-pub const SCHEMA_VERSION: u64 = 2;
+/// 3: `KnownPeer` gained `guest`; the invites and share access tables.
+pub const SCHEMA_VERSION: u64 = 3;
 pub const DB_FILE: &str = "harddrive-party.redb";
 
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
@@ -37,6 +40,12 @@ pub(crate) const ROOTS: TableDefinition<&[u8], &str> = TableDefinition::new("con
 const DOWNLOAD_FILES: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("download_files");
 /// BLAKE3 hash (hex) of a web UI session token -> bincode [`UiSession`]; never the token itself
 const UI_SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("ui_sessions");
+/// invite id -> bincode [`Invite`](harddrive_party_core::invite::Invite) (a verifier, never
+/// the secret)
+const INVITES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("invites");
+/// share name -> bincode [`ShareAccess`](harddrive_party_core::peer_policy::ShareAccess);
+/// no row: open to all friends
+pub(crate) const SHARE_ACCESS: TableDefinition<&str, &[u8]> = TableDefinition::new("share_access");
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -128,8 +137,8 @@ impl Store {
                         supported: SCHEMA_VERSION,
                     })
                 }
-                Some(1) => {
-                    migrate_known_peers_v1(&txn)?;
+                Some(old @ (1 | 2)) => {
+                    migrate_known_peers(&txn, old)?;
                     meta.insert("schema_version", SCHEMA_VERSION)?;
                 }
                 Some(_) => {}
@@ -147,6 +156,8 @@ impl Store {
             txn.open_table(HASHES)?;
             txn.open_table(ROOTS)?;
             txn.open_table(UI_SESSIONS)?;
+            txn.open_table(INVITES)?;
+            txn.open_table(SHARE_ACCESS)?;
         }
         txn.commit()?;
         Ok(())
@@ -371,6 +382,47 @@ mod tests {
         assert_eq!(peer.announce_address, "addr");
         assert!(store.remove_known_peer("OldFriend").unwrap());
         assert!(store.known_peer("OldFriend").unwrap().is_none());
+    }
+
+    #[test]
+    fn schema_2_peers_keep_their_trust_and_are_no_guests() {
+        #[derive(Serialize)]
+        struct V2 {
+            announce_address: String,
+            disconnected: bool,
+            trust: Trust,
+            blocked: bool,
+            nickname: Option<String>,
+            key: Option<[u8; 32]>,
+        }
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path(), 1 << 20).unwrap();
+            let txn = store.db.begin_write().unwrap();
+            txn.open_table(META)
+                .unwrap()
+                .insert("schema_version", 2)
+                .unwrap();
+            let old = V2 {
+                announce_address: String::new(),
+                disconnected: false,
+                trust: Trust::Stranger,
+                blocked: true,
+                nickname: Some("Eve".into()),
+                key: Some([9; 32]),
+            };
+            txn.open_table(PEERS)
+                .unwrap()
+                .insert("Blocked", encode(&old).as_slice())
+                .unwrap();
+            txn.commit().unwrap();
+        }
+        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        let peer = store.known_peer("Blocked").unwrap().unwrap();
+        assert_eq!(peer.trust, Trust::Stranger);
+        assert!(peer.blocked && !peer.guest);
+        assert_eq!(peer.nickname.as_deref(), Some("Eve"));
+        assert_eq!(peer.key, Some([9; 32]));
     }
 
     #[test]

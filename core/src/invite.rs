@@ -3,7 +3,7 @@
 //! carries the inviter's announce address and a random secret; the inviter keeps only a key
 //! derived from the secret (the *verifier*), never the code. The joiner proves it holds the
 //! secret with a MAC over TLS keying material of the very connection it joins on, so a proof
-//! seen anywhere cannot be replayed on another connection (PROTOCOL.md §9).
+//! seen anywhere cannot be replayed on another connection (PROTOCOL.md §8.10).
 
 use std::fmt;
 use std::str::FromStr;

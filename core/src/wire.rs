@@ -68,7 +68,7 @@ pub enum Request {
         announce_address: String,
     },
     /// "Make me a friend with your invite": the first request of a joiner that holds an
-    /// invite code (PROTOCOL.md §9.2). `proof` is `invite::proof` over this connection's
+    /// invite code (PROTOCOL.md §8.10). `proof` is `invite::proof` over this connection's
     /// keying material; `announce_address` is the joiner's own, so the inviter can redial
     /// it. Appended, so older variants keep their encoding.
     Join {

@@ -1,6 +1,6 @@
 //! Who sees which share, and the friend an invite makes. Served answers consult
 //! [`ShareAccess::admits`] and nothing else, so a peer never learns the name or size of a
-//! share it cannot see (PROTOCOL.md §9.3).
+//! share it cannot see (PROTOCOL.md §8.11).
 
 use serde::{Deserialize, Serialize};
 

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::Shares;
+use super::{split_request_path, Shares};
 use crate::store::HashRecord;
 use crate::wire::{Entry, WireError};
 
@@ -31,7 +31,10 @@ impl FriendView {
         self.visible.contains(share_of(path))
     }
 
+    /// `path` if it is well-formed and in a share this friend sees: a malformed path is
+    /// `Forbidden` whatever its first component, as for the owner.
     fn visible_path<'a>(&self, path: &'a str) -> Result<&'a str, WireError> {
+        split_request_path(path)?;
         if self.sees(path) {
             Ok(path)
         } else {
@@ -48,10 +51,7 @@ impl FriendView {
         recursive: bool,
         mut sink: impl FnMut(Entry) -> bool,
     ) -> Result<(), WireError> {
-        // `split_request_path` in `Shares::ls` refuses a leading '/' or empty parts, so the
-        // first component here is the share the listing is confined to.
-        let across_shares = path.trim_end_matches('/').is_empty();
-        if !across_shares {
+        if !split_request_path(path)?.is_empty() {
             self.visible_path(path)?;
         }
         self.shares.ls(path, searchterm, recursive, |entry| {

@@ -9,14 +9,16 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context};
 use clap::builder::FalseyValueParser;
 use clap::{ArgAction, Args, Parser, Subcommand};
-use serde_json::{json, Value};
+use serde_json::json;
 
 mod client;
 mod invites;
+mod output;
 
 use crate::config::{Defaults, Layer, Settings};
 use crate::transfer::rate::{parse_rate, Rate};
 use client::Client;
+use output::*;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -335,45 +337,6 @@ pub fn ui_socket_address(url: &str) -> anyhow::Result<SocketAddr> {
         .ok_or_else(|| anyhow!("--ui-address {url} resolves to nothing"))
 }
 
-fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
-}
-
-fn print_entries(entries: &Value) {
-    for e in entries.as_array().into_iter().flatten() {
-        let dir = e["is_dir"].as_bool().unwrap_or(false);
-        let path = e["path"].as_str().unwrap_or("");
-        println!(
-            "{:>10}  {}{}",
-            human_bytes(e["size"].as_u64().unwrap_or(0)),
-            path,
-            if dir { "/" } else { "" }
-        );
-    }
-}
-
-fn list_query(args: &ListArgs) -> Vec<(&'static str, String)> {
-    let mut q = vec![
-        ("path", args.path.clone().unwrap_or_default()),
-        ("recursive", args.recursive.to_string()),
-    ];
-    if let Some(term) = &args.searchterm {
-        q.push(("searchterm", term.clone()));
-    }
-    q
-}
-
 /// Runs a client command against a running daemon.
 pub fn run_client(cli: &Cli, settings: &Settings) -> anyhow::Result<()> {
     let client = Client::new(&settings.ui_address, &settings.storage)?;
@@ -446,102 +409,6 @@ pub fn run_client(cli: &Cli, settings: &Settings) -> anyhow::Result<()> {
             client.post("/api/auth/password", json!({ "new_password": password }))?;
             println!("web UI password set; every web UI session was logged out");
         }
-    }
-    Ok(())
-}
-
-fn print_json(value: &Value) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
-    Ok(())
-}
-
-fn print_info(client: &Client, json: bool) -> anyhow::Result<()> {
-    let info = client.get_json("/api/info", &[])?;
-    if json {
-        return print_json(&info);
-    }
-    let field = |name: &str| info[name].as_str().unwrap_or("").to_string();
-    println!("name: {}", field("name"));
-    println!("announce address: {}", field("announce_address"));
-    println!("listening on: {}", field("listen_address"));
-    Ok(())
-}
-
-fn trust_action(client: &Client, action: &str, peer: &str, done: &str) -> anyhow::Result<()> {
-    client.post(&format!("/api/peers/{action}"), json!({ "peer": peer }))?;
-    println!("{done} {peer}");
-    Ok(())
-}
-
-fn print_peers(client: &Client, json: bool) -> anyhow::Result<()> {
-    let peers = client.get_json("/api/peers", &[])?;
-    if json {
-        return print_json(&peers);
-    }
-    for p in peers.as_array().into_iter().flatten() {
-        let state = if p["connected"].as_bool().unwrap_or(false) {
-            "connected"
-        } else {
-            "offline"
-        };
-        let nickname = p["nickname"]
-            .as_str()
-            .map(|n| format!(" ({n})"))
-            .unwrap_or_default();
-        println!(
-            "{}{}  {}  {}  {}",
-            p["name"].as_str().unwrap_or(""),
-            nickname,
-            p["trust"].as_str().unwrap_or("-"),
-            state,
-            p["remote_address"].as_str().unwrap_or("-")
-        );
-    }
-    Ok(())
-}
-
-fn print_listing(client: &Client, endpoint: &str, args: &ListArgs) -> anyhow::Result<()> {
-    let body = client.get(endpoint, &list_query(args))?.into_reader();
-    // A listing cut short ends with an error object after the array.
-    let mut parts = serde_json::Deserializer::from_reader(body).into_iter::<Value>();
-    let mut entries = parts.next().ok_or_else(|| anyhow!("empty answer"))??;
-    if endpoint == "/api/index" && args.path.as_deref().unwrap_or_default().is_empty() {
-        invites::annotate_shares(client, &mut entries)?;
-    }
-    if args.json {
-        println!("{}", serde_json::to_string(&entries)?);
-    } else {
-        print_entries(&entries);
-    }
-    if let Some(Ok(trailer)) = parts.next() {
-        bail!(
-            "listing incomplete: {}",
-            trailer["error"].as_str().unwrap_or("unknown error")
-        );
-    }
-    Ok(())
-}
-
-fn print_transfers(client: &Client, json: bool) -> anyhow::Result<()> {
-    let list = client.get_json("/api/transfers", &[])?;
-    if json {
-        return print_json(&list);
-    }
-    for t in list.as_array().into_iter().flatten() {
-        println!(
-            "{:>3} {:8} {:9} {}/{}  {} / {}{}",
-            t["id"],
-            t["direction"].as_str().unwrap_or(""),
-            t["state"].as_str().unwrap_or(""),
-            t["peer"].as_str().unwrap_or(""),
-            t["path"].as_str().unwrap_or(""),
-            human_bytes(t["received"].as_u64().unwrap_or(0)),
-            human_bytes(t["size"].as_u64().unwrap_or(0)),
-            t["error"]
-                .as_str()
-                .map(|e| format!("  ({e})"))
-                .unwrap_or_default()
-        );
     }
     Ok(())
 }

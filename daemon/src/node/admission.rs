@@ -51,6 +51,19 @@ impl Node {
             return self.join(text.parse()?).await;
         }
         let address: AnnounceAddress = text.parse()?;
+        let (name, record) = self.friend_at(&address)?;
+        self.keep_friend(&name, &record)?;
+        self.dial(&address).await?;
+        Ok(name)
+    }
+
+    /// The friend record the user's `connect` (or a welcomed `join`) writes: dialling an
+    /// address the user was given is what makes a friend; a nickname stays. Refused for
+    /// our own address or a blocked peer.
+    pub(super) fn friend_at(
+        &self,
+        address: &AnnounceAddress,
+    ) -> Result<(String, KnownPeer), NodeError> {
         if address.public_key == self.identity.public_key {
             return Err(NodeError::OwnAddress);
         }
@@ -59,16 +72,19 @@ impl Node {
         if known.as_ref().is_some_and(|k| k.blocked) {
             return Err(NodeError::Blocked(name));
         }
-        // Dialling an address the user was given is what makes a friend; a nickname stays.
         let record = KnownPeer {
             nickname: known.and_then(|k| k.nickname),
-            ..KnownPeer::at(&address, Trust::Friend)
+            ..KnownPeer::at(address, Trust::Friend)
         };
-        self.store.put_known_peer(&name, &record)?;
-        lock(&self.pending).take(&name);
-        lock(&self.dials).backoffs.forget(&name);
-        self.dial(&address).await?;
-        Ok(name)
+        Ok((name, record))
+    }
+
+    /// Stores a friend the user chose, clearing its request and its backoff.
+    pub(super) fn keep_friend(&self, name: &str, record: &KnownPeer) -> Result<(), NodeError> {
+        self.store.put_known_peer(name, record)?;
+        lock(&self.pending).take(name);
+        lock(&self.dials).backoffs.forget(name);
+        Ok(())
     }
 
     pub fn disconnect(&self, name: &str) -> Result<(), NodeError> {

@@ -13,7 +13,7 @@ use crate::announce::AnnounceAddress;
 use crate::identity::{random_bytes, PublicKey};
 use crate::locks::lock;
 use crate::net::peers::CLOSE_BY_USER;
-use crate::store::{AddInvite, KnownPeer};
+use crate::store::AddInvite;
 use crate::wire::{
     read_frame, write_frame, JoinReply, Request, MAX_REQUEST_FRAME, MAX_RESPONSE_FRAME,
 };
@@ -21,7 +21,7 @@ use harddrive_party_core::invite::{
     self, id_hex, parse_id_hex, Invite, InviteCode, InviteId, InviteRefusal, InviteRequest,
     InviteRequestError, KEYING_LABEL,
 };
-use harddrive_party_core::peer_policy::{self, Trust};
+use harddrive_party_core::peer_policy;
 
 /// How long a joiner waits for the inviter's answer once connected.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(15);
@@ -130,14 +130,8 @@ impl Node {
     /// and, once welcomed, keeps the inviter as a friend. A refused code leaves no trace.
     pub(super) async fn join(self: &Arc<Self>, code: InviteCode) -> Result<String, NodeError> {
         let inviter = &code.inviter;
-        if inviter.public_key == self.identity.public_key {
-            return Err(NodeError::OwnAddress);
-        }
-        let name = inviter.name();
-        let known = self.store.known_peer(&name)?;
-        if known.as_ref().is_some_and(|k| k.blocked) {
-            return Err(NodeError::Blocked(name));
-        }
+        // Checked before dialling; written only once welcomed.
+        let (name, record) = self.friend_at(inviter)?;
         let unreachable = |reason: String| NodeError::Unreachable {
             name: name.clone(),
             reason,
@@ -154,13 +148,7 @@ impl Node {
             .unwrap_or_else(|_| Err("no answer to the invite in time".into()));
         match reply {
             Ok(JoinReply::Welcome) => {
-                let record = KnownPeer {
-                    nickname: known.and_then(|k| k.nickname),
-                    ..KnownPeer::at(inviter, Trust::Friend)
-                };
-                self.store.put_known_peer(&name, &record)?;
-                lock(&self.pending).take(&name);
-                lock(&self.dials).backoffs.forget(&name);
+                self.keep_friend(&name, &record)?;
                 tracing::info!("joined {name} with an invite");
                 self.on_connection(conn, true, relayed);
                 Ok(name)

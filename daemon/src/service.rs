@@ -28,6 +28,7 @@ pub async fn run_daemon(
         .with_context(|| format!("cannot listen for the UI/API on {ui_address}"))?;
     let bound = listener.local_addr()?;
     tracing::info!("web UI and API on http://{bound}");
+    node.advertise_web_ui(bound);
     let auth = Arc::new(crate::auth::Auth::new(
         node.store().clone(),
         node.storage(),

@@ -198,6 +198,53 @@ fn lan_peers_are_suggestions_until_approved() {
     b.stop();
 }
 
+/// A phone on the LAN that lists local web services finds the UI: `_http._tcp` with the
+/// UI's port and LAN address (browsed from the other host with mdns-sd).
+#[test]
+fn the_web_ui_is_advertised_on_the_lan() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lan = Lan::new("mdnsui", "10.77.0");
+    let port = free_tcp_port();
+    let mut a = Daemon::new(tmp.path(), "a")
+        .in_netns(&lan.hosts[0], "10.77.0.1:0")
+        .with_mdns();
+    a.ui = format!("http://10.77.0.1:{port}");
+    a.start();
+    let found = in_netns(&lan.hosts[1].name, move || {
+        let browser = mdns_sd::ServiceDaemon::new().unwrap();
+        let events = browser
+            .browse(harddrive_party::net::mdns::WEB_UI_SERVICE_TYPE)
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut found = None;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match events.recv_timeout(left) {
+                Ok(mdns_sd::ServiceEvent::ServiceResolved(service)) => {
+                    found = Some((
+                        service.fullname.clone(),
+                        service.port,
+                        service
+                            .addresses
+                            .iter()
+                            .map(|a| a.to_string())
+                            .collect::<Vec<_>>(),
+                    ));
+                    break;
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        let _ = browser.shutdown();
+        found
+    });
+    let (fullname, found_port, addresses) = found.expect("no _http._tcp service resolved in 20 s");
+    assert!(fullname.starts_with("harddrive-party "), "{fullname}");
+    assert_eq!(found_port, port);
+    assert!(addresses.iter().any(|a| a == "10.77.0.1"), "{addresses:?}");
+    a.stop();
+}
+
 #[test]
 fn with_no_mdns_daemons_on_one_lan_stay_apart() {
     let tmp = tempfile::tempdir().unwrap();

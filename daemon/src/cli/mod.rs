@@ -135,6 +135,8 @@ pub enum Command {
     Stop,
     /// Set the web UI password (from a terminal, or the first line of stdin).
     Passwd,
+    /// Print the one-time setup code the web UI asks for before a password is set.
+    SetupCode,
 }
 
 #[derive(Args, Debug)]
@@ -311,6 +313,40 @@ pub struct ListArgs {
     pub json: bool,
 }
 
+/// Where the packages keep the service's state (debian/config.toml, the container image).
+const SERVICE_STORAGE: &str = "/var/lib/harddrive-party";
+
+/// The setup code from the storage directory, or from the system service's when this
+/// user's has none (so `sudo harddrive-party setup-code` works after a package install).
+fn read_setup_code(storage: &Path) -> anyhow::Result<String> {
+    let candidates = [
+        storage.join(crate::auth::SETUP_CODE_FILE),
+        Path::new(SERVICE_STORAGE).join(crate::auth::SETUP_CODE_FILE),
+    ];
+    let mut denied = None;
+    for path in &candidates {
+        match std::fs::read_to_string(path) {
+            Ok(code) => return Ok(code.trim().to_string()),
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                denied.get_or_insert(path.clone());
+            }
+            Err(_) => {}
+        }
+    }
+    match denied {
+        Some(path) => bail!(
+            "{} is readable only by the service's user: run this as root (sudo) or as that user",
+            path.display()
+        ),
+        None => bail!(
+            "no setup code in {} or {SERVICE_STORAGE}: a web UI password is set already \
+             (change it with `harddrive-party passwd` or in Settings), or the daemon has not \
+             started yet (give --storage or --config as for the daemon)",
+            storage.display()
+        ),
+    }
+}
+
 pub fn default_storage() -> PathBuf {
     if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
         return PathBuf::from(xdg).join("harddrive-party");
@@ -409,6 +445,7 @@ pub fn run_client(cli: &Cli, settings: &Settings) -> anyhow::Result<()> {
             client.post("/api/auth/password", json!({ "new_password": password }))?;
             println!("web UI password set; every web UI session was logged out");
         }
+        Command::SetupCode => println!("{}", read_setup_code(&settings.storage)?),
     }
     Ok(())
 }

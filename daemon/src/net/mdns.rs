@@ -5,6 +5,7 @@
 //! thin shell around the mdns-sd daemon thread.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -15,6 +16,8 @@ use crate::announce::{AnnounceAddress, NatType};
 use crate::identity::{peer_name, PublicKey};
 
 pub const SERVICE_TYPE: &str = "_harddrive-party._udp.local.";
+/// The web UI, advertised so phones and browsers that list local services find it.
+pub const WEB_UI_SERVICE_TYPE: &str = "_http._tcp.local.";
 const TXT_VERSION: &str = "v";
 const VERSION: &str = "1";
 const TXT_KEY: &str = "pk";
@@ -26,6 +29,8 @@ const STOP_STEP_TIMEOUT: Duration = Duration::from_secs(1);
 pub enum MdnsError {
     #[error("mDNS: {0}")]
     Daemon(#[from] mdns_sd::Error),
+    #[error("listening on loopback only")]
+    NotOnLan,
 }
 
 /// Why a resolved service is not a peer to dial.
@@ -85,6 +90,39 @@ pub fn service_info(key: &PublicKey, port: u16, scope: Scope) -> Result<ServiceI
     })
 }
 
+/// The web UI's record: instance "harddrive-party PeerName", on our mDNS host name (so
+/// `http://PeerName.local:PORT` works too), TXT `path=/`.
+pub fn web_ui_info(key: &PublicKey, ui: SocketAddr) -> Result<ServiceInfo, MdnsError> {
+    let scope = scope(ui).ok_or(MdnsError::NotOnLan)?;
+    let name = peer_name(key);
+    let instance = format!("harddrive-party {name}");
+    let host = format!("{name}.local.");
+    let txt = [("path", "/")];
+    Ok(match scope {
+        Scope::AllInterfaces => ServiceInfo::new(
+            WEB_UI_SERVICE_TYPE,
+            &instance,
+            &host,
+            (),
+            ui.port(),
+            &txt[..],
+        )?
+        .enable_addr_auto(),
+        Scope::Address(ip) => {
+            let mut info = ServiceInfo::new(
+                WEB_UI_SERVICE_TYPE,
+                &instance,
+                &host,
+                IpAddr::V4(ip),
+                ui.port(),
+                &txt[..],
+            )?;
+            info.set_interfaces(vec![IfKind::Addr(IpAddr::V4(ip))]);
+            info
+        }
+    })
+}
+
 /// A node seen on the LAN, not yet authenticated: only the handshake proves it holds the key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Candidate {
@@ -136,7 +174,8 @@ pub fn candidate(service: &ResolvedService) -> Result<Candidate, NotAPeer> {
 /// The running mDNS daemon thread, advertising this node and browsing for others.
 pub struct Discovery {
     daemon: ServiceDaemon,
-    fullname: String,
+    /// Every record we registered (the peer service, the web UI), said goodbye to at stop.
+    fullnames: Mutex<Vec<String>>,
 }
 
 /// The browse side: resolved services, read by the node's discovery task.
@@ -183,7 +222,13 @@ impl Discovery {
         match started {
             Ok((fullname, events)) => {
                 tracing::info!("advertising {fullname} on the LAN and browsing for peers");
-                Ok((Self { daemon, fullname }, Browse { events }))
+                Ok((
+                    Self {
+                        daemon,
+                        fullnames: Mutex::new(vec![fullname]),
+                    },
+                    Browse { events },
+                ))
             }
             Err(e) => {
                 // The daemon thread is already running: do not leave it behind.
@@ -193,11 +238,35 @@ impl Discovery {
         }
     }
 
+    /// Advertises the web UI listening at `ui`, unless only this machine can reach it.
+    pub fn advertise_web_ui(&self, key: &PublicKey, ui: SocketAddr) {
+        let registered = web_ui_info(key, ui).and_then(|info| {
+            let fullname = info.get_fullname().to_string();
+            self.daemon.register(info)?;
+            Ok(fullname)
+        });
+        match registered {
+            Ok(fullname) => {
+                tracing::info!("advertising the web UI on the LAN as {fullname}");
+                self.fullnames
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(fullname);
+            }
+            Err(MdnsError::NotOnLan) => {}
+            Err(e) => tracing::warn!("cannot advertise the web UI on the LAN: {e}"),
+        }
+    }
+
     /// Says goodbye (a zero-TTL announcement, so browsers drop us at once) and ends the mDNS
     /// thread, which also ends the browse stream. Bounded in time.
     pub async fn stop(&self) {
-        if let Ok(done) = self.daemon.unregister(&self.fullname) {
-            let _ = tokio::time::timeout(STOP_STEP_TIMEOUT, done.recv_async()).await;
+        let fullnames =
+            std::mem::take(&mut *self.fullnames.lock().unwrap_or_else(|e| e.into_inner()));
+        for fullname in fullnames {
+            if let Ok(done) = self.daemon.unregister(&fullname) {
+                let _ = tokio::time::timeout(STOP_STEP_TIMEOUT, done.recv_async()).await;
+            }
         }
         if let Ok(done) = self.daemon.shutdown() {
             let _ = tokio::time::timeout(STOP_STEP_TIMEOUT, done.recv_async()).await;
@@ -272,6 +341,22 @@ mod tests {
 
         let auto = service_info(&KEY, 4242, Scope::AllInterfaces).unwrap();
         assert!(auto.is_addr_auto());
+    }
+
+    #[test]
+    fn the_web_ui_is_advertised_only_beyond_loopback() {
+        let info = web_ui_info(&KEY, "10.0.0.7:3030".parse().unwrap()).unwrap();
+        assert_eq!(info.get_type(), WEB_UI_SERVICE_TYPE);
+        assert_eq!(info.get_port(), 3030);
+        assert_eq!(info.get_hostname(), format!("{}.local.", peer_name(&KEY)));
+        assert_eq!(info.get_property_val_str("path"), Some("/"));
+        assert!(web_ui_info(&KEY, "0.0.0.0:3030".parse().unwrap())
+            .unwrap()
+            .is_addr_auto());
+        assert!(matches!(
+            web_ui_info(&KEY, "127.0.0.1:3030".parse().unwrap()),
+            Err(MdnsError::NotOnLan)
+        ));
     }
 
     #[test]

@@ -103,6 +103,14 @@ impl Node {
         all
     }
 
+    /// Advertises the web UI on the LAN by mDNS (when discovery is on and the UI is not
+    /// on loopback only).
+    pub fn advertise_web_ui(&self, ui: std::net::SocketAddr) {
+        if let Some(lan) = &self.lan {
+            lan.advertise_web_ui(&self.identity.public_key, ui);
+        }
+    }
+
     pub fn announce_address(&self) -> String {
         self.reach.announce().to_string()
     }

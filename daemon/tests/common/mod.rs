@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod browser;
+
 use std::ffi::OsString;
 use std::fs;
 use std::io::Write;
@@ -464,6 +466,17 @@ impl Daemon {
             .as_str()
             .unwrap()
             .to_string()
+    }
+
+    /// The paths at the top of `peer`'s listing (`NAME/Share`) as this daemon sees them.
+    pub fn top_level(&self, peer: &str) -> Vec<String> {
+        let listing = self.cli_json(&["ls", peer, "--recursive", "false", "--json"]);
+        listing
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["path"].as_str().unwrap().to_string())
+            .collect()
     }
 
     /// `peer`'s entry in `peers --json`, if listed.

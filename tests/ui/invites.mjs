@@ -1,0 +1,153 @@
+// "Friends only" in the web UI (issue 12), on phone-sized Chromium pages against three real
+// daemons started by daemon/tests/ui_invites.rs: A invites, B joins with the code (a
+// revoked one first, refused; then a photo of A's QR code), C knocks by address and is
+// approved from the badge, and a share is restricted to B and reset, each checked in the
+// daemons' own API. Every wait is bounded. Exits non-zero on the first failed check.
+import { join } from 'node:path';
+import {
+  env, setStep, log, check, waitFor, daemonApi, axeCheck, a11ySummary, screenshots, touchTargets,
+  nav, launchChromium, phonePage, failureShot, setPassword,
+} from './lib.mjs';
+
+const A = env('HDP_A_URL');
+const B = env('HDP_B_URL');
+const SHOTS = env('HDP_SHOTS');
+const apiA = daemonApi(A, env('HDP_A_STORAGE'));
+const apiB = daemonApi(B, env('HDP_B_STORAGE'));
+const apiC = daemonApi(env('HDP_C_URL'), env('HDP_C_STORAGE'));
+const PASSWORD = 'correct horse battery';
+const shot = screenshots(SHOTS);
+
+const peerIn = async (api, name) => (await api.json('/api/peers')).find((p) => p.name === name);
+
+// The top-level entries of `peer` as `api`'s daemon sees them, or null while it cannot list.
+async function sharesSeen(api, peer) {
+  const r = await api.call(`/api/ls?path=${encodeURIComponent(peer)}&recursive=false`);
+  if (r.status !== 200 || !Array.isArray(r.body)) return null;
+  return r.body.map((e) => e.path);
+}
+
+async function makeInvite(page) {
+  await page.locator('#invite-form').waitFor({ state: 'visible' });
+  await page.getByLabel('Valid for').selectOption({ label: '1 day' });
+  await page.getByLabel('How many people may use it').fill('1');
+  await page.getByRole('button', { name: 'Make invite' }).tap();
+  const code = await page.locator('#invite-code').textContent();
+  check(code.startsWith('hdp-invite:'), `an invite code is shown: ${code}`);
+  const id = await page.locator('#made-invite').getAttribute('data-invite');
+  await page.locator(`#invite-list li[data-invite="${id}"]`).waitFor();
+  return { code, id };
+}
+
+const browser = await launchChromium();
+const pageErrors = [];
+try {
+  setStep('setup');
+  const { page: pageA } = await phonePage(browser, pageErrors);
+  const { page: pageB } = await phonePage(browser, pageErrors);
+  await setPassword(pageA, A, env('HDP_A_STORAGE'), PASSWORD);
+  await setPassword(pageB, B, env('HDP_B_STORAGE'), PASSWORD);
+  const infoA = await apiA.json('/api/info');
+  const infoB = await apiB.json('/api/info');
+  const infoC = await apiC.json('/api/info');
+
+  // 1. A makes an invite and revokes it; B's UI is refused it with the reason.
+  setStep('1 revoked invite');
+  await nav(pageA, 'peers');
+  await pageA.getByRole('button', { name: 'Invite', exact: true }).tap();
+  const revoked = await makeInvite(pageA);
+  check((await apiA.json('/api/invites')).some((i) => i.id === revoked.id), 'the invite is live in the API');
+  await pageA.getByRole('button', { name: `Revoke invite ${revoked.id}` }).tap();
+  await waitFor('the invite to leave the API', async () => !(await apiA.json('/api/invites')).some((i) => i.id === revoked.id));
+  await pageA.locator(`#invite-list li[data-invite="${revoked.id}"]`).waitFor({ state: 'detached' });
+  check(await pageA.locator('#made-invite').count() === 0, 'the revoked code is no longer shown');
+  await nav(pageB, 'peers');
+  await pageB.getByLabel("Friend's address or invite code").fill(`Join me: ${revoked.code}`);
+  await pageB.getByRole('button', { name: 'Connect', exact: true }).tap();
+  const refusal = pageB.locator('#connect-form .form-error');
+  await refusal.getByText(/revoked/).waitFor();
+  log(`the revoked code is refused: ${await refusal.textContent()}`);
+  check(!(await peerIn(apiB, infoA.name)) && !(await peerIn(apiA, infoB.name)), 'a refused join leaves no record on either side');
+  await axeCheck(pageB, 'peers with a refused invite');
+  await shot(pageB, 'invites-01-refused');
+
+  // 2. A new invite; B photographs its QR code and joins with no typing.
+  setStep('2 join from a QR photo');
+  const invite = await makeInvite(pageA);
+  await waitFor('the QR code image', () => pageA.locator('#invite-qr').evaluate((img) => img.complete && img.naturalWidth > 100));
+  const qrPhoto = join(SHOTS, 'invite-qr.png');
+  await pageA.locator('#invite-qr').screenshot({ path: qrPhoto });
+  await axeCheck(pageA, 'peers with an invite');
+  await touchTargets(pageA, 'peers with an invite');
+  await shot(pageA, 'invites-02-invite');
+  await pageB.locator('#qr-photo').setInputFiles(qrPhoto);
+  await pageB.locator(`li[data-peer="${infoA.name}"]`).getByText('Online').waitFor({ timeout: 60_000 });
+  const decoder = await pageB.evaluate(() => (typeof window.jsQR === 'function' ? 'jsQR' : 'BarcodeDetector'));
+  log(`B read the code from the photo with ${decoder} and joined`);
+  await waitFor('A to count B as a connected friend', async () => {
+    const b = await peerIn(apiA, infoB.name);
+    return b && b.trust === 'friend' && b.connected;
+  });
+  check((await peerIn(apiB, infoA.name)).trust === 'friend', 'B counts A as a friend');
+  check(!(await apiA.json('/api/invites')).some((i) => i.id === invite.id), 'the one-use invite is used up');
+  await pageA.locator(`#peer-list li[data-peer="${infoB.name}"][data-trust="friend"]`).getByText('Online').waitFor();
+
+  // 3. C dials A's address uninvited: a request, counted on the Peers tab, approved in one tap.
+  setStep('3 request and approval');
+  const knock = await apiC.call('/api/connect', { method: 'POST', body: { announce_address: infoA.announce_address } });
+  log(`C dialled A: ${knock.status} ${JSON.stringify(knock.body)}`);
+  const badge = pageA.locator('#nav a[data-screen="peers"] .count');
+  await badge.getByText('1', { exact: true }).waitFor();
+  check(await pageA.getByRole('link', { name: 'Peers, 1 waiting for approval' }).count() === 1, 'the badge is announced');
+  const request = pageA.locator(`#waiting-list li[data-peer="${infoC.name}"]`);
+  await request.getByText('Asks to be your friend').waitFor();
+  check((await peerIn(apiA, infoC.name)).trust === 'pending', 'C is pending in the API');
+  await axeCheck(pageA, 'peers with a request');
+  await touchTargets(pageA, 'peers with a request');
+  await pageA.locator('main').evaluate((m) => { m.scrollTop = 0; });
+  await shot(pageA, 'invites-03-request');
+  await pageA.getByRole('button', { name: `Approve ${infoC.name}` }).tap();
+  await waitFor('A to count C as a connected friend', async () => {
+    const c = await peerIn(apiA, infoC.name);
+    return c && c.trust === 'friend' && c.connected;
+  }, 60_000);
+  await badge.waitFor({ state: 'hidden' });
+  await pageA.locator(`#peer-list li[data-peer="${infoC.name}"]`).getByText('Online').waitFor();
+  log('C approved from the request on the Peers tab');
+
+  // 4. Private restricted to B: B lists it, C does not; then reset to all friends.
+  setStep('4 share access');
+  await waitFor('C to list A', () => sharesSeen(apiC, infoA.name));
+  await nav(pageA, 'shares');
+  const card = pageA.locator('li[data-share="Private"]');
+  await card.locator('.visible-to').getByText('Visible to: All friends').waitFor();
+  await card.getByRole('button', { name: 'Access: who can see Private' }).tap();
+  await card.getByLabel('Only these friends:').check();
+  await card.getByRole('checkbox', { name: infoB.name }).check();
+  await axeCheck(pageA, 'shares with the access form');
+  await touchTargets(pageA, 'shares with the access form');
+  await shot(pageA, 'invites-04-access');
+  await card.getByRole('button', { name: 'Save access' }).tap();
+  await card.locator('.visible-to').getByText(`Visible to: ${infoB.name}`).waitFor();
+  const visibleTo = (await apiA.json('/api/shares')).find((s) => s.name === 'Private').visible_to;
+  check(!visibleTo.all_friends && visibleTo.peers.join() === infoB.name, `Private's visible_to: ${JSON.stringify(visibleTo)}`);
+  const bSees = await sharesSeen(apiB, infoA.name);
+  const cSees = await sharesSeen(apiC, infoA.name);
+  check(bSees.includes(`${infoA.name}/Private`) && bSees.includes(`${infoA.name}/Music`), `B sees both shares: ${bSees}`);
+  check(!cSees.includes(`${infoA.name}/Private`) && cSees.includes(`${infoA.name}/Music`), `C sees Music only: ${cSees}`);
+  await card.getByLabel('All friends', { exact: true }).check();
+  await card.getByRole('button', { name: 'Save access' }).tap();
+  await card.locator('.visible-to').getByText('Visible to: All friends').waitFor();
+  await waitFor('C to see Private again', async () => (await sharesSeen(apiC, infoA.name)).includes(`${infoA.name}/Private`));
+  log('Private restricted to B (C could not see it), then visible to all friends again');
+
+  setStep('page errors');
+  check(pageErrors.length === 0, `uncaught errors in the page: ${pageErrors.join(' | ')}`);
+  log(`accessibility: ${a11ySummary()}`);
+  log('all invite checks passed');
+} catch (e) {
+  await failureShot(browser, SHOTS);
+  throw e;
+} finally {
+  await browser.close();
+}

@@ -107,8 +107,8 @@ function liveInvites(onRevoked) {
   return { element: h('div', { class: 'live-invites' }, h('h3', {}, 'Live invites'), empty, list), load };
 }
 
-// The Invite card of the Peers screen.
-export function invitesCard() {
+// The Invite card of the Peers screen, and a function that stops its event listening.
+export function invitesCard(ctx) {
   const result = h('div', { 'aria-live': 'polite' });
   const live = liveInvites((id) => {
     if (result.firstChild && result.firstChild.dataset.invite === id) result.replaceChildren();
@@ -126,8 +126,10 @@ export function invitesCard() {
     if (opening) loadShares();
   });
   live.load();
-  return h('section', { class: 'card', 'aria-labelledby': 'invite-h' },
+  const card = h('section', { class: 'card', 'aria-labelledby': 'invite-h' },
     h('h2', { id: 'invite-h' }, 'Invite a friend'),
     h('p', { class: 'hint' }, 'A code that lets one friend (or a few) join without swapping addresses. It expires, and you can revoke it.'),
     open, form, result, live.element);
+  // A friend joining uses the invite up: its uses left change.
+  return { card, stop: ctx.on('peer_connected', live.load) };
 }

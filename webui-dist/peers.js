@@ -101,12 +101,13 @@ export function peersScreen(main, ctx) {
   const waitingHeading = h('h2', { id: 'waiting-h', hidden: true }, 'Waiting for your approval');
   const waiting = h('ul', { class: 'cards plain', id: 'waiting-list', 'aria-labelledby': 'waiting-h' });
   const list = h('ul', { class: 'cards plain', id: 'peer-list', 'aria-labelledby': 'known-h' });
+  const invites = invitesCard(ctx);
 
   main.append(h('section', { class: 'screen peers' },
     h('h1', {}, 'Peers'),
     waitingHeading, waiting,
     h('section', { class: 'card', 'aria-labelledby': 'connect-h' }, h('h2', { id: 'connect-h' }, 'Connect to a friend'), connectForm(refresh)),
-    invitesCard(),
+    invites.card,
     h('section', { class: 'card mine', 'aria-labelledby': 'mine-h' },
       h('h2', { id: 'mine-h' }, `Your address (${info.name})`),
       h('p', { class: 'hint' }, 'Friends who have it can connect to you; anyone else has to ask first.'),
@@ -124,5 +125,5 @@ export function peersScreen(main, ctx) {
   }
   const off = ctx.on('peers', render);
   refresh();
-  return off;
+  return () => { off(); invites.stop(); };
 }

@@ -5,8 +5,8 @@
 // daemons' own API. Every wait is bounded. Exits non-zero on the first failed check.
 import { join } from 'node:path';
 import {
-  env, setStep, log, check, waitFor, daemonApi, axeCheck, a11ySummary, screenshots, touchTargets,
-  nav, launchChromium, phonePage, failureShot, setPassword,
+  env, setStep, log, check, waitFor, daemonApi, axeCheck, screenshots, touchTargets,
+  nav, phonePage, withBrowser, setPassword,
 } from './lib.mjs';
 
 const A = env('HDP_A_URL');
@@ -39,9 +39,7 @@ async function makeInvite(page) {
   return { code, id };
 }
 
-const browser = await launchChromium();
-const pageErrors = [];
-try {
+await withBrowser(SHOTS, async (browser, pageErrors) => {
   setStep('setup');
   const { page: pageA } = await phonePage(browser, pageErrors);
   const { page: pageB } = await phonePage(browser, pageErrors);
@@ -140,14 +138,5 @@ try {
   await card.locator('.visible-to').getByText('Visible to: All friends').waitFor();
   await waitFor('C to see Private again', async () => (await sharesSeen(apiC, infoA.name)).includes(`${infoA.name}/Private`));
   log('Private restricted to B (C could not see it), then visible to all friends again');
-
-  setStep('page errors');
-  check(pageErrors.length === 0, `uncaught errors in the page: ${pageErrors.join(' | ')}`);
-  log(`accessibility: ${a11ySummary()}`);
-  log('all invite checks passed');
-} catch (e) {
-  await failureShot(browser, SHOTS);
-  throw e;
-} finally {
-  await browser.close();
-}
+});
+log('all invite checks passed');

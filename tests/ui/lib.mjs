@@ -69,7 +69,7 @@ export async function axeCheck(page, screen) {
   a11y.push({ screen, violations: result.length, critical: critical.length });
   check(critical.length === 0, `critical or serious accessibility violations on ${screen}: ${critical.map((v) => v.id).join(', ')}`);
 }
-export const a11ySummary = () => a11y.map((r) => `${r.screen} ${r.critical} critical/${r.violations}`).join(', ');
+const a11ySummary = () => a11y.map((r) => `${r.screen} ${r.critical} critical/${r.violations}`).join(', ');
 
 export function screenshots(dir) {
   mkdirSync(dir, { recursive: true });
@@ -94,7 +94,7 @@ export const nav = (page, screen) => page.locator(`#nav a[data-screen="${screen}
 
 export const PHONE = { viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true, deviceScaleFactor: 2, locale: 'en-US' };
 
-export function launchChromium() {
+function launchChromium() {
   return chromium.launch({
     executablePath: process.env.HDP_CHROMIUM || '/usr/bin/chromium',
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
@@ -113,9 +113,23 @@ export async function phonePage(browser, pageErrors) {
   return { context, page };
 }
 
-export async function failureShot(browser, dir) {
-  for (const ctx of browser.contexts()) {
-    for (const p of ctx.pages()) await p.screenshot({ path: join(dir, 'failure.png') }).catch(() => {});
+// Runs `body(browser, pageErrors)` in a fresh Chromium, then requires that no page threw;
+// on failure every open page is photographed to SHOTS/failure.png.
+export async function withBrowser(shotsDir, body) {
+  const browser = await launchChromium();
+  const pageErrors = [];
+  try {
+    await body(browser, pageErrors);
+    setStep('page errors');
+    check(pageErrors.length === 0, `uncaught errors in the page: ${pageErrors.join(' | ')}`);
+    log(`accessibility: ${a11ySummary()}`);
+  } catch (e) {
+    for (const ctx of browser.contexts()) {
+      for (const p of ctx.pages()) await p.screenshot({ path: join(shotsDir, 'failure.png') }).catch(() => {});
+    }
+    throw e;
+  } finally {
+    await browser.close();
   }
 }
 

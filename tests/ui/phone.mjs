@@ -5,8 +5,8 @@ import { createHash } from 'node:crypto';
 import { readFileSync, readdirSync, statSync, existsSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import {
-  env, setStep, log, check, waitFor, daemonApi, axeCheck, a11ySummary, screenshots, touchTargets,
-  nav, launchChromium, phonePage, failureShot,
+  env, setStep, log, check, waitFor, daemonApi, axeCheck, screenshots, touchTargets,
+  nav, phonePage, withBrowser,
 } from './lib.mjs';
 
 const A = env('HDP_A_URL');
@@ -37,9 +37,7 @@ function files(root) {
 }
 const sha256 = (p) => createHash('sha256').update(readFileSync(p)).digest('hex');
 
-const browser = await launchChromium();
-const pageErrors = [];
-try {
+await withBrowser(SHOTS, async (browser, pageErrors) => {
   const { context, page } = await phonePage(browser, pageErrors);
 
   // 1. First run: the password is set with the one-time setup code.
@@ -299,14 +297,5 @@ try {
   await axeCheck(dpage, 'desktop transfers');
   await dpage.screenshot({ path: join(SHOTS, '12-desktop-transfers.png') });
   await desktop.close();
-
-  setStep('page errors');
-  check(pageErrors.length === 0, `uncaught errors in the page: ${pageErrors.join(' | ')}`);
-  log(`accessibility: ${a11ySummary()}`);
-  log('all UI checks passed');
-} catch (e) {
-  await failureShot(browser, SHOTS);
-  throw e;
-} finally {
-  await browser.close();
-}
+});
+log('all UI checks passed');

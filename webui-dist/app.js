@@ -69,13 +69,14 @@ function showProblems(list) {
 
 // Requests and suggestions waiting for the user, counted on the Peers tab.
 const peersTab = nav.querySelector('a[data-screen="peers"]');
-const waitingBadge = h('span', { class: 'count', 'aria-hidden': 'true', hidden: true });
+const waitingCount = h('span', { class: 'digits' });
+// Read as "Peers, 2 waiting for approval"; seen as a 2 on the icon.
+const waitingBadge = h('span', { class: 'count', hidden: true },
+  h('span', { class: 'sr-only' }, ', '), waitingCount, h('span', { class: 'sr-only' }, ' waiting for approval'));
 peersTab.append(waitingBadge);
 function showWaiting(count) {
-  waitingBadge.textContent = String(count);
+  waitingCount.textContent = String(count);
   waitingBadge.hidden = count === 0;
-  if (count) peersTab.setAttribute('aria-label', `Peers, ${count} waiting for approval`);
-  else peersTab.removeAttribute('aria-label');
 }
 
 // A burst of knocks or connections asks for the peers once.

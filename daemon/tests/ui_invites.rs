@@ -29,6 +29,8 @@ fn invite_approve_and_restrict_in_the_phone_ui() {
     a.start();
     b.start();
     c.start();
+    // Asked now: once the script has set a password, the API wants the CLI's token.
+    let (an, bn, cn) = (a.name(), b.name(), c.name());
 
     run_browser_script(
         "invites.mjs",
@@ -46,7 +48,6 @@ fn invite_approve_and_restrict_in_the_phone_ui() {
 
     // Independently of the script, through the CLI: both joined as friends, no invite is
     // left, and the share opened to all friends again is listed by both.
-    let (an, bn, cn) = (a.name(), b.name(), c.name());
     for peer in [&bn, &cn] {
         let entry = a.peer(peer).expect("remembered by A");
         assert_eq!(entry["trust"], "friend", "{entry}");

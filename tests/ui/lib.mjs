@@ -114,7 +114,7 @@ export async function phonePage(browser, pageErrors) {
 }
 
 // Runs `body(browser, pageErrors)` in a fresh Chromium, then requires that no page threw;
-// on failure every open page is photographed to SHOTS/failure.png.
+// on failure the open pages are photographed to SHOTS/failure.png, failure-2.png, …
 export async function withBrowser(shotsDir, body) {
   const browser = await launchChromium();
   const pageErrors = [];
@@ -124,8 +124,9 @@ export async function withBrowser(shotsDir, body) {
     check(pageErrors.length === 0, `uncaught errors in the page: ${pageErrors.join(' | ')}`);
     log(`accessibility: ${a11ySummary()}`);
   } catch (e) {
-    for (const ctx of browser.contexts()) {
-      for (const p of ctx.pages()) await p.screenshot({ path: join(shotsDir, 'failure.png') }).catch(() => {});
+    const pages = browser.contexts().flatMap((c) => c.pages());
+    for (const [i, p] of pages.entries()) {
+      await p.screenshot({ path: join(shotsDir, i ? `failure-${i + 1}.png` : 'failure.png') }).catch(() => {});
     }
     throw e;
   } finally {

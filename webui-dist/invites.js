@@ -113,17 +113,21 @@ export function invitesCard(ctx) {
   const live = liveInvites((id) => {
     if (result.firstChild && result.firstChild.dataset.invite === id) result.replaceChildren();
   });
+  const open = h('button', { type: 'button', class: 'primary', id: 'invite-button', 'aria-expanded': 'false', 'aria-controls': 'invite-form' }, 'Invite');
+  const showForm = (shown) => {
+    form.hidden = !shown;
+    open.setAttribute('aria-expanded', String(shown));
+  };
+  // Once made, the code takes the form's place, right under the Invite button.
   const { form, loadShares } = inviteForm((invite) => {
+    showForm(false);
     result.replaceChildren(madeInvite(invite));
     result.querySelector('h3').focus();
     live.load();
   });
-  const open = h('button', { type: 'button', class: 'primary', id: 'invite-button', 'aria-expanded': 'false', 'aria-controls': 'invite-form' }, 'Invite');
   open.addEventListener('click', () => {
-    const opening = form.hidden;
-    form.hidden = !opening;
-    open.setAttribute('aria-expanded', String(opening));
-    if (opening) loadShares();
+    showForm(form.hidden);
+    if (!form.hidden) loadShares();
   });
   live.load();
   const card = h('section', { class: 'card', 'aria-labelledby': 'invite-h' },

@@ -28,12 +28,14 @@ async function sharesSeen(api, peer) {
 }
 
 async function makeInvite(page) {
+  await page.getByRole('button', { name: 'Invite', exact: true }).tap();
   await page.locator('#invite-form').waitFor({ state: 'visible' });
   await page.getByLabel('Valid for').selectOption({ label: '1 day' });
   await page.getByLabel('How many people may use it').fill('1');
   await page.getByRole('button', { name: 'Make invite' }).tap();
   const code = await page.locator('#invite-code').textContent();
   check(code.startsWith('hdp-invite:'), `an invite code is shown: ${code}`);
+  check(await page.locator('#invite-form').isHidden(), 'the form gives way to the code');
   const id = await page.locator('#made-invite').getAttribute('data-invite');
   await page.locator(`#invite-list li[data-invite="${id}"]`).waitFor();
   return { code, id };
@@ -52,7 +54,6 @@ await withBrowser(SHOTS, async (browser, pageErrors) => {
   // 1. A makes an invite and revokes it; B's UI is refused it with the reason.
   setStep('1 revoked invite');
   await nav(pageA, 'peers');
-  await pageA.getByRole('button', { name: 'Invite', exact: true }).tap();
   const revoked = await makeInvite(pageA);
   check((await apiA.json('/api/invites')).some((i) => i.id === revoked.id), 'the invite is live in the API');
   await pageA.getByRole('button', { name: `Revoke invite ${revoked.id}` }).tap();

@@ -67,7 +67,10 @@ fn phone_ui_end_to_end_in_chromium() {
             ("HDP_A_SHARE_DIR", a_share.display().to_string()),
             ("HDP_B_URL", b.ui.clone()),
             ("HDP_B_SHARE", b_share.display().to_string()),
-            ("HDP_A_SMALL_DIR", small.0.join("downloads").display().to_string()),
+            (
+                "HDP_A_SMALL_DIR",
+                small.0.join("downloads").display().to_string(),
+            ),
             ("HDP_A_NEXT_LISTEN", format!("127.0.0.1:{next_port}")),
         ],
         NODE_TIMEOUT,

@@ -5,6 +5,7 @@
 import { api } from './api.js';
 import { h, field, busy, copyText, errorLine, toast } from './ui.js';
 import { invitesCard } from './invites.js';
+import { peerMenu } from './peer-manage.js';
 
 export const waitsForApproval = (p) => p.trust === 'pending' || p.trust === 'suggested';
 
@@ -80,11 +81,14 @@ function peerActions(p, refresh) {
 
 function peerItem(p, refresh) {
   const dot = h('span', { class: `dot ${p.connected ? 'on' : 'off'}`, 'aria-hidden': 'true' });
+  // A request or suggestion has nothing to rename or forget yet: Approve or Block it.
+  const menu = waitsForApproval(p) ? null : peerMenu(p, refresh);
   return h('li', { class: 'card peer', 'data-peer': p.name, 'data-trust': p.trust },
     h('div', { class: 'head' }, h('h3', { class: 'name' }, p.nickname ? `${p.nickname} (${p.name})` : p.name), h('span', { class: 'state' }, dot, stateText(p))),
     p.guest ? h('p', { class: 'meta' }, 'Guest: sees only the shares named for it') : null,
     p.remote_address ? h('p', { class: 'meta mono' }, p.remote_address) : null,
-    h('div', { class: 'buttons' }, peerActions(p, refresh)));
+    h('div', { class: 'buttons' }, peerActions(p, refresh), menu && menu.more),
+    menu && menu.panel);
 }
 
 export function peersScreen(main, ctx) {

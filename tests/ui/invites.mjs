@@ -1,8 +1,8 @@
 // "Friends only" in the web UI (issue 12), on phone-sized Chromium pages against three real
 // daemons started by daemon/tests/ui_invites.rs: A invites, B joins with the code (a
-// revoked one first, refused; then a photo of A's QR code), C knocks by address and is
-// approved from the badge, and a share is restricted to B and reset, each checked in the
-// daemons' own API. Every wait is bounded. Exits non-zero on the first failed check.
+// revoked one first, refused; then a photo of A's QR code), C knocks by address, is
+// approved from the badge and renamed, a share is restricted to B and reset, and C is
+// forgotten, each checked in the daemons' own API. Every wait is bounded. Exits non-zero on the first failed check.
 import { join } from 'node:path';
 import {
   env, setStep, log, check, waitFor, daemonApi, axeCheck, screenshots, touchTargets,
@@ -113,6 +113,12 @@ await withBrowser(SHOTS, async (browser, pageErrors) => {
   await badge.waitFor({ state: 'hidden' });
   await pageA.locator(`#peer-list li[data-peer="${infoC.name}"]`).getByText('Online').waitFor();
   log('C approved from the request on the Peers tab');
+  const cardC = pageA.locator(`#peer-list li[data-peer="${infoC.name}"]`);
+  await cardC.getByRole('button', { name: `More for ${infoC.name}` }).tap();
+  await cardC.getByLabel(`Your name for ${infoC.name}`).fill('Carol');
+  await cardC.getByRole('button', { name: 'Save name' }).tap();
+  await pageA.locator(`#peer-list li[data-peer="${infoC.name}"] h3`).getByText(`Carol (${infoC.name})`).waitFor();
+  check((await peerIn(apiA, infoC.name)).nickname === 'Carol', 'the nickname is saved');
 
   // 4. Private restricted to B: B lists it, C does not; then reset to all friends.
   setStep('4 share access');
@@ -123,6 +129,7 @@ await withBrowser(SHOTS, async (browser, pageErrors) => {
   await card.getByRole('button', { name: 'Access: who can see Private' }).tap();
   await card.getByLabel('Only these friends:').check();
   await card.getByRole('checkbox', { name: infoB.name }).check();
+  await card.getByRole('checkbox', { name: `Carol (${infoC.name})` }).waitFor();
   await axeCheck(pageA, 'shares with the access form');
   await touchTargets(pageA, 'shares with the access form');
   await shot(pageA, 'invites-04-access');
@@ -139,5 +146,17 @@ await withBrowser(SHOTS, async (browser, pageErrors) => {
   await card.locator('.visible-to').getByText('Visible to: All friends').waitFor();
   await waitFor('C to see Private again', async () => (await sharesSeen(apiC, infoA.name)).includes(`${infoA.name}/Private`));
   log('Private restricted to B (C could not see it), then visible to all friends again');
+
+  // 5. Forgetting C (confirmed in a dialog) ends the friendship: C is no longer served,
+  // and if it dials again it is a stranger's request.
+  setStep('5 forget');
+  await nav(pageA, 'peers');
+  await pageA.getByRole('button', { name: `More for ${infoC.name}` }).tap();
+  await pageA.getByRole('button', { name: `Forget ${infoC.name}` }).tap();
+  await pageA.locator(`#peer-list li[data-peer="${infoC.name}"]`).waitFor({ state: 'detached' });
+  const forgotten = await peerIn(apiA, infoC.name);
+  check(!forgotten || forgotten.trust === 'pending', `C is no friend of A: ${JSON.stringify(forgotten)}`);
+  await waitFor('C to lose A', async () => !(await sharesSeen(apiC, infoA.name)));
+  log('C forgotten');
 });
 log('all invite checks passed');

@@ -119,6 +119,9 @@ await withBrowser(SHOTS, async (browser, pageErrors) => {
   await cardC.getByRole('button', { name: 'Save name' }).tap();
   await pageA.locator(`#peer-list li[data-peer="${infoC.name}"] h3`).getByText(`Carol (${infoC.name})`).waitFor();
   check((await peerIn(apiA, infoC.name)).nickname === 'Carol', 'the nickname is saved');
+  await cardC.getByRole('button', { name: `More for ${infoC.name}` }).tap();
+  await axeCheck(pageA, 'peers with a peer menu open');
+  await touchTargets(pageA, 'peers with a peer menu open');
 
   // 4. Private restricted to B: B lists it, C does not; then reset to all friends.
   setStep('4 share access');

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+mod listing;
 
 use std::ffi::OsString;
 use std::fs;
@@ -466,17 +467,6 @@ impl Daemon {
             .as_str()
             .unwrap()
             .to_string()
-    }
-
-    /// The paths at the top of `peer`'s listing (`NAME/Share`) as this daemon sees them.
-    pub fn top_level(&self, peer: &str) -> Vec<String> {
-        let listing = self.cli_json(&["ls", peer, "--recursive", "false", "--json"]);
-        listing
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["path"].as_str().unwrap().to_string())
-            .collect()
     }
 
     /// `peer`'s entry in `peers --json`, if listed.

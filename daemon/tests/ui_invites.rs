@@ -66,7 +66,8 @@ fn invite_approve_and_restrict_in_the_phone_ui() {
         "invites-01-refused",
         "invites-02-invite",
         "invites-03-request",
-        "invites-04-access",
+        "invites-04-peer-menu",
+        "invites-05-access",
     ]);
     a.stop();
     b.stop();

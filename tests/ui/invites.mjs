@@ -122,6 +122,8 @@ await withBrowser(SHOTS, async (browser, pageErrors) => {
   await cardC.getByRole('button', { name: `More for ${infoC.name}` }).tap();
   await axeCheck(pageA, 'peers with a peer menu open');
   await touchTargets(pageA, 'peers with a peer menu open');
+  await cardC.scrollIntoViewIfNeeded();
+  await shot(pageA, 'invites-04-peer-menu');
 
   // 4. Private restricted to B: B lists it, C does not; then reset to all friends.
   setStep('4 share access');
@@ -135,7 +137,7 @@ await withBrowser(SHOTS, async (browser, pageErrors) => {
   await card.getByRole('checkbox', { name: `Carol (${infoC.name})` }).waitFor();
   await axeCheck(pageA, 'shares with the access form');
   await touchTargets(pageA, 'shares with the access form');
-  await shot(pageA, 'invites-04-access');
+  await shot(pageA, 'invites-05-access');
   await card.getByRole('button', { name: 'Save access' }).tap();
   await card.locator('.visible-to').getByText(`Visible to: ${infoB.name}`).waitFor();
   const visibleTo = (await apiA.json('/api/shares')).find((s) => s.name === 'Private').visible_to;

@@ -34,11 +34,12 @@ function renameForm(p, group, refresh) {
 
 let menus = 0;
 
-// The "More" button of a peer's card and the panel it opens.
-export function peerMenu(p, refresh) {
+// The "More" button of a peer's card and the panel it opens; `openMenus` holds the names
+// whose panel is open, so that a redrawn card keeps it so.
+export function peerMenu(p, refresh, openMenus) {
   menus += 1;
   const group = `manage-${menus}`;
-  const panel = h('div', { class: 'manage', id: group, hidden: true });
+  const panel = h('div', { class: 'manage', id: group, hidden: !openMenus.has(p.name) });
   const buttons = h('div', { class: 'buttons' });
   if (p.trust === 'friend') {
     const block = h('button', { type: 'button', class: 'danger', 'aria-label': `Block ${p.name}` }, 'Block');
@@ -54,10 +55,12 @@ export function peerMenu(p, refresh) {
   }));
   buttons.append(forgetButton);
   panel.append(renameForm(p, group, refresh), buttons);
-  const more = h('button', { type: 'button', class: 'secondary', 'aria-expanded': 'false', 'aria-controls': group, 'aria-label': `More for ${p.name}` }, 'More');
+  const more = h('button', { type: 'button', class: 'secondary', 'aria-expanded': String(!panel.hidden), 'aria-controls': group, 'aria-label': `More for ${p.name}` }, 'More');
   more.addEventListener('click', () => {
     panel.hidden = !panel.hidden;
     more.setAttribute('aria-expanded', String(!panel.hidden));
+    if (panel.hidden) openMenus.delete(p.name);
+    else openMenus.add(p.name);
   });
   return { more, panel };
 }

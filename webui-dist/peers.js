@@ -79,10 +79,10 @@ function peerActions(p, refresh) {
   return [];
 }
 
-function peerItem(p, refresh) {
+function peerItem(p, refresh, openMenus) {
   const dot = h('span', { class: `dot ${p.connected ? 'on' : 'off'}`, 'aria-hidden': 'true' });
   // A request or suggestion has nothing to rename or forget yet: Approve or Block it.
-  const menu = waitsForApproval(p) ? null : peerMenu(p, refresh);
+  const menu = waitsForApproval(p) ? null : peerMenu(p, refresh, openMenus);
   return h('li', { class: 'card peer', 'data-peer': p.name, 'data-trust': p.trust },
     h('div', { class: 'head' }, h('h3', { class: 'name' }, p.nickname ? `${p.nickname} (${p.name})` : p.name), h('span', { class: 'state' }, dot, stateText(p))),
     p.guest ? h('p', { class: 'meta' }, 'Guest: sees only the shares named for it') : null,
@@ -118,14 +118,16 @@ export function peersScreen(main, ctx) {
       address, copy, qr),
     h('h2', { id: 'known-h' }, 'Known peers'), status, list));
 
+  // Peer events redraw the lists: the More panels the user opened stay open.
+  const openMenus = new Set();
   function render(peers) {
     const online = peers.filter((p) => p.connected).length;
     const asking = peers.filter(waitsForApproval);
     status.textContent = (peers.length ? `${online} of ${peers.length} online` : 'No peers yet: connect to a friend or invite one above.')
       + (asking.length ? `; ${asking.length} asking to be your friend` : '');
     waitingHeading.hidden = asking.length === 0;
-    waiting.replaceChildren(...asking.map((p) => peerItem(p, refresh)));
-    list.replaceChildren(...peers.filter((p) => !waitsForApproval(p)).map((p) => peerItem(p, refresh)));
+    waiting.replaceChildren(...asking.map((p) => peerItem(p, refresh, openMenus)));
+    list.replaceChildren(...peers.filter((p) => !waitsForApproval(p)).map((p) => peerItem(p, refresh, openMenus)));
   }
   const off = ctx.on('peers', render);
   refresh();

@@ -91,7 +91,8 @@ await withBrowser(SHOTS, async (browser, pageErrors) => {
   check(!(await apiA.json('/api/invites')).some((i) => i.id === invite.id), 'the one-use invite is used up');
   await pageA.locator(`#peer-list li[data-peer="${infoB.name}"][data-trust="friend"]`).getByText('Online').waitFor();
 
-  // 3. C dials A's address uninvited: a request, counted on the Peers tab, approved in one tap.
+  // 3. C dials A's address uninvited: a request, counted on the Peers tab as it arrives (the
+  // peers_changed event: no peer connects meanwhile), approved in one tap.
   setStep('3 request and approval');
   const knock = await apiC.call('/api/connect', { method: 'POST', body: { announce_address: infoA.announce_address } });
   log(`C dialled A: ${knock.status} ${JSON.stringify(knock.body)}`);

@@ -196,7 +196,7 @@ function showSetup(session) {
   const err = errorLine();
   const submit = h('button', { class: 'primary wide', type: 'submit' }, 'Set password');
   const form = h('form', { class: 'stack', id: 'setup-form' },
-    field('Setup code', code, `Printed in the daemon's log and saved in ${session.setup_code_file || '<storage>/setup-code'}.`),
+    field('Setup code', code, "Printed when the package was installed. On the machine, `sudo harddrive-party setup-code` shows it again; it is also in the log: journalctl -u harddrive-party (Debian, Ubuntu), logread -e harddrive-party (OpenWrt), podman or docker logs (container)."),
     field('New password', pw, 'At least 8 characters.'),
     field('Repeat the password', pw2),
     err, submit);

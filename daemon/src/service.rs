@@ -28,6 +28,17 @@ pub async fn run_daemon(
         .with_context(|| format!("cannot listen for the UI/API on {ui_address}"))?;
     let bound = listener.local_addr()?;
     tracing::info!("web UI and API on http://{bound}");
+    if bound.ip().is_unspecified() {
+        // What a phone on the LAN opens (the container's and the packages' logs show it).
+        let name = crate::auth::machine_hostname().unwrap_or_default();
+        if !name.trim().is_empty() {
+            let name = name.trim();
+            tracing::info!(
+                "open the web UI from the LAN at http://{name}.local:{}/",
+                bound.port()
+            );
+        }
+    }
     node.advertise_web_ui(bound);
     let auth = Arc::new(crate::auth::Auth::new(
         node.store().clone(),

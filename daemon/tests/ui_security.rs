@@ -109,6 +109,11 @@ fn setup_code_once_sessions_csrf_and_logout() {
     let (_, s) = body_of(get(&a, "/api/auth/session", None));
     assert_eq!(s["password_set"], false);
     assert_eq!(s["login_required"], false);
+    assert_eq!(
+        s["setup_code_file"],
+        Value::Null,
+        "no server path for a visitor: {s}"
+    );
     assert_eq!(status_of(get(&a, "/api/info", None)), 200);
     let code_file = a.storage.join("setup-code");
     let mode = std::os::unix::fs::PermissionsExt::mode(

@@ -78,7 +78,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// The kernel's host name, which the LAN's DNS usually knows this machine by.
-fn machine_hostname() -> Option<String> {
+pub(crate) fn machine_hostname() -> Option<String> {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .or_else(|_| std::fs::read_to_string("/etc/hostname"))
         .ok()

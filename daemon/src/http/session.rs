@@ -52,7 +52,9 @@ pub(super) async fn auth_session(
         "logged_in": logged_in,
         "via": via,
         "csrf_token": csrf,
-        "setup_code_file": (!password_set).then(|| s.auth.setup_code_path()),
+        // A server path is for the owner's tools (the token), not for whoever opens the page.
+        "setup_code_file": (!password_set && matches!(caller, Caller::Token))
+            .then(|| s.auth.setup_code_path()),
     }))
 }
 

@@ -51,6 +51,8 @@ pub enum PortmapError {
     Remove(#[from] igd_next::RemovePortError),
     #[error("{0}: the gateway did not answer in time")]
     Timeout(&'static str),
+    #[error("{0}: the UPnP worker thread stopped")]
+    UpnpWorker(&'static str),
     #[error("the gateway's external address {0} is not public (another NAT lies beyond it)")]
     NotPublic(IpAddr),
     #[error("no gateway mapped the port ({pmp}; {upnp})")]
@@ -74,10 +76,32 @@ where
     }
 }
 
+/// A call of igd-next's blocking client (attohttpc), run on tokio's blocking pool and
+/// bounded like the async ones. Its async client would link hyper's client and HTTP/2 stack
+/// (about 0.2 MB of the static binary, BENCHMARKS.md) for a few SOAP requests a day. A call
+/// that outlives `limit` finishes on its thread (attohttpc's own 30 s socket timeouts) while
+/// the mapper moves on.
+async fn upnp_call<T, E>(
+    what: &'static str,
+    limit: Duration,
+    call: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Result<T, PortmapError>
+where
+    T: Send + 'static,
+    E: Send + 'static,
+    PortmapError: From<E>,
+{
+    match timeout(limit, tokio::task::spawn_blocking(call)).await {
+        Ok(Ok(result)) => result.map_err(PortmapError::from),
+        Ok(Err(_)) => Err(PortmapError::UpnpWorker(what)),
+        Err(_) => Err(PortmapError::Timeout(what)),
+    }
+}
+
 /// The protocol-specific handle of a live mapping, needed to renew and delete it.
 enum Handle {
     Upnp {
-        gateway: igd_next::aio::Gateway<igd_next::aio::tokio::Tokio>,
+        gateway: igd_next::Gateway,
         local: SocketAddrV4,
     },
     Pmp(crab_nat::PortMapping),
@@ -102,14 +126,12 @@ impl Active {
             Handle::Upnp { gateway, local } => {
                 let port = self.mapping.external_address.port();
                 let lease = self.mapping.lease_seconds;
-                let add = gateway.add_port(
-                    igd_next::PortMappingProtocol::UDP,
-                    port,
-                    SocketAddr::V4(*local),
-                    lease,
-                    DESCRIPTION,
-                );
-                bounded("UPnP renewal", GATEWAY_TIMEOUT, add).await?;
+                let (gateway, local) = (gateway.clone(), SocketAddr::V4(*local));
+                let add = move || {
+                    let udp = igd_next::PortMappingProtocol::UDP;
+                    gateway.add_port(udp, port, local, lease, DESCRIPTION)
+                };
+                upnp_call("UPnP renewal", GATEWAY_TIMEOUT, add).await?;
             }
             Handle::Pmp(mapping) => {
                 bounded("PCP/NAT-PMP renewal", GATEWAY_TIMEOUT * 2, mapping.renew()).await?;
@@ -128,8 +150,8 @@ impl Active {
         match self.handle {
             Handle::Upnp { gateway, .. } => {
                 let port = self.mapping.external_address.port();
-                let delete = gateway.remove_port(igd_next::PortMappingProtocol::UDP, port);
-                bounded("UPnP removal", GATEWAY_TIMEOUT, delete).await
+                let delete = move || gateway.remove_port(igd_next::PortMappingProtocol::UDP, port);
+                upnp_call("UPnP removal", GATEWAY_TIMEOUT, delete).await
             }
             Handle::Pmp(mapping) => match timeout(GATEWAY_TIMEOUT * 2, mapping.try_drop()).await {
                 Ok(Ok(())) => Ok(()),
@@ -211,20 +233,18 @@ async fn map_with_upnp(bound: SocketAddr) -> Result<Active, PortmapError> {
             ..Default::default()
         };
         // One M-SEARCH per call; a lost datagram is worth one more.
-        found = igd_next::aio::tokio::search_gateway(options)
-            .await
-            .map_err(PortmapError::from);
+        let search = move || igd_next::search_gateway(options);
+        found = upnp_call("UPnP discovery", SSDP_WAIT + GATEWAY_TIMEOUT * 2, search).await;
         if found.is_ok() {
             break;
         }
     }
     let gateway = found?;
     let local = local_towards(bound, gateway.addr.ip()).ok_or(PortmapError::NoGateway)?;
-    let external_ip = bounded(
-        "UPnP external address",
-        GATEWAY_TIMEOUT,
-        gateway.get_external_ip(),
-    )
+    let asked = gateway.clone();
+    let external_ip = upnp_call("UPnP external address", GATEWAY_TIMEOUT, move || {
+        asked.get_external_ip()
+    })
     .await?;
     let mut random = [0u8; 2 * (PORT_TRIES - 1)];
     let _ = getrandom::getrandom(&mut random);
@@ -233,14 +253,18 @@ async fn map_with_upnp(bound: SocketAddr) -> Result<Active, PortmapError> {
     let mut ports = port_candidates(local.port(), random).into_iter();
     let mut port = ports.next();
     while let Some(external_port) = port {
-        let add = gateway.add_port(
-            igd_next::PortMappingProtocol::UDP,
-            external_port,
-            SocketAddr::V4(local),
-            lease,
-            DESCRIPTION,
-        );
-        let error = match bounded("UPnP AddPortMapping", GATEWAY_TIMEOUT, add).await {
+        let asked = gateway.clone();
+        let add = move || {
+            let udp = igd_next::PortMappingProtocol::UDP;
+            asked.add_port(
+                udp,
+                external_port,
+                SocketAddr::V4(local),
+                lease,
+                DESCRIPTION,
+            )
+        };
+        let error = match upnp_call("UPnP AddPortMapping", GATEWAY_TIMEOUT, add).await {
             Ok(()) => {
                 let active = Active {
                     mapping: Mapping {

@@ -27,11 +27,13 @@ async function sharesSeen(api, peer) {
   return r.body.map((e) => e.path);
 }
 
-async function makeInvite(page) {
+// Makes an invite in the UI; `shares` ticked limit it to them (a guest).
+async function makeInvite(page, shares = []) {
   await page.getByRole('button', { name: 'Invite', exact: true }).tap();
   await page.locator('#invite-form').waitFor({ state: 'visible' });
   await page.getByLabel('Valid for').selectOption({ label: '1 day' });
   await page.getByLabel('How many people may use it').fill('1');
+  for (const share of shares) await page.locator('#invite-form').getByLabel(share, { exact: true }).check();
   await page.getByRole('button', { name: 'Make invite' }).tap();
   const code = await page.locator('#invite-code').textContent();
   check(code.startsWith('hdp-invite:'), `an invite code is shown: ${code}`);
@@ -54,8 +56,10 @@ await withBrowser(SHOTS, async (browser, pageErrors) => {
   // 1. A makes an invite and revokes it; B's UI is refused it with the reason.
   setStep('1 revoked invite');
   await nav(pageA, 'peers');
-  const revoked = await makeInvite(pageA);
-  check((await apiA.json('/api/invites')).some((i) => i.id === revoked.id), 'the invite is live in the API');
+  const revoked = await makeInvite(pageA, ['Music']);
+  const live = (await apiA.json('/api/invites')).find((i) => i.id === revoked.id);
+  check(live && live.uses_left === 1 && JSON.stringify(live.shares) === '["Music"]', `the invite is live in the API, for Music only: ${JSON.stringify(live)}`);
+  await pageA.locator(`#invite-list li[data-invite="${revoked.id}"]`).getByText('1 use left · only Music').waitFor();
   await pageA.getByRole('button', { name: `Revoke invite ${revoked.id}` }).tap();
   await waitFor('the invite to leave the API', async () => !(await apiA.json('/api/invites')).some((i) => i.id === revoked.id));
   await pageA.locator(`#invite-list li[data-invite="${revoked.id}"]`).waitFor({ state: 'detached' });

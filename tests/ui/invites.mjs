@@ -1,8 +1,9 @@
 // "Friends only" in the web UI (issue 12), on phone-sized Chromium pages against three real
 // daemons started by daemon/tests/ui_invites.rs: A invites, B joins with the code (a
 // revoked one first, refused; then a photo of A's QR code), C knocks by address, is
-// approved from the badge and renamed, a share is restricted to B and reset, and C is
-// forgotten, each checked in the daemons' own API. Every wait is bounded. Exits non-zero on the first failed check.
+// approved from the badge and renamed (and is B's suggestion, introduced by A), a share is
+// restricted to B and reset, and C is forgotten, each checked in the daemons' own API.
+// Every wait is bounded. Exits non-zero on the first failed check.
 import { join } from 'node:path';
 import {
   env, setStep, log, check, waitFor, daemonApi, axeCheck, screenshots, touchTargets,
@@ -118,6 +119,14 @@ await withBrowser(SHOTS, async (browser, pageErrors) => {
   await badge.waitFor({ state: 'hidden' });
   await pageA.locator(`#peer-list li[data-peer="${infoC.name}"]`).getByText('Online').waitFor();
   log('C approved from the request on the Peers tab');
+  // A passes its new friend on to B, where it is only a suggestion, named after A.
+  const suggestion = pageB.locator(`#waiting-list li[data-peer="${infoC.name}"]`);
+  await suggestion.getByText(`Suggested: introduced by ${infoA.name}`).waitFor();
+  await pageB.getByRole('link', { name: /Peers\W+1 waiting for approval/ }).waitFor();
+  const suggested = await peerIn(apiB, infoC.name);
+  check(suggested.trust === 'suggested' && suggested.introduced_by === infoA.name, `C is B's suggestion: ${JSON.stringify(suggested)}`);
+  await axeCheck(pageB, 'peers with a suggestion');
+  log(`B sees C as a suggestion introduced by A`);
   const cardC = pageA.locator(`#peer-list li[data-peer="${infoC.name}"]`);
   await cardC.getByRole('button', { name: `More for ${infoC.name}` }).tap();
   await cardC.getByLabel(`Your name for ${infoC.name}`).fill('Carol');

@@ -4,9 +4,9 @@
 //! remembered), then a second one whose QR code B's UI reads from a photo (jsQR where the
 //! browser has no BarcodeDetector) to join; C dials A's address uninvited and shows on A's
 //! Peers tab as a request with a badge, approved in one tap and renamed (and shows on B's
-//! as a suggestion introduced by A, with B's badge); a share restricted
-//! to B in the UI is listed by B and not by C, then opened to all friends again; C is
-//! forgotten. axe-core checks each screen. Screenshots land in `target/ui-shots/invites-*.png`.
+//! as a suggestion introduced by A, with B's badge); a share restricted to B in the UI is
+//! listed by B and not by C, then opened to all friends again; C is forgotten. axe-core
+//! checks each screen. Screenshots land in `target/ui-shots/invites-*.png`.
 
 mod common;
 

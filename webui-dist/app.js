@@ -1,9 +1,9 @@
 // The app shell: first-run setup, login, the live event stream (/ws) and the screen router.
 import { api, setCsrf, whenLoggedOut } from './api.js';
-import { h, field, busy } from './ui.js';
+import { h, field, busy, errorLine } from './ui.js';
 import { browseScreen } from './browse.js';
 import { transfersScreen } from './transfers.js';
-import { peersScreen } from './peers.js';
+import { peersScreen, waitsForApproval } from './peers.js';
 import { sharesScreen } from './shares.js';
 import { settingsScreen } from './settings.js';
 
@@ -39,6 +39,14 @@ export const ctx = {
     for (const t of list) ctx.transfers.set(`${t.direction}:${t.id}`, t);
     ctx.emit('transfers');
   },
+  peers: [],
+  // /api/peers, which also carries the count on the Peers tab.
+  async refreshPeers() {
+    ctx.peers = await api('/api/peers');
+    showWaiting(ctx.peers.filter(waitsForApproval).length);
+    ctx.emit('peers', ctx.peers);
+    return ctx.peers;
+  },
   loggedOut: () => showAuth(),
   // /api/info, which also carries the problems shown in the banner.
   async refreshInfo() {
@@ -58,6 +66,27 @@ function showProblems(list) {
   problemsBox.replaceChildren(...list.map((p) => h('p', { 'data-code': p.code }, p.message)));
   problemsBox.hidden = list.length === 0;
 }
+
+// Requests and suggestions waiting for the user, counted on the Peers tab.
+const peersTab = nav.querySelector('a[data-screen="peers"]');
+const waitingCount = h('span', { class: 'digits' });
+// Read as "Peers, 2 waiting for approval"; seen as a 2 on the icon.
+const waitingBadge = h('span', { class: 'count', hidden: true },
+  h('span', { class: 'sr-only' }, ', '), waitingCount, h('span', { class: 'sr-only' }, ' waiting for approval'));
+peersTab.append(waitingBadge);
+function showWaiting(count) {
+  waitingCount.textContent = String(count);
+  waitingBadge.hidden = count === 0;
+}
+
+// A burst of knocks or connections asks for the peers once.
+const PEERS_REFRESH_DELAY_MS = 250;
+let peersTimer = 0;
+function refreshPeersSoon() {
+  clearTimeout(peersTimer);
+  peersTimer = setTimeout(() => ctx.refreshPeers().catch(() => {}), PEERS_REFRESH_DELAY_MS);
+}
+for (const type of ['peer_connected', 'peer_disconnected', 'peers_changed', 'resync']) ctx.on(type, refreshPeersSoon);
 
 // Free space changes without events: look again now and then.
 const PROBLEMS_POLL_MS = 30000;
@@ -140,7 +169,9 @@ function connectEvents() {
 function stopEvents() {
   clearTimeout(retryTimer);
   clearInterval(problemsTimer);
+  clearTimeout(peersTimer);
   showProblems([]);
+  showWaiting(0);
   if (socket) { socket.onclose = null; socket.close(); socket = null; }
 }
 
@@ -156,10 +187,6 @@ function authCard(title, intro, form) {
   main.replaceChildren(h('section', { class: 'auth card' }, h('h1', {}, title), intro, form));
   const first = form.querySelector('input');
   if (first) first.focus();
-}
-
-function errorLine() {
-  return h('p', { class: 'form-error', role: 'alert' });
 }
 
 function showSetup(session) {

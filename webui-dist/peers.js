@@ -1,8 +1,95 @@
-// Your announce address (text, QR code, copy) and the peers: connect by pasting a friend's
-// address, see who is online, disconnect or reconnect; approve or block requests and
-// suggestions (only friends are served: PROTOCOL.md §8.9).
+// Your announce address (text, QR code, copy), invites, and the peers: connect with a
+// friend's address or invite code (pasted, or read from a photo of its QR code), see who
+// is online, disconnect or reconnect; approve or block requests and suggestions (only
+// friends are served: PROTOCOL.md §8.9).
 import { api } from './api.js';
-import { h, field, busy, copyText, toast } from './ui.js';
+import { h, field, busy, copyText, errorLine, toast } from './ui.js';
+import { invitesCard } from './invites.js';
+import { peerMenu } from './peer-manage.js';
+
+export const waitsForApproval = (p) => p.trust === 'pending' || p.trust === 'suggested';
+
+// A messenger may wrap the code in a sentence: take the code out of it.
+function connectTarget(text) {
+  const invite = text.match(/hdp-invite:[A-Za-z0-9_-]+/);
+  return invite ? invite[0] : text.trim();
+}
+
+function connectForm(onConnected) {
+  const pasted = h('textarea', { name: 'announce_address', rows: '3', autocomplete: 'off', autocapitalize: 'off', spellcheck: 'false', required: true, placeholder: 'Name.CODE… or hdp-invite:…' });
+  const photo = h('input', { type: 'file', accept: 'image/*', capture: 'environment', id: 'qr-photo', hidden: true });
+  const scan = h('button', { type: 'button', class: 'secondary', id: 'scan-qr', 'aria-controls': 'qr-photo' }, 'Photo of a QR code');
+  const err = errorLine();
+  const connectButton = h('button', { class: 'primary', type: 'submit' }, 'Connect');
+  const form = h('form', { class: 'stack', id: 'connect-form' },
+    field("Friend's address or invite code", pasted, 'Paste what your friend sent you, or take a photo of the QR code on their screen.'),
+    h('div', { class: 'buttons' }, connectButton, scan), photo, err);
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const text = connectTarget(pasted.value);
+    if (!text) return;
+    await busy(connectButton, 'Connecting… (up to a minute)', async () => {
+      const r = await api('/api/connect', { method: 'POST', body: { announce_address: text } });
+      pasted.value = '';
+      toast(`Connected to ${r.name}`, 'ok');
+      onConnected();
+    }, err);
+  });
+  scan.addEventListener('click', () => photo.click());
+  photo.addEventListener('change', () => {
+    const file = photo.files && photo.files[0];
+    photo.value = '';
+    if (!file) return;
+    busy(scan, 'Reading the photo…', async () => {
+      // Loaded here so that the decoder costs nothing until a photo is taken.
+      const { readQrCode } = await import('./qrscan.js');
+      const text = await readQrCode(file);
+      if (!text) throw new Error('No QR code found in that photo: try again closer, with the whole code in the picture.');
+      pasted.value = text;
+      form.requestSubmit();
+    }, err);
+  });
+  return form;
+}
+
+function stateText(p) {
+  if (p.connected) return 'Online';
+  if (p.trust === 'pending') return 'Asks to be your friend';
+  if (p.trust === 'suggested') return p.lan ? 'Suggested: on your LAN' : `Suggested: introduced by ${p.introduced_by}`;
+  if (p.trust === 'blocked') return 'Blocked';
+  return p.disconnected_by_user ? 'Disconnected' : 'Offline';
+}
+
+function peerActions(p, refresh) {
+  const action = (label, cls, busyLabel, run) => {
+    const b = h('button', { type: 'button', class: cls, 'aria-label': `${label} ${p.name}` }, label);
+    b.addEventListener('click', () => busy(b, busyLabel, async () => { await run(); await refresh(); }));
+    return b;
+  };
+  const trust = (path, label, cls) => action(label, cls, `${label}…`, () => api(`/api/peers/${path}`, { method: 'POST', body: { peer: p.name } }));
+  if (waitsForApproval(p)) return [trust('approve', 'Approve', 'primary'), trust('block', 'Block', 'danger')];
+  if (p.trust === 'blocked') return [trust('unblock', 'Unblock', 'secondary')];
+  if (p.connected) {
+    return [h('a', { class: 'button secondary', href: `#/browse?path=${encodeURIComponent(p.name)}` }, 'Browse'),
+      action('Disconnect', 'danger', 'Disconnecting…', () => api('/api/disconnect', { method: 'POST', body: { peer: p.name } }))];
+  }
+  if (p.announce_address) {
+    return [action('Reconnect', 'secondary', 'Connecting…', () => api('/api/connect', { method: 'POST', body: { announce_address: p.announce_address } }))];
+  }
+  return [];
+}
+
+function peerItem(p, refresh, openMenus) {
+  const dot = h('span', { class: `dot ${p.connected ? 'on' : 'off'}`, 'aria-hidden': 'true' });
+  // A request or suggestion has nothing to rename or forget yet: Approve or Block it.
+  const menu = waitsForApproval(p) ? null : peerMenu(p, refresh, openMenus);
+  return h('li', { class: 'card peer', 'data-peer': p.name, 'data-trust': p.trust },
+    h('div', { class: 'head' }, h('h3', { class: 'name' }, p.nickname ? `${p.nickname} (${p.name})` : p.name), h('span', { class: 'state' }, dot, stateText(p))),
+    p.guest ? h('p', { class: 'meta' }, 'Guest: sees only the shares named for it') : null,
+    p.remote_address ? h('p', { class: 'meta mono' }, p.remote_address) : null,
+    h('div', { class: 'buttons' }, peerActions(p, refresh), menu && menu.more),
+    menu && menu.panel);
+}
 
 export function peersScreen(main, ctx) {
   const info = ctx.info;
@@ -13,92 +100,36 @@ export function peersScreen(main, ctx) {
   });
   const qr = h('img', { class: 'qr', src: '/api/qr', width: '220', height: '220', alt: `QR code of the address of ${info.name}` });
 
-  const pasted = h('textarea', { name: 'announce_address', rows: '3', autocomplete: 'off', autocapitalize: 'off', spellcheck: 'false', required: true, placeholder: 'Name.CODE…' });
-  const connectButton = h('button', { class: 'primary', type: 'submit' }, 'Connect');
-  const form = h('form', { class: 'stack', id: 'connect-form' }, field("Friend's address", pasted, 'Paste the address your friend sent you.'), connectButton);
-  form.addEventListener('submit', async (e) => {
-    e.preventDefault();
-    const text = pasted.value.trim();
-    if (!text) return;
-    await busy(connectButton, 'Connecting… (up to a minute)', async () => {
-      const r = await api('/api/connect', { method: 'POST', body: { announce_address: text } });
-      pasted.value = '';
-      toast(`Connected to ${r.name}`, 'ok');
-      load();
-    });
-  });
-
+  const refresh = () => ctx.refreshPeers().catch((e) => { status.textContent = e.message; });
   const status = h('p', { class: 'status', role: 'status' }, 'Loading…');
-  const list = h('ul', { class: 'cards plain', id: 'peer-list' });
+  const waitingHeading = h('h2', { id: 'waiting-h', hidden: true }, 'Waiting for your approval');
+  const waiting = h('ul', { class: 'cards plain', id: 'waiting-list', 'aria-labelledby': 'waiting-h' });
+  const list = h('ul', { class: 'cards plain', id: 'peer-list', 'aria-labelledby': 'known-h' });
+  const invites = invitesCard(ctx);
 
   main.append(h('section', { class: 'screen peers' },
     h('h1', {}, 'Peers'),
+    waitingHeading, waiting,
+    h('section', { class: 'card', 'aria-labelledby': 'connect-h' }, h('h2', { id: 'connect-h' }, 'Connect to a friend'), connectForm(refresh)),
+    invites.card,
     h('section', { class: 'card mine', 'aria-labelledby': 'mine-h' },
       h('h2', { id: 'mine-h' }, `Your address (${info.name})`),
-      h('p', { class: 'hint' }, 'Send this to a friend, or let them scan the code.'),
+      h('p', { class: 'hint' }, 'Friends who have it can connect to you; anyone else has to ask first.'),
       address, copy, qr),
-    h('section', { class: 'card', 'aria-labelledby': 'connect-h' }, h('h2', { id: 'connect-h' }, 'Connect to a friend'), form),
-    h('h2', {}, 'Known peers'), status, list));
+    h('h2', { id: 'known-h' }, 'Known peers'), status, list));
 
-  function trustAction(p, action, label, cls) {
-    const b = h('button', { type: 'button', class: cls, 'aria-label': `${label} ${p.name}` }, label);
-    b.addEventListener('click', () => busy(b, `${label}…`, async () => {
-      await api(`/api/peers/${action}`, { method: 'POST', body: { peer: p.name } });
-      load();
-    }));
-    return b;
+  // Peer events redraw the lists: the More panels the user opened stay open.
+  const openMenus = new Set();
+  function render(peers) {
+    const online = peers.filter((p) => p.connected).length;
+    const asking = peers.filter(waitsForApproval);
+    status.textContent = (peers.length ? `${online} of ${peers.length} online` : 'No peers yet: connect to a friend or invite one above.')
+      + (asking.length ? `; ${asking.length} asking to be your friend` : '');
+    waitingHeading.hidden = asking.length === 0;
+    waiting.replaceChildren(...asking.map((p) => peerItem(p, refresh, openMenus)));
+    list.replaceChildren(...peers.filter((p) => !waitsForApproval(p)).map((p) => peerItem(p, refresh, openMenus)));
   }
-
-  function stateText(p) {
-    if (p.connected) return 'Online';
-    if (p.trust === 'pending') return 'Asks to be your friend';
-    if (p.trust === 'suggested') return p.lan ? 'Suggested: on your network' : `Suggested by ${p.introduced_by}`;
-    if (p.trust === 'blocked') return 'Blocked';
-    return p.disconnected_by_user ? 'Disconnected' : 'Offline';
-  }
-
-  function peerItem(p) {
-    const dot = h('span', { class: `dot ${p.connected ? 'on' : 'off'}`, 'aria-hidden': 'true' });
-    const actions = h('div', { class: 'buttons' });
-    if (p.trust === 'pending' || p.trust === 'suggested') {
-      actions.append(trustAction(p, 'approve', 'Approve', 'primary'), trustAction(p, 'block', 'Block', 'danger'));
-    } else if (p.trust === 'blocked') {
-      actions.append(trustAction(p, 'unblock', 'Unblock', 'secondary'));
-    } else if (p.connected) {
-      actions.append(h('a', { class: 'button secondary', href: `#/browse?path=${encodeURIComponent(p.name)}` }, 'Browse'));
-      const b = h('button', { type: 'button', class: 'danger', 'aria-label': `Disconnect ${p.name}` }, 'Disconnect');
-      b.addEventListener('click', () => busy(b, 'Disconnecting…', async () => {
-        await api('/api/disconnect', { method: 'POST', body: { peer: p.name } });
-        load();
-      }));
-      actions.append(b);
-    } else if (p.announce_address) {
-      const b = h('button', { type: 'button', class: 'secondary', 'aria-label': `Reconnect ${p.name}` }, 'Reconnect');
-      b.addEventListener('click', () => busy(b, 'Connecting…', async () => {
-        await api('/api/connect', { method: 'POST', body: { announce_address: p.announce_address } });
-        load();
-      }));
-      actions.append(b);
-    }
-    return h('li', { class: 'card peer', 'data-peer': p.name },
-      h('div', { class: 'head' }, h('h3', { class: 'name' }, p.nickname ? `${p.nickname} (${p.name})` : p.name), h('span', { class: 'state' }, dot, stateText(p))),
-      p.remote_address ? h('p', { class: 'meta mono' }, p.remote_address) : null,
-      actions);
-  }
-
-  async function load() {
-    try {
-      const peers = await api('/api/peers');
-      const online = peers.filter((p) => p.connected).length;
-      const asking = peers.filter((p) => p.trust === 'pending').length;
-      status.textContent = (peers.length ? `${online} of ${peers.length} online` : 'No peers yet: connect to a friend above.')
-        + (asking ? `; ${asking} asking to be your friend` : '');
-      list.replaceChildren(...peers.map(peerItem));
-    } catch (e) {
-      status.textContent = e.message;
-    }
-  }
-  load();
-  const offs = [ctx.on('peer_connected', load), ctx.on('peer_disconnected', load), ctx.on('resync', load)];
-  return () => offs.forEach((off) => off());
+  const off = ctx.on('peers', render);
+  refresh();
+  return () => { off(); invites.stop(); };
 }

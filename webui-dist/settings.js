@@ -1,7 +1,7 @@
 // Bandwidth limits, the download folder and upload slots (all live), the peer listen
 // address (from the next start), the password, and read-only facts about this node.
 import { api, setCsrf } from './api.js';
-import { h, field, busy, fmtRate, toast } from './ui.js';
+import { h, field, busy, errorLine, fmtRate, toast } from './ui.js';
 
 const LIMITS = [
   ['download_limit', 'download', 'Download limit (total)'],
@@ -97,7 +97,7 @@ export function settingsScreen(main, ctx) {
   const cur = h('input', { type: 'password', name: 'current_password', autocomplete: 'current-password', required: true });
   const pw = h('input', { type: 'password', name: 'new_password', autocomplete: 'new-password', minlength: '8', required: true });
   const pw2 = h('input', { type: 'password', name: 'new_password2', autocomplete: 'new-password', minlength: '8', required: true });
-  const pwErr = h('p', { class: 'form-error', role: 'alert' });
+  const pwErr = errorLine();
   const change = h('button', { class: 'primary', type: 'submit' }, 'Change password');
   const pwForm = h('form', { class: 'stack', id: 'password-form' },
     field('Current password', cur), field('New password', pw, 'At least 8 characters. Other devices are logged out.'), field('Repeat the new password', pw2), pwErr, change);

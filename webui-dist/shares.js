@@ -1,6 +1,8 @@
-// The folders this NAS shares: add (by path on the NAS), remove, rescan.
+// The folders this NAS shares: add (by path on the NAS), remove, rescan, and choose who
+// sees each.
 import { api } from './api.js';
 import { h, field, busy, fmtBytes, toast } from './ui.js';
+import { accessEditor, visibleToText } from './share-access.js';
 
 export function sharesScreen(main, ctx) {
   const dir = h('input', { name: 'dir', autocomplete: 'off', autocapitalize: 'off', spellcheck: 'false', required: true, placeholder: '/srv/media/Music' });
@@ -29,7 +31,7 @@ export function sharesScreen(main, ctx) {
     h('div', { class: 'head' }, h('h2', {}, 'Shared folders'), rescan),
     status, list));
 
-  function item(s) {
+  function item(s, peers) {
     const remove = h('button', { type: 'button', class: 'danger', 'aria-label': `Remove ${s.name}` }, 'Remove');
     remove.addEventListener('click', () => {
       if (!window.confirm(`Stop sharing ${s.name}? The files stay on the disk.`)) return;
@@ -38,22 +40,29 @@ export function sharesScreen(main, ctx) {
         load();
       });
     });
+    const seenBy = h('p', { class: 'meta visible-to' }, `Visible to: ${visibleToText(s.visible_to, peers)}`);
+    const access = accessEditor(s, peers, (visibleTo) => {
+      seenBy.textContent = `Visible to: ${visibleToText(visibleTo, peers)}`;
+    });
     return h('li', { class: 'card share', 'data-share': s.name },
       h('div', { class: 'head' }, h('h3', { class: 'name' }, s.name), h('span', { class: 'meta' }, fmtBytes(s.size))),
       h('p', { class: 'meta mono' }, s.dir),
-      h('div', { class: 'buttons' }, remove));
+      seenBy,
+      h('div', { class: 'buttons' }, access.toggle, remove),
+      access.form);
   }
 
   async function load() {
     try {
-      const shares = await api('/api/shares');
+      const [shares, peers] = await Promise.all([api('/api/shares'), ctx.refreshPeers()]);
       status.textContent = shares.length ? `${shares.length} shared folder${shares.length === 1 ? '' : 's'}` : 'Nothing is shared yet.';
-      list.replaceChildren(...shares.map(item));
+      list.replaceChildren(...shares.map((s) => item(s, peers)));
     } catch (e) {
       status.textContent = e.message;
     }
   }
   load();
-  const offs = [ctx.on('shares_changed', load)];
+  // An index pass must not close an access form the user is filling in.
+  const offs = [ctx.on('shares_changed', () => { if (!list.querySelector('.access-form:not([hidden])')) load(); })];
   return () => offs.forEach((off) => off());
 }

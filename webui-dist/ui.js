@@ -55,15 +55,25 @@ export function toast(message, kind = 'info') {
   setTimeout(() => t.remove(), kind === 'error' ? 7000 : 3500);
 }
 
-// Runs an async action from a button: disables it meanwhile and reports errors.
-export async function busy(button, label, fn) {
+// A line under a form for the API's refusal, which stays until the next try (a toast
+// would vanish before a long message is read).
+export function errorLine() {
+  return h('p', { class: 'form-error', role: 'alert' });
+}
+
+// Runs an async action from a button: disables it meanwhile and reports errors, in
+// `errorEl` (an errorLine) when given, else in a toast.
+export async function busy(button, label, fn, errorEl) {
   const old = button.textContent;
   button.disabled = true;
   if (label) button.textContent = label;
+  if (errorEl) errorEl.textContent = '';
   try {
     return await fn();
   } catch (e) {
-    if (e.name !== 'AbortError') toast(e.message, 'error');
+    if (e.name === 'AbortError') return undefined;
+    if (errorEl) errorEl.textContent = e.message;
+    else toast(e.message, 'error');
     return undefined;
   } finally {
     button.disabled = false;

@@ -14,6 +14,9 @@ pub enum Event {
     PeerDisconnected {
         name: String,
     },
+    /// A request or suggestion arrived, or the user changed a peer's trust: the UI's
+    /// badge of peers waiting for approval may be stale.
+    PeersChanged,
     SharesChanged,
     Transfer(Box<TransferView>),
 }

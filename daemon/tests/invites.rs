@@ -42,16 +42,6 @@ fn no_trace(inviter: &Daemon, joiner: &Daemon) {
     assert_eq!(joiner.peer(&inviter.name()), None, "joiner kept a record");
 }
 
-fn top_level(d: &Daemon, peer: &str) -> Vec<String> {
-    let listing = d.cli_json(&["ls", peer, "--recursive", "false", "--json"]);
-    listing
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["path"].as_str().unwrap().to_string())
-        .collect()
-}
-
 fn two_shares(root: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
     let music = root.join("shares/Music");
     let private = root.join("shares/Private");
@@ -94,7 +84,7 @@ fn an_invite_makes_a_friend_once_and_bad_codes_leave_no_trace() {
     assert_eq!(a.peer(&bn).unwrap()["trust"], "friend");
     assert_eq!(a.peer(&bn).unwrap()["guest"], false);
     assert_eq!(b.peer(&an).unwrap()["trust"], "friend");
-    assert_eq!(top_level(&b, &an), [format!("{an}/Music")]);
+    assert_eq!(b.top_level(&an), [format!("{an}/Music")]);
     assert!(a
         .cli_json(&["invites", "--json"])
         .as_array()
@@ -148,7 +138,7 @@ fn share_access_hides_a_share_from_everyone_not_named_and_invites_make_guests() 
     befriend(&a, &b);
     let (an, bn) = (a.name(), b.name());
     assert_eq!(
-        top_level(&b, &an),
+        b.top_level(&an),
         [format!("{an}/Music"), format!("{an}/Private")]
     );
 
@@ -158,7 +148,7 @@ fn share_access_hides_a_share_from_everyone_not_named_and_invites_make_guests() 
     g.cli_ok(&["connect", &code_of(&guest_invite)]);
     let gn = g.name();
     assert_eq!(a.peer(&gn).unwrap()["guest"], true);
-    assert_eq!(top_level(&g, &an), [format!("{an}/Music")]);
+    assert_eq!(g.top_level(&an), [format!("{an}/Music")]);
     let shares = a.cli_json(&["shares", "--recursive", "false", "--json"]);
     let music_entry = shares
         .as_array()
@@ -180,10 +170,10 @@ fn share_access_hides_a_share_from_everyone_not_named_and_invites_make_guests() 
         serde_json::json!({ "all_friends": false, "peers": [bn] })
     );
     assert_eq!(
-        top_level(&b, &an),
+        b.top_level(&an),
         [format!("{an}/Music"), format!("{an}/Private")]
     );
-    assert_eq!(top_level(&g, &an), [format!("{an}/Music")]);
+    assert_eq!(g.top_level(&an), [format!("{an}/Music")]);
     let found = g.cli_json(&["ls", &an, "--searchterm", "diary", "--json"]);
     assert!(found.as_array().unwrap().is_empty(), "search found {found}");
     let out = g.cli(&["ls", &format!("{an}/Private"), "--json"]);
@@ -203,7 +193,7 @@ fn share_access_hides_a_share_from_everyone_not_named_and_invites_make_guests() 
     // Granting the guest Private too, then forgetting it, takes its name off every share.
     a.cli_ok(&["share-access", "Private", "--peer", &bn, "--peer", &gn]);
     wait_for("the guest to see Private", Duration::from_secs(10), || {
-        (top_level(&g, &an).len() == 2).then_some(())
+        (g.top_level(&an).len() == 2).then_some(())
     });
     a.cli_ok(&["forget", &gn]);
     let access = a.cli_json(&["share-access", "Private"]);

@@ -9,45 +9,15 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::browser::{assert_screenshots, run_browser_script};
 use common::*;
 
 const NODE_TIMEOUT: Duration = Duration::from_secs(300);
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root")
-        .to_path_buf()
-}
-
-fn shots_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .map(|t| {
-            if t.is_relative() {
-                repo_root().join(t)
-            } else {
-                t
-            }
-        })
-        .unwrap_or_else(|| repo_root().join("target"))
-        .join("ui-shots")
-}
-
 #[test]
 fn phone_ui_end_to_end_in_chromium() {
-    let root = repo_root();
-    let ui_tests = root.join("tests/ui");
-    let chromium = std::env::var("HDP_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    assert!(
-        ui_tests.join("node_modules/playwright-core").is_dir() && Path::new(&chromium).exists(),
-        "browser test dependencies missing: run ci/test (or `apt-get install chromium` and `npm ci --prefix tests/ui`)"
-    );
-
     let tmp = tempfile::tempdir().unwrap();
     // B shares a small album, a large file and a directory of 10,000 entries.
     let b_share = tmp.path().join("b-files");
@@ -88,50 +58,23 @@ fn phone_ui_end_to_end_in_chromium() {
         .unwrap()
         .port();
 
-    let shots = shots_dir();
-    let started = Instant::now();
-    let mut child = Command::new("node")
-        .arg(ui_tests.join("phone.mjs"))
-        .current_dir(&ui_tests)
-        .env("HDP_A_URL", &a.ui)
-        .env("HDP_A_STORAGE", &a.storage)
-        .env("HDP_A_DOWNLOADS", &a.download_dir)
-        .env("HDP_A_SHARE_DIR", &a_share)
-        .env("HDP_B_URL", &b.ui)
-        .env("HDP_B_SHARE", &b_share)
-        .env("HDP_SHOTS", &shots)
-        .env("HDP_A_SMALL_DIR", small.0.join("downloads"))
-        .env("HDP_A_NEXT_LISTEN", format!("127.0.0.1:{next_port}"))
-        .env("HDP_CHROMIUM", &chromium)
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("run node (install nodejs)");
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if started.elapsed() > NODE_TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "the browser test did not finish within {NODE_TIMEOUT:?}\n--- a ---\n{}",
-                a.log_text()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    assert!(
-        status.success(),
-        "tests/ui/phone.mjs failed ({status})\n--- daemon a log (tail) ---\n{}",
-        a.log_text()
-            .lines()
-            .rev()
-            .take(40)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect::<Vec<_>>()
-            .join("\n")
+    run_browser_script(
+        "phone.mjs",
+        &[
+            ("HDP_A_URL", a.ui.clone()),
+            ("HDP_A_STORAGE", a.storage.display().to_string()),
+            ("HDP_A_DOWNLOADS", a.download_dir.display().to_string()),
+            ("HDP_A_SHARE_DIR", a_share.display().to_string()),
+            ("HDP_B_URL", b.ui.clone()),
+            ("HDP_B_SHARE", b_share.display().to_string()),
+            (
+                "HDP_A_SMALL_DIR",
+                small.0.join("downloads").display().to_string(),
+            ),
+            ("HDP_A_NEXT_LISTEN", format!("127.0.0.1:{next_port}")),
+        ],
+        NODE_TIMEOUT,
+        &a,
     );
 
     // Independently of the JS checks: every file A fetched is B's, byte for byte.
@@ -146,7 +89,7 @@ fn phone_ui_end_to_end_in_chromium() {
     ] {
         assert_eq!(sha256_file(&original), sha256_file(&copy), "{copy:?}");
     }
-    for name in [
+    assert_screenshots(&[
         "01-setup",
         "02-login",
         "03-shares",
@@ -159,11 +102,7 @@ fn phone_ui_end_to_end_in_chromium() {
         "13-transfers-reordered",
         "14-disk-full-banner",
         "phone",
-    ] {
-        let shot = shots.join(format!("{name}.png"));
-        let len = std::fs::metadata(&shot).map(|m| m.len()).unwrap_or(0);
-        assert!(len > 1000, "screenshot {shot:?} missing or empty");
-    }
+    ]);
     a.stop();
     b.stop();
 }

@@ -1,17 +1,14 @@
 // Drives the web UI of daemon A on a phone-sized headless Chromium, against two real
 // daemons started by daemon/tests/ui_browser.rs (which passes their addresses in HDP_* env).
 // Every wait is bounded. Exits non-zero on the first failed check.
-import { chromium } from 'playwright-core';
 import { createHash } from 'node:crypto';
-import { readFileSync, readdirSync, statSync, existsSync, mkdirSync, rmSync } from 'node:fs';
+import { readFileSync, readdirSync, statSync, existsSync } from 'node:fs';
 import { join, relative } from 'node:path';
-import { createRequire } from 'node:module';
+import {
+  env, setStep, log, check, waitFor, daemonApi, axeCheck, screenshots, touchTargets,
+  nav, phonePage, withBrowser,
+} from './lib.mjs';
 
-const env = (name) => {
-  const v = process.env[name];
-  if (!v) throw new Error(`missing ${name}`);
-  return v;
-};
 const A = env('HDP_A_URL');
 const A_STORAGE = env('HDP_A_STORAGE');
 const A_DOWNLOADS = env('HDP_A_DOWNLOADS');
@@ -21,37 +18,10 @@ const B_SHARE = env('HDP_B_SHARE');
 const SHOTS = env('HDP_SHOTS');
 const A_SMALL_DIR = env('HDP_A_SMALL_DIR');
 const A_NEXT_LISTEN = env('HDP_A_NEXT_LISTEN');
-const CHROMIUM = process.env.HDP_CHROMIUM || '/usr/bin/chromium';
 const PASSWORD = 'correct horse battery';
-const T = 30_000;
 
-mkdirSync(SHOTS, { recursive: true });
-rmSync(join(SHOTS, 'failure.png'), { force: true });
-const require = createRequire(import.meta.url);
-const axeSource = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
-const token = readFileSync(join(A_STORAGE, 'api-token'), 'utf8').trim();
-
-let step = 'start';
-const log = (msg) => console.log(`[ui] ${msg}`);
-function check(cond, msg) {
-  if (!cond) throw new Error(`${step}: ${msg}`);
-}
-
-async function apiA(path, init = {}) {
-  const r = await fetch(`${A}${path}`, { ...init, headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json', ...(init.headers || {}) } });
-  check(r.ok, `${path} answered ${r.status}`);
-  return r.json();
-}
-
-async function waitFor(what, fn, limit = T) {
-  const deadline = Date.now() + limit;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`${step}: timed out after ${limit} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+const shot = screenshots(SHOTS);
+const apiA = daemonApi(A, A_STORAGE).json;
 
 function files(root) {
   const out = [];
@@ -67,52 +37,11 @@ function files(root) {
 }
 const sha256 = (p) => createHash('sha256').update(readFileSync(p)).digest('hex');
 
-const a11y = [];
-async function axeCheck(page, screen) {
-  if (!(await page.evaluate(() => typeof window.axe !== 'undefined'))) await page.evaluate(axeSource);
-  const result = await page.evaluate(async () => {
-    const r = await window.axe.run(document, { resultTypes: ['violations'] });
-    return r.violations.map((v) => ({ id: v.id, impact: v.impact, nodes: v.nodes.length, help: v.help, where: v.nodes.slice(0, 3).map((n) => `${n.target.join(' ')} ${n.failureSummary || ''}`.replace(/\s+/g, ' ')) }));
-  });
-  for (const v of result) log(`axe ${screen}: ${v.impact} ${v.id} (${v.nodes}): ${v.help} at ${v.where.join(' | ')}`);
-  const critical = result.filter((v) => v.impact === 'critical' || v.impact === 'serious');
-  a11y.push({ screen, violations: result.length, critical: critical.length });
-  check(critical.length === 0, `critical or serious accessibility violations on ${screen}: ${critical.map((v) => v.id).join(', ')}`);
-}
-
-async function shot(page, name) {
-  await page.evaluate(() => document.getElementById('toasts').replaceChildren());
-  await page.waitForTimeout(350); // let transitions settle
-  await page.screenshot({ path: join(SHOTS, `${name}.png`) });
-}
-
-// Big touch targets: every visible button and link in the nav and lists is ≥ 44 px.
-async function touchTargets(page, screen) {
-  const small = await page.evaluate(() => [...document.querySelectorAll('main button, main a.button, main a.rowlink, nav a')]
-    .filter((e) => e.offsetParent !== null)
-    .map((e) => { const r = e.getBoundingClientRect(); return { t: e.textContent.trim().slice(0, 30) || e.getAttribute('aria-label'), w: r.width, h: r.height }; })
-    .filter((r) => r.w < 44 || r.h < 44));
-  check(small.length === 0, `touch targets under 44 px on ${screen}: ${JSON.stringify(small)}`);
-}
-
-const nav = (page, screen) => page.locator(`#nav a[data-screen="${screen}"]`).tap();
-
-const browser = await chromium.launch({
-  executablePath: CHROMIUM,
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  timeout: T,
-});
-const pageErrors = [];
-try {
-  const context = await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true, deviceScaleFactor: 2, locale: 'en-US' });
-  context.setDefaultTimeout(T);
-  const page = await context.newPage();
-  page.on('pageerror', (e) => pageErrors.push(String(e)));
-  page.on('dialog', (d) => d.accept());
+await withBrowser(SHOTS, async (browser, pageErrors) => {
+  const { context, page } = await phonePage(browser, pageErrors);
 
   // 1. First run: the password is set with the one-time setup code.
-  step = '1 setup';
+  setStep('1 setup');
   await page.goto(A);
   await page.waitForSelector('#setup-form');
   await axeCheck(page, 'setup');
@@ -133,7 +62,7 @@ try {
   log('password set with the setup code');
 
   // 2. Log out, a wrong password is refused, the right one logs back in.
-  step = '2 logout/login';
+  setStep('2 logout/login');
   await page.goto(`${A}/#/settings`);
   await page.locator('#logout').tap();
   await page.waitForSelector('#login-form');
@@ -149,7 +78,7 @@ try {
   log('logged out and back in; event stream live');
 
   // 3. Share a folder.
-  step = '3 shares';
+  setStep('3 shares');
   await nav(page, 'shares');
   await page.getByLabel('Folder on the NAS').fill(A_SHARE_DIR);
   await page.getByRole('button', { name: 'Share folder' }).tap();
@@ -162,7 +91,7 @@ try {
   await shot(page, '03-shares');
 
   // 4. Own address (text, QR, copy) and connecting B by pasting its address.
-  step = '4 peers';
+  setStep('4 peers');
   const infoA = await apiA('/api/info');
   const infoB = await (await fetch(`${B}/api/info`)).json();
   await nav(page, 'peers');
@@ -184,7 +113,7 @@ try {
   log(`connected to ${infoB.name}`);
 
   // 5. Browse the peer (a 10,000-entry directory stays virtualised) and search.
-  step = '5 browse';
+  setStep('5 browse');
   await nav(page, 'browse');
   await page.getByRole('link', { name: new RegExp(infoB.name) }).tap();
   await page.getByRole('link', { name: /^Music/ }).waitFor();
@@ -209,7 +138,7 @@ try {
   await shot(page, '06-search');
 
   // 6. Download a whole folder and watch its progress reach 100%.
-  step = '6 folder download';
+  setStep('6 folder download');
   await page.goto(`${A}/#/browse?path=${encodeURIComponent(infoB.name)}`);
   await page.getByRole('button', { name: 'Download Music' }).tap();
   await page.getByText('Downloading Music').waitFor();
@@ -229,7 +158,7 @@ try {
   await touchTargets(page, 'transfers');
 
   // 7. The files on disk are the peer's, byte for byte.
-  step = '7 sha256';
+  setStep('7 sha256');
   const originals = files(join(B_SHARE, 'Music'));
   check(originals.length === 6, `six originals (${originals.length})`);
   for (const original of originals) {
@@ -240,7 +169,7 @@ try {
   log(`${originals.length} files match by sha256`);
 
   // Settings: a live download limit makes the next download slow enough to pause.
-  step = '8 settings';
+  setStep('8 settings');
   await nav(page, 'settings');
   await page.getByText(/^Now: down 1\.0 MB\/s/).waitFor();
   await page.getByLabel('Download limit (total)').fill('3MB');
@@ -253,7 +182,7 @@ try {
   await shot(page, '08-settings');
 
   // 8. Pause and resume a large download.
-  step = '8 pause/resume';
+  setStep('8 pause/resume');
   await page.goto(`${A}/#/browse?path=${encodeURIComponent(`${infoB.name}/Big`)}`);
   await page.getByRole('button', { name: 'Download big.bin' }).tap();
   await nav(page, 'transfers');
@@ -283,8 +212,8 @@ try {
 
   // Reorder: A has one download slot, so two more downloads wait behind big.bin (slowed
   // down so it keeps the slot meanwhile); the second is moved above the first.
-  step = '9 reorder';
-  await apiA('/api/settings', { method: 'POST', body: JSON.stringify({ download_limit: '300KB' }) });
+  setStep('9 reorder');
+  await apiA('/api/settings', { method: 'POST', body: { download_limit: '300KB' } });
   await page.goto(`${A}/#/browse?path=${encodeURIComponent(`${infoB.name}/Many`)}`);
   for (const n of ['00001', '00002']) {
     await page.getByRole('button', { name: `Download file-${n}.txt` }).tap();
@@ -313,14 +242,14 @@ try {
   await shot(page, '13-transfers-reordered');
   log(`queue reordered: ${(await queueOrder()).join(', ')}`);
 
-  await apiA('/api/settings', { method: 'POST', body: JSON.stringify({ download_limit: 0 }) });
+  await apiA('/api/settings', { method: 'POST', body: { download_limit: 0 } });
   await waitFor('the big download to finish', async () => (await big.getAttribute('data-state')) === 'done', 120_000);
   const bigCopy = join(A_DOWNLOADS, infoB.name, 'Big', 'big.bin');
   check(sha256(bigCopy) === sha256(join(B_SHARE, 'Big', 'big.bin')), 'the paused and resumed file has the original sha256');
   log(`paused at ${pausedAt} bytes, resumed, finished; sha256 matches`);
 
   // Finished files open from /downloads/ with the session cookie.
-  step = 'open';
+  setStep('open');
   const open = big.getByRole('link', { name: 'Open' });
   await open.waitFor();
   const href = await open.getAttribute('href');
@@ -332,7 +261,7 @@ try {
 
   // Settings that apply at once (download folder, upload slots) and the listen address
   // for the next start. The new folder is on a 4 MiB tmpfs: the full-disk banner shows.
-  step = 'settings: folder, slots, listen';
+  setStep('settings: folder, slots, listen');
   await nav(page, 'settings');
   const folder = page.getByLabel('Download folder');
   await waitFor('the current folder in the form', async () => (await folder.inputValue()) !== '');
@@ -359,7 +288,7 @@ try {
   log('folder, slots and listen address saved; full-disk banner shown');
 
   // The same session on a desktop-sized window.
-  step = 'desktop';
+  setStep('desktop');
   const desktop = await browser.newContext({ viewport: { width: 1280, height: 800 }, storageState: await context.storageState() });
   const dpage = await desktop.newPage();
   dpage.on('pageerror', (e) => pageErrors.push(String(e)));
@@ -368,16 +297,5 @@ try {
   await axeCheck(dpage, 'desktop transfers');
   await dpage.screenshot({ path: join(SHOTS, '12-desktop-transfers.png') });
   await desktop.close();
-
-  step = 'page errors';
-  check(pageErrors.length === 0, `uncaught errors in the page: ${pageErrors.join(' | ')}`);
-  log(`accessibility: ${a11y.map((r) => `${r.screen} ${r.critical} critical/${r.violations}`).join(', ')}`);
-  log('all UI checks passed');
-} catch (e) {
-  for (const ctx of browser.contexts()) {
-    for (const p of ctx.pages()) await p.screenshot({ path: join(SHOTS, 'failure.png') }).catch(() => {});
-  }
-  throw e;
-} finally {
-  await browser.close();
-}
+});
+log('all UI checks passed');

@@ -109,6 +109,7 @@ impl Node {
             }
             FollowUp::Nothing if known.is_none() => {
                 tracing::info!("{from} introduced {name}: a suggestion until approved");
+                self.peers_changed();
             }
             FollowUp::Nothing => {}
         }
@@ -197,6 +198,7 @@ impl Node {
         }
         if known.is_none() && !action.dial_now {
             tracing::info!("found {name} on the LAN at {}: a suggestion", found.addr);
+            self.peers_changed();
         }
         if action.dial_now {
             tracing::info!("found {name} on the LAN at {}; connecting", found.addr);

@@ -11,6 +11,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use super::dialer::DialReason;
 use super::invites::Joiner;
 use super::{Node, NodeError};
+use crate::events::Event;
 use crate::identity::PublicKey;
 use crate::locks::lock;
 use crate::net::peers::CLOSE_BY_USER;
@@ -89,6 +90,7 @@ impl Node {
         .await;
         let Ok(Some((mut send, request))) = stream else {
             conn.close(CLOSE_NOT_A_FRIEND.into(), b"not a friend");
+            self.peers_changed();
             return;
         };
         if let Request::Join {
@@ -122,6 +124,7 @@ impl Node {
                     self.note_request(&name, key, &conn, Some(announce_address.clone()));
                 }
             }
+            self.peers_changed();
             super::server::refuse(&mut send, &request, WireError::NotAFriend).await;
         }
         let _ = tokio::time::timeout(REFUSAL_DELIVERY, send.stopped()).await;
@@ -142,6 +145,11 @@ impl Node {
             remote_address: conn.remote_address().to_string(),
             last_seen: unix_now(),
         });
+    }
+
+    /// Tells the UIs to look at the peers again. Not sent for a joiner's passing record.
+    pub(super) fn peers_changed(&self) {
+        let _ = self.events.send(Event::PeersChanged);
     }
 
     /// The pending request under `name`, if any.
@@ -166,6 +174,7 @@ impl Node {
         self.store.put_known_peer(name, &record)?;
         lock(&self.pending).take(name);
         tracing::info!("{name} approved as a friend");
+        self.peers_changed();
         lock(&self.dials).backoffs.forget(name);
         let back = peer_policy::answer_knock_at(&record, pending.as_ref());
         if let Some(address) = back.filter(|_| !record.disconnected) {
@@ -192,6 +201,7 @@ impl Node {
             }
         }
         tracing::info!("{name} blocked");
+        self.peers_changed();
         Ok(())
     }
 
@@ -208,6 +218,7 @@ impl Node {
                 self.store.remove_known_peer(name)?;
             }
         }
+        self.peers_changed();
         Ok(())
     }
 
@@ -221,6 +232,7 @@ impl Node {
         }
         lock(&self.dials).backoffs.forget(name);
         self.revoke_shares(name)?;
+        self.peers_changed();
         Ok(())
     }
 
@@ -239,6 +251,7 @@ impl Node {
             ..known
         };
         self.store.put_known_peer(name, &record)?;
+        self.peers_changed();
         Ok(())
     }
 
@@ -248,7 +261,7 @@ impl Node {
             return false;
         };
         conn.connection.close(CLOSE_BY_USER.into(), reason);
-        let _ = self.events.send(crate::events::Event::PeerDisconnected {
+        let _ = self.events.send(Event::PeerDisconnected {
             name: name.to_string(),
         });
         true

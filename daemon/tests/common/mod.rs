@@ -4,6 +4,9 @@
 
 #![allow(dead_code)]
 
+pub mod browser;
+mod listing;
+
 use std::ffi::OsString;
 use std::fs;
 use std::io::Write;

@@ -532,3 +532,46 @@ fn beyond_loopback_login_is_mandatory_even_without_a_password() {
         std::panic::resume_unwind(e);
     }
 }
+
+/// The vendored QR decoder is embedded gzip-compressed only: served as the bytes on disk
+/// with `Content-Encoding: gzip` to clients that accept it, refused (406) to others.
+#[test]
+fn gzip_only_files_are_served_compressed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut a = Daemon::new(tmp.path(), "a");
+    a.start();
+    let stored = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../webui-dist/vendor/jsqr/jsQR.js.gz"),
+    )
+    .unwrap();
+    let url = format!("{}/vendor/jsqr/jsQR.js", a.ui);
+    let response = ureq::get(&url)
+        .set("Accept-Encoding", "br, gzip;q=0.8")
+        .timeout(Duration::from_secs(5))
+        .call()
+        .unwrap();
+    assert_eq!(response.header("Content-Encoding"), Some("gzip"));
+    assert_eq!(response.header("Vary"), Some("Accept-Encoding"));
+    assert!(
+        response
+            .header("Content-Type")
+            .is_some_and(|t| t.contains("javascript")),
+        "{:?}",
+        response.header("Content-Type")
+    );
+    let mut body = Vec::new();
+    std::io::Read::read_to_end(&mut response.into_reader(), &mut body).unwrap();
+    assert_eq!(body, stored, "the stored gzip bytes, not recompressed");
+    for refusing in [None, Some("identity"), Some("gzip;q=0")] {
+        let mut req = ureq::get(&url).timeout(Duration::from_secs(5));
+        if let Some(encoding) = refusing {
+            req = req.set("Accept-Encoding", encoding);
+        }
+        assert_eq!(status_of(req.call()), 406, "{refusing:?}");
+    }
+    // The plain file is not shipped beside it.
+    assert!(!std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../webui-dist/vendor/jsqr/jsQR.js")
+        .exists());
+}

@@ -135,12 +135,17 @@ async fn introductions_reach_the_target_and_cannot_be_forged() {
     befriend(&c, &b);
     let (client, conn) = raw_client(&b, 0x66).await;
     let me = Identity::from_seed([0x66; 32]);
-    // C dials only a friend it is told about: it approves us first, then we hang up.
-    raw_befriend(&client, 0x66, &c)
-        .await
-        .close(0u32.into(), b"bye");
-    wait_for("C to see us gone", Duration::from_secs(10), || {
-        (!c.connected_to(&me.name)).then_some(())
+    // C dials only a friend it is told about: we knock, C approves us, and the knock's
+    // connection ends (C closes a stranger's connection once its request is recorded).
+    let knock = raw_dial(&client, &c).await;
+    c.approve(&me.name);
+    knock.close(0u32.into(), b"approved");
+    // C's API blocks: `block_in_place` lets this worker's other tasks (our endpoint's
+    // driver among them) run elsewhere meanwhile.
+    tokio::task::block_in_place(|| {
+        wait_for("C to see us gone", Duration::from_secs(10), || {
+            (!c.connected_to(&me.name)).then_some(())
+        })
     });
     let own = AnnounceAddress {
         public_key: me.public_key,

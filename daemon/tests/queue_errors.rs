@@ -27,3 +27,30 @@ fn unknown_peers_missing_paths_and_unsafe_names_are_refused_at_once() {
     let transfers = a.cli_json(&["transfers", "--json"]);
     assert_eq!(transfers, serde_json::json!([]), "nothing was queued");
 }
+
+/// With no daemon listening, every client command names the cause and exits non-zero.
+#[test]
+fn commands_without_a_daemon_say_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A port nothing listens on: bound, then released.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    for args in [&["info"][..], &["peers"], &["ls"], &["stop"]] {
+        let out = std::process::Command::new(BIN)
+            .args(["--ui-address", &format!("http://127.0.0.1:{port}")])
+            .args(["--storage", &tmp.path().display().to_string()])
+            .args(args)
+            .env("HDP_API_TOKEN", "x")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(
+            stderr.contains("cannot reach the daemon") && stderr.contains("harddrive-party start"),
+            "{args:?}: {stderr}"
+        );
+    }
+}

@@ -1,10 +1,13 @@
 //! The CLI's blocking HTTP client of the daemon's API: the API token from the storage
 //! directory (or HDP_API_TOKEN), and the daemon's `{"error"}` bodies turned into messages.
+//!
+//! attohttpc, because UPnP (igd-next) links it anyway: one HTTP client in the binary.
 
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::anyhow;
+use attohttpc::{RequestBuilder, Response, Session};
 use serde_json::Value;
 
 use super::ui_socket_address;
@@ -12,22 +15,30 @@ use super::ui_socket_address;
 pub struct Client {
     base: String,
     token: Option<String>,
-    agent: ureq::Agent,
+    session: Session,
 }
 
-fn api_error(e: ureq::Error) -> anyhow::Error {
-    match e {
-        ureq::Error::Status(code, response) => {
-            let message = response
-                .into_json::<Value>()
-                .ok()
-                .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string));
-            anyhow!(message.unwrap_or_else(|| format!("daemon answered HTTP {code}")))
-        }
-        ureq::Error::Transport(t) => {
-            anyhow!("cannot reach the daemon: {t} (is `harddrive-party start` running?)")
-        }
+fn transport_error(e: attohttpc::Error) -> anyhow::Error {
+    anyhow!("cannot reach the daemon: {e} (is `harddrive-party start` running?)")
+}
+
+/// A non-success status becomes the daemon's `{"error"}` message.
+fn checked(response: Response) -> anyhow::Result<Response> {
+    if response.is_success() {
+        return Ok(response);
     }
+    let code = response.status().as_u16();
+    let message = response
+        .json::<Value>()
+        .ok()
+        .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string));
+    Err(anyhow!(
+        message.unwrap_or_else(|| format!("daemon answered HTTP {code}"))
+    ))
+}
+
+fn json_of(response: Response) -> anyhow::Result<Value> {
+    Ok(checked(response)?.json::<Value>()?)
 }
 
 impl Client {
@@ -37,55 +48,50 @@ impl Client {
             .ok()
             .or_else(|| std::fs::read_to_string(storage.join(crate::http::TOKEN_FILE)).ok())
             .map(|t| t.trim().to_string());
-        let agent = ureq::AgentBuilder::new()
-            .timeout_connect(Duration::from_secs(5))
-            .build();
+        let mut session = Session::new();
+        session.connect_timeout(Duration::from_secs(5));
+        // `read` streams a friend's file, which may pause while the daemon finds a source.
+        session.read_timeout(Duration::from_secs(300));
+        // The daemon is this machine or the LAN: never through an http_proxy from the
+        // environment.
+        session.proxy_settings(attohttpc::ProxySettings::builder().build());
+        session.follow_redirects(false);
         Ok(Self {
             base: format!("http://{addr}"),
             token,
-            agent,
+            session,
         })
     }
 
-    pub(super) fn get(
-        &self,
-        path: &str,
-        query: &[(&str, String)],
-    ) -> anyhow::Result<ureq::Response> {
-        let mut req = self.agent.get(&format!("{}{path}", self.base));
+    pub(super) fn get(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<Response> {
+        let mut req = self.session.get(format!("{}{path}", self.base));
         // Reads need the token too once a web UI password is set.
         if let Some(token) = &self.token {
-            req = req.set("Authorization", &format!("Bearer {token}"));
+            req = req.bearer_auth(token.as_str());
         }
         for (k, v) in query {
-            req = req.query(k, v);
+            req = req.param(k, v);
         }
-        req.call().map_err(api_error)
+        checked(req.send().map_err(transport_error)?)
     }
 
     pub(super) fn get_json(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<Value> {
-        Ok(self.get(path, query)?.into_json()?)
+        Ok(self.get(path, query)?.json::<Value>()?)
     }
 
     /// A request that changes something: it always needs the token.
-    fn changing(&self, method: &str, path: &str) -> anyhow::Result<ureq::Request> {
+    fn changing(&self, request: RequestBuilder) -> anyhow::Result<RequestBuilder> {
         let token = self.token.as_deref().ok_or_else(|| anyhow!("no API token: set HDP_API_TOKEN or point --storage at the daemon's storage directory"))?;
-        Ok(self
-            .agent
-            .request(method, &format!("{}{path}", self.base))
-            .set("Authorization", &format!("Bearer {token}")))
+        Ok(request.bearer_auth(token))
     }
 
     pub(super) fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
-        let response = self
-            .changing("POST", path)?
-            .send_json(body)
-            .map_err(api_error)?;
-        Ok(response.into_json()?)
+        let request = self.changing(self.session.post(format!("{}{path}", self.base)))?;
+        json_of(request.json(&body)?.send().map_err(transport_error)?)
     }
 
     pub(super) fn delete(&self, path: &str) -> anyhow::Result<Value> {
-        let response = self.changing("DELETE", path)?.call().map_err(api_error)?;
-        Ok(response.into_json()?)
+        let request = self.changing(self.session.delete(format!("{}{path}", self.base)))?;
+        json_of(request.send().map_err(transport_error)?)
     }
 }

@@ -464,12 +464,13 @@ fn read_to_stdout(
         query.push(("end", e.to_string()));
     }
     let response = client.get("/api/read", &query)?;
-    let expected: Option<u64> = response
-        .header("content-length")
+    let (_, headers, mut body) = response.split();
+    let expected: Option<u64> = headers
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok());
     let mut stdout = std::io::stdout().lock();
-    let copied =
-        std::io::copy(&mut response.into_reader(), &mut stdout).context("transfer interrupted")?;
+    let copied = std::io::copy(&mut body, &mut stdout).context("transfer interrupted")?;
     stdout.flush()?;
     if expected.is_some_and(|n| n != copied) {
         bail!("transfer interrupted after {copied} bytes");

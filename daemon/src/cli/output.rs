@@ -105,7 +105,7 @@ pub(super) fn print_listing(
     endpoint: &str,
     args: &ListArgs,
 ) -> anyhow::Result<()> {
-    let body = client.get(endpoint, &list_query(args))?.into_reader();
+    let (_, _, body) = client.get(endpoint, &list_query(args))?.split();
     // A listing cut short ends with an error object after the array.
     let mut parts = serde_json::Deserializer::from_reader(body).into_iter::<Value>();
     let mut entries = parts.next().ok_or_else(|| anyhow!("empty answer"))??;

@@ -533,45 +533,62 @@ fn beyond_loopback_login_is_mandatory_even_without_a_password() {
     }
 }
 
-/// The vendored QR decoder is embedded gzip-compressed only: served as the bytes on disk
-/// with `Content-Encoding: gzip` to clients that accept it, refused (406) to others.
+/// The UI is embedded gzipped: sent as stored to clients that accept gzip, unpacked for
+/// the others; a file kept gzipped in webui-dist (the vendored QR decoder) is sent as is.
 #[test]
-fn gzip_only_files_are_served_compressed() {
+fn ui_files_are_sent_gzipped_or_unpacked() {
     let tmp = tempfile::tempdir().unwrap();
     let mut a = Daemon::new(tmp.path(), "a");
     a.start();
-    let stored = std::fs::read(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../webui-dist/vendor/jsqr/jsQR.js.gz"),
-    )
-    .unwrap();
-    let url = format!("{}/vendor/jsqr/jsQR.js", a.ui);
-    let response = ureq::get(&url)
-        .set("Accept-Encoding", "br, gzip;q=0.8")
-        .timeout(Duration::from_secs(5))
-        .call()
-        .unwrap();
-    assert_eq!(response.header("Content-Encoding"), Some("gzip"));
-    assert_eq!(response.header("Vary"), Some("Accept-Encoding"));
-    assert!(
-        response
-            .header("Content-Type")
-            .is_some_and(|t| t.contains("javascript")),
-        "{:?}",
-        response.header("Content-Type")
-    );
-    let mut body = Vec::new();
-    std::io::Read::read_to_end(&mut response.into_reader(), &mut body).unwrap();
-    assert_eq!(body, stored, "the stored gzip bytes, not recompressed");
-    for refusing in [None, Some("identity"), Some("gzip;q=0")] {
-        let mut req = ureq::get(&url).timeout(Duration::from_secs(5));
-        if let Some(encoding) = refusing {
+    let dist = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../webui-dist");
+    let fetch = |path: &str, accept: Option<&str>| {
+        let mut req = ureq::get(&format!("{}{path}", a.ui)).timeout(Duration::from_secs(5));
+        if let Some(encoding) = accept {
             req = req.set("Accept-Encoding", encoding);
         }
-        assert_eq!(status_of(req.call()), 406, "{refusing:?}");
+        let response = req.call().unwrap();
+        let encoding = response.header("Content-Encoding").map(str::to_string);
+        let mime = response
+            .header("Content-Type")
+            .unwrap_or_default()
+            .to_string();
+        assert_eq!(response.header("Vary"), Some("Accept-Encoding"), "{path}");
+        let mut body = Vec::new();
+        std::io::Read::read_to_end(&mut response.into_reader(), &mut body).unwrap();
+        (encoding, mime, body)
+    };
+    let gunzip = |bytes: &[u8]| {
+        let mut child = Command::new("gzip")
+            .arg("-dc")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(bytes).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "not gzip");
+        out.stdout
+    };
+    let index = std::fs::read(dist.join("index.html")).unwrap();
+    for path in ["/", "/index.html", "/peers"] {
+        let (encoding, mime, body) = fetch(path, Some("br, gzip;q=0.8"));
+        assert_eq!(encoding.as_deref(), Some("gzip"), "{path}");
+        assert!(mime.starts_with("text/html"), "{path}: {mime}");
+        assert_eq!(gunzip(&body), index, "{path}");
+        for refusing in [None, Some("identity"), Some("gzip;q=0")] {
+            let (encoding, _, body) = fetch(path, refusing);
+            assert_eq!(encoding, None, "{path} {refusing:?}");
+            assert_eq!(body, index, "{path} {refusing:?}");
+        }
     }
-    // The plain file is not shipped beside it.
-    assert!(!std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../webui-dist/vendor/jsqr/jsQR.js")
-        .exists());
+    let stored = std::fs::read(dist.join("vendor/jsqr/jsQR.js.gz")).unwrap();
+    let (encoding, mime, body) = fetch("/vendor/jsqr/jsQR.js", Some("gzip"));
+    assert_eq!(encoding.as_deref(), Some("gzip"));
+    assert!(mime.contains("javascript"), "{mime}");
+    assert_eq!(
+        body, stored,
+        "a .gz file is sent as stored, not compressed twice"
+    );
+    let (encoding, _, body) = fetch("/vendor/jsqr/jsQR.js", None);
+    assert_eq!((encoding, body), (None, gunzip(&stored)));
 }

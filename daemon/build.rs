@@ -1,0 +1,49 @@
+//! Gzips the prebuilt web UI (`../webui-dist`) into `$OUT_DIR/webui`, which `http/ui.rs`
+//! embeds: the binary carries each file compressed (about a third of its size) and the
+//! daemon sends those bytes as they are to every browser (`Content-Encoding: gzip`). Files
+//! already named `*.gz` (large vendored code) are copied unchanged.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+fn main() {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../webui-dist");
+    println!("cargo:rerun-if-changed={}", source.display());
+    let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR")).join("webui");
+    if out.exists() {
+        fs::remove_dir_all(&out).expect("clear the previous gzipped UI");
+    }
+    gzip_tree(&source, &out);
+}
+
+fn gzip_tree(from: &Path, to: &Path) {
+    fs::create_dir_all(to).expect("create the gzipped UI directory");
+    let mut entries: Vec<_> = fs::read_dir(from)
+        .expect("read webui-dist")
+        .map(|e| e.expect("read a webui-dist entry").path())
+        .collect();
+    entries.sort();
+    for path in entries {
+        println!("cargo:rerun-if-changed={}", path.display());
+        let name = path
+            .file_name()
+            .expect("an entry has a name")
+            .to_string_lossy()
+            .into_owned();
+        if path.is_dir() {
+            gzip_tree(&path, &to.join(&name));
+        } else if name.ends_with(".gz") {
+            fs::copy(&path, to.join(&name)).expect("copy a gzipped UI file");
+        } else {
+            let data = fs::read(&path).expect("read a UI file");
+            // No file name and a zero mtime in the header: the same UI gives the same bytes.
+            let mut encoder = flate2::GzBuilder::new()
+                .mtime(0)
+                .write(Vec::new(), flate2::Compression::best());
+            encoder.write_all(&data).expect("gzip a UI file");
+            let gzipped = encoder.finish().expect("gzip a UI file");
+            fs::write(to.join(format!("{name}.gz")), gzipped).expect("write a gzipped UI file");
+        }
+    }
+}

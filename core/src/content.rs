@@ -297,6 +297,32 @@ mod tests {
     }
 
     #[test]
+    fn a_piece_list_arriving_in_chunks_is_bounded_by_its_size_and_checked_whole() {
+        let size = PIECE_SIZE * 2 + 1;
+        let hashes = vec![[1; 32], [2; 32], [3; 32]];
+        let root = root_of(size, &hashes);
+        let mut list = PieceList::new(size, root);
+        list.extend(hashes[..2].to_vec()).unwrap();
+        list.extend(hashes[2..].to_vec()).unwrap();
+        assert_eq!(list.finish(), Ok(hashes.clone()));
+        let mut list = PieceList::new(size, root);
+        list.extend(hashes.clone()).unwrap();
+        assert_eq!(list.extend(vec![[4; 32]]), Err(ListError::TooMany { size }));
+        let mut list = PieceList::new(u64::MAX, root);
+        let oversized = vec![[0; 32]; crate::wire::MAX_HASHES_PER_CHUNK + 1];
+        assert!(matches!(
+            list.extend(oversized),
+            Err(ListError::ChunkTooLarge { .. })
+        ));
+        let mut short = PieceList::new(size, root);
+        short.extend(hashes[..2].to_vec()).unwrap();
+        assert!(matches!(short.finish(), Err(ListError::WrongLength { .. })));
+        let mut forged = PieceList::new(size, [0; 32]);
+        forged.extend(hashes).unwrap();
+        assert_eq!(forged.finish(), Err(ListError::RootMismatch));
+    }
+
+    #[test]
     fn bitfield_tracks_missing_pieces() {
         let mut b = Bitfield::new(10);
         b.set(0);

@@ -40,6 +40,10 @@ pub enum ListError {
     WrongLength { size: u64, expected: u64, got: u64 },
     #[error("piece list does not match the root hash")]
     RootMismatch,
+    #[error("more piece hashes than a {size}-byte file has")]
+    TooMany { size: u64 },
+    #[error("a chunk of {len} piece hashes, more than a chunk may hold")]
+    ChunkTooLarge { len: usize },
 }
 
 /// Accepts a piece list only if it has the right length and hashes to `root`.
@@ -56,6 +60,46 @@ pub fn check_list(size: u64, root: &Hash, piece_hashes: &[Hash]) -> Result<(), L
         return Err(ListError::RootMismatch);
     }
     Ok(())
+}
+
+/// A piece list as it arrives in chunks from a peer, for a file the peer says has `size`
+/// bytes and `root`. A peer sending more hashes than that size allows is refused at the
+/// chunk that overflows; the whole list is checked against the root at the end.
+#[derive(Debug)]
+pub struct PieceList {
+    size: u64,
+    root: Hash,
+    pieces: Vec<Hash>,
+}
+
+/// Hashes reserved up front, whatever size a peer claims (32 MiB).
+const PRESIZED_PIECES: u64 = 1 << 20;
+
+impl PieceList {
+    pub fn new(size: u64, root: Hash) -> Self {
+        Self {
+            size,
+            root,
+            pieces: Vec::with_capacity(piece_count(size).min(PRESIZED_PIECES) as usize),
+        }
+    }
+
+    pub fn extend(&mut self, chunk: Vec<Hash>) -> Result<(), ListError> {
+        if chunk.len() > crate::wire::MAX_HASHES_PER_CHUNK {
+            return Err(ListError::ChunkTooLarge { len: chunk.len() });
+        }
+        if self.pieces.len() as u64 + chunk.len() as u64 > piece_count(self.size) {
+            return Err(ListError::TooMany { size: self.size });
+        }
+        self.pieces.extend(chunk);
+        Ok(())
+    }
+
+    /// The piece hashes, if they are all there and hash to the root.
+    pub fn finish(self) -> Result<Vec<Hash>, ListError> {
+        check_list(self.size, &self.root, &self.pieces)?;
+        Ok(self.pieces)
+    }
 }
 
 /// Hashes a whole file's contents piece by piece as they are fed in, in order.
@@ -250,6 +294,32 @@ mod tests {
         );
         // The empty file has a root too, and a different one from any other size.
         assert_ne!(root_of(0, &[]), root_of(1, &[]));
+    }
+
+    #[test]
+    fn a_piece_list_arriving_in_chunks_is_bounded_by_its_size_and_checked_whole() {
+        let size = PIECE_SIZE * 2 + 1;
+        let hashes = vec![[1; 32], [2; 32], [3; 32]];
+        let root = root_of(size, &hashes);
+        let mut list = PieceList::new(size, root);
+        list.extend(hashes[..2].to_vec()).unwrap();
+        list.extend(hashes[2..].to_vec()).unwrap();
+        assert_eq!(list.finish(), Ok(hashes.clone()));
+        let mut list = PieceList::new(size, root);
+        list.extend(hashes.clone()).unwrap();
+        assert_eq!(list.extend(vec![[4; 32]]), Err(ListError::TooMany { size }));
+        let mut list = PieceList::new(u64::MAX, root);
+        let oversized = vec![[0; 32]; crate::wire::MAX_HASHES_PER_CHUNK + 1];
+        assert!(matches!(
+            list.extend(oversized),
+            Err(ListError::ChunkTooLarge { .. })
+        ));
+        let mut short = PieceList::new(size, root);
+        short.extend(hashes[..2].to_vec()).unwrap();
+        assert!(matches!(short.finish(), Err(ListError::WrongLength { .. })));
+        let mut forged = PieceList::new(size, [0; 32]);
+        forged.extend(hashes).unwrap();
+        assert_eq!(forged.finish(), Err(ListError::RootMismatch));
     }
 
     #[test]

@@ -195,8 +195,11 @@ pub enum FrameError {
     Io(#[from] std::io::Error),
 }
 
+/// The limit caps what a decoder may allocate from a length prefix inside the payload: no
+/// frame is larger, and without it a string or byte vector claiming 2^60 bytes in a 10-byte
+/// request made bincode allocate (and panic on) that much before noticing the data ends.
 fn bincode_config() -> impl bincode::config::Config {
-    bincode::config::standard()
+    bincode::config::standard().with_limit::<MAX_RESPONSE_FRAME>()
 }
 
 /// Encodes `message` as a 4-byte big-endian length followed by its bincode payload.
@@ -213,6 +216,16 @@ pub fn encode_frame<T: Serialize>(message: &T, limit: usize) -> Result<Vec<u8>, 
     frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
     frame.extend_from_slice(&payload);
     Ok(frame)
+}
+
+/// The payload length a frame's 4-byte prefix announces, refused above `limit` so a hostile
+/// prefix is caught before anything is allocated.
+pub fn payload_len(prefix: [u8; 4], limit: usize) -> Result<usize, FrameError> {
+    let len = u32::from_be_bytes(prefix) as usize;
+    if len > limit {
+        return Err(FrameError::TooLarge { len, limit });
+    }
+    Ok(len)
 }
 
 /// Decodes one payload; trailing bytes inside the frame are an error, not ignored.
@@ -276,6 +289,27 @@ impl Request {
     }
 }
 
+/// Splits a request path into components, refusing absolute paths, `.`/`..` and empty parts.
+/// "" (or "/"-free empty) means the root listing of all shares. The sharer's single gate for
+/// request paths, before anything touches the disk.
+pub fn split_request_path(path: &str) -> Result<Vec<&str>, WireError> {
+    if path.starts_with('/') {
+        return Err(WireError::Forbidden);
+    }
+    let trimmed = path.trim_end_matches('/');
+    if trimmed.is_empty() {
+        return Ok(Vec::new());
+    }
+    let parts: Vec<&str> = trimmed.split('/').collect();
+    if parts
+        .iter()
+        .any(|p| p.is_empty() || *p == "." || *p == ".." || p.contains('\0'))
+    {
+        return Err(WireError::Forbidden);
+    }
+    Ok(parts)
+}
+
 /// Splits entries into chunks that each stay well below `MAX_RESPONSE_FRAME`.
 #[derive(Default)]
 pub struct LsChunker {
@@ -309,6 +343,29 @@ mod tests {
                 .unwrap();
         payload.push(0);
         assert!(decode_payload::<ReadHeader>(&payload).is_err());
+    }
+
+    /// Found by the `wire_request` and `frame` fuzz targets (core/fuzz): a string length
+    /// prefix far beyond the payload.
+    #[test]
+    fn huge_length_claims_are_refused_without_allocating() {
+        let crash = [
+            0, 253, 85, 96, 85, 1, 4, 170, 7, 170, 159, 170, 1, 4, 170, 2, 3, 4, 5, 2, 3, 4, 170,
+        ];
+        assert!(matches!(
+            decode_payload::<Request>(&crash),
+            Err(FrameError::Malformed(_))
+        ));
+        // A listing entry's path claiming 1 GiB inside a small chunk.
+        let mut chunk = vec![0, 1, 0xfc];
+        chunk.extend(0x4000_0000u32.to_le_bytes());
+        chunk.extend(b"Music");
+        assert!(matches!(
+            decode_payload::<LsChunk>(&chunk),
+            Err(FrameError::Malformed(_))
+        ));
+        let bad_request = [1, 2, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0x10];
+        assert!(decode_payload::<ReadHeader>(&bad_request).is_err());
     }
 
     #[test]
@@ -430,6 +487,19 @@ mod tests {
         }
         .validate()
         .is_err());
+    }
+
+    #[test]
+    fn request_paths_refuse_traversal() {
+        assert_eq!(split_request_path("").unwrap(), Vec::<&str>::new());
+        assert_eq!(split_request_path("a/b/").unwrap(), ["a", "b"]);
+        for bad in ["/etc/passwd", "a/../b", "..", "a//b", "./a", "a/\0"] {
+            assert_eq!(
+                split_request_path(bad),
+                Err(WireError::Forbidden),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

@@ -26,11 +26,7 @@ pub async fn read_frame<T: DeserializeOwned, R: AsyncRead + Unpin>(
         }
         filled += n;
     }
-    let len = u32::from_be_bytes(header) as usize;
-    if len > limit {
-        return Err(FrameError::TooLarge { len, limit });
-    }
-    let mut payload = vec![0u8; len];
+    let mut payload = vec![0u8; payload_len(header, limit)?];
     reader
         .read_exact(&mut payload)
         .await

@@ -1,11 +1,11 @@
 //! Client side of the wire protocol over one QUIC connection: one bidirectional stream per request.
 
-use crate::content::{check_list, piece_count, Bitfield, Hash};
+use crate::content::{piece_count, Bitfield, Hash, PieceList};
 use crate::wire::{
     read_frame, write_frame, AnnounceReply, Entry, FrameError, LsChunk, ReadHeader, Request,
     WireError, MAX_REQUEST_FRAME, MAX_RESPONSE_FRAME,
 };
-use crate::wire::{HashChunk, HashesHeader, HaveReply, MAX_HASHES_PER_CHUNK};
+use crate::wire::{HashChunk, HashesHeader, HaveReply};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RpcError {
@@ -153,26 +153,22 @@ pub async fn hashes(conn: &quinn::Connection, path: &str) -> Result<ContentHashe
             Ok(HashesHeader::Error(e)) => return Err(RpcError::Refused(e)),
             Err(e) => return Err(frame_failure(conn, e)),
         };
-    let expected = piece_count(size);
-    let mut pieces = Vec::with_capacity(expected.min(1 << 20) as usize);
+    let mut list = PieceList::new(size, root);
     loop {
         match read_frame::<HashChunk, _>(&mut recv, MAX_RESPONSE_FRAME).await {
             Ok(HashChunk(chunk)) => {
-                if chunk.len() > MAX_HASHES_PER_CHUNK
-                    || pieces.len() as u64 + chunk.len() as u64 > expected
-                {
+                if let Err(e) = list.extend(chunk) {
                     let _ = recv.stop(0u32.into());
-                    return Err(RpcError::BadContent(format!(
-                        "more piece hashes than a {size}-byte file has"
-                    )));
+                    return Err(RpcError::BadContent(e.to_string()));
                 }
-                pieces.extend(chunk);
             }
             Err(FrameError::Eof) => break,
             Err(e) => return Err(frame_failure(conn, e)),
         }
     }
-    check_list(size, &root, &pieces).map_err(|e| RpcError::BadContent(e.to_string()))?;
+    let pieces = list
+        .finish()
+        .map_err(|e| RpcError::BadContent(e.to_string()))?;
     Ok(ContentHashes {
         size,
         mtime,

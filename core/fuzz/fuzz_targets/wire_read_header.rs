@@ -1,0 +1,7 @@
+//! The header that answers `Read` and `ReadPieces`, as the requester decodes it.
+#![no_main]
+
+harddrive_party_core_fuzz::wire_message_target!(
+    harddrive_party_core::wire::ReadHeader,
+    harddrive_party_core::wire::MAX_RESPONSE_FRAME
+);

@@ -363,3 +363,38 @@ fn alternative_limits_apply_by_hand_or_by_schedule_and_persist() {
         (Some(true), Some(2_000_000))
     );
 }
+
+/// Changing who sees a share tells every open UI (`shares_changed` over `/ws`), so another
+/// window redraws the share's "Visible to".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_share_access_change_is_pushed_over_the_websocket() {
+    let tmp = tempfile::tempdir().unwrap();
+    let share = tmp.path().join("share/Private");
+    write_random_file(&share.join("note.txt"), 100, 3);
+    let mut a = Daemon::new(tmp.path(), "a").share(&share);
+    a.start();
+    let (mut socket, _) =
+        tokio_tungstenite::connect_async(format!("{}/ws", a.ui.replace("http", "ws")))
+            .await
+            .expect("websocket");
+    let a = std::sync::Arc::new(a);
+    let changer = a.clone();
+    tokio::task::spawn_blocking(move || {
+        changer.cli_ok(&["share-access", "Private", "--all-friends"]);
+    })
+    .await
+    .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut seen = Vec::new();
+    while let Ok(Some(Ok(message))) = tokio::time::timeout_at(deadline, socket.next()).await {
+        let Ok(event) = serde_json::from_str::<Value>(&message.into_text().unwrap_or_default())
+        else {
+            continue;
+        };
+        if event["type"] == "shares_changed" {
+            return;
+        }
+        seen.push(event);
+    }
+    panic!("no shares_changed within 10 s; saw {seen:?}");
+}

@@ -76,6 +76,8 @@ impl Node {
             })?
         };
         self.store.put_share_access(share, &access)?;
+        // Other open UIs redraw the share's "Visible to".
+        let _ = self.events.send(crate::events::Event::SharesChanged);
         tracing::info!(
             "{share} is now visible to {}",
             if access.all_friends {

@@ -17,13 +17,17 @@ function connectTarget(text) {
 
 function connectForm(onConnected) {
   const pasted = h('textarea', { name: 'announce_address', rows: '3', autocomplete: 'off', autocapitalize: 'off', spellcheck: 'false', required: true, placeholder: 'Name.CODE… or hdp-invite:…' });
+  // Two pickers: on Android `capture` goes straight to the camera, so a QR code saved from
+  // a messenger needs one without it.
   const photo = h('input', { type: 'file', accept: 'image/*', capture: 'environment', id: 'qr-photo', hidden: true });
+  const picture = h('input', { type: 'file', accept: 'image/*', id: 'qr-picture', hidden: true });
   const scan = h('button', { type: 'button', class: 'secondary', id: 'scan-qr', 'aria-controls': 'qr-photo' }, 'Photo of a QR code');
+  const pick = h('button', { type: 'button', class: 'secondary', id: 'pick-qr', 'aria-controls': 'qr-picture' }, 'QR code picture');
   const err = errorLine();
   const connectButton = h('button', { class: 'primary', type: 'submit' }, 'Connect');
   const form = h('form', { class: 'stack', id: 'connect-form' },
     field("Friend's address or invite code", pasted, 'Paste what your friend sent you, or take a photo of the QR code on their screen.'),
-    h('div', { class: 'buttons' }, connectButton, scan), photo, err);
+    h('div', { class: 'buttons' }, connectButton, scan, pick), photo, picture, err);
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
     const text = connectTarget(pasted.value);
@@ -35,12 +39,11 @@ function connectForm(onConnected) {
       onConnected();
     }, err);
   });
-  scan.addEventListener('click', () => photo.click());
-  photo.addEventListener('change', () => {
-    const file = photo.files && photo.files[0];
-    photo.value = '';
+  const readPicked = (input, button) => () => {
+    const file = input.files && input.files[0];
+    input.value = '';
     if (!file) return;
-    busy(scan, 'Reading the photo…', async () => {
+    busy(button, 'Reading the picture…', async () => {
       // Loaded here so that the decoder costs nothing until a photo is taken.
       const { readQrCode } = await import('./qrscan.js');
       const text = await readQrCode(file);
@@ -48,7 +51,11 @@ function connectForm(onConnected) {
       pasted.value = text;
       form.requestSubmit();
     }, err);
-  });
+  };
+  scan.addEventListener('click', () => photo.click());
+  pick.addEventListener('click', () => picture.click());
+  photo.addEventListener('change', readPicked(photo, scan));
+  picture.addEventListener('change', readPicked(picture, pick));
   return form;
 }
 

@@ -84,10 +84,13 @@ await withBrowser(SHOTS, async (browser, pageErrors) => {
   await shot(pageA, 'invites-02-invite'); // also clears the toasts off the QR code
   const qrPhoto = join(SHOTS, 'invite-qr.png');
   await pageA.locator('#invite-qr').screenshot({ path: qrPhoto });
-  await pageB.locator('#qr-photo').setInputFiles(qrPhoto);
+  // The camera picker and the gallery picker (Android opens only the camera with capture).
+  check(await pageB.locator('#qr-photo').getAttribute('capture') === 'environment', 'the photo picker opens the camera');
+  check(await pageB.locator('#qr-picture').getAttribute('capture') === null, 'the picture picker can use the gallery');
+  await pageB.locator('#qr-picture').setInputFiles(qrPhoto);
   await pageB.locator(`li[data-peer="${infoA.name}"]`).getByText('Online').waitFor({ timeout: 60_000 });
   const decoder = await pageB.evaluate(() => (typeof window.jsQR === 'function' ? 'jsQR' : 'BarcodeDetector'));
-  log(`B read the code from the photo with ${decoder} and joined`);
+  log(`B read the code from a saved picture with ${decoder} and joined`);
   await waitFor('A to count B as a connected friend', async () => {
     const b = await peerIn(apiA, infoB.name);
     return b && b.trust === 'friend' && b.connected;

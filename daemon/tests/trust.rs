@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::path::Path;
 use std::time::Duration;
 
 use common::*;
@@ -215,19 +216,74 @@ fn block_unblock_forget_and_rename() {
 /// disconnect flag): after the upgrade its peers are friends, connect and share.
 #[test]
 fn an_old_database_keeps_its_peers_as_friends() {
-    use redb::{ReadableDatabase, TableDefinition};
-    const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
-    const PEERS: TableDefinition<&str, &[u8]> = TableDefinition::new("known_peers");
     #[derive(serde::Serialize)]
     struct KnownPeerV1 {
         announce_address: String,
         disconnected: bool,
     }
-
     let tmp = tempfile::tempdir().unwrap();
-    let share = tmp.path().join("share/Old");
+    upgrade_keeps_friends(tmp.path(), 1, |code| {
+        let old = KnownPeerV1 {
+            announce_address: code.to_string(),
+            disconnected: false,
+        };
+        bincode::serde::encode_to_vec(&old, bincode::config::standard()).unwrap()
+    });
+}
+
+/// A database of the release before invites (schema 2: trust, blocking and nicknames, no
+/// guests): after the upgrade its friends are still friends, not guests, with their
+/// nicknames, and they connect and share.
+#[test]
+fn a_database_from_before_invites_keeps_its_friends_and_nicknames() {
+    /// Trust as schema 2 wrote it; `Friend` is its first variant.
+    #[derive(serde::Serialize)]
+    enum TrustV2 {
+        Friend,
+    }
+    #[derive(serde::Serialize)]
+    struct KnownPeerV2 {
+        announce_address: String,
+        disconnected: bool,
+        trust: TrustV2,
+        blocked: bool,
+        nickname: Option<String>,
+        key: Option<[u8; 32]>,
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = upgrade_keeps_friends(tmp.path(), 2, |code| {
+        let old = KnownPeerV2 {
+            announce_address: code.to_string(),
+            disconnected: false,
+            trust: TrustV2::Friend,
+            blocked: false,
+            nickname: Some("Old friend".into()),
+            key: None,
+        };
+        bincode::serde::encode_to_vec(&old, bincode::config::standard()).unwrap()
+    });
+    for (d, other) in [(&a, &b), (&b, &a)] {
+        let peer = d.peer(&other.name()).unwrap();
+        assert_eq!(peer["nickname"], "Old friend", "{peer}");
+        assert_eq!(peer["guest"], false, "{peer}");
+    }
+}
+
+/// Two friends under `root` whose databases are rewritten to schema `schema` with
+/// `old_record(their announce address)` for each other, then restarted: they are friends,
+/// reconnect and share. Returns the upgraded daemons.
+fn upgrade_keeps_friends(
+    root: &Path,
+    schema: u64,
+    old_record: impl Fn(&str) -> Vec<u8>,
+) -> (Daemon, Daemon) {
+    use redb::{ReadableDatabase, TableDefinition};
+    const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+    const PEERS: TableDefinition<&str, &[u8]> = TableDefinition::new("known_peers");
+
+    let share = root.join("share/Old");
     write_random_file(&share.join("data.bin"), 100_000, 4);
-    let (mut a, mut b) = sharer_and_downloader(tmp.path(), &share, 2, &[], &[]);
+    let (mut a, mut b) = sharer_and_downloader(root, &share, 2, &[], &[]);
     let (an, bn) = (a.name(), b.name());
     let (a_code, b_code) = (a.announce(), b.announce());
     a.stop();
@@ -237,13 +293,9 @@ fn an_old_database_keeps_its_peers_as_friends() {
         let txn = db.begin_write().unwrap();
         txn.open_table(META)
             .unwrap()
-            .insert("schema_version", 1)
+            .insert("schema_version", schema)
             .unwrap();
-        let old = KnownPeerV1 {
-            announce_address: code.clone(),
-            disconnected: false,
-        };
-        let bytes = bincode::serde::encode_to_vec(&old, bincode::config::standard()).unwrap();
+        let bytes = old_record(code);
         txn.open_table(PEERS)
             .unwrap()
             .insert(name.as_str(), bytes.as_slice())
@@ -269,4 +321,5 @@ fn an_old_database_keeps_its_peers_as_friends() {
         sha256_file(&b.download_dir.join(&an).join("Old/data.bin")),
         sha256_file(&share.join("data.bin"))
     );
+    (a, b)
 }

@@ -592,3 +592,43 @@ fn ui_files_are_sent_gzipped_or_unpacked() {
     let (encoding, _, body) = fetch("/vendor/jsqr/jsQR.js", None);
     assert_eq!((encoding, body), (None, gunzip(&stored)));
 }
+
+/// The review's case: on a password-less loopback setup (reads open to local callers), a
+/// page served from any IP address must not open the event stream or read the API. Only
+/// the UI's own origin may.
+#[test]
+fn a_page_on_another_address_cannot_open_the_event_stream() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut a = Daemon::new(tmp.path(), "a");
+    a.start();
+    let port = a.ui.rsplit(':').next().unwrap().to_string();
+    let handshake = |origin: &str| {
+        ureq::get(&format!("{}/ws", a.ui))
+            .set("Origin", origin)
+            .set("Connection", "Upgrade")
+            .set("Upgrade", "websocket")
+            .set("Sec-WebSocket-Version", "13")
+            .set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+            .timeout(Duration::from_secs(5))
+            .call()
+    };
+    let read = |origin: &str| {
+        ureq::get(&format!("{}/api/peers", a.ui))
+            .set("Origin", origin)
+            .timeout(Duration::from_secs(5))
+            .call()
+    };
+    for foreign in [
+        "http://1.2.3.4".to_string(),
+        "http://192.168.1.66:8080".to_string(),
+        "http://127.0.0.2".to_string(),
+        format!("http://127.0.0.1:{}", port.parse::<u16>().unwrap() ^ 1),
+        format!("http://[::1]:{port}"),
+    ] {
+        assert_eq!(status_of(handshake(&foreign)), 403, "/ws from {foreign}");
+        assert_eq!(status_of(read(&foreign)), 403, "/api/peers from {foreign}");
+    }
+    // The UI's own origin upgrades (101) and reads.
+    assert_eq!(status_of(handshake(&a.ui)), 101);
+    assert_eq!(status_of(read(&a.ui)), 200);
+}

@@ -383,5 +383,14 @@ fn state_changing_calls_need_the_token() {
         .into_string()
         .unwrap();
     assert!(ui.contains("harddrive-party"));
-    a.cli_ok(&["stop"]);
+    let name = a.name();
+    let said = a.cli_ok(&["stop"]);
+    assert_eq!(said.trim(), format!("stopped {name}"));
+    assert!(
+        ureq::get(&format!("{}/api/auth/session", a.ui))
+            .timeout(std::time::Duration::from_secs(2))
+            .call()
+            .is_err(),
+        "nothing answers after `stop` returned"
+    );
 }

@@ -75,6 +75,14 @@ impl Client {
         checked(req.send().map_err(transport_error)?)
     }
 
+    /// Whether anything still answers HTTP at the daemon's address (any status).
+    pub(super) fn answers(&self) -> bool {
+        self.session
+            .get(format!("{}/api/auth/session", self.base))
+            .send()
+            .is_ok()
+    }
+
     pub(super) fn get_json(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<Value> {
         Ok(self.get(path, query)?.json::<Value>()?)
     }

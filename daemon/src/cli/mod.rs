@@ -437,9 +437,7 @@ pub fn run_client(cli: &Cli, settings: &Settings) -> anyhow::Result<()> {
         }
         Command::Transfers { json } => print_transfers(&client, *json)?,
         Command::Read { path, start, end } => read_to_stdout(&client, path, *start, *end)?,
-        Command::Stop => {
-            client.post("/api/stop", json!({}))?;
-        }
+        Command::Stop => stop(&client)?,
         Command::Passwd => {
             let password = crate::auth::read_new_password()?;
             client.post("/api/auth/password", json!({ "new_password": password }))?;
@@ -539,4 +537,26 @@ fn wait_for_download(client: &Client, id: u64, quiet: bool) -> anyhow::Result<()
         }
         std::thread::sleep(Duration::from_millis(300));
     }
+}
+
+/// Asks the daemon to stop and says what happened: stopped, or still shutting down (it
+/// finishes writing and closes its connections first).
+fn stop(client: &Client) -> anyhow::Result<()> {
+    let info = client.get_json("/api/info", &[]).ok();
+    let name = info
+        .as_ref()
+        .and_then(|i| i["name"].as_str())
+        .unwrap_or("the daemon")
+        .to_string();
+    client.post("/api/stop", json!({}))?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while client.answers() {
+        if std::time::Instant::now() >= deadline {
+            println!("asked {name} to stop; it is still shutting down after 30 s");
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    println!("stopped {name}");
+    Ok(())
 }

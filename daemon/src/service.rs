@@ -30,9 +30,7 @@ pub async fn run_daemon(
     tracing::info!("web UI and API on http://{bound}");
     if bound.ip().is_unspecified() {
         // What a phone on the LAN opens (the container's and the packages' logs show it).
-        let name = crate::auth::machine_hostname().unwrap_or_default();
-        if !name.trim().is_empty() {
-            let name = name.trim();
+        if let Some(name) = crate::auth::machine_hostname() {
             tracing::info!(
                 "open the web UI from the LAN at http://{name}.local:{}/",
                 bound.port()

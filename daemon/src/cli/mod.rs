@@ -549,13 +549,13 @@ fn stop(client: &Client) -> anyhow::Result<()> {
         .unwrap_or("the daemon")
         .to_string();
     client.post("/api/stop", json!({}))?;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let deadline = Instant::now() + Duration::from_secs(30);
     while client.answers() {
-        if std::time::Instant::now() >= deadline {
+        if Instant::now() >= deadline {
             println!("asked {name} to stop; it is still shutting down after 30 s");
             return Ok(());
         }
-        std::thread::sleep(std::time::Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(100));
     }
     println!("stopped {name}");
     Ok(())

@@ -78,9 +78,9 @@ where
 
 /// A call of igd-next's blocking client (attohttpc), run on tokio's blocking pool and
 /// bounded like the async ones. Its async client would link hyper's client and HTTP/2 stack
-/// (about 0.2 MB of the static binary, BENCHMARKS.md) for a few SOAP requests a day. A call
-/// that outlives `limit` finishes on its thread (attohttpc's own 30 s socket timeouts) while
-/// the mapper moves on.
+/// (0.34 MB of the static x86_64 binary, BENCHMARKS.md) for a few SOAP requests a day. A
+/// call that outlives `limit` finishes on its thread (attohttpc's own 30 s socket timeouts)
+/// while the mapper moves on.
 async fn upnp_call<T, E>(
     what: &'static str,
     limit: Duration,
@@ -91,11 +91,13 @@ where
     E: Send + 'static,
     PortmapError: From<E>,
 {
-    match timeout(limit, tokio::task::spawn_blocking(call)).await {
-        Ok(Ok(result)) => result.map_err(PortmapError::from),
-        Ok(Err(_)) => Err(PortmapError::UpnpWorker(what)),
-        Err(_) => Err(PortmapError::Timeout(what)),
-    }
+    let on_its_thread = async move {
+        match tokio::task::spawn_blocking(call).await {
+            Ok(result) => result.map_err(PortmapError::from),
+            Err(_) => Err(PortmapError::UpnpWorker(what)),
+        }
+    };
+    bounded::<T, PortmapError>(what, limit, on_its_thread).await
 }
 
 /// The protocol-specific handle of a live mapping, needed to renew and delete it.

@@ -236,7 +236,20 @@ async fn map_with_upnp(bound: SocketAddr) -> Result<Active, PortmapError> {
         };
         // One M-SEARCH per call; a lost datagram is worth one more.
         let search = move || igd_next::search_gateway(options);
-        found = upnp_call("UPnP discovery", SSDP_WAIT + GATEWAY_TIMEOUT * 2, search).await;
+        found = upnp_call("UPnP discovery", SSDP_WAIT + GATEWAY_TIMEOUT * 2, search)
+            .await
+            .map_err(|e| match e {
+                // The blocking search reports its socket's read timeout as an I/O error.
+                PortmapError::Search(igd_next::SearchError::IoError(io))
+                    if matches!(
+                        io.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    PortmapError::Timeout("UPnP discovery")
+                }
+                other => other,
+            });
         if found.is_ok() {
             break;
         }

@@ -6,6 +6,7 @@ pub mod config;
 pub mod events;
 pub mod http;
 pub mod identity;
+pub mod local_time;
 pub mod locks;
 pub mod memory;
 pub mod net;

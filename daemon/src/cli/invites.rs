@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 
 use super::client::Client;
 use super::print_json;
+use crate::local_time::LocalTime;
 
 #[derive(Subcommand, Debug)]
 pub enum InvitesAction {
@@ -65,13 +66,10 @@ pub fn invite(client: &Client, options: InviteOptions<'_>) -> anyhow::Result<()>
 
 fn uses_text(invite: &Value) -> String {
     let expires = invite["expires_at"].as_u64().unwrap_or(0);
-    let when = chrono::DateTime::from_timestamp(expires as i64, 0)
-        .map(|t| {
-            t.with_timezone(&chrono::Local)
-                .format("%Y-%m-%d %H:%M")
-                .to_string()
-        })
-        .unwrap_or_else(|| expires.to_string());
+    let when = i64::try_from(expires)
+        .ok()
+        .and_then(LocalTime::at)
+        .map_or_else(|| expires.to_string(), |t| t.to_string());
     format!(
         "Valid until {when} for {} use(s)",
         invite["uses_left"].as_u64().unwrap_or(0)

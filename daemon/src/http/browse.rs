@@ -4,7 +4,7 @@
 use std::convert::Infallible;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -13,8 +13,8 @@ use tokio::sync::mpsc;
 
 use crate::wire::WireError;
 
+use super::extract::{Json, Query};
 use super::*;
-use axum::Json;
 use harddrive_party_core::http_range::{parse_range, ByteRange, RangeError};
 
 #[derive(Deserialize)]

@@ -1,9 +1,9 @@
 //! The API's errors: one status code and `{"error": message}` body each, and the mapping
 //! from every domain error.
 
+use super::extract::Json;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde_json::json;
 
 use crate::auth::AuthError;

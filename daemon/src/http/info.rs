@@ -1,9 +1,9 @@
 //! `/api/info` and the QR code of our announce address.
 
+use super::extract::Json;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 
 use super::*;
 

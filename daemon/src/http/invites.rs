@@ -1,8 +1,8 @@
 //! `/api/invites`: make, list and revoke invites. Joining is `/api/connect` with the code.
 
+use super::extract::Json;
 use axum::extract::{Path, State};
 use axum::response::IntoResponse;
-use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
 

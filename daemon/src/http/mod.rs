@@ -9,6 +9,7 @@ mod browse;
 mod downloaded;
 mod error;
 mod events;
+mod extract;
 mod guard;
 mod info;
 mod invites;

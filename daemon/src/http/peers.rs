@@ -1,9 +1,9 @@
 //! `/api/peers`, `/api/connect`, `/api/disconnect`, and the trust actions
 //! `/api/peers/{approve,block,unblock,forget,rename}`.
 
+use super::extract::Json;
 use axum::extract::State;
 use axum::response::IntoResponse;
-use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
 

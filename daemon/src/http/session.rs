@@ -2,10 +2,10 @@
 
 use std::net::SocketAddr;
 
+use super::extract::Json;
 use axum::extract::{ConnectInfo, Extension, State};
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
 

@@ -1,8 +1,8 @@
 //! `/api/settings` and `/api/stop`.
 
+use super::extract::Json;
 use axum::extract::State;
 use axum::response::IntoResponse;
-use axum::Json;
 use serde_json::json;
 
 use super::*;

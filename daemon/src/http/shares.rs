@@ -1,8 +1,8 @@
 //! `/api/shares` (with who sees each), `/api/shares/{name}/access` and `/api/rescan`.
 
+use super::extract::Json;
 use axum::extract::{Path, State};
 use axum::response::IntoResponse;
-use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
 

@@ -1,9 +1,9 @@
 //! `/api/downloads` and `/api/transfers/*`: queueing, the queue controls and the views.
 
+use super::extract::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
 

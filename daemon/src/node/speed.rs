@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::settings::SavedSettings;
+use crate::local_time::LocalTime;
 use crate::locks::lock;
 use crate::store::StoreError;
 use crate::transfer::rate::{AltSpeed, Limits, RateLimiter};
@@ -64,10 +65,9 @@ impl SpeedLimits {
 
     /// Whether the alternative limits apply right now (local time).
     pub fn alt_speed_active(&self) -> bool {
-        use chrono::{Datelike, Timelike};
-        let now = chrono::Local::now();
-        let minute = (now.hour() * 60 + now.minute()) as u16;
-        lock(&self.alt).active(now.weekday().num_days_from_monday() as u8, minute)
+        // A clock the C library cannot break down keeps the normal limits.
+        LocalTime::now()
+            .is_some_and(|now| lock(&self.alt).active(now.weekday_from_monday, now.minute_of_day()))
     }
 
     /// Puts the normal or the alternative limits in force, whichever applies now.

@@ -4,6 +4,7 @@
 //! the daemon crate is the I/O shell around them.
 
 pub mod announce;
+pub mod certificate;
 pub mod config;
 pub mod content;
 pub mod health;

@@ -6,8 +6,8 @@ use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use ed25519_dalek::pkcs8::EncodePrivateKey;
-use ed25519_dalek::SigningKey;
+use ed25519_dalek::{Signer, SigningKey};
+use harddrive_party_core::certificate;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 pub use harddrive_party_core::peer_name::{peer_name, PublicKey};
@@ -30,8 +30,6 @@ pub enum IdentityError {
     Damaged(PathBuf),
     #[error("no randomness available from the operating system: {0}")]
     Random(String),
-    #[error("cannot build the TLS certificate: {0}")]
-    Certificate(String),
 }
 
 pub struct Identity {
@@ -79,21 +77,15 @@ impl Identity {
     pub fn tls_certificate(
         &self,
     ) -> Result<(CertificateDer<'static>, PrivateKeyDer<'static>), IdentityError> {
-        let pkcs8 = self
-            .signing_key
-            .to_pkcs8_der()
-            .map_err(|e| IdentityError::Certificate(e.to_string()))?;
-        let pkcs8_der = PrivatePkcs8KeyDer::from(pkcs8.as_bytes().to_vec());
-        let key_pair =
-            rcgen::KeyPair::from_pkcs8_der_and_sign_algo(&pkcs8_der, &rcgen::PKCS_ED25519)
-                .map_err(|e| IdentityError::Certificate(e.to_string()))?;
-        let mut params = rcgen::CertificateParams::new(vec!["harddrive-party".to_string()])
-            .map_err(|e| IdentityError::Certificate(e.to_string()))?;
-        params.serial_number = Some(rcgen::SerialNumber::from_slice(&random_bytes::<16>()?));
-        let cert = params
-            .self_signed(&key_pair)
-            .map_err(|e| IdentityError::Certificate(e.to_string()))?;
-        Ok((cert.der().clone(), PrivateKeyDer::Pkcs8(pkcs8_der)))
+        let serial = random_bytes::<16>()?;
+        let cert = certificate::self_signed_certificate(&self.public_key, serial, |tbs| {
+            self.signing_key.sign(tbs).to_bytes()
+        });
+        let pkcs8 = certificate::ed25519_pkcs8(&self.signing_key.to_bytes());
+        Ok((
+            CertificateDer::from(cert),
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(pkcs8.to_vec())),
+        ))
     }
 }
 
@@ -119,15 +111,7 @@ pub fn write_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
 
 /// Extracts the ed25519 public key from a peer's X.509 certificate, refusing any other key type.
 pub fn public_key_from_certificate(der: &[u8]) -> Option<PublicKey> {
-    use x509_cert::der::Decode;
-    const ED25519_OID: x509_cert::der::asn1::ObjectIdentifier =
-        x509_cert::der::asn1::ObjectIdentifier::new_unwrap("1.3.101.112");
-    let cert = x509_cert::Certificate::from_der(der).ok()?;
-    let spki = cert.tbs_certificate.subject_public_key_info;
-    if spki.algorithm.oid != ED25519_OID {
-        return None;
-    }
-    spki.subject_public_key.raw_bytes().try_into().ok()
+    certificate::ed25519_key_from_certificate(der)
 }
 
 #[cfg(test)]
@@ -177,5 +161,41 @@ mod tests {
         assert_eq!(public_key_from_certificate(&a), Some(id.public_key));
         assert_ne!(a.as_ref(), b.as_ref());
         assert_eq!(public_key_from_certificate(b"not a certificate"), None);
+    }
+
+    /// Peers of earlier releases parse certificates with x509-cert and check nothing but the
+    /// key; ours must read as a well-formed certificate there, with a valid self-signature.
+    #[test]
+    fn a_full_x509_parser_reads_our_certificate() {
+        use ed25519_dalek::Verifier;
+        use x509_cert::der::{Decode, Encode};
+        let id = Identity::from_seed([4u8; 32]);
+        let (der, _) = id.tls_certificate().unwrap();
+        let cert = x509_cert::Certificate::from_der(&der).expect("a well-formed certificate");
+        let spki = &cert.tbs_certificate.subject_public_key_info;
+        assert_eq!(spki.subject_public_key.raw_bytes(), &id.public_key[..]);
+        assert_eq!(cert.tbs_certificate.version, x509_cert::Version::V3);
+        let signature: [u8; 64] = cert.signature.raw_bytes().try_into().unwrap();
+        let tbs = cert.tbs_certificate.to_der().unwrap();
+        ed25519_dalek::VerifyingKey::from_bytes(&id.public_key)
+            .unwrap()
+            .verify(&tbs, &ed25519_dalek::Signature::from_bytes(&signature))
+            .expect("self-signed by the node's key");
+    }
+
+    /// Earlier releases presented rcgen's certificates; their keys must still be read.
+    #[test]
+    fn certificates_of_earlier_releases_are_read() {
+        let id = Identity::from_seed([5u8; 32]);
+        let pkcs8 = certificate::ed25519_pkcs8(&id.signing_key.to_bytes());
+        let key_pair = rcgen::KeyPair::from_pkcs8_der_and_sign_algo(
+            &PrivatePkcs8KeyDer::from(pkcs8.to_vec()),
+            &rcgen::PKCS_ED25519,
+        )
+        .unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["harddrive-party".into()]).unwrap();
+        params.serial_number = Some(rcgen::SerialNumber::from_slice(&[0x81; 16]));
+        let old = params.self_signed(&key_pair).unwrap();
+        assert_eq!(public_key_from_certificate(old.der()), Some(id.public_key));
     }
 }

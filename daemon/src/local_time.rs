@@ -22,8 +22,10 @@ pub struct LocalTime {
 impl LocalTime {
     /// The local time at `unix_secs`, or None where the C library cannot represent it.
     pub fn at(unix_secs: i64) -> Option<LocalTime> {
-        // time_t is 32 bits on some C libraries (32-bit glibc); 64 on musl and here.
-        #[allow(clippy::useless_conversion)]
+        // time_t is 32 bits where the libc crate still follows the C library's old ABI
+        // (32-bit glibc, and 32-bit musl: the crate marks that time_t deprecated until it
+        // moves to musl 1.2's 64-bit one); 64 bits on x86_64 and aarch64.
+        #[allow(clippy::useless_conversion, deprecated)]
         let time: libc::time_t = unix_secs.try_into().ok()?;
         let mut broken_down = std::mem::MaybeUninit::<libc::tm>::zeroed();
         // SAFETY: localtime_r reads `time` and writes only the `tm` we own (the reentrant

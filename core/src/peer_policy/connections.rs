@@ -84,6 +84,14 @@ impl Backoffs {
         self.by_name.get(name).is_none_or(|b| b.due(now))
     }
 
+    /// When `name` may be tried next; None when it may be tried now.
+    pub fn next_attempt(&self, name: &str, now: Instant) -> Option<Instant> {
+        self.by_name
+            .get(name)
+            .filter(|b| !b.due(now))
+            .map(|b| b.next_attempt)
+    }
+
     pub fn failed(&mut self, name: &str, now: Instant) {
         self.by_name
             .entry(name.to_string())
@@ -197,5 +205,28 @@ mod tests {
         assert!(!backoffs.is_due("a", start + Duration::from_secs(1)));
         backoffs.connection_ended("a", STABLE_CONNECTION, start);
         assert!(backoffs.is_due("a", start));
+    }
+
+    #[test]
+    fn the_next_attempt_is_known_until_it_is_due() {
+        let t0 = Instant::now();
+        let mut backoffs = Backoffs::default();
+        assert_eq!(
+            backoffs.next_attempt("a", t0),
+            None,
+            "never failed: due now"
+        );
+        backoffs.failed("a", t0);
+        backoffs.failed("a", t0);
+        assert_eq!(
+            backoffs.next_attempt("a", t0),
+            Some(t0 + Duration::from_secs(2))
+        );
+        assert_eq!(
+            backoffs.next_attempt("a", t0 + Duration::from_secs(2)),
+            None
+        );
+        backoffs.forget("a");
+        assert_eq!(backoffs.next_attempt("a", t0), None);
     }
 }

@@ -205,6 +205,7 @@ impl Node {
             tracing::info!("{name} disconnected");
             let _ = self.events.send(Event::PeerDisconnected { name });
             self.downloads.wake();
+            self.redial_wake.notify_one();
         }
     }
 }

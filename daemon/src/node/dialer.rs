@@ -78,6 +78,7 @@ impl Node {
                 lock(&node.dials)
                     .backoffs
                     .failed(&name, std::time::Instant::now());
+                node.redial_wake.notify_one();
             }
         });
     }

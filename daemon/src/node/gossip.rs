@@ -15,7 +15,10 @@ use crate::net::rpc;
 use crate::wire::{AnnounceReply, WireError};
 use harddrive_party_core::peer_policy::{self, AnnounceVerdict, FollowUp, Refusal};
 
-const RECONNECT_TICK: Duration = Duration::from_secs(1);
+/// The reconnect loop looks again at least this often, in case a change went unsignalled.
+const REDIAL_SAFETY_NET: Duration = Duration::from_secs(60);
+/// ... and at most this often: one wake a second is the idle budget (issue: router idle cost).
+const REDIAL_MIN_WAIT: Duration = Duration::from_secs(1);
 
 impl Node {
     /// Tells the new peer who we are and who else we know; tells the others about it.
@@ -143,23 +146,43 @@ impl Node {
     }
 
     /// Redials known peers that are not connected, each with its own exponential backoff.
+    /// It sleeps until the earliest backoff ends or something changes (a connection ends, a
+    /// dial fails), never on a fixed tick: an idle router wakes for nothing.
     pub(super) async fn reconnect_loop(self: Arc<Self>) {
-        let mut tick = tokio::time::interval(RECONNECT_TICK);
         loop {
-            tick.tick().await;
-            let now = Instant::now();
-            for (name, known) in self.store.known_peers().unwrap_or_default() {
-                let connected = self.peers.get(&name).is_some();
-                let due = {
-                    let dials = lock(&self.dials);
-                    peer_policy::should_redial(&known, connected, dials.in_flight.contains(&name))
-                        && dials.backoffs.is_due(&name, now)
-                };
-                if let (true, Some(address)) = (due, known.address()) {
-                    self.dial_later(address, DialReason::Redial);
-                }
+            let next = self.redial_due_peers();
+            let wake = self.redial_wake.notified();
+            let sleep_for = next.map_or(REDIAL_SAFETY_NET, |at| {
+                at.saturating_duration_since(Instant::now())
+                    .clamp(REDIAL_MIN_WAIT, REDIAL_SAFETY_NET)
+            });
+            tokio::select! {
+                () = wake => {}
+                () = tokio::time::sleep(sleep_for) => {}
             }
         }
+    }
+
+    /// Dials every peer whose backoff has ended; returns when the next one ends.
+    fn redial_due_peers(self: &Arc<Self>) -> Option<Instant> {
+        let now = Instant::now();
+        let mut next: Option<Instant> = None;
+        for (name, known) in self.store.known_peers().unwrap_or_default() {
+            let connected = self.peers.get(&name).is_some();
+            let waiting_until = {
+                let dials = lock(&self.dials);
+                if !peer_policy::should_redial(&known, connected, dials.in_flight.contains(&name)) {
+                    continue;
+                }
+                dials.backoffs.next_attempt(&name, now)
+            };
+            match (waiting_until, known.address()) {
+                (Some(at), _) => next = Some(next.map_or(at, |n| n.min(at))),
+                (None, Some(address)) => self.dial_later(address, DialReason::Redial),
+                (None, None) => {}
+            }
+        }
+        next
     }
 
     /// Ends when the mDNS daemon stops (`close`).

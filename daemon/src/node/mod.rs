@@ -151,6 +151,8 @@ pub struct Node {
     /// mDNS advertising and browsing; `None` when off or unavailable.
     lan: Option<mdns::Discovery>,
     dials: Mutex<Dials>,
+    /// Wakes the reconnect loop: a connection ended or a dial failed.
+    redial_wake: tokio::sync::Notify,
     trust: TrustSettings,
     /// Strangers that knocked, for the user to approve or block (in memory: a stranger
     /// knocks again, and a restart should not keep what nobody approved).
@@ -366,6 +368,7 @@ impl Node {
             reach,
             lan,
             dials: Mutex::new(Dials::default()),
+            redial_wake: tokio::sync::Notify::new(),
             trust: config.trust,
             pending: Mutex::new(PendingRequests::default()),
             strangers: trust::StrangerGate::default(),

@@ -129,6 +129,7 @@ impl Library {
     /// Indexes every share once at start (new `--share-dir`s are registered first), then
     /// rescans periodically; after each scan, hashes what is not hashed yet in the background.
     pub(super) async fn index_loop(self: Arc<Self>, share_dirs: Vec<PathBuf>, interval: Duration) {
+        self.start_watcher();
         let mut tick = tokio::time::interval(interval);
         let mut first = Some(share_dirs);
         loop {
@@ -146,6 +147,23 @@ impl Library {
             })
             .await;
             let _ = self.events.send(Event::SharesChanged);
+        }
+    }
+
+    /// Starts the share watcher (`shares/watch.rs`); without it (no inotify instance left,
+    /// say) changes show at the next rescan, as they always did.
+    fn start_watcher(&self) {
+        let shutdown = self.shutdown.clone();
+        let events = self.events.clone();
+        let started = crate::shares::watch::spawn(
+            self.shares.clone(),
+            move || *shutdown.borrow(),
+            move || {
+                let _ = events.send(Event::SharesChanged);
+            },
+        );
+        if let Err(e) = started {
+            tracing::warn!("{e}");
         }
     }
 

@@ -91,7 +91,12 @@ fn created_modified_renamed_and_deleted_files_reach_a_friend() {
     fs::create_dir_all(&docs).unwrap();
     fs::write(docs.join("seed.txt"), b"seed").unwrap();
     let (_a, b, an) = two_friends(tmp.path(), &[&docs]);
-    wait_seen(&b, &an, "start", &expect(&[("Docs", 4), ("Docs/seed.txt", 4)]));
+    wait_seen(
+        &b,
+        &an,
+        "start",
+        &expect(&[("Docs", 4), ("Docs/seed.txt", 4)]),
+    );
 
     fs::write(docs.join("new.txt"), b"hello").unwrap();
     let created = wait_seen(
@@ -115,7 +120,12 @@ fn created_modified_renamed_and_deleted_files_reach_a_friend() {
         &expect(&[("Docs", 16), ("Docs/renamed.txt", 12), ("Docs/seed.txt", 4)]),
     );
     fs::remove_file(docs.join("renamed.txt")).unwrap();
-    wait_seen(&b, &an, "delete", &expect(&[("Docs", 4), ("Docs/seed.txt", 4)]));
+    wait_seen(
+        &b,
+        &an,
+        "delete",
+        &expect(&[("Docs", 4), ("Docs/seed.txt", 4)]),
+    );
 
     fs::create_dir(docs.join("sub")).unwrap();
     fs::write(docs.join("sub/deep.txt"), b"1234567").unwrap();
@@ -181,14 +191,20 @@ fn a_file_being_written_is_listed_and_served_only_once_quiet() {
         let seen = remote(&b, &an);
         let read = b.cli(&["read", &format!("{an}/Docs/growing.log")]);
         if writing.load(Ordering::SeqCst) {
-            assert!(!seen.contains_key("Docs/growing.log"), "listed mid-write: {seen:?}");
+            assert!(
+                !seen.contains_key("Docs/growing.log"),
+                "listed mid-write: {seen:?}"
+            );
             assert!(!read.status.success(), "served mid-write");
             checks += 1;
         }
         std::thread::sleep(Duration::from_millis(200));
     }
     writer.join().unwrap();
-    assert!(checks >= 3, "only {checks} checks while the file was written");
+    assert!(
+        checks >= 3,
+        "only {checks} checks while the file was written"
+    );
     wait_seen(
         &b,
         &an,
@@ -210,7 +226,12 @@ fn a_vanished_share_is_unavailable_and_comes_back() {
     fs::write(docs.join("d.txt"), b"dd").unwrap();
     fs::write(other.join("o.txt"), b"ooo").unwrap();
     let (a, b, an) = two_friends(tmp.path(), &[&docs, &other]);
-    let both = [("Docs", 2), ("Docs/d.txt", 2), ("Other", 3), ("Other/o.txt", 3)];
+    let both = [
+        ("Docs", 2),
+        ("Docs/d.txt", 2),
+        ("Other", 3),
+        ("Other/o.txt", 3),
+    ];
     wait_seen(&b, &an, "start", &expect(&both));
     assert_eq!(share_available(&a, "Other"), Some(true));
 

@@ -129,17 +129,20 @@ impl Library {
     /// Indexes every share once at start (new `--share-dir`s are registered first), then
     /// rescans periodically; after each scan, hashes what is not hashed yet in the background.
     pub(super) async fn index_loop(self: Arc<Self>, share_dirs: Vec<PathBuf>, interval: Duration) {
+        let library = self.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            for dir in share_dirs {
+                library.register_share(&dir);
+            }
+        })
+        .await;
+        // After the registration, so the watcher's first look finds every share.
         self.start_watcher();
         let mut tick = tokio::time::interval(interval);
-        let mut first = Some(share_dirs);
         loop {
             tick.tick().await;
             let library = self.clone();
-            let new_dirs = first.take();
             let _ = tokio::task::spawn_blocking(move || {
-                for dir in new_dirs.unwrap_or_default() {
-                    library.register_share(&dir);
-                }
                 library.rescan_logged();
                 if let Some(rate) = library.background_hash_rate {
                     library.hash_in_background(rate);

@@ -153,7 +153,10 @@ mod tests {
         fs::create_dir_all(root.join("a/b/fresh/deeper")).unwrap();
         fs::write(root.join("a/b/fresh/deeper/f"), b"12").unwrap();
         let stats = shares.reindex_dir("s/a/b", &[]).unwrap();
-        assert_eq!(stats.dirs, 3, "b, and the new subtree walked whole: {stats:?}");
+        assert_eq!(
+            stats.dirs, 3,
+            "b, and the new subtree walked whole: {stats:?}"
+        );
         assert_eq!(
             sizes(&shares),
             [
@@ -174,7 +177,9 @@ mod tests {
         let keep = ["old".to_string(), "partial".to_string()];
         shares.reindex_dir("s/a/b", &keep).unwrap();
         assert!(sizes(&shares).contains(&"s/a/b/old:10".to_string()));
-        assert!(!sizes(&shares).iter().any(|e| e.starts_with("s/a/b/partial")));
+        assert!(!sizes(&shares)
+            .iter()
+            .any(|e| e.starts_with("s/a/b/partial")));
         // A directory gone since its event: its nearest existing ancestor is re-read.
         fs::remove_dir_all(root.join("a/b")).unwrap();
         shares.reindex_dir("s/a/b/fresh/deeper", &[]).unwrap();

@@ -258,7 +258,8 @@ impl Shares {
             return Ok(ScanStats::default());
         }
         let _index = self.index_lock.lock().map_err(|_| lock_poisoned())?;
-        let mut scan = Scan::new(&self.store, &root);
+        let writing = self.writing.read().map(|w| w.clone()).unwrap_or_default();
+        let mut scan = Scan::new(&self.store, &root).with_writing(writing);
         let meta = fs::metadata(&root).map_err(|e| SharesError::BadDirectory {
             path: root.clone(),
             reason: e.to_string(),

@@ -21,6 +21,9 @@ pub(super) struct Scan<'a> {
     /// Non-durable commits were made; a final durable commit must follow.
     unsynced: bool,
     stats: ScanStats,
+    /// Index keys of files the watcher sees being written: they keep their stored entry
+    /// (or stay out) in a rescan too, so the stable rule holds whichever walk lists them.
+    writing: BTreeSet<String>,
 }
 
 struct Child {
@@ -42,7 +45,36 @@ impl Scan<'_> {
             ops: 0,
             unsynced: false,
             stats: ScanStats::default(),
+            writing: BTreeSet::new(),
         }
+    }
+
+    pub(super) fn with_writing(mut self, writing: BTreeSet<String>) -> Self {
+        self.writing = writing;
+        self
+    }
+
+    /// Files being written keep their stored entry, or are left out if they have none.
+    fn hold_writing(&self, key: &str, children: &mut Vec<Child>) -> Result<(), SharesError> {
+        let busy =
+            |c: &Child| !c.value.is_dir && self.writing.contains(&format!("{key}/{}", c.name));
+        if self.writing.is_empty() || !children.iter().any(busy) {
+            return Ok(());
+        }
+        let stored = self.stored_children(key)?;
+        children.retain_mut(|c| {
+            if !busy(c) {
+                return true;
+            }
+            match stored.get(&c.name) {
+                Some(value) => {
+                    c.value = *value;
+                    true
+                }
+                None => false,
+            }
+        });
+        Ok(())
     }
 
     fn write_txn(&mut self) -> Result<&WriteTransaction, SharesError> {
@@ -134,6 +166,7 @@ impl Scan<'_> {
                 Err(e) => tracing::warn!("cannot read {}: {e}", dir.display()),
             }
         }
+        self.hold_writing(key, &mut children)?;
         children.sort_unstable_by(|a, b| a.name.cmp(&b.name));
         let mut total = 0u64;
         for child in &mut children {
@@ -176,7 +209,11 @@ impl Scan<'_> {
             if let Some(value) = stored.get(*name) {
                 let path = dir.join(name);
                 let name = name.to_string();
-                children.push(Child { name, path, value: *value });
+                children.push(Child {
+                    name,
+                    path,
+                    value: *value,
+                });
             }
         }
         children.sort_unstable_by(|a, b| a.name.cmp(&b.name));

@@ -61,8 +61,8 @@ pub fn spawn(
     stopping: impl Fn() -> bool + Send + 'static,
     changed: impl Fn() + Send + 'static,
 ) -> Result<(), WatchError> {
-    let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)
-        .map_err(WatchError::Init)?;
+    let inotify =
+        Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC).map_err(WatchError::Init)?;
     let mut watcher = Watcher {
         inotify,
         shares,
@@ -185,9 +185,8 @@ impl Watcher {
             self.forget_watch(&dir, event.wd);
             return;
         }
-        let gone_self = AddWatchFlags::IN_DELETE_SELF
-            | AddWatchFlags::IN_MOVE_SELF
-            | AddWatchFlags::IN_UNMOUNT;
+        let gone_self =
+            AddWatchFlags::IN_DELETE_SELF | AddWatchFlags::IN_MOVE_SELF | AddWatchFlags::IN_UNMOUNT;
         if mask.intersects(gone_self) {
             // A share root: check it now. A subdirectory: its parent's event covers it.
             if !dir.contains('/') {

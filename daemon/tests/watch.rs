@@ -196,6 +196,8 @@ fn a_file_being_written_is_listed_and_served_only_once_quiet() {
                 "listed mid-write: {seen:?}"
             );
             assert!(!read.status.success(), "served mid-write");
+            let err = String::from_utf8_lossy(&read.stderr);
+            assert!(err.contains("still being written"), "{err}");
             checks += 1;
         }
         std::thread::sleep(Duration::from_millis(200));

@@ -208,7 +208,10 @@ mod tests {
         let (_tmp, shares, _root) = setup();
         assert!(shares.resolve("s/top").is_ok());
         shares.set_writing(["s/top".to_string()].into());
-        assert_eq!(shares.resolve("s/top"), Err(WireError::NotFound));
+        assert_eq!(
+            shares.resolve("s/top"),
+            Err(WireError::Io(BEING_WRITTEN.into()))
+        );
         shares.set_writing(BTreeSet::new());
         assert!(shares.resolve("s/top").is_ok());
     }

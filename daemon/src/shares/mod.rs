@@ -29,6 +29,8 @@ use scan::Scan;
 /// and other writers (download progress) never wait long behind it.
 const OPS_PER_COMMIT: usize = 20_000;
 const SLICE_TIME: Duration = Duration::from_millis(50);
+/// The answer to a request for a file the watcher sees being written.
+pub const BEING_WRITTEN: &str = "the file is still being written; try again in a moment";
 /// Deeper trees are not indexed: protects against pathological nesting.
 const MAX_DEPTH: usize = 128;
 
@@ -364,8 +366,10 @@ impl Shares {
         let parts = split_request_path(path)?;
         let (share, rest) = parts.split_first().ok_or(WireError::NotFound)?;
         // A file still being written is not served until it is stable (PROTOCOL.md §6.1).
+        // An I/O error, not NotFound: a downloader retries the former and gives up on the
+        // latter, and the file will be there in a moment.
         if self.is_writing(&parts.join("/")) {
-            return Err(WireError::NotFound);
+            return Err(WireError::Io(BEING_WRITTEN.into()));
         }
         let root = self
             .roots()

@@ -20,4 +20,5 @@ pub mod punch;
 pub mod rate;
 pub mod stun;
 pub mod turn;
+pub mod watch;
 pub mod wire;

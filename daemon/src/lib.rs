@@ -18,4 +18,4 @@ pub mod transfer;
 pub mod wire;
 
 // The pure rules, under the names the shells have always used.
-pub use harddrive_party_core::{announce, content};
+pub use harddrive_party_core::{announce, content, watch};

@@ -106,6 +106,9 @@ fn a_seeder_serving_bad_bytes_is_dropped_and_the_file_is_still_right() {
         }
         f.set_modified(mtime).unwrap();
     }
+    // The share watcher holds a file back for 1 s after its last write (PROTOCOL.md §6.1,
+    // the stable rule): the lying copy must be on offer when the download starts.
+    std::thread::sleep(Duration::from_secs(2));
     let first = seeders[0].name();
     let bad_name = seeders[2].name();
     let id = d.download(&format!("{first}/Films/film.mkv"));

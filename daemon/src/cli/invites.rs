@@ -165,6 +165,7 @@ pub fn annotate_shares(client: &Client, entries: &mut Value) -> anyhow::Result<(
             .find(|s| s["name"] == path.as_str())
         {
             entry["visible_to"] = share["visible_to"].clone();
+            entry["available"] = share["available"].clone();
         }
     }
     Ok(())

@@ -106,6 +106,9 @@ pub enum Command {
     Rename { peer: String, nickname: String },
     /// Query this peer's own shared files.
     Shares(ListArgs),
+    /// Re-index every share now (changes show by themselves within seconds; this is for
+    /// what the kernel cannot report, such as a network mount).
+    Rescan,
     /// Query remote peers' files: `ls [peer/path]`.
     Ls(ListArgs),
     /// Download a file or directory: `download peer/path`.
@@ -424,6 +427,17 @@ pub fn run_client(cli: &Cli, settings: &Settings) -> anyhow::Result<()> {
         }
         Command::Shares(args) => print_listing(&client, "/api/index", args)?,
         Command::Ls(args) => print_listing(&client, "/api/ls", args)?,
+        Command::Rescan => {
+            let stats = client.post("/api/rescan", json!({}))?;
+            let n = |k: &str| stats[k].as_u64().unwrap_or(0);
+            println!(
+                "rescanned {} files in {} directories ({} entries written, {} removed)",
+                n("files"),
+                n("dirs"),
+                n("written"),
+                n("removed")
+            );
+        }
         Command::Download { path, wait, quiet } => {
             let reply = client.post("/api/downloads", json!({ "path": path }))?;
             let id = reply["id"]

@@ -15,6 +15,8 @@ pub struct ShareView {
     pub name: String,
     pub dir: std::path::PathBuf,
     pub size: u64,
+    /// False while the share's directory is missing or not a directory (hidden meanwhile).
+    pub available: bool,
     pub visible_to: ShareAccess,
 }
 
@@ -31,6 +33,7 @@ impl Node {
                 name: s.name,
                 dir: s.dir,
                 size: s.size,
+                available: s.available,
             })
             .collect())
     }

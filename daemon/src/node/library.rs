@@ -129,16 +129,20 @@ impl Library {
     /// Indexes every share once at start (new `--share-dir`s are registered first), then
     /// rescans periodically; after each scan, hashes what is not hashed yet in the background.
     pub(super) async fn index_loop(self: Arc<Self>, share_dirs: Vec<PathBuf>, interval: Duration) {
+        let library = self.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            for dir in share_dirs {
+                library.register_share(&dir);
+            }
+        })
+        .await;
+        // After the registration, so the watcher's first look finds every share.
+        self.start_watcher();
         let mut tick = tokio::time::interval(interval);
-        let mut first = Some(share_dirs);
         loop {
             tick.tick().await;
             let library = self.clone();
-            let new_dirs = first.take();
             let _ = tokio::task::spawn_blocking(move || {
-                for dir in new_dirs.unwrap_or_default() {
-                    library.register_share(&dir);
-                }
                 library.rescan_logged();
                 if let Some(rate) = library.background_hash_rate {
                     library.hash_in_background(rate);
@@ -146,6 +150,23 @@ impl Library {
             })
             .await;
             let _ = self.events.send(Event::SharesChanged);
+        }
+    }
+
+    /// Starts the share watcher (`shares/watch.rs`); without it (no inotify instance left,
+    /// say) changes show at the next rescan, as they always did.
+    fn start_watcher(&self) {
+        let shutdown = self.shutdown.clone();
+        let events = self.events.clone();
+        let started = crate::shares::watch::spawn(
+            self.shares.clone(),
+            move || *shutdown.borrow(),
+            move || {
+                let _ = events.send(Event::SharesChanged);
+            },
+        );
+        if let Err(e) = started {
+            tracing::warn!("{e}");
         }
     }
 

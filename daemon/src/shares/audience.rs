@@ -1,7 +1,8 @@
 //! The shares as one friend may see them. The wire server reaches shared files only through
 //! [`FriendView`], so the per-share access rule is enforced here, once, for every request
 //! type: a hidden share answers exactly like one that does not exist (`NotFound`, no name,
-//! no size), in listings, searches, reads, hashes and `Have`.
+//! no size), in listings, searches, reads, hashes and `Have`. So does a share whose
+//! directory is missing, while it is.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -27,8 +28,11 @@ impl FriendView {
         Self { shares, visible }
     }
 
+    /// A share whose directory is missing (`Shares::check_root`) is hidden like one this
+    /// friend may not see, until it is back.
     fn sees(&self, path: &str) -> bool {
-        self.visible.contains(share_of(path))
+        let share = share_of(path);
+        self.visible.contains(share) && self.shares.is_available(share)
     }
 
     /// `path` if it is well-formed and in a share this friend sees: a malformed path is

@@ -2,7 +2,7 @@
 //! start-up never waits on file contents). Answers `Ls` queries straight from the index and
 //! resolves `Read` paths safely, refusing anything that leaves a share root.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicUsize;
@@ -14,9 +14,12 @@ use serde::Serialize;
 
 mod audience;
 mod hashes;
+mod live;
 mod scan;
+pub mod watch;
 
 pub use audience::FriendView;
+pub use live::RootId;
 
 use crate::store::{IndexValue, Store, StoreError, INDEX, SHARES, SHARE_ACCESS};
 use crate::wire::{split_request_path, Entry, WireError};
@@ -26,6 +29,8 @@ use scan::Scan;
 /// and other writers (download progress) never wait long behind it.
 const OPS_PER_COMMIT: usize = 20_000;
 const SLICE_TIME: Duration = Duration::from_millis(50);
+/// The answer to a request for a file the watcher sees being written.
+pub const BEING_WRITTEN: &str = "the file is still being written; try again in a moment";
 /// Deeper trees are not indexed: protects against pathological nesting.
 const MAX_DEPTH: usize = 128;
 
@@ -54,6 +59,9 @@ pub struct ShareInfo {
     pub name: String,
     pub dir: PathBuf,
     pub size: u64,
+    /// False while the share's directory is missing or not a directory: it is hidden from
+    /// friends then, and comes back by itself when the directory does.
+    pub available: bool,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -72,6 +80,13 @@ pub struct Shares {
     hash_lock: Mutex<()>,
     /// On-demand hash requests in progress or waiting.
     demand: AtomicUsize,
+    /// Shares whose directory is missing or not a directory (`live.rs`).
+    unavailable: RwLock<BTreeSet<String>>,
+    /// Index keys of files being written, from the watcher: not served until stable.
+    writing: RwLock<BTreeSet<String>>,
+    /// Held while the index of a share is written by a rescan or the watcher, so the two
+    /// never interleave their writes to one directory.
+    index_lock: Mutex<()>,
 }
 
 fn lock_poisoned() -> SharesError {
@@ -106,6 +121,9 @@ impl Shares {
             roots: RwLock::new(roots),
             hash_lock: Mutex::new(()),
             demand: AtomicUsize::new(0),
+            unavailable: RwLock::new(BTreeSet::new()),
+            writing: RwLock::new(BTreeSet::new()),
+            index_lock: Mutex::new(()),
         })
     }
 
@@ -123,7 +141,13 @@ impl Shares {
                 .map_err(StoreError::from)?
                 .and_then(|v| IndexValue::unpack(v.value()))
                 .map_or(0, |v| v.size);
-            out.push(ShareInfo { name, dir, size });
+            let available = self.is_available(&name);
+            out.push(ShareInfo {
+                name,
+                dir,
+                size,
+                available,
+            });
         }
         Ok(out)
     }
@@ -230,14 +254,19 @@ impl Shares {
             .get(name)
             .cloned()
             .ok_or_else(|| SharesError::UnknownShare(name.into()))?;
-        let mut scan = Scan::new(&self.store, &root);
-        let (size, mtime) = match fs::metadata(&root) {
-            Ok(meta) => (scan.dir(&root, name, 0)?, mtime_secs(&meta)),
-            Err(e) => {
-                tracing::warn!("share {name} at {} is unavailable: {e}", root.display());
-                (0, 0)
-            }
-        };
+        // A missing root keeps its index (hidden meanwhile), so a disk that comes back
+        // costs no re-indexing from scratch.
+        if self.check_root(name).is_none() {
+            return Ok(ScanStats::default());
+        }
+        let _index = self.index_lock.lock().map_err(|_| lock_poisoned())?;
+        let writing = self.writing.read().map(|w| w.clone()).unwrap_or_default();
+        let mut scan = Scan::new(&self.store, &root).with_writing(writing);
+        let meta = fs::metadata(&root).map_err(|e| SharesError::BadDirectory {
+            path: root.clone(),
+            reason: e.to_string(),
+        })?;
+        let (size, mtime) = (scan.dir(&root, name, 0)?, mtime_secs(&meta));
         scan.put_if_changed(
             name,
             IndexValue {
@@ -336,6 +365,12 @@ impl Shares {
     pub fn resolve(&self, path: &str) -> Result<PathBuf, WireError> {
         let parts = split_request_path(path)?;
         let (share, rest) = parts.split_first().ok_or(WireError::NotFound)?;
+        // A file still being written is not served until it is stable (PROTOCOL.md §6.1).
+        // An I/O error, not NotFound: a downloader retries the former and gives up on the
+        // latter, and the file will be there in a moment.
+        if self.is_writing(&parts.join("/")) {
+            return Err(WireError::Io(BEING_WRITTEN.into()));
+        }
         let root = self
             .roots()
             .get(*share)

@@ -1,7 +1,7 @@
 //! A rescan of one share: walks the directory tree and writes only what changed to the
 //! index, in bounded transactions, dropping subtrees that disappeared.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -21,6 +21,9 @@ pub(super) struct Scan<'a> {
     /// Non-durable commits were made; a final durable commit must follow.
     unsynced: bool,
     stats: ScanStats,
+    /// Index keys of files the watcher sees being written: they keep their stored entry
+    /// (or stay out) in a rescan too, so the stable rule holds whichever walk lists them.
+    writing: BTreeSet<String>,
 }
 
 struct Child {
@@ -42,7 +45,36 @@ impl Scan<'_> {
             ops: 0,
             unsynced: false,
             stats: ScanStats::default(),
+            writing: BTreeSet::new(),
         }
+    }
+
+    pub(super) fn with_writing(mut self, writing: BTreeSet<String>) -> Self {
+        self.writing = writing;
+        self
+    }
+
+    /// Files being written keep their stored entry, or are left out if they have none.
+    fn hold_writing(&self, key: &str, children: &mut Vec<Child>) -> Result<(), SharesError> {
+        let busy =
+            |c: &Child| !c.value.is_dir && self.writing.contains(&format!("{key}/{}", c.name));
+        if self.writing.is_empty() || !children.iter().any(busy) {
+            return Ok(());
+        }
+        let stored = self.stored_children(key)?;
+        children.retain_mut(|c| {
+            if !busy(c) {
+                return true;
+            }
+            match stored.get(&c.name) {
+                Some(value) => {
+                    c.value = *value;
+                    true
+                }
+                None => false,
+            }
+        });
+        Ok(())
     }
 
     fn write_txn(&mut self) -> Result<&WriteTransaction, SharesError> {
@@ -134,6 +166,7 @@ impl Scan<'_> {
                 Err(e) => tracing::warn!("cannot read {}: {e}", dir.display()),
             }
         }
+        self.hold_writing(key, &mut children)?;
         children.sort_unstable_by(|a, b| a.name.cmp(&b.name));
         let mut total = 0u64;
         for child in &mut children {
@@ -147,6 +180,79 @@ impl Scan<'_> {
         }
         self.merge_children(key, &children)?;
         Ok(total)
+    }
+
+    /// Like [`Scan::dir`] for one directory whose subdirectories are already indexed: their
+    /// stored sizes are taken as they are (their own events keep them current), and only a
+    /// subdirectory the index does not know yet is walked. Children in `keep` keep their
+    /// stored entry, or stay out if they have none (the stable rule, PROTOCOL.md §6.1).
+    pub(super) fn dir_shallow(
+        &mut self,
+        dir: &Path,
+        key: &str,
+        depth: usize,
+        keep: &BTreeSet<&str>,
+    ) -> Result<u64, SharesError> {
+        self.stats.dirs += 1;
+        let stored = self.stored_children(key)?;
+        let mut children = Vec::new();
+        match fs::read_dir(dir) {
+            Ok(entries) => children.extend(
+                entries
+                    .flatten()
+                    .filter_map(|entry| self.child(entry))
+                    .filter(|c| !keep.contains(c.name.as_str())),
+            ),
+            Err(e) => tracing::warn!("cannot read {}: {e}", dir.display()),
+        }
+        for name in keep {
+            if let Some(value) = stored.get(*name) {
+                let path = dir.join(name);
+                let name = name.to_string();
+                children.push(Child {
+                    name,
+                    path,
+                    value: *value,
+                });
+            }
+        }
+        children.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        let mut total = 0u64;
+        for child in &mut children {
+            if child.value.is_dir {
+                child.value.size = match stored.get(&child.name) {
+                    Some(known) if known.is_dir => known.size,
+                    _ => {
+                        let child_key = format!("{key}/{}", child.name);
+                        self.dir(&child.path, &child_key, depth + 1)?
+                    }
+                };
+            } else {
+                self.stats.files += 1;
+            }
+            total = total.saturating_add(child.value.size);
+        }
+        self.merge_children(key, &children)?;
+        Ok(total)
+    }
+
+    /// Sets the stored size of directory `key` to the sum of its direct children's.
+    pub(super) fn refresh_size(&mut self, key: &str) -> Result<(), SharesError> {
+        let current = match &self.txn {
+            Some((txn, _)) => stored_value(&txn.open_table(INDEX).map_err(db_error)?, key)?,
+            None => {
+                let read = self.store.db().begin_read().map_err(db_error)?;
+                stored_value(&read.open_table(INDEX).map_err(db_error)?, key)?
+            }
+        };
+        let Some(current) = current else {
+            return Ok(());
+        };
+        let size = self
+            .stored_children(key)?
+            .values()
+            .fold(0u64, |sum, v| sum.saturating_add(v.size));
+        self.put_if_changed(key, IndexValue { size, ..current })
     }
 
     fn child(&self, entry: fs::DirEntry) -> Option<Child> {

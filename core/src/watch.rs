@@ -1,0 +1,342 @@
+//! Which parts of the share index to bring up to date after the kernel reported changes
+//! (PROTOCOL.md §6.1, "Visibility"). The daemon's watcher (`shares/watch.rs`) feeds every
+//! inotify event in here as a directory key of the index (`share/sub/dir`) and the child
+//! name it concerns, and asks what is due; this module owns the rules:
+//!
+//! * **Coalescing.** Events for one directory are gathered for `batch` (250 ms) and that
+//!   directory is re-indexed once, however many events came.
+//! * **The stable rule.** A file that is being written (created, modified, its attributes
+//!   or mtime changed) is listed only once it has had no such event for `quiet` (1 s);
+//!   until then the re-index keeps its previous entry, or leaves a new file out, and
+//!   [`Coalescer::writing`] names it so the share refuses to serve it. A file that is
+//!   renamed into place, removed, or a new directory, needs no wait.
+//! * **Bounded memory.** At most `max_pending` directories and files being written are
+//!   remembered. An event that would go past it drops what is pending for its share and
+//!   asks for one rescan of that share instead, so a burst of 100,000 renames costs a
+//!   fixed amount of memory. While a share waits for its rescan, only files being written
+//!   are still remembered (so the rescan holds them back too), within the same cap.
+//!
+//! Time is handed in (`now`), so the tests drive it with a fake clock.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+/// How the watcher tunes the rules; [`Limits::default`] is what the daemon uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// How long events for one directory are gathered before it is re-indexed.
+    pub batch: Duration,
+    /// How long a file must go without a write before it is listed.
+    pub quiet: Duration,
+    /// Pending directories plus files being written, over all shares.
+    pub max_pending: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            batch: Duration::from_millis(250),
+            quiet: Duration::from_secs(1),
+            max_pending: 4096,
+        }
+    }
+}
+
+/// What an event says about the child it names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// Its content, size or mtime changed (create, modify, attrib, close after write):
+    /// it waits until it has been quiet for `quiet`.
+    Written,
+    /// It appeared complete or went away (renamed in or out, deleted, a new directory):
+    /// the directory is re-indexed after `batch`.
+    Settled,
+}
+
+/// One piece of work for the index, handed out by [`Coalescer::poll_due`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Work {
+    /// Walk the whole share again (after an overflow or past the pending cap).
+    Rescan(String),
+    /// Re-read the directory `key`; children named in `keep` are still being written and
+    /// keep their previous entry (or stay out if they have none).
+    Dir { key: String, keep: Vec<String> },
+}
+
+#[derive(Debug, Default)]
+struct PendingDir {
+    /// When the directory must be re-read for settled changes (`None`: none waiting).
+    due: Option<Instant>,
+    /// Files being written, with the time of their last write.
+    writing: BTreeMap<String, Instant>,
+}
+
+/// The pending changes; see the module documentation.
+#[derive(Debug)]
+pub struct Coalescer {
+    limits: Limits,
+    dirs: BTreeMap<String, PendingDir>,
+    /// Shares to walk whole, with when.
+    rescans: BTreeMap<String, Instant>,
+    /// `dirs.len()` plus every `writing` entry: what the cap bounds.
+    count: usize,
+}
+
+/// The share a directory key belongs to: its first component.
+pub fn share_of(key: &str) -> &str {
+    key.split('/').next().unwrap_or(key)
+}
+
+impl Coalescer {
+    pub fn new(limits: Limits) -> Self {
+        Self {
+            limits,
+            dirs: BTreeMap::new(),
+            rescans: BTreeMap::new(),
+            count: 0,
+        }
+    }
+
+    /// Pending directories and files being written (never more than `max_pending`).
+    pub fn pending(&self) -> usize {
+        self.count
+    }
+
+    /// Records that child `name` of directory `dir` (an index key) changed at `now`.
+    pub fn handle_event(&mut self, now: Instant, dir: &str, name: &str, change: Change) {
+        let share = share_of(dir);
+        let rescanning = self.rescans.contains_key(share);
+        if rescanning && change == Change::Settled {
+            return; // the rescan will see it
+        }
+        let new_dir = !self.dirs.contains_key(dir);
+        let new_name = change == Change::Written
+            && self
+                .dirs
+                .get(dir)
+                .is_none_or(|d| !d.writing.contains_key(name));
+        let grows = usize::from(new_dir) + usize::from(new_name);
+        if self.count + grows > self.limits.max_pending {
+            if !rescanning {
+                self.rescan(now, share);
+            }
+            return;
+        }
+        self.count += grows;
+        let pending = self.dirs.entry(dir.to_string()).or_default();
+        match change {
+            Change::Written => {
+                pending.writing.insert(name.to_string(), now);
+            }
+            Change::Settled => {
+                if pending.writing.remove(name).is_some() {
+                    self.count -= 1;
+                }
+                let due = now + self.limits.batch;
+                pending.due = Some(pending.due.map_or(due, |d| d.min(due)));
+            }
+        }
+    }
+
+    /// Asks for a walk of the whole share `share` (the kernel lost events, or the share
+    /// came back); whatever was pending for it is dropped, the walk covers it.
+    pub fn rescan(&mut self, now: Instant, share: &str) {
+        self.drop_share(share);
+        let due = now + self.limits.batch;
+        let at = self.rescans.entry(share.to_string()).or_insert(due);
+        *at = (*at).min(due);
+    }
+
+    /// Forgets a share that is no longer shared (or no longer there).
+    pub fn forget_share(&mut self, share: &str) {
+        self.drop_share(share);
+        self.rescans.remove(share);
+    }
+
+    fn drop_share(&mut self, share: &str) {
+        let mut freed = 0;
+        self.dirs.retain(|key, d| {
+            let keep = share_of(key) != share;
+            if !keep {
+                freed += 1 + d.writing.len();
+            }
+            keep
+        });
+        self.count -= freed;
+    }
+
+    /// The work due at `now`, each directory and share once. Directories whose only news
+    /// is a file still being written are not re-read until that file is quiet.
+    pub fn poll_due(&mut self, now: Instant) -> Vec<Work> {
+        let mut work: Vec<Work> = Vec::new();
+        let due_shares: Vec<String> = self
+            .rescans
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(s, _)| s.clone())
+            .collect();
+        for share in due_shares {
+            self.rescans.remove(&share);
+            work.push(Work::Rescan(share));
+        }
+        let quiet = self.limits.quiet;
+        let mut emptied = Vec::new();
+        for (key, pending) in &mut self.dirs {
+            let before = pending.writing.len();
+            pending.writing.retain(|_, last| *last + quiet > now);
+            let settled_writes = before - pending.writing.len();
+            self.count -= settled_writes;
+            let settled = pending.due.is_some_and(|d| d <= now);
+            if settled || settled_writes > 0 {
+                pending.due = None;
+                work.push(Work::Dir {
+                    key: key.clone(),
+                    keep: pending.writing.keys().cloned().collect(),
+                });
+            }
+            if pending.due.is_none() && pending.writing.is_empty() {
+                emptied.push(key.clone());
+            }
+        }
+        for key in emptied {
+            self.dirs.remove(&key);
+            self.count -= 1;
+        }
+        work
+    }
+
+    /// When [`Coalescer::poll_due`] will next have work, if anything is pending.
+    pub fn next_due(&self) -> Option<Instant> {
+        let quiet = self.limits.quiet;
+        let dirs = self.dirs.values().flat_map(|d| {
+            d.due
+                .into_iter()
+                .chain(d.writing.values().map(move |last| *last + quiet))
+        });
+        self.rescans.values().copied().chain(dirs).min()
+    }
+
+    /// Index keys (`share/dir/name`) of the files being written right now: not served.
+    pub fn writing(&self) -> BTreeSet<String> {
+        self.dirs
+            .iter()
+            .flat_map(|(dir, d)| d.writing.keys().map(move |name| format!("{dir}/{name}")))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn dir(key: &str, keep: &[&str]) -> Work {
+        Work::Dir {
+            key: key.into(),
+            keep: keep.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn a_burst_in_one_directory_is_one_reindex_after_the_batch_time() {
+        let t0 = Instant::now();
+        let mut c = Coalescer::new(Limits::default());
+        for i in 0..1000 {
+            c.handle_event(t0 + ms(i / 10), "s/a", &format!("f{i}"), Change::Settled);
+        }
+        assert_eq!(c.pending(), 1);
+        assert_eq!(c.next_due(), Some(t0 + ms(250)));
+        assert!(c.poll_due(t0 + ms(249)).is_empty());
+        assert_eq!(c.poll_due(t0 + ms(250)), [dir("s/a", &[])]);
+        assert!(c.poll_due(t0 + ms(5000)).is_empty());
+        assert_eq!(c.pending(), 0);
+        assert_eq!(c.next_due(), None);
+    }
+
+    #[test]
+    fn a_file_being_written_is_listed_only_after_a_quiet_second() {
+        let t0 = Instant::now();
+        let mut c = Coalescer::new(Limits::default());
+        c.handle_event(t0, "s", "big.iso", Change::Written);
+        assert!(c.writing().contains("s/big.iso"));
+        // Writes every 400 ms for 2 s, and a neighbour renamed in meanwhile.
+        for i in 1..=5 {
+            c.handle_event(t0 + ms(400 * i), "s", "big.iso", Change::Written);
+        }
+        c.handle_event(t0 + ms(500), "s", "done.txt", Change::Settled);
+        // The neighbour shows at once; the file being written is kept out.
+        assert_eq!(c.poll_due(t0 + ms(750)), [dir("s", &["big.iso"])]);
+        // Nothing new to read while it is still written.
+        assert!(c.poll_due(t0 + ms(2000)).is_empty());
+        assert!(c.poll_due(t0 + ms(2999)).is_empty());
+        assert_eq!(c.next_due(), Some(t0 + ms(3000)));
+        assert_eq!(c.poll_due(t0 + ms(3000)), [dir("s", &[])]);
+        assert!(c.writing().is_empty());
+        assert_eq!(c.pending(), 0);
+    }
+
+    #[test]
+    fn a_rename_over_a_file_being_written_settles_it() {
+        let t0 = Instant::now();
+        let mut c = Coalescer::new(Limits::default());
+        c.handle_event(t0, "s/d", "x", Change::Written);
+        c.handle_event(t0 + ms(10), "s/d", "x", Change::Settled);
+        assert!(c.writing().is_empty());
+        assert_eq!(c.poll_due(t0 + ms(260)), [dir("s/d", &[])]);
+    }
+
+    #[test]
+    fn a_rename_storm_stays_within_the_cap_and_becomes_one_rescan() {
+        let t0 = Instant::now();
+        let limits = Limits {
+            max_pending: 64,
+            ..Limits::default()
+        };
+        let mut c = Coalescer::new(limits);
+        c.handle_event(t0, "other/x", "f", Change::Written);
+        for i in 0..100_000u64 {
+            let d = format!("s/dir{}", i % 5000);
+            c.handle_event(t0 + ms(i / 1000), &d, &format!("n{i}"), Change::Settled);
+            c.handle_event(t0 + ms(i / 1000), &d, &format!("w{i}"), Change::Written);
+            assert!(c.pending() <= 64, "{} pending at {i}", c.pending());
+        }
+        // Everything of share "s" became one rescan, apart from files being written (kept
+        // out of it while the cap allows); the other share kept its file.
+        let work = c.poll_due(t0 + ms(100_000));
+        assert_eq!(work[0], Work::Rescan("s".into()));
+        assert!(work.contains(&dir("other/x", &[])));
+        let rest = work.iter().filter(|w| **w != dir("other/x", &[])).skip(1);
+        assert!(rest
+            .clone()
+            .all(|w| matches!(w, Work::Dir { key, .. } if key.starts_with("s/"))));
+        assert!(rest.count() < 64);
+        assert_eq!(c.pending(), 0);
+        // After the rescan, events are coalesced per directory again.
+        c.handle_event(t0 + ms(200_000), "s/a", "f", Change::Settled);
+        assert_eq!(c.pending(), 1);
+    }
+
+    #[test]
+    fn an_overflow_rescan_replaces_what_was_pending_for_that_share() {
+        let t0 = Instant::now();
+        let mut c = Coalescer::new(Limits::default());
+        c.handle_event(t0, "s/a", "f", Change::Written);
+        c.handle_event(t0, "t/a", "g", Change::Settled);
+        c.rescan(t0 + ms(100), "s");
+        assert_eq!(c.pending(), 1);
+        assert!(c.writing().is_empty());
+        c.handle_event(t0 + ms(120), "s/b", "f", Change::Settled);
+        assert_eq!(c.pending(), 1, "the rescan covers later events");
+        // Except that a file being written is still held back, from the rescan too.
+        c.handle_event(t0 + ms(130), "s/b", "g", Change::Written);
+        assert!(c.writing().contains("s/b/g"));
+        assert_eq!(c.poll_due(t0 + ms(250)), [dir("t/a", &[])]);
+        assert_eq!(c.poll_due(t0 + ms(350)), [Work::Rescan("s".into())]);
+        assert_eq!(c.poll_due(t0 + ms(1130)), [dir("s/b", &[])]);
+        c.forget_share("t");
+        assert_eq!(c.next_due(), None);
+    }
+}

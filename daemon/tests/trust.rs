@@ -259,8 +259,14 @@ fn forget_cancels_the_downloads_still_to_do() {
     assert_eq!(listed[0]["state"], "done");
     assert!(!part.exists(), "the cancelled download's .part is deleted");
     let log = b.log_text();
-    assert!(log.contains(&format!("download {big} from {an} cancelled")), "{log}");
-    assert!(log.contains(&format!("download {next} from {an} cancelled")), "{log}");
+    assert!(
+        log.contains(&format!("download {big} from {an} cancelled")),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!("download {next} from {an} cancelled")),
+        "{log}"
+    );
     assert!(b.peer(&an).is_none_or(|p| p["trust"] == "pending"));
     // Nothing comes back as A knocks again (it still counts B as a friend).
     std::thread::sleep(Duration::from_secs(2));

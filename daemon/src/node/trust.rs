@@ -41,7 +41,10 @@ pub(super) fn unix_now() -> u64 {
 fn unfinished(state: TransferState) -> bool {
     matches!(
         state,
-        TransferState::Queued | TransferState::Active | TransferState::Paused | TransferState::DiskFull
+        TransferState::Queued
+            | TransferState::Active
+            | TransferState::Paused
+            | TransferState::DiskFull
     )
 }
 

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::common::*;
-use super::lab::{Lab, Nat};
+use super::lab::{Lab, Nat, Site};
 use super::{lab_daemon, wait_classified};
 use harddrive_party::announce::{AnnounceAddress, NatType};
 use harddrive_party_core::invite::InviteCode;
@@ -27,11 +27,10 @@ fn wait_relayed(d: &Daemon) -> AnnounceAddress {
     )
 }
 
-fn start_pair(root: &Path, lab: &mut Lab, share: &Path) -> (Daemon, Daemon) {
-    let home = lab.site("ji", Nat::Symmetric);
-    let away = lab.site("jj", Nat::Symmetric);
-    let mut inviter = lab_daemon(root, "inviter", &home, true).share(share);
-    let mut joiner = lab_daemon(root, "joiner", &away, true);
+/// The inviter at `home` sharing `share`, the joiner `away`, both classified and indexed.
+fn start_pair(root: &Path, home: &Site, away: &Site, share: &Path) -> (Daemon, Daemon) {
+    let mut inviter = lab_daemon(root, "inviter", home, true).share(share);
+    let mut joiner = lab_daemon(root, "joiner", away, true);
     inviter.start();
     joiner.start();
     wait_classified(&inviter, Nat::Symmetric);
@@ -47,7 +46,10 @@ fn a_join_between_two_symmetric_nats_goes_through_the_relay() {
     lab.start_coturn(tmp.path(), true);
     let share = tmp.path().join("share/Lab");
     write_random_file(&share.join("data.bin"), 1024 * 1024, 12);
-    let (inviter, joiner) = start_pair(tmp.path(), &mut lab, &share);
+    // Both sites live as long as the test: dropping one removes its namespaces.
+    let home = lab.site("ji", Nat::Symmetric);
+    let away = lab.site("jj", Nat::Symmetric);
+    let (inviter, joiner) = start_pair(tmp.path(), &home, &away, &share);
     let (iname, jname) = (inviter.name(), joiner.name());
     let announced = wait_relayed(&inviter);
     wait_relayed(&joiner);
@@ -73,7 +75,12 @@ fn a_join_between_two_symmetric_nats_goes_through_the_relay() {
     let (at_inviter, at_joiner) = wait_for(
         "both ends to see the connection",
         Duration::from_secs(20),
-        || Some((inviter.connected_entry(&jname)?, joiner.connected_entry(&iname)?)),
+        || {
+            Some((
+                inviter.connected_entry(&jname)?,
+                joiner.connected_entry(&iname)?,
+            ))
+        },
     );
     let joined_in = started.elapsed();
     assert_eq!(at_inviter["connection"], "relayed", "{at_inviter}");
@@ -81,7 +88,11 @@ fn a_join_between_two_symmetric_nats_goes_through_the_relay() {
     assert_eq!(inviter.peer(&jname).unwrap()["trust"], "friend");
     assert_eq!(joiner.peer(&iname).unwrap()["trust"], "friend");
     let invites = inviter.cli_json(&["invites", "--json"]);
-    assert_eq!(invites.as_array().map(Vec::len), Some(0), "the one use is spent: {invites}");
+    assert_eq!(
+        invites.as_array().map(Vec::len),
+        Some(0),
+        "the one use is spent: {invites}"
+    );
 
     let id = joiner.download(&format!("{iname}/Lab/data.bin"));
     let done = joiner.wait_download_done(id, Duration::from_secs(60));

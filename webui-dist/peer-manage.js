@@ -1,6 +1,6 @@
 // The rarer actions on a remembered peer, folded behind "More": a nickname, block, and
-// forget, which first cancels the downloads from it that are not finished (the user is
-// asked, since their partial files are deleted).
+// forget, which also cancels the downloads from it that are not finished (the daemon does
+// that; the user is asked first, since their partial files are deleted).
 import { api } from './api.js';
 import { h, field, busy, errorLine, toast } from './ui.js';
 
@@ -11,7 +11,6 @@ async function forget(name) {
   const pending = transfers.filter((t) => t.direction === 'download' && t.peer === name && UNFINISHED.has(t.state));
   const also = pending.length ? ` Its ${pending.length} unfinished download${pending.length === 1 ? ' is' : 's are'} cancelled.` : '';
   if (!window.confirm(`Forget ${name}? Its key and address are removed: to be friends again, one of you connects or invites anew.${also}`)) return false;
-  for (const t of pending) await api(`/api/transfers/${t.id}`, { method: 'DELETE' });
   await api('/api/peers/forget', { method: 'POST', body: { peer: name } });
   toast(`Forgot ${name}`, 'ok');
   return true;

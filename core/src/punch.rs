@@ -2,6 +2,7 @@
 //! pair of NAT types needs, when the next probe goes out, and which ports the birthday spray
 //! walks. `traversal.rs` carries these out. The rules are in PROTOCOL.md, "NAT traversal".
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::announce::NatType;
@@ -110,6 +111,30 @@ pub fn approach(ours: NatType, theirs: NatType) -> Approach {
     }
 }
 
+/// Which way a dial through TURN goes (PROTOCOL.md, "Relay").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelayRoute {
+    /// From our own allocation to the peer's relayed address. Both allocations are on one
+    /// server, and every node lets its server's relay IP reach its allocation, so this
+    /// reaches a peer that has never heard of us (an inviter, for a joiner): the only
+    /// IP its allocation could be expected to admit is the server's own.
+    RelayToRelay(SocketAddr),
+    /// From the peer socket to the peer's relayed address: the peer admits our public IP
+    /// only because it is dialling us too (two friends who swapped addresses).
+    SocketToRelay(SocketAddr),
+    /// The peer has no relay: it has to dial our relayed address.
+    AwaitInbound,
+}
+
+/// `ours` and `theirs`: the two relayed addresses, where known.
+pub fn relay_route(ours: Option<SocketAddr>, theirs: Option<SocketAddr>) -> RelayRoute {
+    match (ours, theirs) {
+        (Some(ours), Some(theirs)) if ours.ip() == theirs.ip() => RelayRoute::RelayToRelay(theirs),
+        (_, Some(theirs)) => RelayRoute::SocketToRelay(theirs),
+        (_, None) => RelayRoute::AwaitInbound,
+    }
+}
+
 /// Gap before the next probe of a punch: dense at first, because both sides start within
 /// moments of each other and the first probe through decides the time to connect.
 pub fn probe_interval(elapsed: Duration) -> Duration {
@@ -163,6 +188,28 @@ impl Iterator for SprayPorts {
 mod tests {
     use super::*;
     use std::collections::HashSet;
+
+    #[test]
+    fn a_relay_dial_goes_relay_to_relay_only_on_one_server() {
+        let addr = |s: &str| s.parse::<SocketAddr>().unwrap();
+        let (ours, theirs) = (addr("203.0.113.1:50000"), addr("203.0.113.1:50002"));
+        assert_eq!(
+            relay_route(Some(ours), Some(theirs)),
+            RelayRoute::RelayToRelay(theirs)
+        );
+        // Another server would not admit our server's IP: dial from the peer socket.
+        let elsewhere = addr("198.51.100.7:3478");
+        assert_eq!(
+            relay_route(Some(ours), Some(elsewhere)),
+            RelayRoute::SocketToRelay(elsewhere)
+        );
+        assert_eq!(
+            relay_route(None, Some(theirs)),
+            RelayRoute::SocketToRelay(theirs)
+        );
+        assert_eq!(relay_route(Some(ours), None), RelayRoute::AwaitInbound);
+        assert_eq!(relay_route(None, None), RelayRoute::AwaitInbound);
+    }
 
     #[test]
     fn probes_round_trip_and_reject_garbage() {

@@ -212,6 +212,68 @@ fn block_unblock_forget_and_rename() {
     assert!(!b.cli(&["unblock", &an]).status.success(), "not blocked");
 }
 
+/// `forget` cancels the downloads from the peer that are still to do (the active one, its
+/// `.part` deleted, and the queued one) and keeps the finished one listed.
+#[test]
+fn forget_cancels_the_downloads_still_to_do() {
+    let tmp = tempfile::tempdir().unwrap();
+    let share = tmp.path().join("share/Slow");
+    write_random_file(&share.join("small.bin"), 64 * 1024, 4);
+    write_random_file(&share.join("big.bin"), 8 * 1024 * 1024, 5);
+    write_random_file(&share.join("next.bin"), 1024 * 1024, 6);
+    // One download from a peer at a time, at 256 KB/s: big.bin stays active for about
+    // 30 s and next.bin queued behind it.
+    let (a, b) = sharer_and_downloader(
+        tmp.path(),
+        &share,
+        4,
+        &["--upload-limit", "256KB"],
+        &["--max-downloads-per-peer", "1"],
+    );
+    let an = a.name();
+    let small = b.download(&format!("{an}/Slow/small.bin"));
+    b.wait_download_done(small, Duration::from_secs(20));
+    let big = b.download(&format!("{an}/Slow/big.bin"));
+    let part = b.download_dir.join(&an).join("Slow/big.bin.part");
+    wait_for("big.bin to be under way", Duration::from_secs(20), || {
+        (b.transfer(big)["state"] == "active" && part.exists()).then_some(())
+    });
+    let next = b.download(&format!("{an}/Slow/next.bin"));
+    wait_for("next.bin to be queued", Duration::from_secs(10), || {
+        (b.transfer(next)["state"] == "queued").then_some(())
+    });
+
+    b.cli_ok(&["forget", &an]);
+    let downloads = || -> Vec<serde_json::Value> {
+        b.api_get("/api/transfers")
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["direction"] == "download")
+            .cloned()
+            .collect()
+    };
+    let listed = downloads();
+    let ids: Vec<u64> = listed.iter().filter_map(|t| t["id"].as_u64()).collect();
+    assert_eq!(ids, [small], "only the finished download stays: {listed:?}");
+    assert_eq!(listed[0]["state"], "done");
+    assert!(!part.exists(), "the cancelled download's .part is deleted");
+    let log = b.log_text();
+    assert!(
+        log.contains(&format!("download {big} from {an} cancelled")),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!("download {next} from {an} cancelled")),
+        "{log}"
+    );
+    assert!(b.peer(&an).is_none_or(|p| p["trust"] == "pending"));
+    // Nothing comes back as A knocks again (it still counts B as a friend).
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(downloads().len(), 1);
+    assert!(!part.exists());
+}
+
 /// A database written before trust existed (schema 1: a known peer was an address and a
 /// disconnect flag): after the upgrade its peers are friends, connect and share.
 #[test]

@@ -1,7 +1,7 @@
 //! "Friends only" in the web UI (issue 12): three real daemons on loopback and
 //! `tests/ui/invites.mjs` driving Debian's Chromium at 390 px wide against A's and B's UIs.
 //! A makes an invite and revokes it (B's UI is refused it, saying so, and nothing is
-//! remembered), then a second one whose QR code B's UI reads from a photo (jsQR where the
+//! remembered) and one that expired (refused as expired), then a second one whose QR code B's UI reads from a photo (jsQR where the
 //! browser has no BarcodeDetector) to join; C dials A's address uninvited and shows on A's
 //! Peers tab as a request with a badge, approved in one tap and renamed (and shows on B's
 //! as a suggestion introduced by A, with B's badge); a share restricted to B in the UI is

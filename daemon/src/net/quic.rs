@@ -320,6 +320,17 @@ impl QuicNode {
         dial(&self.endpoint, config, addr).await
     }
 
+    /// Dials from `endpoint` (our TURN relay's), with the relay path's 1200-byte packets.
+    pub async fn connect_on(
+        &self,
+        endpoint: &quinn::Endpoint,
+        addr: SocketAddr,
+        expected_key: PublicKey,
+    ) -> Result<quinn::Connection, QuicError> {
+        let transport = transport_config(self.settings, None);
+        dial(endpoint, self.client_config(expected_key, transport)?, addr).await
+    }
+
     /// Dials from a separate socket that a birthday punch opened (its NAT mapping is the
     /// one the peer can reach). The client-only endpoint lives as long as the connection.
     pub async fn connect_from(

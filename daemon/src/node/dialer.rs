@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::{Node, NodeError};
 use crate::announce::AnnounceAddress;
 use crate::locks::lock;
-use crate::net::punch::{approach, Approach};
+use crate::net::punch::{approach, relay_route, Approach, RelayRoute};
 use crate::net::rpc;
 
 /// After our spray reached a symmetric peer, how long it has to dial us back.
@@ -159,19 +159,28 @@ impl Node {
     }
 
     /// Through TURN: our allocation admits the peer's IP, and we dial the peer's relayed
-    /// address if it has one (else it dials ours). QUIC runs end to end inside.
+    /// address if it has one (else it dials ours): from our own allocation when both are
+    /// on one server (the peer need not know us), else from the peer socket. QUIC runs end
+    /// to end inside.
     async fn relayed_path(self: &Arc<Self>, address: &AnnounceAddress) -> Result<Path, NodeError> {
-        if let Some(relay) = self.reach.current_relay() {
+        let relay = self.reach.current_relay();
+        if let Some(relay) = &relay {
             if let Err(e) = relay.permit(address.addr.ip()).await {
                 tracing::info!("TURN permission for {}: {e}", address.name());
             }
         }
-        match address.relay {
-            Some(relayed) => Ok(Some((
-                self.reach.quic.connect(relayed, address.public_key).await?,
-                true,
-            ))),
-            None => {
+        let ours = relay.as_ref().map(|r| r.allocation.relayed);
+        let key = address.public_key;
+        match (relay_route(ours, address.relay), &relay) {
+            (RelayRoute::RelayToRelay(relayed), Some(relay)) => {
+                tracing::debug!("reaching {} relay to relay", address.name());
+                let conn = self.reach.quic.connect_on(&relay.endpoint, relayed, key);
+                Ok(Some((conn.await?, true)))
+            }
+            (RelayRoute::RelayToRelay(relayed) | RelayRoute::SocketToRelay(relayed), _) => {
+                Ok(Some((self.reach.quic.connect(relayed, key).await?, true)))
+            }
+            (RelayRoute::AwaitInbound, _) => {
                 self.await_inbound(&address.name()).await;
                 Ok(None)
             }

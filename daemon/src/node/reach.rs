@@ -185,6 +185,12 @@ impl Node {
                 turn.server,
                 relay.allocation.relayed
             );
+            // Peers relaying through the same server reach us from its relay IP: admitting
+            // it lets one that does not know us yet (a joiner) dial us relay to relay.
+            let server_ip = relay.allocation.relayed.ip();
+            if let Err(e) = relay.permit(server_ip).await {
+                tracing::info!("TURN permission for the relay's own {server_ip}: {e}");
+            }
             *lock(&self.reach.relay) = Some(relay.clone());
             let accept = tokio::spawn(self.clone().accept_relayed(relay.endpoint.clone()));
             let relayed = relay.allocation.relayed;

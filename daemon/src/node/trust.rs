@@ -16,6 +16,7 @@ use crate::identity::PublicKey;
 use crate::locks::lock;
 use crate::net::peers::CLOSE_BY_USER;
 use crate::store::KnownPeer;
+use crate::transfer::TransferState;
 use crate::wire::{read_frame, Request, WireError, MAX_REQUEST_FRAME};
 use harddrive_party_core::http_guard::AttemptLimiter;
 use harddrive_party_core::peer_policy::{
@@ -33,6 +34,18 @@ pub(super) fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+/// The downloads `forget` cancels: those still to do (the web UI's confirmation counts
+/// the same states).
+fn unfinished(state: TransferState) -> bool {
+    matches!(
+        state,
+        TransferState::Queued
+            | TransferState::Active
+            | TransferState::Paused
+            | TransferState::DiskFull
+    )
 }
 
 /// What strangers may make us spend: a few at a time, and a few a minute per address.
@@ -193,13 +206,7 @@ impl Node {
         self.store.put_known_peer(name, &record)?;
         lock(&self.pending).take(name);
         self.drop_connection(name, b"blocked");
-        for view in self.downloads.views() {
-            if view.peer == name {
-                if let Err(e) = self.downloads.cancel(view.id) {
-                    tracing::warn!("cannot cancel download {} from {name}: {e}", view.id);
-                }
-            }
-        }
+        self.cancel_downloads_from(name, |_| true);
         tracing::info!("{name} blocked");
         self.peers_changed();
         Ok(())
@@ -222,7 +229,10 @@ impl Node {
         Ok(())
     }
 
-    /// Removes the peer's key and address (and its request, and its connection).
+    /// Removes the peer's key and address (and its request, and its connection), and
+    /// cancels the unfinished downloads from it: they could only wait for a peer that is
+    /// now a stranger, or go to another key that takes the name later. Finished and failed
+    /// ones stay listed, as the user's record of what came from it.
     pub fn forget(&self, name: &str) -> Result<(), NodeError> {
         let removed = self.store.remove_known_peer(name)?;
         let was_pending = lock(&self.pending).take(name).is_some();
@@ -231,6 +241,7 @@ impl Node {
             return Err(NodeError::UnknownPeer(name.to_string()));
         }
         lock(&self.dials).backoffs.forget(name);
+        self.cancel_downloads_from(name, unfinished);
         self.revoke_shares(name)?;
         self.peers_changed();
         Ok(())
@@ -255,6 +266,21 @@ impl Node {
         Ok(())
     }
 
+    /// Cancels the downloads from `name` whose state `which` selects (their `.part` files
+    /// go too); one that cannot be cancelled is logged and the rest carry on.
+    fn cancel_downloads_from(&self, name: &str, which: impl Fn(TransferState) -> bool) {
+        for view in self.downloads.views() {
+            if view.peer == name && which(view.state) {
+                match self.downloads.cancel(view.id) {
+                    Ok(()) => tracing::info!("download {} from {name} cancelled", view.id),
+                    Err(e) => {
+                        tracing::warn!("cannot cancel download {} from {name}: {e}", view.id)
+                    }
+                }
+            }
+        }
+    }
+
     /// Closes the live connection to `name`, if any; true if there was one.
     fn drop_connection(&self, name: &str, reason: &[u8]) -> bool {
         let Some(conn) = self.peers.remove(name) else {
@@ -265,5 +291,24 @@ impl Node {
             name: name.to_string(),
         });
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forget_cancels_only_what_is_still_to_do() {
+        for state in [
+            TransferState::Queued,
+            TransferState::Active,
+            TransferState::Paused,
+            TransferState::DiskFull,
+        ] {
+            assert!(unfinished(state), "{state:?}");
+        }
+        assert!(!unfinished(TransferState::Done));
+        assert!(!unfinished(TransferState::Failed));
     }
 }

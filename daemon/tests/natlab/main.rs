@@ -1,10 +1,12 @@
 //! NAT traversal proven in a lab of network namespaces (see `lab.rs`): real daemons behind
 //! real Linux NAT, a real coturn for STUN and TURN. Every pair of NAT types connects by
 //! exchanged announce addresses and downloads a file checked by sha256; every pair but
-//! symmetric <-> symmetric must be direct, that one relayed.
+//! symmetric <-> symmetric must be direct, that one relayed. `join.rs`: an invite between
+//! two symmetric NATs, where the inviter would have to dial.
 
 #[path = "../common/mod.rs"]
 mod common;
+mod join;
 mod lab;
 
 use std::path::Path;

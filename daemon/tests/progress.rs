@@ -181,8 +181,8 @@ fn an_offline_peer_is_waited_for_and_not_found_is_final() {
 
     // Offline: the sharer stops mid-file; the download waits for it by name.
     let id = b.download(&format!("{an}/Files/f.bin"));
-    wait_for("bytes to arrive", Duration::from_secs(15), || {
-        (n(&b.transfer(id), "received") > 0).then_some(())
+    wait_for("a verified piece", Duration::from_secs(15), || {
+        (n(&b.transfer(id), "verified_bytes") > 0).then_some(())
     });
     a.stop();
     let waiting = wait_for("the download to wait", Duration::from_secs(20), || {
@@ -190,7 +190,10 @@ fn an_offline_peer_is_waited_for_and_not_found_is_final() {
         (t["state"] == "waiting").then_some(t)
     });
     assert_eq!(waiting["waiting_for"], an.as_str(), "{waiting}");
-    assert!(n(&waiting, "received") > 0, "what arrived stays: {waiting}");
+    assert!(
+        n(&waiting, "received") > 0,
+        "verified pieces stay: {waiting}"
+    );
     // Still failed for good: nothing retried the missing path meanwhile.
     assert_eq!(b.transfer(missing)["state"], "failed");
     a.start();

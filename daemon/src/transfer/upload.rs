@@ -415,6 +415,32 @@ fn read_exact_at(file: &File, offset: u64, len: usize) -> Result<PooledBuf, Read
     }
 }
 
+/// Under a limit, bytes go out in slices of this size, each paced: a whole 1 MiB chunk
+/// would leave in one burst a second apart at 1 MB/s, and both sides' progress with it.
+const PACED_SLICE: usize = 64 * 1024;
+
+/// Sends one chunk, paced by the upload limits, counting it as sent slice by slice.
+async fn send_paced(
+    mut bytes: Bytes,
+    send: &mut quinn::SendStream,
+    upload: &Upload,
+    rate: &RateLimiter,
+) -> Result<(), String> {
+    let slice = if rate.limited(Direction::Upload) {
+        PACED_SLICE
+    } else {
+        bytes.len()
+    };
+    while !bytes.is_empty() {
+        let part = bytes.split_to(slice.min(bytes.len()));
+        let n = part.len() as u64;
+        rate.pace(&upload.peer, Direction::Upload, n).await;
+        send.write_chunk(part).await.map_err(|e| e.to_string())?;
+        upload.sent.fetch_add(n, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
 async fn stream_file(
     range: OpenRange,
     send: &mut quinn::SendStream,
@@ -453,12 +479,7 @@ async fn stream_file(
     });
     while let Some(chunk) = rx.recv().await {
         match chunk {
-            Ok(bytes) => {
-                let n = bytes.len() as u64;
-                rate.pace(&upload.peer, Direction::Upload, n).await;
-                send.write_chunk(bytes).await.map_err(|e| e.to_string())?;
-                upload.sent.fetch_add(n, Ordering::Relaxed);
-            }
+            Ok(bytes) => send_paced(bytes, send, upload, rate).await?,
             Err(ReaderError::ShortFile) => {
                 let _ = send.reset(RESET_FILE_CHANGED.into());
                 return Err("the file shrank while it was being sent".into());

@@ -197,13 +197,19 @@ impl Uploads {
     }
 
     /// The row for another run of `path` to `peer`: the one already there unless that is
-    /// done (a new download of the same file gets a new row). Counted as queued.
+    /// done (a new download of the same file) or failed (the peer went away or restarted:
+    /// its next fetch, from what it kept, is a new row whose `resumed_from` shows where it
+    /// resumed). Counted as queued.
     fn row(&self, peer: &str, path: &str, range: &OpenRange) -> Arc<Upload> {
         let mut recent = crate::locks::lock(&self.recent);
         let found = recent
             .iter()
             .rev()
-            .find(|u| u.peer == peer && u.path == path && u.state().0 != TransferState::Done)
+            .find(|u| {
+                u.peer == peer
+                    && u.path == path
+                    && !matches!(u.state().0, TransferState::Done | TransferState::Failed)
+            })
             .cloned();
         let upload = found.unwrap_or_else(|| {
             let fresh = Arc::new(Upload {

@@ -1,6 +1,6 @@
 // The app shell: first-run setup, login, the live event stream (/ws) and the screen router.
 import { api, setCsrf, whenLoggedOut } from './api.js';
-import { h, field, busy, errorLine } from './ui.js';
+import { h, field, busy, errorLine, clearToasts } from './ui.js';
 import { browseScreen } from './browse.js';
 import { transfersScreen } from './transfers.js';
 import { peersScreen, waitsForApproval } from './peers.js';
@@ -101,6 +101,7 @@ function route() {
   const [name, query = ''] = hash.split('?');
   const screen = SCREENS[name] ? name : 'browse';
   if (cleanup) { cleanup(); cleanup = null; }
+  clearToasts();
   for (const a of nav.querySelectorAll('a')) {
     if (a.dataset.screen === screen) a.setAttribute('aria-current', 'page');
     else a.removeAttribute('aria-current');

@@ -1,6 +1,7 @@
-// Downloads (in queue order) and uploads with progress, speed and ETA; pause, resume,
-// cancel and reorder downloads. Cards are created once per transfer and updated in place,
-// so buttons stay tappable while progress events stream in.
+// Downloads and uploads with live progress, speed and ETA, active ones first; filters;
+// pause, resume, cancel and reorder downloads; clear finished ones off the list. Cards are
+// created once per transfer and updated in place, so buttons stay tappable while progress
+// events stream in.
 import { api } from './api.js';
 import { h, icon, fmtBytes, fmtRate, fmtEta, basename, encodePath, toast } from './ui.js';
 
@@ -9,17 +10,50 @@ const DOWN = 'M12 5v14M5 12l7 7 7-7';
 
 const STATE_LABEL = {
   queued: 'Queued', active: 'Downloading', paused: 'Paused', disk_full: 'Disk full',
-  done: 'Done', failed: 'Failed',
+  done: 'Done', failed: 'Failed', waiting: 'Waiting', peer_unknown: 'Peer unknown',
 };
+
+// Which filter a transfer falls under. An upload `waiting` has ended (the peer may ask for
+// more), so it counts as done.
+function group(t) {
+  if (t.state === 'active') return 'active';
+  if (t.state === 'done' || (t.direction === 'upload' && t.state === 'waiting')) return 'done';
+  if (t.state === 'failed') return 'failed';
+  return 'queued';
+}
+const RANK = { active: 0, queued: 1, failed: 2, done: 3 };
+const FILTERS = [['all', 'All'], ['active', 'Active'], ['queued', 'Queued'], ['done', 'Done'], ['failed', 'Failed']];
+
+// What a transfer is waiting for, or why it ended, in words.
+function why(v) {
+  if (v.state === 'waiting' && v.waiting_for) return `waiting for ${v.waiting_for} (offline)`;
+  if (v.state === 'peer_unknown') return `${v.peer} is not a known peer any more: connect to it again to continue`;
+  if (v.state === 'failed' && !v.resumable && v.direction === 'download') return `failed for good: ${v.error || v.failures.map((f) => f.reason)[0] || 'refused'}`;
+  return v.error;
+}
 
 export function transfersScreen(main, ctx) {
   const summary = h('p', { class: 'status', role: 'status' });
+  let filter = 'all';
+  const chips = h('div', { class: 'chips', role: 'group', 'aria-label': 'Show' });
+  for (const [key, label] of FILTERS) {
+    const b = h('button', { type: 'button', 'data-filter': key, 'aria-pressed': String(key === filter) }, label);
+    b.addEventListener('click', () => {
+      filter = key;
+      for (const c of chips.children) c.setAttribute('aria-pressed', String(c.dataset.filter === key));
+      renderAll();
+    });
+    chips.append(b);
+  }
+  const clear = h('button', { type: 'button', class: 'secondary', id: 'clear-finished' }, 'Clear finished');
+  clear.addEventListener('click', () => clearFinished());
+  const clearHint = h('p', { class: 'hint' }, 'Clear finished takes done transfers off this list; downloaded files are kept. Cancel deletes unfinished parts.');
   const downList = h('div', { class: 'cards', id: 'downloads' });
   const upList = h('div', { class: 'cards', id: 'uploads' });
   const downEmpty = h('p', { class: 'empty' }, 'No downloads yet. Pick files under Browse.');
   const upEmpty = h('p', { class: 'empty' }, 'Nothing uploaded to peers recently.');
   main.append(h('section', { class: 'screen transfers' },
-    h('h1', {}, 'Transfers'), summary,
+    h('h1', {}, 'Transfers'), summary, chips, h('div', { class: 'buttons' }, clear), clearHint,
     h('h2', {}, 'Downloads'), downEmpty, downList,
     h('h2', {}, 'Uploads'), upEmpty, upList));
 
@@ -61,7 +95,10 @@ export function transfersScreen(main, ctx) {
     button.disabled = true;
     try {
       if (action === 'cancel') {
-        if (!window.confirm(`Cancel ${basename(t.path)}? Unfinished parts are deleted; finished files stay.`)) return;
+        const ask = t.state === 'done'
+          ? `Remove ${basename(t.path)} from the list? The downloaded files are kept.`
+          : `Cancel ${basename(t.path)}? Unfinished parts are deleted; finished files stay.`;
+        if (!window.confirm(ask)) return;
         await api(`/api/transfers/${t.id}`, { method: 'DELETE' });
         ctx.transfers.delete(`download:${t.id}`);
         drop(`download:${t.id}`);
@@ -72,6 +109,20 @@ export function transfersScreen(main, ctx) {
       toast(e.message, 'error');
     } finally {
       button.disabled = false;
+    }
+  }
+
+  async function clearFinished() {
+    clear.disabled = true;
+    try {
+      const r = await api('/api/transfers/clear-finished', { method: 'POST', body: {} });
+      await ctx.refreshTransfers();
+      const n = r.cleared_downloads + r.cleared_uploads;
+      toast(n ? `Cleared ${n} finished transfer${n === 1 ? '' : 's'}; files kept` : 'Nothing finished to clear', 'ok');
+    } catch (e) {
+      toast(e.message, 'error');
+    } finally {
+      clear.disabled = false;
     }
   }
 
@@ -116,11 +167,13 @@ export function transfersScreen(main, ctx) {
       el,
       update(v) {
         c.state = v.state;
+        el.hidden = filter !== 'all' && group(v) !== filter;
         const pct = v.size > 0 ? Math.min(100, Math.floor((v.received / v.size) * 100)) : (v.state === 'done' ? 100 : 0);
         title.textContent = basename(v.path);
         title.title = `${v.peer}/${v.path}`;
         sub.textContent = `${v.direction === 'download' ? 'from' : 'to'} ${v.peer}${v.files_total > 1 ? ` · ${v.files_done} of ${v.files_total} files` : ''}`;
-        badge.textContent = v.direction === 'upload' && v.state === 'active' ? 'Uploading' : (STATE_LABEL[v.state] || v.state);
+        const upload = { active: 'Uploading', waiting: 'Sent part' };
+        badge.textContent = (v.direction === 'upload' && upload[v.state]) || STATE_LABEL[v.state] || v.state;
         badge.dataset.state = v.state;
         el.dataset.state = v.state;
         fill.style.width = `${pct}%`;
@@ -129,7 +182,7 @@ export function transfersScreen(main, ctx) {
         const parts = [`${pct}%`, `${fmtBytes(v.received)} of ${fmtBytes(v.size)}`];
         if (v.state === 'active' && v.rate > 0) parts.push(fmtRate(v.rate), fmtEta(v.eta_seconds));
         stats.textContent = parts.filter(Boolean).join(' · ');
-        const problems = [v.error, ...v.failures.slice(0, 3).map((f) => `${basename(f.path)}: ${f.reason}`)].filter(Boolean);
+        const problems = [why(v), ...v.failures.slice(0, 3).map((f) => `${basename(f.path)}: ${f.reason}`)].filter(Boolean);
         err.textContent = problems.join('; ');
         err.hidden = problems.length === 0;
         if (v.direction !== 'download') return;
@@ -139,7 +192,8 @@ export function transfersScreen(main, ctx) {
           if (target(v, 1) >= 0) can.push('down');
         }
         if (['queued', 'active', 'disk_full'].includes(v.state)) can.push('pause');
-        if (['paused', 'failed'].includes(v.state)) can.push('resume');
+        // A failure that cannot heal (not found) gets no Resume.
+        if (['paused', 'failed'].includes(v.state) && v.resumable) can.push('resume');
         can.push(v.state === 'done' ? 'remove' : 'cancel');
         if (v.state === 'done') can.push('open');
         const sig = can.join();
@@ -158,7 +212,8 @@ export function transfersScreen(main, ctx) {
             openLink(v, slot);
             return slot;
           }
-          const b = h('button', { type: 'button', class: a === 'cancel' || a === 'remove' ? 'danger' : 'secondary', 'aria-label': `${label[a]} ${basename(v.path)}` }, label[a]);
+          const aria = a === 'remove' ? `Remove ${basename(v.path)} from the list (files kept)` : `${label[a]} ${basename(v.path)}`;
+          const b = h('button', { type: 'button', class: a === 'cancel' || a === 'remove' ? 'danger' : 'secondary', 'aria-label': aria }, label[a]);
           b.addEventListener('click', () => act(v, a === 'remove' ? 'cancel' : a, b));
           return b;
         }));
@@ -172,8 +227,10 @@ export function transfersScreen(main, ctx) {
     const all = [...ctx.transfers.values()];
     const downs = all.filter((t) => t.direction === 'download');
     const ups = all.filter((t) => t.direction === 'upload');
-    downEmpty.hidden = downs.length > 0;
-    upEmpty.hidden = ups.length > 0;
+    const shown = (list) => list.some((t) => filter === 'all' || group(t) === filter);
+    downEmpty.hidden = shown(downs);
+    upEmpty.hidden = shown(ups);
+    clear.disabled = !all.some((t) => group(t) === 'done');
     const active = all.filter((t) => t.state === 'active');
     const rate = (dir) => active.filter((t) => t.direction === dir).reduce((s, t) => s + t.rate, 0);
     summary.textContent = active.length
@@ -193,17 +250,24 @@ export function transfersScreen(main, ctx) {
     c.update(t);
   }
 
+  // Active first, then waiting, failed and done; downloads in queue order within each,
+  // uploads newest first.
+  const byRank = (a, b) => RANK[group(a)] - RANK[group(b)];
+  function place(list, items) {
+    items.forEach((t, i) => {
+      const el = cards.get(`${t.direction}:${t.id}`).el;
+      if (list.children[i] !== el) list.insertBefore(el, list.children[i] || null);
+    });
+  }
+
   function renderAll() {
     const seen = new Set();
-    const ups = [...ctx.transfers.values()].filter((t) => t.direction === 'upload').sort((a, b) => a.id - b.id);
-    const downs = [...ctx.transfers.values()].filter((t) => t.direction === 'download');
+    const ups = [...ctx.transfers.values()].filter((t) => t.direction === 'upload').sort((a, b) => b.id - a.id).sort(byRank);
+    const downs = queue().sort(byRank);
     for (const t of [...downs, ...ups]) { seen.add(`${t.direction}:${t.id}`); upsert(t); }
     for (const key of [...cards.keys()]) if (!seen.has(key)) drop(key);
-    // Put the download cards in queue order (moves only the ones out of place).
-    downs.forEach((t, i) => {
-      const el = cards.get(`download:${t.id}`).el;
-      if (downList.children[i] !== el) downList.insertBefore(el, downList.children[i] || null);
-    });
+    place(downList, downs);
+    place(upList, ups);
     counts();
   }
 
@@ -212,10 +276,13 @@ export function transfersScreen(main, ctx) {
   let pending = 0;
   const offs = [
     ctx.on('transfers', renderAll),
+    // Whether a download waits for its peer changes with the peer, not with an event of it.
+    ctx.on('peer_connected', () => ctx.refreshTransfers().catch(() => {})),
+    ctx.on('peer_disconnected', () => ctx.refreshTransfers().catch(() => {})),
     ctx.on('transfer', (t) => {
       // A new or newly finished download changes which cards can move: refresh them all.
       const known = cards.get(`${t.direction}:${t.id}`);
-      if (t.direction === 'download' && (!known || known.state !== t.state)) renderAll();
+      if (!known || known.state !== t.state) renderAll();
       else upsert(t);
       if (!pending) pending = setTimeout(() => { pending = 0; counts(); }, 300);
     }),

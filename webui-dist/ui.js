@@ -47,12 +47,29 @@ export function fmtEta(s) {
 export const basename = (p) => p.split('/').filter(Boolean).pop() || p;
 export const encodePath = (p) => p.split('/').map(encodeURIComponent).join('/');
 
+// The screen a toast belongs to: the route part of the address.
+const screenOf = () => location.hash.replace(/^#\/?/, '').split('?')[0] || 'browse';
+
+// Toasts sit in their own row of the page grid, above the screen, so they push content
+// down instead of covering buttons; each has a close button, and leaving the screen it was
+// raised on removes it (`clearToasts`).
 export function toast(message, kind = 'info') {
   const box = document.getElementById('toasts');
-  const t = h('div', { class: `toast ${kind}`, role: kind === 'error' ? 'alert' : null }, message);
+  const close = h('button', { type: 'button', class: 'toast-close', 'aria-label': 'Dismiss' }, '×');
+  const t = h('div', { class: `toast ${kind}`, role: kind === 'error' ? 'alert' : null, 'data-screen': screenOf() },
+    h('span', {}, message), close);
+  close.addEventListener('click', () => t.remove());
   while (box.children.length >= 2) box.firstElementChild.remove();
   box.append(t);
   setTimeout(() => t.remove(), kind === 'error' ? 7000 : 3500);
+}
+
+// Removes the toasts raised on other screens than the one shown now.
+export function clearToasts() {
+  const here = screenOf();
+  for (const t of [...document.getElementById('toasts').children]) {
+    if (t.dataset.screen !== here) t.remove();
+  }
 }
 
 // A line under a form for the API's refusal, which stays until the next try (a toast

@@ -251,7 +251,10 @@ fn a_peer_still_downloading_serves_its_verified_pieces_to_others() {
     wait_for(
         "the first downloader to hold some pieces",
         Duration::from_secs(30),
-        || (a.transfer(a_id)["received"].as_u64().unwrap_or(0) >= 6 * 1024 * 1024).then_some(()),
+        || {
+            (a.transfer(a_id)["verified_bytes"].as_u64().unwrap_or(0) >= 6 * 1024 * 1024)
+                .then_some(())
+        },
     );
     check_partial_serving(&a, root_of(&share.join("film.mkv")), PARTIAL_SIZE);
 

@@ -106,3 +106,41 @@ fn phone_ui_end_to_end_in_chromium() {
     a.stop();
     b.stop();
 }
+
+/// The Transfers screen at 390×844 (`tests/ui/transfers.mjs`): B shares at 1 MB/s, so A's
+/// download of an 8 MB file is watched moving; filters, a final failure without Resume,
+/// "Clear finished" (files kept), and a toast that covers no control and can be dismissed.
+#[test]
+fn transfers_screen_on_a_phone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let share = tmp.path().join("b-files/Slow");
+    write_random_file(&share.join("big.bin"), 8_000_000, 1);
+    write_random_file(&share.join("small.bin"), 200_000, 2);
+    let mut b = Daemon::new(tmp.path(), "b")
+        .share(&share)
+        .args(&["--upload-limit", "1MB"]);
+    let mut a = Daemon::new(tmp.path(), "a");
+    b.start();
+    a.start();
+    befriend(&a, &b);
+    wait_indexed(&b, 3);
+    run_browser_script(
+        "transfers.mjs",
+        &[
+            ("HDP_A_URL", a.ui.clone()),
+            ("HDP_A_STORAGE", a.storage.display().to_string()),
+            ("HDP_A_DOWNLOADS", a.download_dir.display().to_string()),
+            ("HDP_B_NAME", b.name()),
+        ],
+        Duration::from_secs(90),
+        &a,
+    );
+    assert_screenshots(&[
+        "20-transfers-live",
+        "21-transfers-failed-filter",
+        "22-transfers-toast",
+        "23-transfers-cleared",
+    ]);
+    a.stop();
+    b.stop();
+}

@@ -126,6 +126,17 @@ pub(super) fn print_listing(
     Ok(())
 }
 
+/// Why a transfer is not moving: the offline peer it waits for, else its latest error.
+fn transfer_note(t: &Value) -> String {
+    if let Some(peer) = t["waiting_for"].as_str() {
+        return format!("  (waiting for {peer} (offline))");
+    }
+    t["error"]
+        .as_str()
+        .map(|e| format!("  ({e})"))
+        .unwrap_or_default()
+}
+
 pub(super) fn print_transfers(client: &Client, json: bool) -> anyhow::Result<()> {
     let list = client.get_json("/api/transfers", &[])?;
     if json {
@@ -141,10 +152,7 @@ pub(super) fn print_transfers(client: &Client, json: bool) -> anyhow::Result<()>
             t["path"].as_str().unwrap_or(""),
             human_bytes(t["received"].as_u64().unwrap_or(0)),
             human_bytes(t["size"].as_u64().unwrap_or(0)),
-            t["error"]
-                .as_str()
-                .map(|e| format!("  ({e})"))
-                .unwrap_or_default()
+            transfer_note(t)
         );
     }
     Ok(())

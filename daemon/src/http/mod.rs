@@ -132,6 +132,7 @@ pub fn router(node: Arc<Node>, token: String, auth: Arc<Auth>) -> Router {
         .route("/ls", get(browse::remote_ls))
         .route("/downloads", post(transfers::download))
         .route("/transfers", get(transfers::transfers))
+        .route("/transfers/clear-finished", post(transfers::clear_finished))
         .route(
             "/transfers/{id}",
             get(transfers::transfer).delete(transfers::cancel_transfer),

@@ -78,3 +78,13 @@ pub(super) async fn cancel_transfer(
     s.node.downloads().cancel(id)?;
     Ok(Json(json!({ "cancelled": id })))
 }
+
+/// Takes done downloads and finished uploads off the list; downloaded files stay on disk.
+pub(super) async fn clear_finished(
+    State(s): State<AppState>,
+) -> Result<impl IntoResponse, ApiError> {
+    let (downloads, uploads) = s.node.clear_finished_transfers()?;
+    Ok(Json(
+        json!({ "cleared_downloads": downloads, "cleared_uploads": uploads }),
+    ))
+}

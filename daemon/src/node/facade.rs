@@ -103,6 +103,17 @@ impl Node {
         all
     }
 
+    /// Takes finished transfers off the list: done downloads (their files stay) and uploads
+    /// no longer in progress. Returns how many of each.
+    pub fn clear_finished_transfers(
+        &self,
+    ) -> Result<(usize, usize), crate::transfer::download::DownloadError> {
+        Ok((
+            self.downloads.clear_finished()?,
+            self.uploads.clear_finished(),
+        ))
+    }
+
     /// Advertises the web UI on the LAN by mDNS (when discovery is on and the UI is not
     /// on loopback only).
     pub fn advertise_web_ui(&self, ui: std::net::SocketAddr) {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::Notify;
 
-use super::job::{FileProgress, InFlight, Job};
+use super::job::{FileProgress, InFlight, Job, Presence};
 use super::outcome::{self, Outcome};
 use super::partials::{Offered, Partials};
 use super::plan;
@@ -163,8 +163,38 @@ impl Downloads {
         let jobs = self.jobs();
         Self::order(&jobs)
             .into_iter()
-            .filter_map(|id| jobs.get(&id).map(|job| job.view(id)))
+            .filter_map(|id| jobs.get(&id).map(|job| self.view_of(id, job)))
             .collect()
+    }
+
+    /// Connected, known but offline, or forgotten: what a queued download waits for.
+    fn presence(&self, peer: &str) -> Presence {
+        if self.peers.get(peer).is_some() {
+            Presence::Online
+        } else if matches!(self.store.known_peer(peer), Ok(None)) {
+            Presence::Unknown
+        } else {
+            Presence::Offline
+        }
+    }
+
+    fn view_of(&self, id: u64, job: &Job) -> TransferView {
+        job.view(id, self.presence(&job.record.peer))
+    }
+
+    /// Forgets every finished download (`done`); its files stay on disk. Returns how many.
+    pub fn clear_finished(&self) -> Result<usize, DownloadError> {
+        let mut jobs = self.jobs();
+        let done: Vec<u64> = jobs
+            .iter()
+            .filter(|(_, j)| j.record.state == DownloadState::Done)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &done {
+            self.store.remove_download(*id)?;
+            jobs.remove(id);
+        }
+        Ok(done.len())
     }
 
     /// Moves a download to `position` in the queue (0 = first) and saves the new order.
@@ -188,7 +218,7 @@ impl Downloads {
     }
 
     pub fn view(&self, id: u64) -> Option<TransferView> {
-        self.jobs().get(&id).map(|job| job.view(id))
+        self.jobs().get(&id).map(|job| self.view_of(id, job))
     }
 
     fn set_state(&self, id: u64, state: DownloadState) -> Result<(), DownloadError> {
@@ -223,6 +253,7 @@ impl Downloads {
         }
         if let Some(job) = self.jobs().get_mut(&id) {
             job.failures.clear();
+            job.retryable_failures = 0;
             job.disk_full = None;
             job.error = None;
         }
@@ -289,7 +320,9 @@ impl Downloads {
     }
 
     fn send_view(&self, id: u64, job: &Job) {
-        let _ = self.events.send(Event::Transfer(Box::new(job.view(id))));
+        let _ = self
+            .events
+            .send(Event::Transfer(Box::new(self.view_of(id, job))));
     }
 
     fn schedule(self: &Arc<Self>) {

@@ -70,6 +70,7 @@ impl Downloads {
         let start = swarm.verified_bytes.load(Ordering::Relaxed);
         progress.start.store(start, Ordering::Relaxed);
         progress.received.store(start, Ordering::Relaxed);
+        progress.verified.store(start, Ordering::Relaxed);
         let sources = self.sources(peer, path, root, size).await;
         let ends = match self
             .run_swarm(&swarm, sources, path, record, progress)
@@ -154,8 +155,7 @@ impl Downloads {
                 },
                 _ = tick.tick() => {
                     ticks += 1;
-                    let verified = swarm.verified_bytes.load(Ordering::Relaxed);
-                    progress.received.store(verified, Ordering::Relaxed);
+                    show_progress(swarm, progress);
                     if ticks % RESERVE_CHECK_TICKS == 0 {
                         if let Some(low) = self.below_reserve(&download_dir) {
                             record.have = Some(swarm.have());
@@ -171,11 +171,19 @@ impl Downloads {
                 }
             }
         }
-        let verified = swarm.verified_bytes.load(Ordering::Relaxed);
-        progress.received.store(verified, Ordering::Relaxed);
+        show_progress(swarm, progress);
         record.have = Some(swarm.have());
         Ok(ends)
     }
+}
+
+/// Publishes the swarm's counters; the scheduler turns them into events every 0.25 s.
+fn show_progress(swarm: &Swarm, progress: &FileProgress) {
+    let verified = swarm.verified_bytes.load(Ordering::Relaxed);
+    progress.verified.store(verified, Ordering::Relaxed);
+    progress
+        .received
+        .store(swarm.received_bytes(), Ordering::Relaxed);
 }
 
 /// A worker task per source, and for partial sources a task asking for their bitfields.

@@ -10,7 +10,7 @@ use std::time::Instant;
 use portable_atomic::AtomicU64;
 use tokio::task::AbortHandle;
 
-use super::outcome::{Settled, DISK_FULL_RETRY};
+use super::outcome::{self, Settled, DISK_FULL_RETRY};
 use super::picker::verified_bytes;
 use super::plan::{self, RateMeter};
 use super::{ActiveFile, FailedFile, SourceView, TransferState, TransferView};
@@ -22,7 +22,10 @@ const MAX_LISTED_FAILURES: usize = 50;
 pub(super) struct FileProgress {
     pub(super) download: u64,
     pub(super) size: u64,
+    /// Verified bytes plus bytes of pieces arriving: the progress shown.
     pub(super) received: AtomicU64,
+    /// Verified bytes only: what the part file keeps if the fetch stops now.
+    pub(super) verified: AtomicU64,
     pub(super) start: AtomicU64,
     /// Each source of this file and the verified bytes it delivered.
     pub(super) sources: Mutex<Vec<(String, Arc<AtomicU64>)>>,
@@ -34,6 +37,7 @@ impl FileProgress {
             download,
             size,
             received: AtomicU64::new(0),
+            verified: AtomicU64::new(0),
             start: AtomicU64::new(0),
             sources: Mutex::new(Vec::new()),
         }
@@ -43,6 +47,15 @@ impl FileProgress {
     pub(super) fn sources(&self) -> Vec<(String, Arc<AtomicU64>)> {
         self.sources.lock().map(|s| s.clone()).unwrap_or_default()
     }
+}
+
+/// Where the peer a download names stands, for its state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Presence {
+    Online,
+    Offline,
+    /// Not a known peer any more (forgotten).
+    Unknown,
 }
 
 pub(super) struct InFlight {
@@ -57,6 +70,8 @@ pub(super) struct Job {
     pub(super) files_total: u64,
     pub(super) files_done: u64,
     pub(super) failures: Vec<FailedFile>,
+    /// Failed files that may work on `resume` (all of them, not only those listed).
+    pub(super) retryable_failures: u64,
     pub(super) expanding: bool,
     /// Last path dispatched; the next scan for pending files starts after it.
     pub(super) cursor: Option<String>,
@@ -82,6 +97,7 @@ impl Job {
             files_total: 0,
             files_done: 0,
             failures: Vec::new(),
+            retryable_failures: 0,
             expanding: false,
             cursor: None,
             in_flight: HashMap::new(),
@@ -103,6 +119,13 @@ impl Job {
         }
         for (path, file) in files {
             job.count_file(path, file);
+        }
+        if job.record.state == DownloadState::Failed && !job.record.expanded {
+            // Only a refused listing fails a download before it is expanded.
+            job.error = Some(format!(
+                "{}/{}: the peer refused the path (not found or not shared)",
+                job.record.peer, job.record.path
+            ));
         }
         job
     }
@@ -162,11 +185,11 @@ impl Job {
                     "{peer}/{path} failed (attempt {}): {reason}",
                     record.attempts
                 );
-                self.note_failure(path, reason);
+                self.note_failure(path, reason, true);
             }
             Settled::Failed(reason) => {
                 tracing::warn!("{peer}/{path} failed: {reason}");
-                self.note_failure(path, reason);
+                self.note_failure(path, reason, false);
             }
             Settled::DiskFull(reason) => {
                 tracing::warn!("download paused, disk full: {reason}");
@@ -192,7 +215,11 @@ impl Job {
                 self.files_done += 1;
                 self.done_bytes += file.size;
             }
-            FileState::Failed => self.note_failure(path, file.error.clone().unwrap_or_default()),
+            FileState::Failed => self.note_failure(
+                path,
+                file.error.clone().unwrap_or_default(),
+                outcome::heals(file),
+            ),
             FileState::Pending => self.note_held(path, file),
         }
     }
@@ -210,20 +237,33 @@ impl Job {
         }
     }
 
-    pub(super) fn note_failure(&mut self, path: &str, reason: String) {
+    pub(super) fn note_failure(&mut self, path: &str, reason: String, retryable: bool) {
+        self.retryable_failures += retryable as u64;
         if self.failures.len() < MAX_LISTED_FAILURES {
             self.failures.push(FailedFile {
                 path: path.to_string(),
                 reason,
+                retryable,
             });
         }
     }
 
+    /// Bytes of finished files, of unfinished ones held on disk, and of the files in flight
+    /// as they arrive.
     pub(super) fn received(&self) -> u64 {
+        self.counted(|f| f.received.load(Ordering::Relaxed))
+    }
+
+    /// Like `received`, but of the files in flight only their verified bytes.
+    pub(super) fn verified_bytes(&self) -> u64 {
+        self.counted(|f| f.verified.load(Ordering::Relaxed))
+    }
+
+    fn counted(&self, in_flight: impl Fn(&FileProgress) -> u64) -> u64 {
         let fetching: u64 = self
             .in_flight
             .values()
-            .map(|f| f.progress.received.load(Ordering::Relaxed))
+            .map(|f| in_flight(&f.progress))
             .sum();
         let parked: u64 = self
             .held
@@ -234,19 +274,32 @@ impl Job {
         self.done_bytes + fetching + parked
     }
 
-    pub(super) fn state(&self) -> TransferState {
+    pub(super) fn state(&self, peer: Presence) -> TransferState {
         match self.record.state {
             DownloadState::Done => TransferState::Done,
             DownloadState::Failed => TransferState::Failed,
             DownloadState::Paused => TransferState::Paused,
             DownloadState::Queued if self.disk_full.is_some() => TransferState::DiskFull,
             DownloadState::Queued if !self.in_flight.is_empty() => TransferState::Active,
+            DownloadState::Queued if peer == Presence::Unknown => TransferState::PeerUnknown,
+            DownloadState::Queued if peer == Presence::Offline => TransferState::Waiting,
             DownloadState::Queued => TransferState::Queued,
         }
     }
 
-    pub(super) fn view(&self, id: u64) -> TransferView {
+    /// Whether `resume` can help: a paused download, or a failed one with a file that gave
+    /// up after transient failures. A refused path (not found) cannot heal.
+    pub(super) fn resumable(&self) -> bool {
+        match self.record.state {
+            DownloadState::Paused => true,
+            DownloadState::Failed => self.record.expanded && self.retryable_failures > 0,
+            _ => false,
+        }
+    }
+
+    pub(super) fn view(&self, id: u64, peer: Presence) -> TransferView {
         let received = self.received();
+        let state = self.state(peer);
         let rate = self.meter.rate();
         TransferView {
             id,
@@ -255,7 +308,10 @@ impl Job {
             path: self.record.path.clone(),
             size: self.size,
             received,
-            state: self.state(),
+            verified_bytes: self.verified_bytes(),
+            state,
+            waiting_for: (state == TransferState::Waiting).then(|| self.record.peer.clone()),
+            resumable: self.resumable(),
             rate,
             eta_seconds: plan::eta_seconds(self.size.saturating_sub(received), rate),
             error: self.disk_full.clone().or_else(|| self.error.clone()),
@@ -305,7 +361,7 @@ impl Job {
         for (path, f) in self.in_flight.drain() {
             f.abort.abort();
             self.held
-                .insert(path, f.progress.received.load(Ordering::Relaxed));
+                .insert(path, f.progress.verified.load(Ordering::Relaxed));
         }
     }
 }
@@ -357,7 +413,7 @@ mod tests {
         assert_eq!(job.received(), 10 + 2 * PIECE_SIZE);
         assert_eq!(job.failures.len(), 1);
         assert_eq!(job.root, None, "only a single-file download shows a root");
-        assert_eq!(job.state(), TransferState::Queued);
+        assert_eq!(job.state(Presence::Online), TransferState::Queued);
     }
 
     #[test]
@@ -372,7 +428,7 @@ mod tests {
             Settled::DiskFull("f: no space".into()),
             now,
         );
-        assert_eq!(job.state(), TransferState::DiskFull);
+        assert_eq!(job.state(Presence::Online), TransferState::DiskFull);
         assert_eq!(job.hold_until, Some(now + DISK_FULL_RETRY));
         assert_eq!(job.cursor, None, "the file is looked at again");
         let done = FileRecord {
@@ -382,7 +438,7 @@ mod tests {
         job.settle("a", &done, Settled::Done, now);
         assert_eq!((job.files_done, job.received()), (1, 10));
         assert_eq!(
-            (job.disk_full.as_deref(), job.state()),
+            (job.disk_full.as_deref(), job.state(Presence::Online)),
             (None, TransferState::Queued)
         );
     }
@@ -418,5 +474,41 @@ mod tests {
             "the list is capped"
         );
         assert_eq!(job.failures[0].reason, "not found");
+        assert!(!job.failures[0].retryable);
+    }
+
+    #[test]
+    fn an_offline_peer_is_waited_for_and_only_healable_failures_resume() {
+        let files = [("a".to_string(), file(10, FileState::Pending, &[]))];
+        let mut job = job(&files);
+        let view = job.view(1, Presence::Offline);
+        assert_eq!(view.state, TransferState::Waiting);
+        assert_eq!(view.waiting_for.as_deref(), Some("p"));
+        let view = job.view(1, Presence::Unknown);
+        assert_eq!(
+            (view.state, view.waiting_for),
+            (TransferState::PeerUnknown, None)
+        );
+        let now = Instant::now();
+        let failed = file(10, FileState::Failed, &[]);
+        job.settle("a", &failed, Settled::Failed("no such file".into()), now);
+        job.record.state = DownloadState::Failed;
+        assert!(
+            !job.view(1, Presence::Online).resumable,
+            "not found cannot heal"
+        );
+        job.settle("a", &failed, Settled::GaveUp("reset".into()), now);
+        assert!(
+            job.view(1, Presence::Online).resumable,
+            "a give-up may heal"
+        );
+        job.record.state = DownloadState::Paused;
+        assert!(job.resumable());
+        // A download whose listing was refused, as loaded after a restart.
+        let mut refused = job.record.clone();
+        (refused.state, refused.expanded) = (DownloadState::Failed, false);
+        let loaded = Job::from_files(refused, &[]);
+        assert!(!loaded.resumable());
+        assert!(loaded.error.unwrap().contains("refused the path"));
     }
 }

@@ -50,8 +50,14 @@ pub const PROGRESS_INTERVAL: std::time::Duration = std::time::Duration::from_mil
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TransferState {
-    /// Waiting for a slot, or for the peer to come online.
+    /// Waiting for a slot.
     Queued,
+    /// Download: the named peer is offline (`waiting_for` names it); it starts when the
+    /// peer is back. Upload: no request of the peer in progress and part of the file sent;
+    /// it may ask for more, or have the rest from other peers.
+    Waiting,
+    /// The named peer is no longer known here (forgotten): nothing can reach it.
+    PeerUnknown,
     Active,
     Paused,
     /// Paused because the download disk is full; retried automatically.
@@ -72,6 +78,8 @@ pub struct ActiveFile {
 pub struct FailedFile {
     pub path: String,
     pub reason: String,
+    /// Whether `resume` may help: false for refusals (not found, outside the shares).
+    pub retryable: bool,
 }
 
 /// One row of `transfers`: a download request (file or whole directory) or an upload.
@@ -82,8 +90,16 @@ pub struct TransferView {
     pub peer: String,
     pub path: String,
     pub size: u64,
+    /// Bytes received (download) or sent (upload) so far, moving as they arrive; for a
+    /// download this includes pieces still being checked (`verified_bytes` does not).
     pub received: u64,
+    /// Download: bytes checked against their piece hashes. Upload: equal to `received`.
+    pub verified_bytes: u64,
     pub state: TransferState,
+    /// The offline peer a `waiting` download waits for.
+    pub waiting_for: Option<String>,
+    /// Whether `resume` can help: paused, or failed with a failure that may heal.
+    pub resumable: bool,
     pub rate: u64,
     pub eta_seconds: Option<u64>,
     pub error: Option<String>,
@@ -127,7 +143,10 @@ impl TransferView {
             path: path.to_string(),
             size,
             received: sent,
+            verified_bytes: sent,
             state,
+            waiting_for: None,
+            resumable: false,
             rate,
             eta_seconds: plan::eta_seconds(size.saturating_sub(sent), rate),
             error,

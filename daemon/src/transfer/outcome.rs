@@ -136,10 +136,21 @@ pub fn settle(outcome: Outcome, record: &mut FileRecord, now: u64) -> Settled {
         Outcome::Permanent(reason) => {
             record.state = FileState::Failed;
             record.error = Some(reason.clone());
+            // Attempts count transient failures only: a failed file with none was refused,
+            // which is how `heals` tells the two apart after a restart.
+            record.attempts = 0;
             Settled::Failed(reason)
         }
         Outcome::DiskFull(reason) => Settled::DiskFull(reason),
     }
+}
+
+/// Whether `resume` can help a failed file: one that gave up after repeated transient
+/// failures (a reset, a flaky disk, bad pieces) may work next time; one the peer refused
+/// outright (not found, outside its shares, a bad path) or whose path was refused here
+/// cannot heal by retrying, so the UI offers no Resume for it.
+pub fn heals(record: &FileRecord) -> bool {
+    record.state == FileState::Failed && record.attempts > 0
 }
 
 #[cfg(test)]
@@ -235,6 +246,7 @@ mod tests {
         let last = settle(Outcome::Retry("io".into()), &mut record, 5000);
         assert_eq!(last, Settled::GaveUp("io".into()));
         assert_eq!((record.state, record.attempts), (FileState::Failed, 5));
+        assert!(heals(&record), "a file that gave up may work on resume");
         assert_eq!(retry_delay(60), 600, "the delay has a ceiling");
     }
 
@@ -247,6 +259,21 @@ mod tests {
         assert_eq!(full, Settled::DiskFull("no space".into()));
         assert_eq!((record.attempts, record.retry_at), (0, 77));
         assert_eq!(record.state, FileState::Pending);
+        assert!(!heals(&record), "a pending file has not failed");
+    }
+
+    #[test]
+    fn not_found_is_final_and_never_retried() {
+        let mut record = pending();
+        let _ = settle(Outcome::Retry("reset".into()), &mut record, 10);
+        let refused = Outcome::of_hashes(RpcError::Refused(WireError::NotFound));
+        let settled = settle(refused, &mut record, 11);
+        assert_eq!(settled, Settled::Failed("no such file or directory".into()));
+        assert_eq!(record.state, FileState::Failed);
+        assert!(
+            !heals(&record),
+            "earlier transient attempts do not make it healable"
+        );
     }
 
     #[test]
@@ -266,6 +293,7 @@ mod tests {
         let permanent = settle(Outcome::Permanent("not found".into()), &mut record, 501);
         assert_eq!(permanent, Settled::Failed("not found".into()));
         assert_eq!(record.state, FileState::Failed);
+        assert!(!heals(&record), "a refusal after a restart cannot heal");
         assert_eq!(settle(Outcome::Done, &mut record, 502), Settled::Done);
         assert_eq!((record.state, record.error), (FileState::Done, None));
     }

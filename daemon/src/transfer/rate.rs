@@ -29,6 +29,15 @@ impl RateLimiter {
         }
     }
 
+    /// Whether any limit applies to `direction` now (globally or per peer).
+    pub fn limited(&self, direction: Direction) -> bool {
+        let l = self.limits();
+        match direction {
+            Direction::Upload => l.upload > 0 || l.peer_upload > 0,
+            Direction::Download => l.download > 0 || l.peer_download > 0,
+        }
+    }
+
     /// Waits until `bytes` may pass for `peer` in `direction`.
     pub async fn pace(&self, peer: &str, direction: Direction, bytes: u64) {
         let wait = match self.buckets.lock() {

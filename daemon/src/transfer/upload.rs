@@ -66,15 +66,28 @@ fn resize(slots: &Arc<Semaphore>, from: usize, to: usize) {
     }
 }
 
+/// One file sent to one peer: every `Read`/`ReadPieces` run of it adds to the same row, so
+/// the row's bytes mean what the downloader's `received` means for that file, and it is
+/// `done` only once the whole file went out (not when one run of it did).
 struct Upload {
     id: u64,
     peer: String,
     path: String,
+    /// Start of the first range served.
     start: u64,
-    size: u64,
+    /// The file's size as last served.
+    size: AtomicU64,
     sent: AtomicU64,
-    state: Mutex<(TransferState, Option<String>)>,
+    runs: Mutex<Runs>,
     meter: Mutex<RateMeter>,
+}
+
+/// The requests of one row in progress, and how the last one ended.
+#[derive(Default)]
+struct Runs {
+    queued: u32,
+    active: u32,
+    error: Option<String>,
 }
 
 pub struct Uploads {
@@ -97,19 +110,38 @@ enum ReaderError {
 }
 
 impl Upload {
-    fn set_state(&self, state: TransferState, error: Option<String>) {
-        if let Ok(mut s) = self.state.lock() {
-            *s = (state, error);
-        }
+    fn runs(&self) -> std::sync::MutexGuard<'_, Runs> {
+        crate::locks::lock(&self.runs)
+    }
+
+    /// Active while a run is sent, queued while one waits for a slot; once none is left,
+    /// failed if the last run failed, done if the whole file went out, else waiting (the
+    /// peer may ask for more, or have had the rest from others).
+    fn state(&self) -> (TransferState, Option<String>) {
+        let runs = self.runs();
+        let whole = self.sent.load(Ordering::Relaxed) >= self.size.load(Ordering::Relaxed);
+        let state = match &*runs {
+            r if r.active > 0 => TransferState::Active,
+            r if r.queued > 0 => TransferState::Queued,
+            Runs { error: Some(_), .. } => TransferState::Failed,
+            _ if whole => TransferState::Done,
+            _ => TransferState::Waiting,
+        };
+        (state, runs.error.clone())
+    }
+
+    fn finished(&self) -> bool {
+        !matches!(
+            self.state().0,
+            TransferState::Active | TransferState::Queued
+        )
     }
 
     fn view(&self, now: Instant) -> TransferView {
-        let (state, error) = self
-            .state
-            .lock()
-            .map(|s| s.clone())
-            .unwrap_or((TransferState::Failed, None));
-        let sent = self.sent.load(Ordering::Relaxed);
+        let (state, error) = self.state();
+        let size = self.size.load(Ordering::Relaxed);
+        // Runs fetched again after a failure count again; the row shows at most the file.
+        let sent = self.sent.load(Ordering::Relaxed).min(size);
         let rate = self
             .meter
             .lock()
@@ -122,7 +154,7 @@ impl Upload {
             })
             .unwrap_or(0);
         TransferView::upload(
-            self.id, &self.peer, &self.path, self.size, sent, state, error, rate, self.start,
+            self.id, &self.peer, &self.path, size, sent, state, error, rate, self.start,
         )
     }
 }
@@ -155,17 +187,7 @@ impl Uploads {
         let active: Vec<_> = self
             .recent
             .lock()
-            .map(|r| {
-                r.iter()
-                    .filter(|u| {
-                        u.state
-                            .lock()
-                            .map(|s| s.0 == TransferState::Active)
-                            .unwrap_or(false)
-                    })
-                    .cloned()
-                    .collect()
-            })
+            .map(|r| r.iter().filter(|u| u.runs().active > 0).cloned().collect())
             .unwrap_or_default();
         for upload in active {
             let _ = self
@@ -174,22 +196,53 @@ impl Uploads {
         }
     }
 
-    fn track(&self, upload: Arc<Upload>) {
-        if let Ok(mut recent) = self.recent.lock() {
-            recent.push_back(upload);
-            while recent.len() > KEEP_FINISHED {
-                let finished = recent.iter().position(|u| {
-                    u.state
-                        .lock()
-                        .map(|s| s.0 != TransferState::Active && s.0 != TransferState::Queued)
-                        .unwrap_or(true)
-                });
-                match finished {
-                    Some(i) => drop(recent.remove(i)),
-                    None => break,
-                }
+    /// The row for another run of `path` to `peer`: the one already there unless that is
+    /// done (a new download of the same file) or failed (the peer went away or restarted:
+    /// its next fetch, from what it kept, is a new row whose `resumed_from` shows where it
+    /// resumed). Counted as queued.
+    fn row(&self, peer: &str, path: &str, range: &OpenRange) -> Arc<Upload> {
+        let mut recent = crate::locks::lock(&self.recent);
+        let found = recent
+            .iter()
+            .rev()
+            .find(|u| {
+                u.peer == peer
+                    && u.path == path
+                    && !matches!(u.state().0, TransferState::Done | TransferState::Failed)
+            })
+            .cloned();
+        let upload = found.unwrap_or_else(|| {
+            let fresh = Arc::new(Upload {
+                id: self.next_id.fetch_add(1, Ordering::Relaxed),
+                peer: peer.to_string(),
+                path: path.to_string(),
+                start: range.start,
+                size: AtomicU64::new(range.size),
+                sent: AtomicU64::new(0),
+                runs: Mutex::default(),
+                meter: Mutex::new(RateMeter::default()),
+            });
+            recent.push_back(fresh.clone());
+            fresh
+        });
+        upload.size.store(range.size, Ordering::Relaxed);
+        upload.runs().queued += 1;
+        while recent.len() > KEEP_FINISHED {
+            match recent.iter().position(|u| u.finished()) {
+                Some(i) => drop(recent.remove(i)),
+                None => break,
             }
         }
+        upload
+    }
+
+    /// Drops the rows of finished uploads (done, failed, or waiting for more requests) from
+    /// the list; nothing on disk changes. Returns how many.
+    pub fn clear_finished(&self) -> usize {
+        let mut recent = crate::locks::lock(&self.recent);
+        let before = recent.len();
+        recent.retain(|u| !u.finished());
+        before - recent.len()
     }
 
     pub fn limits(&self) -> UploadLimits {
@@ -240,18 +293,7 @@ impl Uploads {
                 return;
             }
         };
-        let (start, end) = (range.start, range.end);
-        let upload = Arc::new(Upload {
-            id: self.next_id.fetch_add(1, Ordering::Relaxed),
-            peer: peer.to_string(),
-            path: remote_path.to_string(),
-            start,
-            size: end - start,
-            sent: AtomicU64::new(0),
-            state: Mutex::new((TransferState::Queued, None)),
-            meter: Mutex::new(RateMeter::default()),
-        });
-        self.track(upload.clone());
+        let upload = self.row(peer, remote_path, &range);
         let peer_slots = self.peer_slots(peer);
         let slots = async {
             let mine = peer_slots.acquire_owned().await;
@@ -259,30 +301,36 @@ impl Uploads {
             (mine, total)
         };
         // A requester that gives up while queued frees its place at once.
-        let (Ok(_mine), Ok(_total)) = (tokio::select! {
-            slots = slots => slots,
-            _ = send.stopped() => {
-                upload.set_state(TransferState::Failed, Some("cancelled by the peer while queued".into()));
+        let acquired = tokio::select! {
+            slots = slots => Some(slots),
+            _ = send.stopped() => None,
+        };
+        upload.runs().queued -= 1;
+        let (_mine, _total) = match acquired {
+            Some((Ok(mine), Ok(total))) => (mine, total),
+            Some(_) => return,
+            None => {
+                upload.runs().error = Some("cancelled by the peer while queued".into());
                 return;
             }
-        }) else {
-            return;
         };
-        upload.set_state(TransferState::Active, None);
-        let _ = self
-            .events
-            .send(Event::Transfer(Box::new(upload.view(Instant::now()))));
+        upload.runs().active += 1;
+        self.send_event(&upload);
         let result = stream_file(range, send, &upload, &self.rate).await;
-        match result {
-            Ok(()) => upload.set_state(TransferState::Done, None),
-            Err(reason) => {
-                tracing::info!("upload of {remote_path} to {peer} ended early: {reason}");
-                upload.set_state(TransferState::Failed, Some(reason));
-            }
+        {
+            let mut runs = upload.runs();
+            runs.active -= 1;
+            runs.error = result.as_ref().err().cloned();
         }
-        let _ = self
-            .events
-            .send(Event::Transfer(Box::new(upload.view(Instant::now()))));
+        if let Err(reason) = result {
+            tracing::info!("upload of {remote_path} to {peer} ended early: {reason}");
+        }
+        self.send_event(&upload);
+    }
+
+    fn send_event(&self, upload: &Upload) {
+        let view = upload.view(Instant::now());
+        let _ = self.events.send(Event::Transfer(Box::new(view)));
     }
 }
 
@@ -373,6 +421,32 @@ fn read_exact_at(file: &File, offset: u64, len: usize) -> Result<PooledBuf, Read
     }
 }
 
+/// Under a limit, bytes go out in slices of this size, each paced: a whole 1 MiB chunk
+/// would leave in one burst a second apart at 1 MB/s, and both sides' progress with it.
+const PACED_SLICE: usize = 64 * 1024;
+
+/// Sends one chunk, paced by the upload limits, counting it as sent slice by slice.
+async fn send_paced(
+    mut bytes: Bytes,
+    send: &mut quinn::SendStream,
+    upload: &Upload,
+    rate: &RateLimiter,
+) -> Result<(), String> {
+    let slice = if rate.limited(Direction::Upload) {
+        PACED_SLICE
+    } else {
+        bytes.len()
+    };
+    while !bytes.is_empty() {
+        let part = bytes.split_to(slice.min(bytes.len()));
+        let n = part.len() as u64;
+        rate.pace(&upload.peer, Direction::Upload, n).await;
+        send.write_chunk(part).await.map_err(|e| e.to_string())?;
+        upload.sent.fetch_add(n, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
 async fn stream_file(
     range: OpenRange,
     send: &mut quinn::SendStream,
@@ -411,12 +485,7 @@ async fn stream_file(
     });
     while let Some(chunk) = rx.recv().await {
         match chunk {
-            Ok(bytes) => {
-                let n = bytes.len() as u64;
-                rate.pace(&upload.peer, Direction::Upload, n).await;
-                send.write_chunk(bytes).await.map_err(|e| e.to_string())?;
-                upload.sent.fetch_add(n, Ordering::Relaxed);
-            }
+            Ok(bytes) => send_paced(bytes, send, upload, rate).await?,
             Err(ReaderError::ShortFile) => {
                 let _ = send.reset(RESET_FILE_CHANGED.into());
                 return Err("the file shrank while it was being sent".into());

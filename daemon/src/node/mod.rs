@@ -416,11 +416,17 @@ impl Node {
         );
     }
 
+    /// Progress of uploads every tick while any is sent; asleep otherwise (an idle router
+    /// wakes for nothing).
     async fn upload_progress_loop(self: Arc<Self>) {
         let mut tick = tokio::time::interval(crate::transfer::PROGRESS_INTERVAL);
         loop {
-            tick.tick().await;
-            self.uploads.emit_progress();
+            if self.uploads.emit_progress() {
+                tick.tick().await;
+            } else {
+                self.uploads.run_started().await;
+                tick.reset();
+            }
         }
     }
 

@@ -2,7 +2,7 @@
 //! with a watch on every directory of every available share, turns the kernel's events
 //! into index keys for the `Coalescer`, and applies the work it hands out
 //! (`Shares::reindex_dir`, or `Shares::rescan` for a whole share). It also stats each
-//! share root every 2 s, which is how a share that disappeared, was replaced by a file,
+//! share root every 5 s, which is how a share that disappeared, was replaced by a file,
 //! was remounted or came back is noticed; and how shares added or removed through the API
 //! are picked up. The periodic rescan (`--rescan-interval`) stays the safety net for
 //! whatever the kernel cannot report (see ARCHITECTURE.md, "The share watcher").
@@ -24,10 +24,13 @@ use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, InotifyEvent, WatchDe
 use super::{subtree_end, RootId, Shares, MAX_DEPTH};
 use crate::watch::{share_of, Change, Coalescer, Limits, Work};
 
-/// How often share roots are checked (missing, replaced, back, added, removed).
-const ROOT_CHECK: Duration = Duration::from_secs(2);
+/// How often share roots are checked (missing, replaced, back, added, removed). A root
+/// deleted, moved or unmounted while watched is noticed at once through its own events;
+/// this catches the rest, and is the watcher's one timer when idle (a router's idle budget:
+/// no timer more often than once a second).
+const ROOT_CHECK: Duration = Duration::from_secs(5);
 /// Longest sleep in `poll`, so a stop is noticed within it.
-const MAX_SLEEP: Duration = Duration::from_millis(500);
+const MAX_SLEEP: Duration = ROOT_CHECK;
 /// Event buffers read per wake-up (4 KiB each); the rest waits for the next turn, so the
 /// work due is applied even under a flood. An overflowing kernel queue says so itself.
 const READS_PER_TURN: usize = 64;
@@ -54,7 +57,7 @@ fn mask() -> AddWatchFlags {
         | AddWatchFlags::IN_DONT_FOLLOW
 }
 
-/// Starts the watcher thread. `stopping` is polled at least every 0.5 s; `changed` is
+/// Starts the watcher thread. `stopping` is polled at least every 5 s; `changed` is
 /// called after each batch of index updates (for the UI's `shares_changed`).
 pub fn spawn(
     shares: Arc<Shares>,

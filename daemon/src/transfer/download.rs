@@ -26,6 +26,9 @@ use crate::wire::WireError;
 pub use super::disk::free_space;
 
 const EXPAND_RETRY: Duration = Duration::from_secs(10);
+/// With nothing in flight and nothing held, the queue still looks again this often, in
+/// case a change went unsignalled.
+const IDLE_SAFETY_NET: Duration = Duration::from_secs(60);
 
 pub struct DownloadLimits {
     pub total: usize,
@@ -290,21 +293,45 @@ impl Downloads {
 
     /// The scheduler: dispatches work whenever woken (new request, peer connected, file
     /// finished) and every second for retries; emits progress every `PROGRESS_INTERVAL`.
+    /// Schedules on every wake, and once a second while files are in flight (with progress
+    /// every tick). With nothing in flight it sleeps until the earliest hold ends: an idle
+    /// daemon has no timer here (the router idle budget).
     pub async fn run(self: Arc<Self>) {
         let mut tick = tokio::time::interval(super::PROGRESS_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut ticks = 0u64;
         loop {
-            tokio::select! {
-                _ = self.wake.notified() => {}
-                _ = tick.tick() => {
-                    ticks += 1;
-                    self.emit_progress();
-                    if ticks % 4 != 0 { continue; }
+            let (in_flight, next_hold) = self.timers();
+            if in_flight {
+                tokio::select! {
+                    _ = self.wake.notified() => {}
+                    _ = tick.tick() => {
+                        ticks += 1;
+                        self.emit_progress();
+                        if ticks % 4 != 0 { continue; }
+                    }
                 }
+            } else {
+                let wait = next_hold.map_or(IDLE_SAFETY_NET, |at| {
+                    at.saturating_duration_since(Instant::now())
+                        .min(IDLE_SAFETY_NET)
+                });
+                tokio::select! {
+                    _ = self.wake.notified() => {}
+                    _ = tokio::time::sleep(wait) => {}
+                }
+                tick.reset();
             }
             self.schedule();
         }
+    }
+
+    /// Whether any file is in flight, and when the earliest held download is due again.
+    fn timers(&self) -> (bool, Option<Instant>) {
+        let jobs = self.jobs();
+        let in_flight = jobs.values().any(|job| !job.in_flight.is_empty());
+        let next_hold = jobs.values().filter_map(|job| job.hold_until).min();
+        (in_flight, next_hold)
     }
 
     fn emit_progress(&self) {

@@ -100,6 +100,8 @@ pub struct Uploads {
     recent: Mutex<VecDeque<Arc<Upload>>>,
     next_id: AtomicU64,
     events: EventSender,
+    /// Wakes the progress ticker, which sleeps while nothing is being sent.
+    started: tokio::sync::Notify,
 }
 
 enum ReaderError {
@@ -170,6 +172,7 @@ impl Uploads {
             recent: Mutex::new(VecDeque::new()),
             next_id: AtomicU64::new(1),
             events,
+            started: tokio::sync::Notify::new(),
         }
     }
 
@@ -181,19 +184,27 @@ impl Uploads {
             .unwrap_or_default()
     }
 
-    /// Emits progress for uploads in flight; called from the progress ticker.
-    pub fn emit_progress(&self) {
+    /// Emits progress for uploads in flight; called from the progress ticker. Returns
+    /// whether any was in flight: when none is, the ticker waits for `run_started`.
+    pub fn emit_progress(&self) -> bool {
         let now = Instant::now();
         let active: Vec<_> = self
             .recent
             .lock()
             .map(|r| r.iter().filter(|u| u.runs().active > 0).cloned().collect())
             .unwrap_or_default();
+        let any = !active.is_empty();
         for upload in active {
             let _ = self
                 .events
                 .send(Event::Transfer(Box::new(upload.view(now))));
         }
+        any
+    }
+
+    /// Resolves once an upload run starts (at once if one started since the last call).
+    pub async fn run_started(&self) {
+        self.started.notified().await;
     }
 
     /// The row for another run of `path` to `peer`: the one already there unless that is
@@ -315,6 +326,7 @@ impl Uploads {
             }
         };
         upload.runs().active += 1;
+        self.started.notify_one();
         self.send_event(&upload);
         let result = stream_file(range, send, &upload, &self.rate).await;
         {

@@ -39,13 +39,16 @@ pub(super) fn unix_now() -> u64 {
 /// The downloads `forget` cancels: those still to do (the web UI's confirmation counts
 /// the same states).
 fn unfinished(state: TransferState) -> bool {
-    matches!(
-        state,
+    // Every state named, so a new one has to be placed here (the compiler says so).
+    match state {
         TransferState::Queued
-            | TransferState::Active
-            | TransferState::Paused
-            | TransferState::DiskFull
-    )
+        | TransferState::Waiting
+        | TransferState::PeerUnknown
+        | TransferState::Active
+        | TransferState::Paused
+        | TransferState::DiskFull => true,
+        TransferState::Done | TransferState::Failed => false,
+    }
 }
 
 /// What strangers may make us spend: a few at a time, and a few a minute per address.
@@ -302,6 +305,8 @@ mod tests {
     fn forget_cancels_only_what_is_still_to_do() {
         for state in [
             TransferState::Queued,
+            TransferState::Waiting,
+            TransferState::PeerUnknown,
             TransferState::Active,
             TransferState::Paused,
             TransferState::DiskFull,

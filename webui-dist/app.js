@@ -52,6 +52,7 @@ export const ctx = {
   async refreshInfo() {
     ctx.info = await api('/api/info');
     showProblems(ctx.info.problems || []);
+    ctx.emit('info', ctx.info);
     return ctx.info;
   },
 };

@@ -86,12 +86,33 @@ function peerActions(p, refresh) {
   return [];
 }
 
+// Reachability at a glance (issue 13): what STUN and the router said, from /api/info.
+const NAT_TEXT = {
+  none: 'no NAT (public address)',
+  cone: 'cone NAT: friends can reach you directly',
+  symmetric: 'symmetric NAT: some friends need a relay',
+  unknown: 'unknown (no STUN answer yet)',
+};
+const MAPPING_NAME = { upnp: 'UPnP', pcp: 'PCP', 'nat-pmp': 'NAT-PMP' };
+
+function reachFacts(info) {
+  const m = info.port_mapping;
+  const row = (key, label, value) => [h('dt', {}, label), h('dd', { 'data-reach': key }, value)];
+  return [
+    ...row('online', 'Internet', info.online ? 'Online' : 'Offline: no STUN server answered'),
+    ...row('nat', 'NAT type', NAT_TEXT[info.nat_type] || info.nat_type),
+    ...row('public', 'Public address', info.public_address || 'not known yet'),
+    ...row('mapping', 'Port mapping', m ? `${MAPPING_NAME[m.protocol] || m.protocol}: mapped ${m.external_address}` : 'no port mapping'),
+  ];
+}
+
 function peerItem(p, refresh, openMenus) {
   const dot = h('span', { class: `dot ${p.connected ? 'on' : 'off'}`, 'aria-hidden': 'true' });
   // A request or suggestion has nothing to rename or forget yet: Approve or Block it.
   const menu = waitsForApproval(p) ? null : peerMenu(p, refresh, openMenus);
   return h('li', { class: 'card peer', 'data-peer': p.name, 'data-trust': p.trust },
-    h('div', { class: 'head' }, h('h3', { class: 'name' }, p.nickname ? `${p.nickname} (${p.name})` : p.name), h('span', { class: 'state' }, dot, stateText(p))),
+    h('div', { class: 'head' }, h('h3', { class: 'name' }, p.nickname ? `${p.nickname} (${p.name})` : p.name), h('span', { class: 'state' }, dot, stateText(p),
+      p.connected && p.connection ? h('span', { class: `badge path ${p.connection}`, 'data-connection': p.connection, title: p.connection === 'relayed' ? 'Through a relay server' : 'A direct path' }, p.connection) : null)),
     p.guest ? h('p', { class: 'meta' }, 'Guest: sees only the shares named for it') : null,
     p.remote_address ? h('p', { class: 'meta mono' }, p.remote_address) : null,
     h('div', { class: 'buttons' }, peerActions(p, refresh), menu && menu.more),
@@ -106,6 +127,7 @@ export function peersScreen(main, ctx) {
     toast(await copyText(info.announce_address) ? 'Address copied' : 'Copy failed: select the text instead', 'ok');
   });
   const qr = h('img', { class: 'qr', src: '/api/qr', width: '220', height: '220', alt: `QR code of the address of ${info.name}` });
+  const reach = h('dl', { class: 'facts reach', id: 'reach', 'aria-label': 'Reachability' }, ...reachFacts(info));
 
   const refresh = () => ctx.refreshPeers().catch((e) => { status.textContent = e.message; });
   const status = h('p', { class: 'status', role: 'status' }, 'Loading…');
@@ -122,7 +144,7 @@ export function peersScreen(main, ctx) {
     h('section', { class: 'card mine', 'aria-labelledby': 'mine-h' },
       h('h2', { id: 'mine-h' }, `Your address (${info.name})`),
       h('p', { class: 'hint' }, 'Friends who have it can connect to you; anyone else has to ask first.'),
-      address, copy, qr),
+      address, copy, qr, reach),
     h('h2', { id: 'known-h' }, 'Known peers'), status, list));
 
   // Peer events redraw the lists: the More panels the user opened stay open.
@@ -137,6 +159,11 @@ export function peersScreen(main, ctx) {
     list.replaceChildren(...peers.filter((p) => !waitsForApproval(p)).map((p) => peerItem(p, refresh, openMenus)));
   }
   const off = ctx.on('peers', render);
+  const offInfo = ctx.on('info', (i) => reach.replaceChildren(...reachFacts(i)));
+  // Connections change what the node learns about its reachability: re-read it then too.
+  const reread = () => ctx.refreshInfo().catch(() => {});
+  const offConn = ['peer_connected', 'peer_disconnected'].map((t) => ctx.on(t, reread));
   refresh();
-  return () => { off(); invites.stop(); };
+  reread();
+  return () => { off(); offInfo(); offConn.forEach((f) => f()); invites.stop(); };
 }

@@ -144,3 +144,35 @@ fn transfers_screen_on_a_phone() {
     a.stop();
     b.stop();
 }
+
+/// Reachability at a glance on the Peers screen at 390×844 (`tests/ui/reach.mjs`): two
+/// daemons befriended on loopback (`--no-stun`, as every test daemon outside the lab); the
+/// status block next to A's address shows what A's `/api/info` says (online, NAT type,
+/// public address, port mapping) and B's row the `connection` of A's `/api/peers`.
+#[test]
+fn reachability_on_a_phone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut b = Daemon::new(tmp.path(), "b");
+    let mut a = Daemon::new(tmp.path(), "a");
+    b.start();
+    a.start();
+    befriend(&a, &b);
+    run_browser_script(
+        "reach.mjs",
+        &[
+            ("HDP_A_URL", a.ui.clone()),
+            ("HDP_A_STORAGE", a.storage.display().to_string()),
+            ("HDP_B_NAME", b.name()),
+        ],
+        Duration::from_secs(60),
+        &a,
+    );
+    assert_screenshots(&[
+        "30-reach-status-light",
+        "31-reach-friend-light",
+        "30-reach-status-dark",
+        "31-reach-friend-dark",
+    ]);
+    a.stop();
+    b.stop();
+}

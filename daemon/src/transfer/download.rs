@@ -292,10 +292,9 @@ impl Downloads {
     }
 
     /// The scheduler: dispatches work whenever woken (new request, peer connected, file
-    /// finished) and every second for retries; emits progress every `PROGRESS_INTERVAL`.
-    /// Schedules on every wake, and once a second while files are in flight (with progress
-    /// every tick). With nothing in flight it sleeps until the earliest hold ends: an idle
-    /// daemon has no timer here (the router idle budget).
+    /// finished), and once a second while files are in flight, with progress every
+    /// `PROGRESS_INTERVAL`. With nothing in flight it sleeps until the earliest hold (a
+    /// retry) ends: an idle daemon has no timer here (the router idle budget).
     pub async fn run(self: Arc<Self>) {
         let mut tick = tokio::time::interval(super::PROGRESS_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

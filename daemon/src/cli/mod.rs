@@ -14,6 +14,7 @@ use serde_json::json;
 mod client;
 mod invites;
 mod output;
+mod progress;
 
 use crate::config::{Defaults, Layer, Settings};
 use crate::transfer::rate::{parse_rate, Rate};
@@ -491,45 +492,30 @@ fn read_to_stdout(
 }
 
 fn wait_for_download(client: &Client, id: u64, quiet: bool) -> anyhow::Result<()> {
-    use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-    let multi = MultiProgress::with_draw_target(if quiet {
-        ProgressDrawTarget::hidden()
-    } else {
-        ProgressDrawTarget::stderr()
-    });
-    let style = ProgressStyle::with_template(
-        "{msg:30!} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-    )
-    .map_err(|e| anyhow!(e.to_string()))?
-    .progress_chars("=> ");
-    let total = multi.add(ProgressBar::new(0).with_style(style.clone()));
-    let current = multi.add(ProgressBar::new(0).with_style(style));
+    let mut line = progress::ProgressLine::new(quiet);
     let started = Instant::now();
     loop {
         let t = client.get_json(&format!("/api/transfers/{id}"), &[])?;
-        total.set_length(t["size"].as_u64().unwrap_or(0));
-        total.set_position(t["received"].as_u64().unwrap_or(0));
-        total.set_message(format!(
-            "total {}/{} files",
-            t["files_done"], t["files_total"]
-        ));
-        if let Some(file) = t["active_files"].as_array().and_then(|a| a.first()) {
-            current.set_length(file["size"].as_u64().unwrap_or(0));
-            current.set_position(file["received"].as_u64().unwrap_or(0));
-            current.set_message(file["path"].as_str().unwrap_or("").to_string());
-        }
+        let current = t["active_files"]
+            .as_array()
+            .and_then(|a| a.first())
+            .and_then(|file| file["path"].as_str())
+            .unwrap_or("");
+        line.update(
+            t["received"].as_u64().unwrap_or(0),
+            t["size"].as_u64().unwrap_or(0),
+            &format!("{}/{} files {current}", t["files_done"], t["files_total"]),
+        );
         match t["state"].as_str() {
             Some("done") => {
-                current.finish_and_clear();
-                total.finish();
+                line.finish();
                 if !quiet {
                     eprintln!("done in {:.1?}", started.elapsed());
                 }
                 return Ok(());
             }
             Some("failed") => {
-                current.finish_and_clear();
-                total.abandon();
+                line.finish();
                 let mut reasons: Vec<String> = t["failures"]
                     .as_array()
                     .into_iter()

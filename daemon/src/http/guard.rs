@@ -1,7 +1,7 @@
 //! The access rules every request passes: API token, Host and Origin, CSRF, sessions.
 
 use axum::extract::{Request, State};
-use axum::http::{header, Method};
+use axum::http::{header, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 

@@ -23,11 +23,9 @@ mod ui;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self};
 use axum::routing::{get, post};
 use axum::Router;
-use tower_http::compression::CompressionLayer;
 
 use crate::auth::{Auth, SessionInfo};
 use crate::node::Node;
@@ -73,36 +71,12 @@ pub fn load_or_create_token(
     Ok(token)
 }
 
-/// Content types worth gzipping: JSON, text, scripts, SVG. File bodies (`/api/read`,
-/// `/downloads/`) are left alone: they are rarely compressible and may be ranged.
-fn compressible(
-    _: StatusCode,
-    _: axum::http::Version,
-    headers: &HeaderMap,
-    _: &axum::http::Extensions,
-) -> bool {
-    let ct = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    [
-        "application/json",
-        "text/",
-        "application/javascript",
-        "image/svg+xml",
-        "application/manifest+json",
-    ]
-    .iter()
-    .any(|p| ct.starts_with(p))
-}
-
 pub fn router(node: Arc<Node>, token: String, auth: Arc<Auth>) -> Router {
     let state = AppState {
         node,
         token: token.into(),
         auth,
     };
-    let compress = CompressionLayer::new().compress_when(compressible);
     let api = Router::new()
         .route("/info", get(info::info))
         .route("/peers", get(peers::peers))
@@ -152,8 +126,7 @@ pub fn router(node: Arc<Node>, token: String, auth: Arc<Auth>) -> Router {
         .route("/auth/login", post(session::auth_login))
         .route("/auth/logout", post(session::auth_logout))
         .route("/auth/password", post(session::auth_password))
-        .fallback(|| async { ApiError::NotFound("no such API endpoint".into()) })
-        .layer(compress.clone());
+        .fallback(|| async { ApiError::NotFound("no such API endpoint".into()) });
     let downloads = Router::new()
         .route("/downloads/{*path}", get(downloaded::downloaded_file))
         .layer(middleware::map_response(
@@ -163,7 +136,7 @@ pub fn router(node: Arc<Node>, token: String, auth: Arc<Auth>) -> Router {
         .nest("/api", api)
         .route("/ws", get(events::ws))
         .merge(downloads)
-        .fallback(get(ui::web_ui).layer(compress))
+        .fallback(get(ui::web_ui))
         .layer(middleware::from_fn_with_state(state.clone(), guard::guard))
         .with_state(state)
 }

@@ -15,7 +15,10 @@ mod client;
 mod invites;
 mod output;
 mod progress;
+#[cfg(test)]
+mod registry_check;
 
+use crate::config::registry as setting;
 use crate::config::{Defaults, Layer, Settings};
 use crate::transfer::rate::{parse_rate, Rate};
 use client::Client;
@@ -28,11 +31,9 @@ use output::*;
     about = "Peer-to-peer file sharing for NAS boxes, single-board computers and routers"
 )]
 pub struct Cli {
-    /// Where the web UI and API listen (start) or are reached (other commands) [default: http://127.0.0.1:3030]
-    #[arg(long, global = true, env = "HDP_UI_ADDRESS")]
+    #[arg(long = setting::UI_ADDRESS.flag, global = true, env = setting::UI_ADDRESS.env, help = setting::UI_ADDRESS.help)]
     pub ui_address: Option<String>,
-    /// Storage directory [default: $XDG_DATA_HOME/harddrive-party or ~/.local/share/harddrive-party]
-    #[arg(long, global = true, env = "HDP_STORAGE")]
+    #[arg(long = setting::STORAGE.flag, global = true, env = setting::STORAGE.env, help = setting::STORAGE.help)]
     pub storage: Option<PathBuf>,
     /// TOML config file; flags and HDP_* variables override it.
     #[arg(long, global = true, env = "HDP_CONFIG")]
@@ -145,96 +146,67 @@ pub enum Command {
 
 #[derive(Args, Debug)]
 pub struct StartArgs {
-    /// Directory to share (repeatable).
-    #[arg(long = "share-dir", env = "HDP_SHARE_DIRS", value_delimiter = ':')]
+    #[arg(long = setting::SHARE_DIRS.flag, env = setting::SHARE_DIRS.env, help = setting::SHARE_DIRS.help, value_delimiter = ':')]
     pub share_dirs: Vec<PathBuf>,
-    /// Where downloads go [default: ~/Downloads, or <storage>/downloads without a home]
-    #[arg(long, env = "HDP_DOWNLOAD_DIR")]
+    #[arg(long = setting::DOWNLOAD_DIR.flag, env = setting::DOWNLOAD_DIR.env, help = setting::DOWNLOAD_DIR.help)]
     pub download_dir: Option<PathBuf>,
-    /// UDP address for peer connections [default: the last one used, else 0.0.0.0:0]
-    #[arg(long, env = "HDP_LISTEN")]
+    #[arg(long = setting::LISTEN.flag, env = setting::LISTEN.env, help = setting::LISTEN.help)]
     pub listen: Option<SocketAddr>,
-    /// Disable local-network discovery.
-    #[arg(long, env = "HDP_NO_MDNS", value_parser = FalseyValueParser::new())]
+    #[arg(long = setting::MDNS.flag, env = setting::MDNS.env, help = setting::MDNS.help, value_parser = FalseyValueParser::new())]
     pub no_mdns: bool,
-    /// Peers a friend introduces become friends, not suggestions to approve.
-    #[arg(long, env = "HDP_TRUST_INTRODUCED", value_parser = FalseyValueParser::new())]
+    #[arg(long = setting::TRUST_INTRODUCED.flag, env = setting::TRUST_INTRODUCED.env, help = setting::TRUST_INTRODUCED.help, value_parser = FalseyValueParser::new())]
     pub trust_introduced: bool,
-    /// Peers found on the local network become friends, not suggestions to approve.
-    #[arg(long, env = "HDP_LAN_TRUST", value_parser = FalseyValueParser::new())]
+    #[arg(long = setting::LAN_TRUST.flag, env = setting::LAN_TRUST.env, help = setting::LAN_TRUST.help, value_parser = FalseyValueParser::new())]
     pub lan_trust: bool,
-    /// Do not ask the router for a port mapping (UPnP-IGD, PCP, NAT-PMP).
-    #[arg(long, env = "HDP_NO_UPNP", value_parser = FalseyValueParser::new())]
+    #[arg(long = setting::UPNP.flag, env = setting::UPNP.env, help = setting::UPNP.help, value_parser = FalseyValueParser::new())]
     pub no_upnp: bool,
-    /// STUN server HOST:PORT (repeatable) [default: public Google and Cloudflare servers]
-    #[arg(long = "stun-server", env = "HDP_STUN_SERVERS", value_delimiter = ',')]
+    #[arg(long = setting::STUN_SERVERS.flag, env = setting::STUN_SERVERS.env, help = setting::STUN_SERVERS.help, value_delimiter = ',')]
     pub stun_servers: Vec<String>,
-    /// Seconds between STUN rounds; a new public address is noticed within this [default: 120]
-    #[arg(long, env = "HDP_STUN_INTERVAL")]
+    #[arg(long = setting::STUN_INTERVAL.flag, env = setting::STUN_INTERVAL.env, help = setting::STUN_INTERVAL.help)]
     pub stun_interval: Option<u64>,
-    /// Do not query STUN servers (LAN only; nothing is sent to the internet).
-    #[arg(long, env = "HDP_NO_STUN", value_parser = FalseyValueParser::new())]
+    #[arg(long = setting::STUN.flag, env = setting::STUN.env, help = setting::STUN.help, value_parser = FalseyValueParser::new())]
     pub no_stun: bool,
-    /// Seconds between keep-alives on idle peer connections [default: 10]
-    #[arg(long, env = "HDP_KEEP_ALIVE_INTERVAL")]
+    #[arg(long = setting::KEEP_ALIVE_INTERVAL.flag, env = setting::KEEP_ALIVE_INTERVAL.env, help = setting::KEEP_ALIVE_INTERVAL.help)]
     pub keep_alive_interval: Option<u64>,
-    /// TURN relay HOST:PORT for peers no direct path reaches.
-    #[arg(long, env = "HDP_TURN_SERVER")]
+    #[arg(long = setting::TURN_SERVER.flag, env = setting::TURN_SERVER.env, help = setting::TURN_SERVER.help)]
     pub turn_server: Option<String>,
-    #[arg(long, env = "HDP_TURN_USERNAME")]
+    #[arg(long = setting::TURN_USERNAME.flag, env = setting::TURN_USERNAME.env, help = setting::TURN_USERNAME.help)]
     pub turn_username: Option<String>,
-    /// Prefer HDP_TURN_PASSWORD: command lines are visible to other local users.
-    #[arg(long, env = "HDP_TURN_PASSWORD")]
+    #[arg(long = setting::TURN_PASSWORD.flag, env = setting::TURN_PASSWORD.env, help = setting::TURN_PASSWORD.help)]
     pub turn_password: Option<String>,
-    /// Concurrent file downloads in total [default: 4]
-    #[arg(long, env = "HDP_MAX_DOWNLOADS")]
+    #[arg(long = setting::MAX_DOWNLOADS.flag, env = setting::MAX_DOWNLOADS.env, help = setting::MAX_DOWNLOADS.help)]
     pub max_downloads: Option<usize>,
-    /// Concurrent file downloads per peer [default: 2]
-    #[arg(long, env = "HDP_MAX_DOWNLOADS_PER_PEER")]
+    #[arg(long = setting::MAX_DOWNLOADS_PER_PEER.flag, env = setting::MAX_DOWNLOADS_PER_PEER.env, help = setting::MAX_DOWNLOADS_PER_PEER.help)]
     pub max_downloads_per_peer: Option<usize>,
-    /// Concurrent uploads in total; further requests queue [default: 8]
-    #[arg(long, env = "HDP_MAX_UPLOADS")]
+    #[arg(long = setting::MAX_UPLOADS.flag, env = setting::MAX_UPLOADS.env, help = setting::MAX_UPLOADS.help)]
     pub max_uploads: Option<usize>,
-    /// Concurrent uploads per peer [default: 4]
-    #[arg(long, env = "HDP_MAX_UPLOADS_PER_PEER")]
+    #[arg(long = setting::MAX_UPLOADS_PER_PEER.flag, env = setting::MAX_UPLOADS_PER_PEER.env, help = setting::MAX_UPLOADS_PER_PEER.help)]
     pub max_uploads_per_peer: Option<usize>,
-    /// Seconds between automatic rescans of the shares [default: 600]
-    #[arg(long, env = "HDP_RESCAN_INTERVAL")]
+    #[arg(long = setting::RESCAN_INTERVAL.flag, env = setting::RESCAN_INTERVAL.env, help = setting::RESCAN_INTERVAL.help)]
     pub rescan_interval: Option<u64>,
-    /// Tokio worker threads; small boards want 1 or 2 [default: 2]
-    #[arg(long, env = "HDP_THREADS")]
+    #[arg(long = setting::THREADS.flag, env = setting::THREADS.env, help = setting::THREADS.help)]
     pub threads: Option<usize>,
-    /// Total upload cap, e.g. 5MB, 800KB; 0 for none [default: the last one set, else none]
-    #[arg(long, env = "HDP_UPLOAD_LIMIT", value_parser = parse_rate)]
+    #[arg(long = setting::UPLOAD_LIMIT.flag, env = setting::UPLOAD_LIMIT.env, help = setting::UPLOAD_LIMIT.help, value_parser = parse_rate)]
     pub upload_limit: Option<Rate>,
-    /// Total download cap, e.g. 5MB; 0 for none
-    #[arg(long, env = "HDP_DOWNLOAD_LIMIT", value_parser = parse_rate)]
+    #[arg(long = setting::DOWNLOAD_LIMIT.flag, env = setting::DOWNLOAD_LIMIT.env, help = setting::DOWNLOAD_LIMIT.help, value_parser = parse_rate)]
     pub download_limit: Option<Rate>,
-    /// Upload cap for each peer; 0 for none
-    #[arg(long, env = "HDP_PEER_UPLOAD_LIMIT", value_parser = parse_rate)]
+    #[arg(long = setting::PEER_UPLOAD_LIMIT.flag, env = setting::PEER_UPLOAD_LIMIT.env, help = setting::PEER_UPLOAD_LIMIT.help, value_parser = parse_rate)]
     pub peer_upload_limit: Option<Rate>,
-    /// Download cap for each peer; 0 for none
-    #[arg(long, env = "HDP_PEER_DOWNLOAD_LIMIT", value_parser = parse_rate)]
+    #[arg(long = setting::PEER_DOWNLOAD_LIMIT.flag, env = setting::PEER_DOWNLOAD_LIMIT.env, help = setting::PEER_DOWNLOAD_LIMIT.help, value_parser = parse_rate)]
     pub peer_download_limit: Option<Rate>,
-    /// Do not hash shared files in the background (they are hashed when first requested).
-    #[arg(long, env = "HDP_NO_BACKGROUND_HASHING", value_parser = FalseyValueParser::new())]
+    #[arg(long = setting::BACKGROUND_HASHING.flag, env = setting::BACKGROUND_HASHING.env, help = setting::BACKGROUND_HASHING.help, value_parser = FalseyValueParser::new())]
     pub no_background_hashing: bool,
-    /// Free space to keep on the download disk, e.g. 1GB; downloads pause below it [default: 256MiB]
-    #[arg(long, env = "HDP_MIN_FREE_SPACE", value_parser = parse_rate)]
+    #[arg(long = setting::MIN_FREE_SPACE.flag, env = setting::MIN_FREE_SPACE.env, help = setting::MIN_FREE_SPACE.help, value_parser = parse_rate)]
     pub min_free_space: Option<u64>,
-    /// Page cache of the index database, e.g. 16MB; 1MiB to 1GiB [default: 4MiB]
-    #[arg(long, env = "HDP_DB_CACHE", value_parser = parse_rate)]
+    #[arg(long = setting::DB_CACHE.flag, env = setting::DB_CACHE.env, help = setting::DB_CACHE.help, value_parser = parse_rate)]
     pub db_cache: Option<u64>,
-    /// Bytes in flight per peer connection, e.g. 4MB; 256KiB to 256MiB; lower saves memory on small boards, higher helps long fast links [default: 16MiB]
-    #[arg(long, env = "HDP_QUIC_WINDOW", value_parser = parse_rate)]
+    #[arg(long = setting::QUIC_WINDOW.flag, env = setting::QUIC_WINDOW.env, help = setting::QUIC_WINDOW.help, value_parser = parse_rate)]
     pub quic_window: Option<u64>,
-    /// Read rate of background hashing, e.g. 20MB; 0 for as fast as possible [default: 64MB]
-    #[arg(long, env = "HDP_BACKGROUND_HASH_RATE", value_parser = parse_rate)]
+    #[arg(long = setting::BACKGROUND_HASH_RATE.flag, env = setting::BACKGROUND_HASH_RATE.env, help = setting::BACKGROUND_HASH_RATE.help, value_parser = parse_rate)]
     pub background_hash_rate: Option<Rate>,
-    /// Extra host name the web UI may be reached by (repeatable); IP addresses, localhost and this machine's hostname(.local) always work
     #[arg(
-        long = "allowed-host",
-        env = "HDP_ALLOWED_HOSTS",
+        long = setting::ALLOWED_HOSTS.flag,
+        env = setting::ALLOWED_HOSTS.env, help = setting::ALLOWED_HOSTS.help,
         value_delimiter = ','
     )]
     pub allowed_hosts: Vec<String>,

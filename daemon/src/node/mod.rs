@@ -172,23 +172,25 @@ fn prepare_dir(dir: &Path) -> Result<PathBuf, NodeError> {
     dir.canonicalize().map_err(io)
 }
 
+/// The API fields (`SettingsView::set_at_start`) whose setting was given at start.
 fn set_at_start(config: &Settings) -> Vec<&'static str> {
+    use crate::config::registry as setting;
     let limits = &config.limits;
     [
-        ("download_dir", config.download_dir.given.is_some()),
-        ("max_uploads", config.max_uploads.given.is_some()),
+        (setting::DOWNLOAD_DIR, config.download_dir.given.is_some()),
+        (setting::MAX_UPLOADS, config.max_uploads.given.is_some()),
         (
-            "max_uploads_per_peer",
+            setting::MAX_UPLOADS_PER_PEER,
             config.max_uploads_per_peer.given.is_some(),
         ),
-        ("listen", config.listen.is_some()),
-        ("upload_limit", limits.upload.is_some()),
-        ("download_limit", limits.download.is_some()),
-        ("peer_upload_limit", limits.peer_upload.is_some()),
-        ("peer_download_limit", limits.peer_download.is_some()),
+        (setting::LISTEN, config.listen.is_some()),
+        (setting::UPLOAD_LIMIT, limits.upload.is_some()),
+        (setting::DOWNLOAD_LIMIT, limits.download.is_some()),
+        (setting::PEER_UPLOAD_LIMIT, limits.peer_upload.is_some()),
+        (setting::PEER_DOWNLOAD_LIMIT, limits.peer_download.is_some()),
     ]
     .into_iter()
-    .filter_map(|(name, given)| given.then_some(name))
+    .filter_map(|(s, given)| given.then_some(s.api).flatten())
     .collect()
 }
 

@@ -10,16 +10,9 @@ use serde::Deserialize;
 
 use crate::rate::{Limits, Rate, RateValue};
 
-pub const DEFAULT_UI_ADDRESS: &str = "http://127.0.0.1:3030";
-/// redb's page cache: small boards keep it small; a large share indexes faster with more.
-const DEFAULT_DB_CACHE: u64 = 4 * 1024 * 1024;
-const MIN_DB_CACHE: u64 = 1024 * 1024;
-const MAX_DB_CACHE: u64 = 1024 * 1024 * 1024;
-/// 16 MiB fills a gigabit LAN at 100 ms round trip; small boards can go lower.
-const DEFAULT_QUIC_WINDOW: u64 = 16 * 1024 * 1024;
-const MIN_QUIC_WINDOW: u64 = 256 * 1024;
-const MAX_QUIC_WINDOW: u64 = 256 * 1024 * 1024;
+pub mod registry;
 
+pub const DEFAULT_UI_ADDRESS: &str = "http://127.0.0.1:3030";
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
@@ -260,40 +253,33 @@ impl Layer {
                     DEFAULT_STUN_SERVERS.iter().map(|s| s.to_string()).collect()
                 }),
             },
-            stun_interval: Duration::from_secs(self.stun_interval.unwrap_or(120).clamp(2, 86_400)),
-            keep_alive_interval: Duration::from_secs(
-                self.keep_alive_interval.unwrap_or(10).clamp(1, 600),
-            ),
+            stun_interval: seconds(registry::STUN_INTERVAL, self.stun_interval),
+            keep_alive_interval: seconds(registry::KEEP_ALIVE_INTERVAL, self.keep_alive_interval),
             turn: self.turn_server.map(|server| TurnSettings {
                 server,
                 username: self.turn_username.unwrap_or_default(),
                 password: self.turn_password.unwrap_or_default(),
             }),
             // Small boards: two workers are plenty for I/O-bound work and keep memory low.
-            threads: self.threads.unwrap_or(2).clamp(1, 16),
-            max_downloads: self.max_downloads.unwrap_or(4).max(1),
-            max_downloads_per_peer: self.max_downloads_per_peer.unwrap_or(2).max(1),
-            max_uploads: Startup {
-                given: self.max_uploads.map(|n| n.max(1)),
-                default: 8,
-            },
-            max_uploads_per_peer: Startup {
-                given: self.max_uploads_per_peer.map(|n| n.max(1)),
-                default: 4,
-            },
-            rescan_interval: Duration::from_secs(self.rescan_interval.unwrap_or(600).max(10)),
+            threads: count(registry::THREADS, self.threads),
+            max_downloads: count(registry::MAX_DOWNLOADS, self.max_downloads),
+            max_downloads_per_peer: count(
+                registry::MAX_DOWNLOADS_PER_PEER,
+                self.max_downloads_per_peer,
+            ),
+            max_uploads: startup_count(registry::MAX_UPLOADS, self.max_uploads),
+            max_uploads_per_peer: startup_count(
+                registry::MAX_UPLOADS_PER_PEER,
+                self.max_uploads_per_peer,
+            ),
+            rescan_interval: seconds(registry::RESCAN_INTERVAL, self.rescan_interval),
             background_hashing: self.background_hashing.unwrap_or(true),
-            min_free_space: self.min_free_space.unwrap_or(256 * 1024 * 1024),
-            db_cache: self
-                .db_cache
-                .unwrap_or(DEFAULT_DB_CACHE)
-                .clamp(MIN_DB_CACHE, MAX_DB_CACHE) as usize,
-            quic_window: self
-                .quic_window
-                .unwrap_or(DEFAULT_QUIC_WINDOW)
-                .clamp(MIN_QUIC_WINDOW, MAX_QUIC_WINDOW) as u32,
+            min_free_space: number(registry::MIN_FREE_SPACE, self.min_free_space),
+            db_cache: number(registry::DB_CACHE, self.db_cache) as usize,
+            // Within u32: the range ends at 256 MiB.
+            quic_window: number(registry::QUIC_WINDOW, self.quic_window) as u32,
             // Gentle enough for a NAS disk that is also serving, quick on a fast one.
-            background_hash_rate: self.background_hash_rate.unwrap_or(64_000_000),
+            background_hash_rate: number(registry::BACKGROUND_HASH_RATE, self.background_hash_rate),
             limits: LimitOverrides {
                 upload: self.upload_limit,
                 download: self.download_limit,
@@ -307,6 +293,30 @@ impl Layer {
             },
             storage,
         }
+    }
+}
+
+/// A number setting: the given value within the registry's bounds, or its default.
+fn number(setting: registry::Setting, given: Option<u64>) -> u64 {
+    setting
+        .range
+        .map_or(given.unwrap_or(0), |range| range.settle(given))
+}
+
+fn count(setting: registry::Setting, given: Option<usize>) -> usize {
+    usize::try_from(number(setting, given.map(|n| n as u64))).unwrap_or(usize::MAX)
+}
+
+fn seconds(setting: registry::Setting, given: Option<u64>) -> Duration {
+    Duration::from_secs(number(setting, given))
+}
+
+/// A count the API can change too: a given value is bounded, and the default is the
+/// registry's.
+fn startup_count(setting: registry::Setting, given: Option<usize>) -> Startup<usize> {
+    Startup {
+        given: given.map(|n| count(setting, Some(n))),
+        default: count(setting, None),
     }
 }
 

@@ -8,6 +8,8 @@ pub mod mdns;
 pub mod peers;
 pub mod portmap;
 pub mod quic;
+#[cfg(test)]
+mod quic_close;
 pub mod relay;
 pub mod rpc;
 pub mod socket;

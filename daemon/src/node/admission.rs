@@ -190,7 +190,13 @@ impl Node {
         loop {
             match conn.accept_bi().await {
                 Ok((send, recv)) => {
-                    tokio::spawn(self.clone().serve_stream(name.clone(), key, send, recv));
+                    tokio::spawn(self.clone().serve_stream(
+                        name.clone(),
+                        key,
+                        conn.stable_id(),
+                        send,
+                        recv,
+                    ));
                 }
                 Err(e) => {
                     tracing::debug!("connection to {name} ended: {e}");

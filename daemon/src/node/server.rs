@@ -43,6 +43,8 @@ async fn send_hashes(
 struct Requester {
     name: String,
     key: PublicKey,
+    /// `quinn::Connection::stable_id` of the connection the request came on.
+    connection: usize,
 }
 
 async fn finish_with<T: serde::Serialize>(send: &mut quinn::SendStream, reply: &T) {
@@ -74,6 +76,7 @@ impl Node {
         self: Arc<Self>,
         peer: String,
         peer_key: PublicKey,
+        connection: usize,
         mut send: quinn::SendStream,
         mut recv: quinn::RecvStream,
     ) {
@@ -98,6 +101,7 @@ impl Node {
         let peer = Requester {
             name: peer,
             key: peer_key,
+            connection,
         };
         match request.validate() {
             Ok(()) => self.answer(&peer, request, &mut send).await,
@@ -144,7 +148,9 @@ impl Node {
                     .shares_for(peer)
                     .and_then(|view| view.resolve(&path))
                     .and_then(|file| OpenRange::open(&file, start, end));
-                self.uploads.serve(&peer.name, &path, range, send).await;
+                self.uploads
+                    .serve(&peer.name, peer.connection, &path, range, send)
+                    .await;
             }
             Request::ReadPieces { root, first, end } => {
                 let offered = self.downloads.partial(&root);
@@ -153,7 +159,9 @@ impl Node {
                     None => Err(WireError::NotFound),
                     Some(o) => o.swarm.open_pieces(first..end),
                 };
-                self.uploads.serve(&peer.name, &label, range, send).await;
+                self.uploads
+                    .serve(&peer.name, peer.connection, &label, range, send)
+                    .await;
             }
             Request::Hashes { path } => match self.shares_for(peer) {
                 Ok(view) => self.answer_hashes(view, path, send).await,

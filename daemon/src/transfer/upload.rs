@@ -88,6 +88,8 @@ struct Runs {
     queued: u32,
     active: u32,
     error: Option<String>,
+    /// The peer connection (`quinn::Connection::stable_id`) of the latest run.
+    connection: usize,
 }
 
 pub struct Uploads {
@@ -130,6 +132,15 @@ impl Upload {
             _ => TransferState::Waiting,
         };
         (state, runs.error.clone())
+    }
+
+    /// Whether a run arriving on `connection` continues this row: only on the connection of
+    /// its runs so far, and not once it is done or failed. A new connection means the peer
+    /// reconnected or restarted and resumes from what it kept, which is a new row whose
+    /// `resumed_from` shows where (bytes the old connection sent may never have arrived).
+    fn takes_run_on(&self, connection: usize) -> bool {
+        !matches!(self.state().0, TransferState::Done | TransferState::Failed)
+            && self.runs().connection == connection
     }
 
     fn finished(&self) -> bool {
@@ -207,20 +218,16 @@ impl Uploads {
         self.started.notified().await;
     }
 
-    /// The row for another run of `path` to `peer`: the one already there unless that is
-    /// done (a new download of the same file) or failed (the peer went away or restarted:
-    /// its next fetch, from what it kept, is a new row whose `resumed_from` shows where it
-    /// resumed). Counted as queued.
-    fn row(&self, peer: &str, path: &str, range: &OpenRange) -> Arc<Upload> {
+    /// The row for another run of `path` to `peer` on `connection`: the one already there
+    /// unless that is done (a new download of the same file), failed or busy on another
+    /// connection (the peer went away or restarted: its next fetch, from what it kept, is a
+    /// new row whose `resumed_from` shows where it resumed). Counted as queued.
+    fn row(&self, peer: &str, connection: usize, path: &str, range: &OpenRange) -> Arc<Upload> {
         let mut recent = crate::locks::lock(&self.recent);
         let found = recent
             .iter()
             .rev()
-            .find(|u| {
-                u.peer == peer
-                    && u.path == path
-                    && !matches!(u.state().0, TransferState::Done | TransferState::Failed)
-            })
+            .find(|u| u.peer == peer && u.path == path && u.takes_run_on(connection))
             .cloned();
         let upload = found.unwrap_or_else(|| {
             let fresh = Arc::new(Upload {
@@ -237,7 +244,11 @@ impl Uploads {
             fresh
         });
         upload.size.store(range.size, Ordering::Relaxed);
-        upload.runs().queued += 1;
+        {
+            let mut runs = upload.runs();
+            runs.queued += 1;
+            runs.connection = connection;
+        }
         while recent.len() > KEEP_FINISHED {
             match recent.iter().position(|u| u.finished()) {
                 Some(i) => drop(recent.remove(i)),
@@ -292,6 +303,7 @@ impl Uploads {
     pub async fn serve(
         &self,
         peer: &str,
+        connection: usize,
         remote_path: &str,
         range: Result<OpenRange, WireError>,
         send: &mut quinn::SendStream,
@@ -304,7 +316,7 @@ impl Uploads {
                 return;
             }
         };
-        let upload = self.row(peer, remote_path, &range);
+        let upload = self.row(peer, connection, remote_path, &range);
         let peer_slots = self.peer_slots(peer);
         let slots = async {
             let mine = peer_slots.acquire_owned().await;

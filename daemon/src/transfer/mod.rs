@@ -20,7 +20,7 @@ pub mod rate;
 pub mod swarm;
 pub mod upload;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Reads at `offset` until at least `want` bytes are in `buf`, which may be longer (direct
 /// reads ask for whole blocks past the end of the file). A file that ends first gives
@@ -47,7 +47,7 @@ pub fn read_at_least(
 /// How often progress (bytes, rate, ETA) of active transfers goes out as events.
 pub const PROGRESS_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TransferState {
     /// Waiting for a slot.
@@ -67,14 +67,14 @@ pub enum TransferState {
 }
 
 /// A file of a download that is being fetched right now.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ActiveFile {
     pub path: String,
     pub size: u64,
     pub received: u64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FailedFile {
     pub path: String,
     pub reason: String,
@@ -82,11 +82,19 @@ pub struct FailedFile {
     pub retryable: bool,
 }
 
+/// Which way a transfer goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    Download,
+    Upload,
+}
+
 /// One row of `transfers`: a download request (file or whole directory) or an upload.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TransferView {
     pub id: u64,
-    pub direction: &'static str,
+    pub direction: Direction,
     pub peer: String,
     pub path: String,
     pub size: u64,
@@ -117,7 +125,7 @@ pub struct TransferView {
     pub sources: Vec<SourceView>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SourceView {
     pub peer: String,
     pub bytes: u64,
@@ -138,7 +146,7 @@ impl TransferView {
     ) -> Self {
         Self {
             id,
-            direction: "upload",
+            direction: Direction::Upload,
             peer: peer.to_string(),
             path: path.to_string(),
             size,

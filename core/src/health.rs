@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Health {
@@ -35,10 +35,10 @@ impl Health {
 }
 
 /// Something the user should fix, shown as a banner in the web UI (`problems` in `/api/info`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Problem {
     /// Stable identifier: `storage_full` or `download_disk_full`.
-    pub code: String,
+    pub code: &'static str,
     pub message: String,
 }
 
@@ -52,7 +52,7 @@ pub fn disk_problems(
     let mut problems = Vec::new();
     if let Some(free) = storage_free.filter(|f| *f < STORAGE_LOW_BYTES) {
         problems.push(Problem {
-            code: "storage_full".into(),
+            code: "storage_full",
             message: format!(
                 "The storage disk is full or nearly full ({} MiB free in {}): progress, settings and logins may not be saved. Free some space there.",
                 free / (1024 * 1024),
@@ -62,7 +62,7 @@ pub fn disk_problems(
     }
     if let Some(low) = download_low {
         problems.push(Problem {
-            code: "download_disk_full".into(),
+            code: "download_disk_full",
             message: format!(
                 "The download disk is full: {low}. Downloads wait until there is room."
             ),
@@ -96,7 +96,7 @@ mod tests {
             Some(0),
             Some("1 MiB free, below the 256 MiB reserve".into()),
         );
-        let codes: Vec<_> = both.iter().map(|p| p.code.as_str()).collect();
+        let codes: Vec<_> = both.iter().map(|p| p.code).collect();
         assert_eq!(codes, ["storage_full", "download_disk_full"]);
         assert!(both[1].message.contains("below the 256 MiB reserve"));
     }

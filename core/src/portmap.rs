@@ -5,7 +5,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::announce::NatType;
 
@@ -18,7 +18,7 @@ const MIN_RENEW: Duration = Duration::from_secs(30);
 const RENEW_RETRY: Duration = Duration::from_secs(30);
 /// How many external ports to ask a UPnP router for: ours, then random ones.
 pub const PORT_TRIES: usize = 3;
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Protocol {
     #[serde(rename = "upnp")]
     Upnp,
@@ -29,7 +29,7 @@ pub enum Protocol {
 }
 
 /// A forwarding the gateway granted; `/api/info` shows it as `port_mapping`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Mapping {
     pub protocol: Protocol,
     pub external_address: SocketAddr,

@@ -12,7 +12,7 @@ use libfuzzer_sys::fuzz_target;
 use serde::Deserialize;
 use serde_json::Value;
 
-/// The body of `POST /api/invites`, as the daemon declares it (`http::types::CreateInviteRequest`).
+/// The body of `POST /api/invites`, as the daemon's handler declares it.
 #[derive(Deserialize)]
 struct InviteBody {
     expires_secs: Option<u64>,

@@ -1,7 +1,5 @@
 //! The CLI's blocking HTTP client of the daemon's API: the API token from the storage
-//! directory (or HDP_API_TOKEN), requests and answers as the typed bodies of
-//! `crate::http::types` (the handlers' own), and the daemon's `{"error"}` bodies turned
-//! into messages.
+//! directory (or HDP_API_TOKEN), and the daemon's `{"error"}` bodies turned into messages.
 //!
 //! attohttpc, because UPnP (igd-next) links it anyway: one HTTP client in the binary.
 
@@ -10,11 +8,9 @@ use std::time::Duration;
 
 use anyhow::anyhow;
 use attohttpc::{RequestBuilder, Response, Session};
-use serde::de::DeserializeOwned;
-use serde::Serialize;
+use serde_json::Value;
 
 use super::ui_socket_address;
-use crate::http::types::ErrorBody;
 
 pub struct Client {
     base: String,
@@ -32,18 +28,17 @@ fn checked(response: Response) -> anyhow::Result<Response> {
         return Ok(response);
     }
     let code = response.status().as_u16();
-    let message = response.json::<ErrorBody>().ok().map(|body| body.error);
+    let message = response
+        .json::<Value>()
+        .ok()
+        .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string));
     Err(anyhow!(
         message.unwrap_or_else(|| format!("daemon answered HTTP {code}"))
     ))
 }
 
-/// A successful answer's body as `T`. Fields `T` does not know are ignored, so an older
-/// CLI reads a newer daemon.
-fn body_of<T: DeserializeOwned>(path: &str, response: Response) -> anyhow::Result<T> {
-    checked(response)?
-        .json::<T>()
-        .map_err(|e| anyhow!("unexpected answer from the daemon to {path}: {e}"))
+fn json_of(response: Response) -> anyhow::Result<Value> {
+    Ok(checked(response)?.json::<Value>()?)
 }
 
 impl Client {
@@ -68,23 +63,14 @@ impl Client {
         })
     }
 
-    /// `GET path?query`, checked but not read: for listings and file bytes, which are
-    /// streamed.
-    pub(super) fn get_raw(&self, path: &str, query: &impl Serialize) -> anyhow::Result<Response> {
-        let query = serde_urlencoded::to_string(query)?;
-        self.send_get(format!("{}{path}?{query}", self.base))
-    }
-
-    /// `GET path`, its answer as `T`.
-    pub(super) fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
-        body_of(path, self.send_get(format!("{}{path}", self.base))?)
-    }
-
-    fn send_get(&self, url: String) -> anyhow::Result<Response> {
-        let mut req = self.session.get(url);
+    pub(super) fn get(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<Response> {
+        let mut req = self.session.get(format!("{}{path}", self.base));
         // Reads need the token too once a web UI password is set.
         if let Some(token) = &self.token {
             req = req.bearer_auth(token.as_str());
+        }
+        for (k, v) in query {
+            req = req.param(k, v);
         }
         checked(req.send().map_err(transport_error)?)
     }
@@ -97,25 +83,23 @@ impl Client {
             .is_ok()
     }
 
+    pub(super) fn get_json(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<Value> {
+        Ok(self.get(path, query)?.json::<Value>()?)
+    }
+
     /// A request that changes something: it always needs the token.
     fn changing(&self, request: RequestBuilder) -> anyhow::Result<RequestBuilder> {
         let token = self.token.as_deref().ok_or_else(|| anyhow!("no API token: set HDP_API_TOKEN or point --storage at the daemon's storage directory"))?;
         Ok(request.bearer_auth(token))
     }
 
-    /// `POST path` with `body` as JSON, its answer as `Resp`.
-    pub(super) fn post<Req: Serialize, Resp: DeserializeOwned>(
-        &self,
-        path: &str,
-        body: &Req,
-    ) -> anyhow::Result<Resp> {
+    pub(super) fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
         let request = self.changing(self.session.post(format!("{}{path}", self.base)))?;
-        body_of(path, request.json(body)?.send().map_err(transport_error)?)
+        json_of(request.json(&body)?.send().map_err(transport_error)?)
     }
 
-    /// `DELETE path`, its answer as `Resp`.
-    pub(super) fn delete<Resp: DeserializeOwned>(&self, path: &str) -> anyhow::Result<Resp> {
+    pub(super) fn delete(&self, path: &str) -> anyhow::Result<Value> {
         let request = self.changing(self.session.delete(format!("{}{path}", self.base)))?;
-        body_of(path, request.send().map_err(transport_error)?)
+        json_of(request.send().map_err(transport_error)?)
     }
 }

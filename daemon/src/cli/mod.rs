@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context};
 use clap::builder::FalseyValueParser;
 use clap::{ArgAction, Args, Parser, Subcommand};
+use serde_json::json;
 
 mod client;
 mod invites;
@@ -19,11 +20,6 @@ mod registry_check;
 
 use crate::config::registry as setting;
 use crate::config::{Defaults, Layer, Settings};
-use crate::http::types::{
-    Approved, Blocked, ConnectRequest, Connected, Disconnected, DownloadQueued, DownloadRequest,
-    Empty, Forgotten, Info, PasswordChanged, PasswordRequest, PeerRequest, ReadQuery,
-    RenameRequest, Renamed, ScanStats, Stopping, TransferState, TransferView, Unblocked,
-};
 use crate::transfer::rate::{parse_rate, Rate};
 use client::Client;
 use output::*;
@@ -360,11 +356,11 @@ pub fn run_client(cli: &Cli, settings: &Settings) -> anyhow::Result<()> {
         Command::Start(_) => unreachable!("start is handled by main"),
         Command::Info { json } => print_info(&client, *json)?,
         Command::Connect { announce_address } => {
-            let request = ConnectRequest {
-                announce_address: announce_address.clone(),
-            };
-            let connected: Connected = client.post("/api/connect", &request)?;
-            println!("connected to {}", connected.name);
+            let reply = client.post(
+                "/api/connect",
+                json!({ "announce_address": announce_address }),
+            )?;
+            println!("connected to {}", reply["name"].as_str().unwrap_or("peer"));
         }
         Command::Invite {
             expires,
@@ -387,66 +383,54 @@ pub fn run_client(cli: &Cli, settings: &Settings) -> anyhow::Result<()> {
             peers,
         } => invites::share_access(&client, share, *all_friends, peers)?,
         Command::Disconnect { peer } => {
-            let request = PeerRequest { peer: peer.clone() };
-            client.post::<_, Disconnected>("/api/disconnect", &request)?;
+            client.post("/api/disconnect", json!({ "peer": peer }))?;
             println!("disconnected {peer}");
         }
         Command::Peers { json } => print_peers(&client, *json)?,
-        Command::Approve { peer } => {
-            trust_action::<Approved>(&client, "approve", peer, "approved")?
-        }
-        Command::Block { peer } => trust_action::<Blocked>(&client, "block", peer, "blocked")?,
-        Command::Unblock { peer } => {
-            trust_action::<Unblocked>(&client, "unblock", peer, "unblocked")?
-        }
-        Command::Forget { peer } => trust_action::<Forgotten>(&client, "forget", peer, "forgot")?,
+        Command::Approve { peer } => trust_action(&client, "approve", peer, "approved")?,
+        Command::Block { peer } => trust_action(&client, "block", peer, "blocked")?,
+        Command::Unblock { peer } => trust_action(&client, "unblock", peer, "unblocked")?,
+        Command::Forget { peer } => trust_action(&client, "forget", peer, "forgot")?,
         Command::Rename { peer, nickname } => {
-            let request = RenameRequest {
-                peer: peer.clone(),
-                nickname: nickname.clone(),
-            };
-            client.post::<_, Renamed>("/api/peers/rename", &request)?;
+            client.post(
+                "/api/peers/rename",
+                json!({ "peer": peer, "nickname": nickname }),
+            )?;
             println!("renamed {peer}");
         }
         Command::Shares(args) => print_listing(&client, "/api/index", args)?,
         Command::Ls(args) => print_listing(&client, "/api/ls", args)?,
-        Command::Rescan => rescan(&client)?,
-        Command::Download { path, wait, quiet } => download(&client, path, *wait, *quiet)?,
+        Command::Rescan => {
+            let stats = client.post("/api/rescan", json!({}))?;
+            let n = |k: &str| stats[k].as_u64().unwrap_or(0);
+            println!(
+                "rescanned {} files in {} directories ({} entries written, {} removed)",
+                n("files"),
+                n("dirs"),
+                n("written"),
+                n("removed")
+            );
+        }
+        Command::Download { path, wait, quiet } => {
+            let reply = client.post("/api/downloads", json!({ "path": path }))?;
+            let id = reply["id"]
+                .as_u64()
+                .ok_or_else(|| anyhow!("daemon gave no download id"))?;
+            if *wait {
+                wait_for_download(&client, id, *quiet)?;
+            } else if !quiet {
+                println!("queued download {id}: {path}");
+            }
+        }
         Command::Transfers { json } => print_transfers(&client, *json)?,
         Command::Read { path, start, end } => read_to_stdout(&client, path, *start, *end)?,
         Command::Stop => stop(&client)?,
         Command::Passwd => {
             let password = crate::auth::read_new_password()?;
-            let request = PasswordRequest {
-                current_password: None,
-                new_password: password,
-            };
-            client.post::<_, PasswordChanged>("/api/auth/password", &request)?;
+            client.post("/api/auth/password", json!({ "new_password": password }))?;
             println!("web UI password set; every web UI session was logged out");
         }
         Command::SetupCode => println!("{}", read_setup_code(&settings.storage)?),
-    }
-    Ok(())
-}
-
-fn rescan(client: &Client) -> anyhow::Result<()> {
-    let stats: ScanStats = client.post("/api/rescan", &Empty {})?;
-    println!(
-        "rescanned {} files in {} directories ({} entries written, {} removed)",
-        stats.files, stats.dirs, stats.written, stats.removed
-    );
-    Ok(())
-}
-
-fn download(client: &Client, path: &str, wait: bool, quiet: bool) -> anyhow::Result<()> {
-    let request = DownloadRequest {
-        path: path.to_string(),
-    };
-    let DownloadQueued { id } = client.post("/api/downloads", &request)?;
-    if wait {
-        wait_for_download(client, id, quiet)?;
-    } else if !quiet {
-        println!("queued download {id}: {path}");
     }
     Ok(())
 }
@@ -457,12 +441,14 @@ fn read_to_stdout(
     start: Option<u64>,
     end: Option<u64>,
 ) -> anyhow::Result<()> {
-    let query = ReadQuery {
-        path: path.to_string(),
-        start: start.unwrap_or(0),
-        end,
-    };
-    let response = client.get_raw("/api/read", &query)?;
+    let mut query = vec![("path", path.to_string())];
+    if let Some(s) = start {
+        query.push(("start", s.to_string()));
+    }
+    if let Some(e) = end {
+        query.push(("end", e.to_string()));
+    }
+    let response = client.get("/api/read", &query)?;
     let (_, headers, mut body) = response.split();
     let expected: Option<u64> = headers
         .get("content-length")
@@ -481,24 +467,43 @@ fn wait_for_download(client: &Client, id: u64, quiet: bool) -> anyhow::Result<()
     let mut line = progress::ProgressLine::new(quiet);
     let started = Instant::now();
     loop {
-        let t: TransferView = client.get(&format!("/api/transfers/{id}"))?;
-        let current = t.active_files.first().map_or("", |file| file.path.as_str());
+        let t = client.get_json(&format!("/api/transfers/{id}"), &[])?;
+        let current = t["active_files"]
+            .as_array()
+            .and_then(|a| a.first())
+            .and_then(|file| file["path"].as_str())
+            .unwrap_or("");
         line.update(
-            t.received,
-            t.size,
-            &format!("{}/{} files {current}", t.files_done, t.files_total),
+            t["received"].as_u64().unwrap_or(0),
+            t["size"].as_u64().unwrap_or(0),
+            &format!("{}/{} files {current}", t["files_done"], t["files_total"]),
         );
-        match t.state {
-            TransferState::Done => {
+        match t["state"].as_str() {
+            Some("done") => {
                 line.finish();
                 if !quiet {
                     eprintln!("done in {:.1?}", started.elapsed());
                 }
                 return Ok(());
             }
-            TransferState::Failed => {
+            Some("failed") => {
                 line.finish();
-                bail!("download failed: {}", failure_reasons(&t));
+                let mut reasons: Vec<String> = t["failures"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|f| {
+                        format!(
+                            "{}: {}",
+                            f["path"].as_str().unwrap_or(""),
+                            f["reason"].as_str().unwrap_or("")
+                        )
+                    })
+                    .collect();
+                if let Some(e) = t["error"].as_str() {
+                    reasons.push(e.to_string());
+                }
+                bail!("download failed: {}", reasons.join("; "));
             }
             _ => {}
         }
@@ -506,24 +511,16 @@ fn wait_for_download(client: &Client, id: u64, quiet: bool) -> anyhow::Result<()
     }
 }
 
-/// Each failed file with its reason, then the download's own error.
-fn failure_reasons(t: &TransferView) -> String {
-    let mut reasons: Vec<String> = t
-        .failures
-        .iter()
-        .map(|f| format!("{}: {}", f.path, f.reason))
-        .collect();
-    reasons.extend(t.error.clone());
-    reasons.join("; ")
-}
-
 /// Asks the daemon to stop and says what happened: stopped, or still shutting down (it
 /// finishes writing and closes its connections first).
 fn stop(client: &Client) -> anyhow::Result<()> {
-    let name = client
-        .get::<Info>("/api/info")
-        .map_or_else(|_| "the daemon".to_string(), |info| info.name);
-    client.post::<_, Stopping>("/api/stop", &Empty {})?;
+    let info = client.get_json("/api/info", &[]).ok();
+    let name = info
+        .as_ref()
+        .and_then(|i| i["name"].as_str())
+        .unwrap_or("the daemon")
+        .to_string();
+    client.post("/api/stop", json!({}))?;
     let deadline = Instant::now() + Duration::from_secs(30);
     while client.answers() {
         if Instant::now() >= deadline {

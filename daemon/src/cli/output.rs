@@ -1,11 +1,10 @@
 //! What the client commands print: listings, peers, transfers, info, JSON.
 
 use anyhow::{anyhow, bail};
-use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
 
 use super::client::Client;
 use super::{invites, ListArgs};
-use crate::http::types::{Entry, ErrorBody, Info, ListQuery, PeerRequest, PeerView, TransferView};
 
 pub(super) fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -22,85 +21,80 @@ pub(super) fn human_bytes(n: u64) -> String {
     }
 }
 
-/// An enum's name as the API spells it (`disk_full`, `upload`), for the lines we print.
-pub(super) fn wire_name(value: &impl Serialize) -> String {
-    serde_json::to_string(value)
-        .map(|quoted| quoted.trim_matches('"').to_string())
-        .unwrap_or_default()
-}
-
-pub(super) fn print_entries(entries: &[Entry]) {
-    for e in entries {
+pub(super) fn print_entries(entries: &Value) {
+    for e in entries.as_array().into_iter().flatten() {
+        let dir = e["is_dir"].as_bool().unwrap_or(false);
+        let path = e["path"].as_str().unwrap_or("");
         println!(
             "{:>10}  {}{}",
-            human_bytes(e.size),
-            e.path,
-            if e.is_dir { "/" } else { "" }
+            human_bytes(e["size"].as_u64().unwrap_or(0)),
+            path,
+            if dir { "/" } else { "" }
         );
     }
 }
 
-pub(super) fn list_query(args: &ListArgs) -> ListQuery {
-    ListQuery {
-        path: args.path.clone().unwrap_or_default(),
-        searchterm: args.searchterm.clone(),
-        recursive: Some(args.recursive),
+pub(super) fn list_query(args: &ListArgs) -> Vec<(&'static str, String)> {
+    let mut q = vec![
+        ("path", args.path.clone().unwrap_or_default()),
+        ("recursive", args.recursive.to_string()),
+    ];
+    if let Some(term) = &args.searchterm {
+        q.push(("searchterm", term.clone()));
     }
+    q
 }
 
-pub(super) fn print_json(value: &impl Serialize) -> anyhow::Result<()> {
+pub(super) fn print_json(value: &Value) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
 
 pub(super) fn print_info(client: &Client, json: bool) -> anyhow::Result<()> {
-    let info: Info = client.get("/api/info")?;
+    let info = client.get_json("/api/info", &[])?;
     if json {
         return print_json(&info);
     }
-    println!("name: {}", info.name);
-    println!("announce address: {}", info.announce_address);
-    println!(
-        "listening on: {}",
-        info.listen_address.as_deref().unwrap_or("")
-    );
+    let field = |name: &str| info[name].as_str().unwrap_or("").to_string();
+    println!("name: {}", field("name"));
+    println!("announce address: {}", field("announce_address"));
+    println!("listening on: {}", field("listen_address"));
     Ok(())
 }
 
-/// `approve`, `block`, `unblock` or `forget` (`action`), answered with `Reply`.
-pub(super) fn trust_action<Reply: serde::de::DeserializeOwned>(
+pub(super) fn trust_action(
     client: &Client,
     action: &str,
     peer: &str,
     done: &str,
 ) -> anyhow::Result<()> {
-    let body = PeerRequest {
-        peer: peer.to_string(),
-    };
-    client.post::<_, Reply>(&format!("/api/peers/{action}"), &body)?;
+    client.post(&format!("/api/peers/{action}"), json!({ "peer": peer }))?;
     println!("{done} {peer}");
     Ok(())
 }
 
 pub(super) fn print_peers(client: &Client, json: bool) -> anyhow::Result<()> {
-    let peers: Vec<PeerView> = client.get("/api/peers")?;
+    let peers = client.get_json("/api/peers", &[])?;
     if json {
         return print_json(&peers);
     }
-    for p in &peers {
-        let state = if p.connected { "connected" } else { "offline" };
-        let nickname = p
-            .nickname
-            .as_ref()
+    for p in peers.as_array().into_iter().flatten() {
+        let state = if p["connected"].as_bool().unwrap_or(false) {
+            "connected"
+        } else {
+            "offline"
+        };
+        let nickname = p["nickname"]
+            .as_str()
             .map(|n| format!(" ({n})"))
             .unwrap_or_default();
         println!(
             "{}{}  {}  {}  {}",
-            p.name,
+            p["name"].as_str().unwrap_or(""),
             nickname,
-            p.trust,
+            p["trust"].as_str().unwrap_or("-"),
             state,
-            p.remote_address.as_deref().unwrap_or("-")
+            p["remote_address"].as_str().unwrap_or("-")
         );
     }
     Ok(())
@@ -111,59 +105,53 @@ pub(super) fn print_listing(
     endpoint: &str,
     args: &ListArgs,
 ) -> anyhow::Result<()> {
-    let (_, _, body) = client.get_raw(endpoint, &list_query(args))?.split();
-    let mut answer = serde_json::Deserializer::from_reader(body);
-    let entries = Vec::<Entry>::deserialize(&mut answer)
-        .map_err(|e| anyhow!("unexpected listing from the daemon: {e}"))?;
+    let (_, _, body) = client.get(endpoint, &list_query(args))?.split();
     // A listing cut short ends with an error object after the array.
-    let trailer = answer.end().is_err().then(|| {
-        ErrorBody::deserialize(&mut answer)
-            .map_or_else(|_| "unknown error".to_string(), |t| t.error)
-    });
-    let share_roots =
-        endpoint == "/api/index" && args.path.as_deref().unwrap_or_default().is_empty();
-    if args.json && share_roots {
-        println!(
-            "{}",
-            serde_json::to_string(&invites::annotate_shares(client, &entries)?)?
-        );
-    } else if args.json {
+    let mut parts = serde_json::Deserializer::from_reader(body).into_iter::<Value>();
+    let mut entries = parts.next().ok_or_else(|| anyhow!("empty answer"))??;
+    if endpoint == "/api/index" && args.path.as_deref().unwrap_or_default().is_empty() {
+        invites::annotate_shares(client, &mut entries)?;
+    }
+    if args.json {
         println!("{}", serde_json::to_string(&entries)?);
     } else {
         print_entries(&entries);
     }
-    if let Some(error) = trailer {
-        bail!("listing incomplete: {error}");
+    if let Some(Ok(trailer)) = parts.next() {
+        bail!(
+            "listing incomplete: {}",
+            trailer["error"].as_str().unwrap_or("unknown error")
+        );
     }
     Ok(())
 }
 
 /// Why a transfer is not moving: the offline peer it waits for, else its latest error.
-fn transfer_note(t: &TransferView) -> String {
-    if let Some(peer) = &t.waiting_for {
+fn transfer_note(t: &Value) -> String {
+    if let Some(peer) = t["waiting_for"].as_str() {
         return format!("  (waiting for {peer} (offline))");
     }
-    t.error
-        .as_ref()
+    t["error"]
+        .as_str()
         .map(|e| format!("  ({e})"))
         .unwrap_or_default()
 }
 
 pub(super) fn print_transfers(client: &Client, json: bool) -> anyhow::Result<()> {
-    let list: Vec<TransferView> = client.get("/api/transfers")?;
+    let list = client.get_json("/api/transfers", &[])?;
     if json {
         return print_json(&list);
     }
-    for t in &list {
+    for t in list.as_array().into_iter().flatten() {
         println!(
-            "{} {:8} {:9} {}/{}  {} / {}{}",
-            t.id,
-            wire_name(&t.direction),
-            wire_name(&t.state),
-            t.peer,
-            t.path,
-            human_bytes(t.received),
-            human_bytes(t.size),
+            "{:>3} {:8} {:9} {}/{}  {} / {}{}",
+            t["id"],
+            t["direction"].as_str().unwrap_or(""),
+            t["state"].as_str().unwrap_or(""),
+            t["peer"].as_str().unwrap_or(""),
+            t["path"].as_str().unwrap_or(""),
+            human_bytes(t["received"].as_u64().unwrap_or(0)),
+            human_bytes(t["size"].as_u64().unwrap_or(0)),
             transfer_note(t)
         );
     }

@@ -7,14 +7,23 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
 use tokio::sync::mpsc;
 
 use crate::wire::WireError;
 
 use super::extract::{Json, Query};
-use super::types::{ErrorBody, ListQuery, ReadQuery};
 use super::*;
 use harddrive_party_core::http_range::{parse_range, ByteRange, RangeError};
+
+#[derive(Deserialize)]
+pub(super) struct LsQuery {
+    #[serde(default)]
+    path: String,
+    searchterm: Option<String>,
+    recursive: Option<bool>,
+}
 
 /// Streams chunks as one JSON array, so huge listings are never held whole. A listing cut
 /// short mid-stream ends with an error object after the array, so it cannot pass as complete.
@@ -44,11 +53,7 @@ pub(super) fn json_array_response(mut rx: mpsc::Receiver<crate::node::ListingChu
         }
         let tail = match failure {
             None => Bytes::from_static(b"]"),
-            Some(error) => {
-                let mut tail = b"]\n".to_vec();
-                let _ = serde_json::to_writer(&mut tail, &ErrorBody { error });
-                Bytes::from(tail)
-            }
+            Some(e) => Bytes::from(format!("]\n{}", json!({ "error": e }))),
         };
         let _ = tx.send(Ok(tail)).await;
     });
@@ -63,7 +68,7 @@ pub(super) fn json_array_response(mut rx: mpsc::Receiver<crate::node::ListingChu
 
 pub(super) async fn own_index(
     State(s): State<AppState>,
-    Query(q): Query<ListQuery>,
+    Query(q): Query<LsQuery>,
 ) -> Result<Response, ApiError> {
     // A bad path is a clean 4xx rather than an error inside a 200 stream.
     let listing = s
@@ -88,7 +93,7 @@ pub(super) fn split_peer_path(full: &str) -> Result<(String, String), ApiError> 
 /// peer when no path is given. Paths in the answer start with the peer's name.
 pub(super) async fn remote_ls(
     State(s): State<AppState>,
-    Query(q): Query<ListQuery>,
+    Query(q): Query<LsQuery>,
 ) -> Result<Response, ApiError> {
     let recursive = q.recursive.unwrap_or(true);
     if q.path.trim_matches('/').is_empty() {
@@ -102,6 +107,14 @@ pub(super) async fn remote_ls(
         .peer_listing(&peer, &path, q.searchterm, recursive)
         .await?;
     Ok(json_array_response(listing))
+}
+
+#[derive(Deserialize)]
+pub(super) struct ReadQuery {
+    path: String,
+    #[serde(default)]
+    start: u64,
+    end: Option<u64>,
 }
 
 /// Streams a remote file (or a range of it) as raw bytes, with a media type guessed from
@@ -147,9 +160,7 @@ fn unsatisfiable(size: u64) -> Response {
     (
         StatusCode::RANGE_NOT_SATISFIABLE,
         [(header::CONTENT_RANGE, format!("bytes */{size}"))],
-        Json(ErrorBody {
-            error: RangeError::Unsatisfiable { size }.to_string(),
-        }),
+        Json(json!({ "error": RangeError::Unsatisfiable { size }.to_string() })),
     )
         .into_response()
 }

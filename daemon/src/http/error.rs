@@ -1,11 +1,10 @@
-//! The API's errors: one status code and `{"error": message}` body (`types::ErrorBody`)
-//! each, and the mapping from every domain error.
+//! The API's errors: one status code and `{"error": message}` body each, and the mapping
+//! from every domain error.
 
 use super::extract::Json;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-
-use super::types::ErrorBody;
+use serde_json::json;
 
 use crate::auth::AuthError;
 use crate::node::NodeError;
@@ -52,7 +51,7 @@ impl IntoResponse for ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Throttled { retry_after, .. } => {
-                let body = self.body();
+                let body = Json(json!({ "error": self.to_string() }));
                 return (
                     StatusCode::TOO_MANY_REQUESTS,
                     [(header::RETRY_AFTER, retry_after.to_string())],
@@ -64,15 +63,7 @@ impl IntoResponse for ApiError {
             ApiError::PeerError(_) => StatusCode::BAD_GATEWAY,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        (status, self.body()).into_response()
-    }
-}
-
-impl ApiError {
-    fn body(&self) -> Json<ErrorBody> {
-        Json(ErrorBody {
-            error: self.to_string(),
-        })
+        (status, Json(json!({ "error": self.to_string() }))).into_response()
     }
 }
 

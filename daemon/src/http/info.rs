@@ -33,6 +33,6 @@ pub(super) async fn qr(State(s): State<AppState>) -> Result<Response, ApiError> 
         .into_response())
 }
 
-pub(super) async fn info(State(s): State<AppState>) -> Json<super::types::Info> {
+pub(super) async fn info(State(s): State<AppState>) -> Json<crate::node::Info> {
     Json(s.node.info())
 }

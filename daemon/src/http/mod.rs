@@ -1,8 +1,7 @@
 //! The HTTP + WebSocket control API (documented in API.md), the embedded web UI, and
 //! downloaded files under `/downloads/`, one file per group of handlers. Access rules (API
 //! token, web UI sessions, CSRF, Host/Origin checks) are applied by `guard`; the rules'
-//! state lives in `auth.rs`. Every JSON body, request and response, is a type in `types`,
-//! which the CLI shares.
+//! state lives in `auth.rs`.
 //! **Architecture invariant:** no business logic here: handlers parse the request, call a
 //! `Node` facade and translate the result.
 
@@ -19,7 +18,6 @@ mod session;
 mod settings;
 mod shares;
 mod transfers;
-pub mod types;
 mod ui;
 
 use std::net::SocketAddr;

@@ -3,69 +3,84 @@
 
 use super::extract::Json;
 use axum::extract::State;
+use axum::response::IntoResponse;
+use serde::Deserialize;
+use serde_json::json;
 
-use super::types::{
-    Approved, Blocked, ConnectRequest, Connected, Disconnected, Forgotten, PeerRequest, PeerView,
-    RenameRequest, Renamed, Unblocked,
-};
 use super::*;
 
-pub(super) async fn peers(State(s): State<AppState>) -> Json<Vec<PeerView>> {
+pub(super) async fn peers(State(s): State<AppState>) -> impl IntoResponse {
     Json(s.node.peer_views())
+}
+
+#[derive(Deserialize)]
+pub(super) struct ConnectBody {
+    announce_address: String,
 }
 
 pub(super) async fn connect(
     State(s): State<AppState>,
-    Json(body): Json<ConnectRequest>,
-) -> Result<Json<Connected>, ApiError> {
+    Json(body): Json<ConnectBody>,
+) -> Result<impl IntoResponse, ApiError> {
     let name = s.node.connect(&body.announce_address).await?;
-    Ok(Json(Connected { name }))
+    Ok(Json(json!({ "name": name })))
+}
+
+#[derive(Deserialize)]
+pub(super) struct PeerBody {
+    peer: String,
 }
 
 pub(super) async fn disconnect(
     State(s): State<AppState>,
-    Json(PeerRequest { peer }): Json<PeerRequest>,
-) -> Result<Json<Disconnected>, ApiError> {
-    s.node.disconnect(&peer)?;
-    Ok(Json(Disconnected { disconnected: peer }))
+    Json(body): Json<PeerBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    s.node.disconnect(&body.peer)?;
+    Ok(Json(json!({ "disconnected": body.peer })))
 }
 
 pub(super) async fn approve(
     State(s): State<AppState>,
-    Json(PeerRequest { peer }): Json<PeerRequest>,
-) -> Result<Json<Approved>, ApiError> {
-    s.node.approve(&peer)?;
-    Ok(Json(Approved { approved: peer }))
+    Json(body): Json<PeerBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    s.node.approve(&body.peer)?;
+    Ok(Json(json!({ "approved": body.peer })))
 }
 
 pub(super) async fn block(
     State(s): State<AppState>,
-    Json(PeerRequest { peer }): Json<PeerRequest>,
-) -> Result<Json<Blocked>, ApiError> {
-    s.node.block(&peer)?;
-    Ok(Json(Blocked { blocked: peer }))
+    Json(body): Json<PeerBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    s.node.block(&body.peer)?;
+    Ok(Json(json!({ "blocked": body.peer })))
 }
 
 pub(super) async fn unblock(
     State(s): State<AppState>,
-    Json(PeerRequest { peer }): Json<PeerRequest>,
-) -> Result<Json<Unblocked>, ApiError> {
-    s.node.unblock(&peer)?;
-    Ok(Json(Unblocked { unblocked: peer }))
+    Json(body): Json<PeerBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    s.node.unblock(&body.peer)?;
+    Ok(Json(json!({ "unblocked": body.peer })))
 }
 
 pub(super) async fn forget(
     State(s): State<AppState>,
-    Json(PeerRequest { peer }): Json<PeerRequest>,
-) -> Result<Json<Forgotten>, ApiError> {
-    s.node.forget(&peer)?;
-    Ok(Json(Forgotten { forgotten: peer }))
+    Json(body): Json<PeerBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    s.node.forget(&body.peer)?;
+    Ok(Json(json!({ "forgotten": body.peer })))
+}
+
+#[derive(Deserialize)]
+pub(super) struct RenameBody {
+    peer: String,
+    nickname: String,
 }
 
 pub(super) async fn rename(
     State(s): State<AppState>,
-    Json(body): Json<RenameRequest>,
-) -> Result<Json<Renamed>, ApiError> {
+    Json(body): Json<RenameBody>,
+) -> Result<impl IntoResponse, ApiError> {
     s.node.rename(&body.peer, &body.nickname)?;
-    Ok(Json(Renamed { renamed: body.peer }))
+    Ok(Json(json!({ "renamed": body.peer })))
 }

@@ -6,14 +6,11 @@ use super::extract::Json;
 use axum::extract::{ConnectInfo, Extension, State};
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
+use serde::Deserialize;
+use serde_json::json;
 
 use crate::auth::{Auth, SessionInfo};
 
-use super::types::{
-    LoggedIn, LoggedInVia, LoggedOut, LoginRequest, PasswordChanged, PasswordRequest, SessionState,
-    SetupDone, SetupRequest,
-};
 use super::*;
 
 pub(super) fn is_https(headers: &HeaderMap) -> bool {
@@ -22,13 +19,13 @@ pub(super) fn is_https(headers: &HeaderMap) -> bool {
         || text("origin").is_some_and(|o| o.starts_with("https://"))
 }
 
-/// `body` (which carries the session's CSRF token) with the session's cookie.
 pub(super) fn session_response(
     auth: &Auth,
     session: &SessionInfo,
     headers: &HeaderMap,
-    body: impl Serialize,
+    mut body: serde_json::Value,
 ) -> Response {
+    body["csrf_token"] = json!(session.csrf);
     (
         [(
             header::SET_COOKIE,
@@ -42,30 +39,36 @@ pub(super) fn session_response(
 pub(super) async fn auth_session(
     State(s): State<AppState>,
     Extension(caller): Extension<Caller>,
-) -> Json<SessionState> {
+) -> impl IntoResponse {
     let password_set = s.auth.password_set();
     let (logged_in, via, csrf) = match &caller {
-        Caller::Token => (true, Some(LoggedInVia::Token), None),
-        Caller::Session(session) => (true, Some(LoggedInVia::Session), Some(session.csrf.clone())),
+        Caller::Token => (true, Some("token"), None),
+        Caller::Session(session) => (true, Some("session"), Some(session.csrf.clone())),
         Caller::Anonymous => (false, None, None),
     };
-    Json(SessionState {
-        password_set,
-        login_required: s.auth.login_required(),
-        logged_in,
-        via,
-        csrf_token: csrf,
+    Json(json!({
+        "password_set": password_set,
+        "login_required": s.auth.login_required(),
+        "logged_in": logged_in,
+        "via": via,
+        "csrf_token": csrf,
         // A server path is for the owner's tools (the token), not for whoever opens the page.
-        setup_code_file: (!password_set && matches!(caller, Caller::Token))
+        "setup_code_file": (!password_set && matches!(caller, Caller::Token))
             .then(|| s.auth.setup_code_path()),
-    })
+    }))
+}
+
+#[derive(Deserialize)]
+pub(super) struct SetupBody {
+    setup_code: String,
+    password: String,
 }
 
 pub(super) async fn auth_setup(
     State(s): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    Json(body): Json<SetupRequest>,
+    Json(body): Json<SetupBody>,
 ) -> Result<Response, ApiError> {
     let session = s
         .auth
@@ -75,28 +78,27 @@ pub(super) async fn auth_setup(
         &s.auth,
         &session,
         &headers,
-        SetupDone {
-            csrf_token: session.csrf.clone(),
-            password_set: true,
-        },
+        json!({ "password_set": true }),
     ))
+}
+
+#[derive(Deserialize)]
+pub(super) struct LoginBody {
+    password: String,
 }
 
 pub(super) async fn auth_login(
     State(s): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    Json(body): Json<LoginRequest>,
+    Json(body): Json<LoginBody>,
 ) -> Result<Response, ApiError> {
     let session = s.auth.login(peer.ip(), &body.password).await?;
     Ok(session_response(
         &s.auth,
         &session,
         &headers,
-        LoggedIn {
-            csrf_token: session.csrf.clone(),
-            logged_in: true,
-        },
+        json!({ "logged_in": true }),
     ))
 }
 
@@ -113,9 +115,15 @@ pub(super) async fn auth_logout(
             header::SET_COOKIE,
             s.auth.set_cookie(None, is_https(&headers)),
         )],
-        Json(LoggedOut { logged_out: true }),
+        Json(json!({ "logged_out": true })),
     )
         .into_response())
+}
+
+#[derive(Deserialize)]
+pub(super) struct PasswordBody {
+    current_password: Option<String>,
+    new_password: String,
 }
 
 /// With the API token (`harddrive-party passwd`) the current password is not needed; a
@@ -125,16 +133,12 @@ pub(super) async fn auth_password(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Extension(caller): Extension<Caller>,
     headers: HeaderMap,
-    Json(body): Json<PasswordRequest>,
+    Json(body): Json<PasswordBody>,
 ) -> Result<Response, ApiError> {
     match caller {
         Caller::Token => {
             s.auth.set_password(&body.new_password).await?;
-            Ok(Json(PasswordChanged {
-                changed: true,
-                csrf_token: None,
-            })
-            .into_response())
+            Ok(Json(json!({ "changed": true })).into_response())
         }
         Caller::Session(_) => {
             let current = body
@@ -147,10 +151,7 @@ pub(super) async fn auth_password(
                 &s.auth,
                 &session,
                 &headers,
-                PasswordChanged {
-                    changed: true,
-                    csrf_token: Some(session.csrf.clone()),
-                },
+                json!({ "changed": true }),
             ))
         }
         Caller::Anonymous => Err(ApiError::LoginRequired),

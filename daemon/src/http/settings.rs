@@ -2,9 +2,11 @@
 
 use super::extract::Json;
 use axum::extract::State;
+use axum::response::IntoResponse;
+use serde_json::json;
 
-use super::types::{SettingsChange, SettingsView, Stopping};
 use super::*;
+use crate::node::{SettingsChange, SettingsView};
 
 pub(super) async fn settings(State(s): State<AppState>) -> Json<SettingsView> {
     Json(s.node.settings())
@@ -17,7 +19,7 @@ pub(super) async fn change_settings(
     Ok(Json(s.node.change_settings(change)?))
 }
 
-pub(super) async fn stop(State(s): State<AppState>) -> Json<Stopping> {
+pub(super) async fn stop(State(s): State<AppState>) -> impl IntoResponse {
     s.node.request_shutdown();
-    Json(Stopping { stopping: true })
+    Json(json!({ "stopping": true }))
 }

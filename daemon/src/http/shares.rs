@@ -2,23 +2,28 @@
 
 use super::extract::Json;
 use axum::extract::{Path, State};
+use axum::response::IntoResponse;
+use serde::Deserialize;
+use serde_json::json;
 
-use super::types::{
-    AccessRequest, AddShareRequest, ScanStats, ShareAccess, ShareAdded, ShareRemoved, ShareView,
-};
 use super::*;
 
-pub(super) async fn list_shares(
-    State(s): State<AppState>,
-) -> Result<Json<Vec<ShareView>>, ApiError> {
+pub(super) async fn list_shares(State(s): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     Ok(Json(s.node.share_views()?))
+}
+
+#[derive(Deserialize)]
+pub(super) struct AccessBody {
+    all_friends: bool,
+    #[serde(default)]
+    peers: Vec<String>,
 }
 
 pub(super) async fn set_access(
     State(s): State<AppState>,
     Path(name): Path<String>,
-    Json(body): Json<AccessRequest>,
-) -> Result<Json<ShareAccess>, ApiError> {
+    Json(body): Json<AccessBody>,
+) -> Result<impl IntoResponse, ApiError> {
     Ok(Json(s.node.set_share_access(
         &name,
         body.all_friends,
@@ -26,26 +31,28 @@ pub(super) async fn set_access(
     )?))
 }
 
+#[derive(Deserialize)]
+pub(super) struct AddShareBody {
+    dir: std::path::PathBuf,
+}
+
 pub(super) async fn add_share(
     State(s): State<AppState>,
-    Json(body): Json<AddShareRequest>,
-) -> Result<Json<ShareAdded>, ApiError> {
+    Json(body): Json<AddShareBody>,
+) -> Result<impl IntoResponse, ApiError> {
     let (name, stats) = s.node.library().add(body.dir).await?;
-    Ok(Json(ShareAdded {
-        name,
-        files: stats.files,
-    }))
+    Ok(Json(json!({ "name": name, "files": stats.files })))
 }
 
 pub(super) async fn remove_share(
     State(s): State<AppState>,
     Path(name): Path<String>,
-) -> Result<Json<ShareRemoved>, ApiError> {
+) -> Result<impl IntoResponse, ApiError> {
     s.node.library().remove(&name)?;
-    Ok(Json(ShareRemoved { removed: name }))
+    Ok(Json(json!({ "removed": name })))
 }
 
-pub(super) async fn rescan(State(s): State<AppState>) -> Result<Json<ScanStats>, ApiError> {
+pub(super) async fn rescan(State(s): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let stats = s.node.library().rescan().await?;
     Ok(Json(stats))
 }

@@ -3,31 +3,36 @@
 use super::extract::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use serde::Deserialize;
+use serde_json::json;
 
 use super::browse::split_peer_path;
-use super::types::{
-    Cancelled, DownloadQueued, DownloadRequest, FinishedCleared, MoveRequest, Moved, Paused,
-    Resumed, TransferView,
-};
 use super::*;
+
+#[derive(Deserialize)]
+pub(super) struct DownloadBody {
+    /// `peer/path`
+    path: String,
+}
 
 pub(super) async fn download(
     State(s): State<AppState>,
-    Json(body): Json<DownloadRequest>,
-) -> Result<(StatusCode, Json<DownloadQueued>), ApiError> {
+    Json(body): Json<DownloadBody>,
+) -> Result<impl IntoResponse, ApiError> {
     let (peer, path) = split_peer_path(&body.path)?;
     let id = s.node.queue_download(&peer, &path)?;
-    Ok((StatusCode::ACCEPTED, Json(DownloadQueued { id })))
+    Ok((StatusCode::ACCEPTED, Json(json!({ "id": id }))))
 }
 
-pub(super) async fn transfers(State(s): State<AppState>) -> Json<Vec<TransferView>> {
+pub(super) async fn transfers(State(s): State<AppState>) -> impl IntoResponse {
     Json(s.node.transfers())
 }
 
 pub(super) async fn transfer(
     State(s): State<AppState>,
     Path(id): Path<u64>,
-) -> Result<Json<TransferView>, ApiError> {
+) -> Result<impl IntoResponse, ApiError> {
     s.node
         .downloads()
         .view(id)
@@ -38,46 +43,48 @@ pub(super) async fn transfer(
 pub(super) async fn pause_transfer(
     State(s): State<AppState>,
     Path(id): Path<u64>,
-) -> Result<Json<Paused>, ApiError> {
+) -> Result<impl IntoResponse, ApiError> {
     s.node.downloads().pause(id)?;
-    Ok(Json(Paused { paused: id }))
+    Ok(Json(json!({ "paused": id })))
 }
 
 pub(super) async fn resume_transfer(
     State(s): State<AppState>,
     Path(id): Path<u64>,
-) -> Result<Json<Resumed>, ApiError> {
+) -> Result<impl IntoResponse, ApiError> {
     s.node.downloads().resume(id)?;
-    Ok(Json(Resumed { resumed: id }))
+    Ok(Json(json!({ "resumed": id })))
+}
+
+#[derive(Deserialize)]
+pub(super) struct MoveBody {
+    /// New queue position, 0 = first.
+    position: usize,
 }
 
 pub(super) async fn move_transfer(
     State(s): State<AppState>,
     Path(id): Path<u64>,
-    Json(body): Json<MoveRequest>,
-) -> Result<Json<Moved>, ApiError> {
+    Json(body): Json<MoveBody>,
+) -> Result<impl IntoResponse, ApiError> {
     s.node.downloads().move_to(id, body.position)?;
-    Ok(Json(Moved {
-        moved: id,
-        position: body.position,
-    }))
+    Ok(Json(json!({ "moved": id, "position": body.position })))
 }
 
 pub(super) async fn cancel_transfer(
     State(s): State<AppState>,
     Path(id): Path<u64>,
-) -> Result<Json<Cancelled>, ApiError> {
+) -> Result<impl IntoResponse, ApiError> {
     s.node.downloads().cancel(id)?;
-    Ok(Json(Cancelled { cancelled: id }))
+    Ok(Json(json!({ "cancelled": id })))
 }
 
 /// Takes done downloads and finished uploads off the list; downloaded files stay on disk.
 pub(super) async fn clear_finished(
     State(s): State<AppState>,
-) -> Result<Json<FinishedCleared>, ApiError> {
-    let (cleared_downloads, cleared_uploads) = s.node.clear_finished_transfers()?;
-    Ok(Json(FinishedCleared {
-        cleared_downloads,
-        cleared_uploads,
-    }))
+) -> Result<impl IntoResponse, ApiError> {
+    let (downloads, uploads) = s.node.clear_finished_transfers()?;
+    Ok(Json(
+        json!({ "cleared_downloads": downloads, "cleared_uploads": uploads }),
+    ))
 }

@@ -3,14 +3,14 @@
 
 use std::collections::BTreeSet;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::{Node, NodeError};
 use crate::shares::{FriendView, SharesError};
 use harddrive_party_core::peer_policy::ShareAccess;
 
 /// A share as `/api/shares` and `shares --json` show it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct ShareView {
     pub name: String,
     pub dir: std::path::PathBuf,

@@ -5,7 +5,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tokio::sync::broadcast;
 
 use super::library::HashingProgress;
@@ -20,18 +20,18 @@ use crate::transfer::upload::UploadLimits;
 use crate::transfer::{TransferState, TransferView};
 use harddrive_party_core::peer_policy::{trust_label, Trust, Via};
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct PeerView {
     pub name: String,
     pub nickname: Option<String>,
     /// `friend`, `pending`, `suggested` or `blocked` (`peer_policy::trust_label`).
-    pub trust: String,
+    pub trust: &'static str,
     /// For a suggestion: the friend that passed its address on.
     pub introduced_by: Option<String>,
     /// For a suggestion: found on the local network.
     pub lan: bool,
     pub connected: bool,
-    pub connection: Option<String>,
+    pub connection: Option<&'static str>,
     pub remote_address: Option<String>,
     pub announce_address: Option<String>,
     pub disconnected_by_user: bool,
@@ -40,7 +40,7 @@ pub struct PeerView {
 }
 
 /// `/api/info`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Info {
     pub name: String,
     pub announce_address: String,
@@ -50,7 +50,7 @@ pub struct Info {
     pub public_address: Option<String>,
     pub online: bool,
     pub port_mapping: Option<Mapping>,
-    pub version: String,
+    pub version: &'static str,
     pub download_dir: PathBuf,
     pub storage: PathBuf,
     pub peers_connected: usize,
@@ -58,8 +58,12 @@ pub struct Info {
     pub hashing: HashingProgress,
 }
 
-fn connection_kind(relayed: bool) -> String {
-    if relayed { "relayed" } else { "direct" }.to_string()
+fn connection_kind(relayed: bool) -> &'static str {
+    if relayed {
+        "relayed"
+    } else {
+        "direct"
+    }
 }
 
 impl Node {
@@ -150,7 +154,7 @@ impl Node {
             public_address: nat.public_address.map(|a| a.to_string()),
             online: nat.online,
             port_mapping: self.port_mapping(),
-            version: env!("CARGO_PKG_VERSION").to_string(),
+            version: env!("CARGO_PKG_VERSION"),
             download_dir: self.download_dir(),
             storage: self.storage.clone(),
             peers_connected: self.peers.all().len(),
@@ -203,7 +207,7 @@ impl Node {
                     Trust::Friend | Trust::Stranger => (None, false),
                 };
                 PeerView {
-                    trust: trust_label(Some(&known), asked.is_some()).to_string(),
+                    trust: trust_label(Some(&known), asked.is_some()),
                     nickname: known.nickname.clone(),
                     introduced_by,
                     lan,
@@ -225,7 +229,7 @@ impl Node {
                 views.push(PeerView {
                     name: live.name.clone(),
                     nickname: None,
-                    trust: "friend".to_string(),
+                    trust: "friend",
                     introduced_by: None,
                     lan: false,
                     connected: true,
@@ -242,7 +246,7 @@ impl Node {
                 views.push(PeerView {
                     name: request.name,
                     nickname: None,
-                    trust: trust_label(None, true).to_string(),
+                    trust: trust_label(None, true),
                     introduced_by: None,
                     lan: false,
                     connected: false,

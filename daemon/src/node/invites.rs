@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::trust::unix_now;
 use super::{Node, NodeError};
@@ -27,7 +27,7 @@ use harddrive_party_core::peer_policy;
 const JOIN_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// An invite as the API and `invites --json` show it; `code` only right after it is made.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct InviteView {
     pub id: String,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use portable_atomic::AtomicU64;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 
 use crate::events::{Event, EventSender};
@@ -20,7 +20,7 @@ use crate::wire::{Entry, LsChunker, WireError};
 pub type ListingChunk = Result<Vec<Entry>, String>;
 
 /// Progress of the background hashing pass (`hashing` in `/api/info`).
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Serialize)]
 pub struct HashingProgress {
     pub active: bool,
     pub hashed_files: u64,

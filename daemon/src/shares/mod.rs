@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, UNIX_EPOCH};
 
 use redb::{ReadableDatabase, ReadableTable};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 mod audience;
 mod hashes;
@@ -64,7 +64,7 @@ pub struct ShareInfo {
     pub available: bool,
 }
 
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct ScanStats {
     pub files: u64,
     pub dirs: u64,

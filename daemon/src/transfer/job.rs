@@ -303,7 +303,7 @@ impl Job {
         let rate = self.meter.rate();
         TransferView {
             id,
-            direction: super::Direction::Download,
+            direction: "download",
             peer: self.record.peer.clone(),
             path: self.record.path.clone(),
             size: self.size,

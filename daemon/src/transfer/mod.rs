@@ -20,7 +20,7 @@ pub mod rate;
 pub mod swarm;
 pub mod upload;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 /// Reads at `offset` until at least `want` bytes are in `buf`, which may be longer (direct
 /// reads ask for whole blocks past the end of the file). A file that ends first gives
@@ -47,7 +47,7 @@ pub fn read_at_least(
 /// How often progress (bytes, rate, ETA) of active transfers goes out as events.
 pub const PROGRESS_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TransferState {
     /// Waiting for a slot.
@@ -67,14 +67,14 @@ pub enum TransferState {
 }
 
 /// A file of a download that is being fetched right now.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct ActiveFile {
     pub path: String,
     pub size: u64,
     pub received: u64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct FailedFile {
     pub path: String,
     pub reason: String,
@@ -82,19 +82,11 @@ pub struct FailedFile {
     pub retryable: bool,
 }
 
-/// Which way a transfer goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Direction {
-    Download,
-    Upload,
-}
-
 /// One row of `transfers`: a download request (file or whole directory) or an upload.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct TransferView {
     pub id: u64,
-    pub direction: Direction,
+    pub direction: &'static str,
     pub peer: String,
     pub path: String,
     pub size: u64,
@@ -125,7 +117,7 @@ pub struct TransferView {
     pub sources: Vec<SourceView>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct SourceView {
     pub peer: String,
     pub bytes: u64,
@@ -146,7 +138,7 @@ impl TransferView {
     ) -> Self {
         Self {
             id,
-            direction: Direction::Upload,
+            direction: "upload",
             peer: peer.to_string(),
             path: path.to_string(),
             size,

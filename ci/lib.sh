@@ -92,3 +92,12 @@ stop_pid() {
   kill -KILL "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
 }
+
+# daemon_api STORAGE PORT METHOD PATH [BODY]: an API request to a daemon of ours on
+# loopback, with the token from its storage directory; BODY is sent as JSON. Prints the
+# answer; fails on an HTTP error or after 10 s.
+daemon_api() {
+  local storage=$1 port=$2 method=$3 path=$4 body=${5:-}
+  curl -fsS -m 10 -X "$method" -H "Authorization: Bearer $(cat "$storage/api-token")" \
+    ${body:+-H 'Content-Type: application/json' --data "$body"} "http://127.0.0.1:$port$path"
+}

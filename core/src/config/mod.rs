@@ -12,7 +12,17 @@ use crate::rate::{Limits, Rate, RateValue};
 
 pub mod registry;
 
+use registry::Range;
+
+/// A number setting's range from the registry, read at compile time (`Setting::bounds`).
+macro_rules! bounds {
+    ($setting:ident) => {
+        const { registry::$setting.bounds() }
+    };
+}
+
 pub const DEFAULT_UI_ADDRESS: &str = "http://127.0.0.1:3030";
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
@@ -253,33 +263,33 @@ impl Layer {
                     DEFAULT_STUN_SERVERS.iter().map(|s| s.to_string()).collect()
                 }),
             },
-            stun_interval: seconds(registry::STUN_INTERVAL, self.stun_interval),
-            keep_alive_interval: seconds(registry::KEEP_ALIVE_INTERVAL, self.keep_alive_interval),
+            stun_interval: seconds(bounds!(STUN_INTERVAL), self.stun_interval),
+            keep_alive_interval: seconds(bounds!(KEEP_ALIVE_INTERVAL), self.keep_alive_interval),
             turn: self.turn_server.map(|server| TurnSettings {
                 server,
                 username: self.turn_username.unwrap_or_default(),
                 password: self.turn_password.unwrap_or_default(),
             }),
             // Small boards: two workers are plenty for I/O-bound work and keep memory low.
-            threads: count(registry::THREADS, self.threads),
-            max_downloads: count(registry::MAX_DOWNLOADS, self.max_downloads),
+            threads: count(bounds!(THREADS), self.threads),
+            max_downloads: count(bounds!(MAX_DOWNLOADS), self.max_downloads),
             max_downloads_per_peer: count(
-                registry::MAX_DOWNLOADS_PER_PEER,
+                bounds!(MAX_DOWNLOADS_PER_PEER),
                 self.max_downloads_per_peer,
             ),
-            max_uploads: startup_count(registry::MAX_UPLOADS, self.max_uploads),
+            max_uploads: startup_count(bounds!(MAX_UPLOADS), self.max_uploads),
             max_uploads_per_peer: startup_count(
-                registry::MAX_UPLOADS_PER_PEER,
+                bounds!(MAX_UPLOADS_PER_PEER),
                 self.max_uploads_per_peer,
             ),
-            rescan_interval: seconds(registry::RESCAN_INTERVAL, self.rescan_interval),
+            rescan_interval: seconds(bounds!(RESCAN_INTERVAL), self.rescan_interval),
             background_hashing: self.background_hashing.unwrap_or(true),
-            min_free_space: number(registry::MIN_FREE_SPACE, self.min_free_space),
-            db_cache: number(registry::DB_CACHE, self.db_cache) as usize,
+            min_free_space: bounds!(MIN_FREE_SPACE).settle(self.min_free_space),
+            db_cache: bounds!(DB_CACHE).settle(self.db_cache) as usize,
             // Within u32: the range ends at 256 MiB.
-            quic_window: number(registry::QUIC_WINDOW, self.quic_window) as u32,
+            quic_window: bounds!(QUIC_WINDOW).settle(self.quic_window) as u32,
             // Gentle enough for a NAS disk that is also serving, quick on a fast one.
-            background_hash_rate: number(registry::BACKGROUND_HASH_RATE, self.background_hash_rate),
+            background_hash_rate: bounds!(BACKGROUND_HASH_RATE).settle(self.background_hash_rate),
             limits: LimitOverrides {
                 upload: self.upload_limit,
                 download: self.download_limit,
@@ -296,27 +306,20 @@ impl Layer {
     }
 }
 
-/// A number setting: the given value within the registry's bounds, or its default.
-fn number(setting: registry::Setting, given: Option<u64>) -> u64 {
-    setting
-        .range
-        .map_or(given.unwrap_or(0), |range| range.settle(given))
+fn count(range: Range, given: Option<usize>) -> usize {
+    usize::try_from(range.settle(given.map(|n| n as u64))).unwrap_or(usize::MAX)
 }
 
-fn count(setting: registry::Setting, given: Option<usize>) -> usize {
-    usize::try_from(number(setting, given.map(|n| n as u64))).unwrap_or(usize::MAX)
-}
-
-fn seconds(setting: registry::Setting, given: Option<u64>) -> Duration {
-    Duration::from_secs(number(setting, given))
+fn seconds(range: Range, given: Option<u64>) -> Duration {
+    Duration::from_secs(range.settle(given))
 }
 
 /// A count the API can change too: a given value is bounded, and the default is the
 /// registry's.
-fn startup_count(setting: registry::Setting, given: Option<usize>) -> Startup<usize> {
+fn startup_count(range: Range, given: Option<usize>) -> Startup<usize> {
     Startup {
-        given: given.map(|n| count(setting, Some(n))),
-        default: count(setting, None),
+        given: given.map(|n| count(range, Some(n))),
+        default: count(range, None),
     }
 }
 

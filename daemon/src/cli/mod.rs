@@ -204,11 +204,7 @@ pub struct StartArgs {
     pub quic_window: Option<u64>,
     #[arg(long = setting::BACKGROUND_HASH_RATE.flag, env = setting::BACKGROUND_HASH_RATE.env, help = setting::BACKGROUND_HASH_RATE.help, value_parser = parse_rate)]
     pub background_hash_rate: Option<Rate>,
-    #[arg(
-        long = setting::ALLOWED_HOSTS.flag,
-        env = setting::ALLOWED_HOSTS.env, help = setting::ALLOWED_HOSTS.help,
-        value_delimiter = ','
-    )]
+    #[arg(long = setting::ALLOWED_HOSTS.flag, env = setting::ALLOWED_HOSTS.env, help = setting::ALLOWED_HOSTS.help, value_delimiter = ',')]
     pub allowed_hosts: Vec<String>,
 }
 

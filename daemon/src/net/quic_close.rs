@@ -20,7 +20,7 @@ const SETTINGS: TransportSettings = TransportSettings {
 const NOTICE_WITHIN: Duration = Duration::from_secs(3);
 
 fn node(seed: u8) -> QuicNode {
-    let any: SocketAddr = "127.0.0.1:0".parse().unwrap_or_else(|_| unreachable!());
+    let any = SocketAddr::from(([127, 0, 0, 1], 0));
     QuicNode::bind(any, &Identity::from_seed([seed; 32]), SETTINGS)
         .map(|(node, _control)| node)
         .expect("bind a loopback endpoint")

@@ -72,6 +72,8 @@ fn resize(slots: &Arc<Semaphore>, from: usize, to: usize) {
 struct Upload {
     id: u64,
     peer: String,
+    /// The peer connection (`quinn::Connection::stable_id`) every run of the row came on.
+    connection: usize,
     path: String,
     /// Start of the first range served.
     start: u64,
@@ -88,8 +90,6 @@ struct Runs {
     queued: u32,
     active: u32,
     error: Option<String>,
-    /// The peer connection (`quinn::Connection::stable_id`) of the latest run.
-    connection: usize,
 }
 
 pub struct Uploads {
@@ -139,8 +139,8 @@ impl Upload {
     /// reconnected or restarted and resumes from what it kept, which is a new row whose
     /// `resumed_from` shows where (bytes the old connection sent may never have arrived).
     fn takes_run_on(&self, connection: usize) -> bool {
-        !matches!(self.state().0, TransferState::Done | TransferState::Failed)
-            && self.runs().connection == connection
+        self.connection == connection
+            && !matches!(self.state().0, TransferState::Done | TransferState::Failed)
     }
 
     fn finished(&self) -> bool {
@@ -219,9 +219,8 @@ impl Uploads {
     }
 
     /// The row for another run of `path` to `peer` on `connection`: the one already there
-    /// unless that is done (a new download of the same file), failed or busy on another
-    /// connection (the peer went away or restarted: its next fetch, from what it kept, is a
-    /// new row whose `resumed_from` shows where it resumed). Counted as queued.
+    /// unless that is done (a new download of the same file), failed, or of another
+    /// connection (`Upload::takes_run_on`). Counted as queued.
     fn row(&self, peer: &str, connection: usize, path: &str, range: &OpenRange) -> Arc<Upload> {
         let mut recent = crate::locks::lock(&self.recent);
         let found = recent
@@ -233,6 +232,7 @@ impl Uploads {
             let fresh = Arc::new(Upload {
                 id: self.next_id.fetch_add(1, Ordering::Relaxed),
                 peer: peer.to_string(),
+                connection,
                 path: path.to_string(),
                 start: range.start,
                 size: AtomicU64::new(range.size),
@@ -244,11 +244,7 @@ impl Uploads {
             fresh
         });
         upload.size.store(range.size, Ordering::Relaxed);
-        {
-            let mut runs = upload.runs();
-            runs.queued += 1;
-            runs.connection = connection;
-        }
+        upload.runs().queued += 1;
         while recent.len() > KEEP_FINISHED {
             match recent.iter().position(|u| u.finished()) {
                 Some(i) => drop(recent.remove(i)),

@@ -16,6 +16,12 @@ use crate::shares::{ScanStats, ShareInfo, Shares, SharesError};
 use crate::transfer::rate::{Rate, TokenBucket};
 use crate::wire::{Entry, LsChunker, WireError};
 
+/// The background pass, between two chunks, waits in slices of this while a friend's
+/// request hashes another file; after the last slice it reads one more chunk, so a stream
+/// of requests slows the pass down without stopping it.
+const DEMAND_PAUSE: Duration = Duration::from_millis(20);
+const MAX_DEMAND_PAUSES: u32 = 500;
+
 /// A chunk of a listing streamed to the API, or the error that cut it short.
 pub type ListingChunk = Result<Vec<Entry>, String>;
 
@@ -198,12 +204,19 @@ impl Library {
         self.hashing.store(true, Ordering::Relaxed);
         let started = Instant::now();
         let mut bucket = TokenBucket::new(rate, started);
-        // Paced by the bucket, except while a peer waits for hashes, and stopped mid-file
-        // at shutdown so a stop never waits for a big file to finish hashing.
-        let mut pace = |bytes: u64| {
+        // Paced by the bucket and paused while a friend's request hashes another file, but
+        // unpaced while a friend waits for this very file; stopped mid-file at shutdown so a
+        // stop never waits for a big file to finish hashing.
+        let mut pace = |bytes: u64, awaited: bool| {
             let wait = bucket.take(bytes, Instant::now());
-            if !self.shares.demand_waiting() {
+            if !awaited {
                 std::thread::sleep(wait);
+                for _ in 0..MAX_DEMAND_PAUSES {
+                    if !self.shares.demand_waiting() || self.stopping() {
+                        break;
+                    }
+                    std::thread::sleep(DEMAND_PAUSE);
+                }
             }
             !self.stopping()
         };

@@ -5,7 +5,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -76,10 +75,8 @@ pub struct Shares {
     store: Arc<Store>,
     /// share name -> canonical root directory
     roots: RwLock<BTreeMap<String, PathBuf>>,
-    /// Held while a file is hashed, so the same file is never hashed twice at once.
-    hash_lock: Mutex<()>,
-    /// On-demand hash requests in progress or waiting.
-    demand: AtomicUsize,
+    /// Files being hashed, and the on-demand hashing permits (`hashes.rs`).
+    hashing: hashes::HashFlights,
     /// Shares whose directory is missing or not a directory (`live.rs`).
     unavailable: RwLock<BTreeSet<String>>,
     /// Index keys of files being written, from the watcher: not served until stable.
@@ -119,8 +116,7 @@ impl Shares {
         Ok(Self {
             store,
             roots: RwLock::new(roots),
-            hash_lock: Mutex::new(()),
-            demand: AtomicUsize::new(0),
+            hashing: hashes::HashFlights::default(),
             unavailable: RwLock::new(BTreeSet::new()),
             writing: RwLock::new(BTreeSet::new()),
             index_lock: Mutex::new(()),

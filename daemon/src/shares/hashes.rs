@@ -317,17 +317,17 @@ mod tests {
         (dir, shares)
     }
 
-    /// Starts a background pass over `path` whose first chunk blocks until `release` is
-    /// sent; `started` reports that first chunk, `awaited` every later chunk's flag.
-    fn blocked_pass(
-        shares: &Arc<Shares>,
-        path: &'static str,
-    ) -> (
-        mpsc::Receiver<()>,
-        mpsc::Sender<()>,
-        mpsc::Receiver<bool>,
-        std::thread::JoinHandle<Result<(HashRecord, bool), WireError>>,
-    ) {
+    /// A background pass over one file whose first chunk blocks until `release` is sent.
+    struct BlockedPass {
+        /// Reports the first chunk.
+        started: mpsc::Receiver<()>,
+        release: mpsc::Sender<()>,
+        /// Every later chunk's `awaited` flag.
+        awaited: mpsc::Receiver<bool>,
+        pass: std::thread::JoinHandle<Result<(HashRecord, bool), WireError>>,
+    }
+
+    fn blocked_pass(shares: &Arc<Shares>, path: &'static str) -> BlockedPass {
         let (started_tx, started) = mpsc::channel();
         let (release, release_rx) = mpsc::channel::<()>();
         let (awaited_tx, awaited) = mpsc::channel();
@@ -344,13 +344,23 @@ mod tests {
                 true
             })
         });
-        (started, release, awaited, pass)
+        BlockedPass {
+            started,
+            release,
+            awaited,
+            pass,
+        }
     }
 
     #[test]
     fn a_friends_request_does_not_wait_behind_the_pass_on_another_file() {
         let (_dir, shares) = share();
-        let (started, release, _, pass) = blocked_pass(&shares, "S/big.bin");
+        let BlockedPass {
+            started,
+            release,
+            pass,
+            ..
+        } = blocked_pass(&shares, "S/big.bin");
         started.recv_timeout(PATIENCE).unwrap();
         assert!(!shares.demand_waiting());
         let (done_tx, done) = mpsc::channel();
@@ -373,7 +383,12 @@ mod tests {
     #[test]
     fn a_request_for_the_file_in_flight_waits_for_it_and_hurries_it() {
         let (_dir, shares) = share();
-        let (started, release, awaited, pass) = blocked_pass(&shares, "S/big.bin");
+        let BlockedPass {
+            started,
+            release,
+            awaited,
+            pass,
+        } = blocked_pass(&shares, "S/big.bin");
         started.recv_timeout(PATIENCE).unwrap();
         let (done_tx, done) = mpsc::channel();
         let friend = shares.clone();

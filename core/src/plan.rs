@@ -33,13 +33,16 @@ pub fn local_path(download_dir: &Path, peer: &str, remote: &str) -> Result<PathB
     Ok(out)
 }
 
+/// Appended to a file's name while it is being downloaded.
+pub const PART_SUFFIX: &str = ".part";
+
 /// Where the partial download lives until it is complete.
 pub fn part_path(local: &Path) -> PathBuf {
     let mut name = local
         .file_name()
         .map(|n| n.to_os_string())
         .unwrap_or_default();
-    name.push(".part");
+    name.push(PART_SUFFIX);
     local.with_file_name(name)
 }
 

@@ -86,6 +86,8 @@ pub struct Layer {
     pub background_hashing: Option<bool>,
     #[serde(default, deserialize_with = "rate_setting")]
     pub background_hash_rate: Option<Rate>,
+    /// Offer finished downloads to friends: the download folder is shared.
+    pub seed_downloads: Option<bool>,
     /// Free space to keep on the download disk ("512MB", or bytes); downloads pause below it.
     #[serde(default, deserialize_with = "rate_setting")]
     pub min_free_space: Option<u64>,
@@ -137,6 +139,7 @@ pub struct Settings {
     pub limits: LimitOverrides,
     pub background_hashing: bool,
     pub background_hash_rate: Rate,
+    pub seed_downloads: Startup<bool>,
     pub min_free_space: u64,
     pub db_cache: usize,
     pub quic_window: u32,
@@ -231,6 +234,7 @@ impl Layer {
             peer_download_limit: self.peer_download_limit.or(lower.peer_download_limit),
             background_hashing: self.background_hashing.or(lower.background_hashing),
             background_hash_rate: self.background_hash_rate.or(lower.background_hash_rate),
+            seed_downloads: self.seed_downloads.or(lower.seed_downloads),
             min_free_space: self.min_free_space.or(lower.min_free_space),
             db_cache: self.db_cache.or(lower.db_cache),
             quic_window: self.quic_window.or(lower.quic_window),
@@ -284,6 +288,10 @@ impl Layer {
             ),
             rescan_interval: seconds(bounds!(RESCAN_INTERVAL), self.rescan_interval),
             background_hashing: self.background_hashing.unwrap_or(true),
+            seed_downloads: Startup {
+                given: self.seed_downloads,
+                default: true,
+            },
             min_free_space: bounds!(MIN_FREE_SPACE).settle(self.min_free_space),
             db_cache: bounds!(DB_CACHE).settle(self.db_cache) as usize,
             // Within u32: the range ends at 256 MiB.

@@ -284,6 +284,15 @@ pub const BACKGROUND_HASHING: Setting = Setting {
     help: "Do not hash shared files in the background (they are hashed when first requested).",
     ..UNSET
 };
+pub const SEED_DOWNLOADS: Setting = Setting {
+    key: "seed_downloads",
+    flag: "no-seed-downloads",
+    env: "HDP_NO_SEED_DOWNLOADS",
+    uci: Some("seed_downloads"),
+    api: Some("seed_downloads"),
+    help: "Do not offer finished downloads to friends (by default the download folder is a share).",
+    ..UNSET
+};
 pub const BACKGROUND_HASH_RATE: Setting = Setting {
     key: "background_hash_rate",
     flag: "background-hash-rate",
@@ -346,7 +355,7 @@ pub const LAN_TRUST: Setting = Setting {
 };
 
 /// Every setting, in the order of `start --help`.
-pub const ALL: [&Setting; 32] = [
+pub const ALL: [&Setting; 33] = [
     &STORAGE,
     &UI_ADDRESS,
     &SHARE_DIRS,
@@ -374,6 +383,7 @@ pub const ALL: [&Setting; 32] = [
     &PEER_UPLOAD_LIMIT,
     &PEER_DOWNLOAD_LIMIT,
     &BACKGROUND_HASHING,
+    &SEED_DOWNLOADS,
     &MIN_FREE_SPACE,
     &DB_CACHE,
     &QUIC_WINDOW,

@@ -196,6 +196,8 @@ pub struct StartArgs {
     pub peer_download_limit: Option<Rate>,
     #[arg(long = setting::BACKGROUND_HASHING.flag, env = setting::BACKGROUND_HASHING.env, help = setting::BACKGROUND_HASHING.help, value_parser = FalseyValueParser::new())]
     pub no_background_hashing: bool,
+    #[arg(long = setting::SEED_DOWNLOADS.flag, env = setting::SEED_DOWNLOADS.env, help = setting::SEED_DOWNLOADS.help, value_parser = FalseyValueParser::new())]
+    pub no_seed_downloads: bool,
     #[arg(long = setting::MIN_FREE_SPACE.flag, env = setting::MIN_FREE_SPACE.env, help = setting::MIN_FREE_SPACE.help, value_parser = parse_rate)]
     pub min_free_space: Option<u64>,
     #[arg(long = setting::DB_CACHE.flag, env = setting::DB_CACHE.env, help = setting::DB_CACHE.help, value_parser = parse_rate)]
@@ -245,6 +247,7 @@ impl Cli {
             peer_upload_limit: args.peer_upload_limit,
             peer_download_limit: args.peer_download_limit,
             background_hashing: args.no_background_hashing.then_some(false),
+            seed_downloads: args.no_seed_downloads.then_some(false),
             background_hash_rate: args.background_hash_rate,
             min_free_space: args.min_free_space,
             db_cache: args.db_cache,

@@ -293,6 +293,7 @@ impl Node {
         let _ = std::fs::remove_file(&probe);
         self.saved.set_download_dir(text)?;
         self.downloads.set_download_dir(canonical.clone());
+        self.library.follow_download_dir(canonical.clone());
         tracing::info!("download folder is now {}", canonical.display());
         Ok(canonical)
     }

@@ -4,13 +4,14 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use portable_atomic::AtomicU64;
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 
+use super::settings::SavedSettings;
 use crate::events::{Event, EventSender};
 use crate::shares::{ScanStats, ShareInfo, Shares, SharesError};
 use crate::transfer::rate::{Rate, TokenBucket};
@@ -21,6 +22,15 @@ use crate::wire::{Entry, LsChunker, WireError};
 /// of requests slows the pass down without stopping it.
 const DEMAND_PAUSE: Duration = Duration::from_millis(20);
 const MAX_DEMAND_PAUSES: u32 = 500;
+
+/// What the index loop starts from.
+pub(super) struct IndexStart {
+    pub share_dirs: Vec<PathBuf>,
+    pub interval: Duration,
+    pub download_dir: PathBuf,
+    /// `seed_downloads` as given at start, if it was.
+    pub seed_given: Option<bool>,
+}
 
 /// A chunk of a listing streamed to the API, or the error that cut it short.
 pub type ListingChunk = Result<Vec<Entry>, String>;
@@ -33,8 +43,12 @@ pub struct HashingProgress {
 }
 
 pub struct Library {
-    shares: Arc<Shares>,
-    events: EventSender,
+    pub(super) shares: Arc<Shares>,
+    pub(super) events: EventSender,
+    /// Where `seed_downloads` and the seeded share's name are kept (`seeding.rs`).
+    pub(super) saved: SavedSettings,
+    /// One change of the seeded share at a time.
+    pub(super) seeding_lock: Mutex<()>,
     /// `None` when background hashing is switched off.
     background_hash_rate: Option<Rate>,
     hashing: AtomicBool,
@@ -57,10 +71,13 @@ impl Library {
         events: EventSender,
         background_hash_rate: Option<Rate>,
         shutdown: watch::Receiver<bool>,
+        saved: SavedSettings,
     ) -> Self {
         Self {
             shares,
             events,
+            saved,
+            seeding_lock: Mutex::new(()),
             background_hash_rate,
             hashing: AtomicBool::new(false),
             hashed_files: AtomicU64::new(0),
@@ -93,6 +110,7 @@ impl Library {
 
     pub fn remove(&self, name: &str) -> Result<(), SharesError> {
         self.shares.remove(name)?;
+        self.forget_seeded_share(name)?;
         let _ = self.events.send(Event::SharesChanged);
         Ok(())
     }
@@ -132,14 +150,22 @@ impl Library {
         Ok(rx)
     }
 
-    /// Indexes every share once at start (new `--share-dir`s are registered first), then
-    /// rescans periodically; after each scan, hashes what is not hashed yet in the background.
-    pub(super) async fn index_loop(self: Arc<Self>, share_dirs: Vec<PathBuf>, interval: Duration) {
+    /// Indexes every share once at start (new `--share-dir`s are registered first, then the
+    /// download folder is seeded or not), then rescans periodically; after each scan, hashes
+    /// what is not hashed yet in the background.
+    pub(super) async fn index_loop(self: Arc<Self>, start: IndexStart) {
         let library = self.clone();
+        let IndexStart {
+            share_dirs,
+            interval,
+            download_dir,
+            seed_given,
+        } = start;
         let _ = tokio::task::spawn_blocking(move || {
             for dir in share_dirs {
                 library.register_share(&dir);
             }
+            library.start_seeding(seed_given, &download_dir);
         })
         .await;
         // After the registration, so the watcher's first look finds every share.

@@ -27,6 +27,7 @@ mod library;
 mod queue;
 mod reach;
 mod remote;
+mod seeding;
 mod server;
 mod settings;
 mod settings_change;
@@ -121,8 +122,7 @@ pub enum NodeError {
 /// What the long-running tasks need from the start-up settings.
 struct TaskSettings {
     stun_interval: Duration,
-    share_dirs: Vec<PathBuf>,
-    rescan_interval: Duration,
+    index: library::IndexStart,
 }
 
 /// Who is being dialled and each name's reconnect backoff, under one lock.
@@ -184,6 +184,10 @@ fn set_at_start(config: &Settings) -> Vec<&'static str> {
             config.max_uploads_per_peer.given.is_some(),
         ),
         (setting::LISTEN, config.listen.is_some()),
+        (
+            setting::SEED_DOWNLOADS,
+            config.seed_downloads.given.is_some(),
+        ),
         (setting::UPLOAD_LIMIT, limits.upload.is_some()),
         (setting::DOWNLOAD_LIMIT, limits.download.is_some()),
         (setting::PEER_UPLOAD_LIMIT, limits.peer_upload.is_some()),
@@ -288,6 +292,7 @@ fn transfer_engines(
     store: &Arc<Store>,
     peers: &Arc<PeerTable>,
     events: &EventSender,
+    shares: &Arc<Shares>,
 ) -> Result<TransferEngines, NodeError> {
     let download_dir = download_dir(config, saved)?;
     let upload_limits = upload_limits(config, saved)?;
@@ -310,6 +315,7 @@ fn transfer_engines(
             min_free_space: config.min_free_space,
         },
         rate.clone(),
+        shares.clone(),
     )?;
     let uploads = Arc::new(Uploads::new(upload_limits, rate, events.clone()));
     Ok(TransferEngines {
@@ -337,7 +343,7 @@ impl Node {
             speed,
             downloads,
             uploads,
-        } = transfer_engines(&config, &saved, &store, &peers, &events)?;
+        } = transfer_engines(&config, &saved, &store, &peers, &events, &shares)?;
         // Last before the node exists, so a failed start leaves no advertisement behind.
         let (lan, browse) = config
             .mdns
@@ -353,6 +359,7 @@ impl Node {
                 .background_hashing
                 .then_some(config.background_hash_rate),
             shutdown.subscribe(),
+            saved.clone(),
         ));
         let node = Arc::new(Node {
             set_at_start,
@@ -384,8 +391,12 @@ impl Node {
         node.spawn_tasks(
             TaskSettings {
                 stun_interval: config.stun_interval,
-                share_dirs: config.share_dirs,
-                rescan_interval: config.rescan_interval,
+                index: library::IndexStart {
+                    share_dirs: config.share_dirs,
+                    interval: config.rescan_interval,
+                    download_dir: node.download_dir(),
+                    seed_given: config.seed_downloads.given,
+                },
             },
             browse,
         );
@@ -411,11 +422,7 @@ impl Node {
         tokio::spawn(self.downloads.clone().run());
         tokio::spawn(self.clone().upload_progress_loop());
         tokio::spawn(self.speed.clone().schedule_loop());
-        tokio::spawn(
-            self.library
-                .clone()
-                .index_loop(config.share_dirs, config.rescan_interval),
-        );
+        tokio::spawn(self.library.clone().index_loop(config.index));
     }
 
     /// Progress of uploads every tick while any is sent; asleep otherwise (an idle router

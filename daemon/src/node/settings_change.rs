@@ -40,6 +40,7 @@ pub struct SettingsView {
     pub download_dir: PathBuf,
     pub max_uploads: usize,
     pub max_uploads_per_peer: usize,
+    pub seed_downloads: bool,
     pub listen: ListenView,
     pub set_at_start: Vec<&'static str>,
 }
@@ -71,6 +72,8 @@ pub struct SettingsChange {
     pub max_uploads_per_peer: Option<usize>,
     /// `IP:PORT` for peer connections, used from the next start.
     pub listen: Option<SocketAddr>,
+    /// Offer finished downloads to friends (the download folder as a share).
+    pub seed_downloads: Option<bool>,
 }
 
 fn apply_rates(
@@ -170,6 +173,7 @@ impl Node {
             download_dir: self.download_dir(),
             max_uploads: slots.total,
             max_uploads_per_peer: slots.per_peer,
+            seed_downloads: self.library.seeding(),
             listen: ListenView {
                 current: current.map(|a| a.to_string()),
                 saved: saved.map(|a| a.to_string()),
@@ -195,6 +199,9 @@ impl Node {
         }
         if change.max_uploads.is_some() || change.max_uploads_per_peer.is_some() {
             self.set_upload_limits(slots)?;
+        }
+        if let Some(on) = change.seed_downloads {
+            self.library.set_seeding(on, self.download_dir())?;
         }
         self.speed.set_limits(limits)?;
         self.speed.set_alt_speed(alt)?;

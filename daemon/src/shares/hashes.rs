@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
-use crate::content::FileHasher;
+use crate::content::{FileHasher, Hash};
 use crate::locks::lock;
 use crate::store::HashRecord;
 use crate::wire::WireError;
@@ -284,6 +284,46 @@ impl Shares {
             tracing::warn!("cannot cache hashes of {key}: {e}");
         }
         Ok(record)
+    }
+
+    /// Caches the hashes a download has just verified for its final file, when that file is
+    /// in a share (the seeded download folder, or a share holding it), so `Have` finds it at
+    /// once without reading it again. Nothing is cached if the file is no longer `size`
+    /// bytes. Blocking (a database write).
+    pub fn adopt_hashes(&self, real: &Path, size: u64, root: Hash, pieces: Vec<Hash>) {
+        let Some(key) = self.key_of(real) else {
+            return;
+        };
+        let Ok(stamp) = Stamp::of(real) else {
+            return;
+        };
+        if stamp.size != size {
+            return;
+        }
+        let record = HashRecord {
+            size,
+            mtime: stamp.mtime,
+            inode: stamp.inode,
+            root,
+            pieces,
+        };
+        if let Err(e) = self.store.put_hash_record(&key, &record) {
+            tracing::warn!("cannot cache hashes of {key}: {e}");
+        }
+    }
+
+    /// The index key of a real path inside a share root.
+    fn key_of(&self, real: &Path) -> Option<String> {
+        self.roots().into_iter().find_map(|(name, root)| {
+            let below = real.strip_prefix(&root).ok()?;
+            let parts: Option<Vec<&str>> = below.iter().map(|part| part.to_str()).collect();
+            Some(
+                std::iter::once(name.as_str())
+                    .chain(parts?)
+                    .collect::<Vec<_>>()
+                    .join("/"),
+            )
+        })
     }
 
     /// A shared path whose current content has this root hash, if we know one.

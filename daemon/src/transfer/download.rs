@@ -20,6 +20,7 @@ use crate::content::Hash;
 use crate::events::{Event, EventSender};
 use crate::net::peers::{PeerConnection, PeerTable};
 use crate::net::rpc::{self, RpcError};
+use crate::shares::Shares;
 use crate::store::{DownloadRecord, DownloadState, FileRecord, FileState, Store, StoreError};
 use crate::wire::WireError;
 
@@ -73,6 +74,9 @@ pub struct Downloads {
     wake: Notify,
     /// Files being fetched, whose verified pieces other peers may read.
     pub(super) partials: Arc<Partials>,
+    /// Given the hashes of each finished file, so a seeded download is found by `Have` at
+    /// once (`Shares::adopt_hashes`).
+    pub(super) shares: Arc<Shares>,
 }
 
 impl Downloads {
@@ -83,6 +87,7 @@ impl Downloads {
         download_dir: PathBuf,
         limits: DownloadLimits,
         rate: Arc<RateLimiter>,
+        shares: Arc<Shares>,
     ) -> Result<Arc<Self>, StoreError> {
         let mut jobs = BTreeMap::new();
         for (id, record) in store.downloads()? {
@@ -98,6 +103,7 @@ impl Downloads {
             jobs: Mutex::new(jobs),
             wake: Notify::new(),
             partials: Arc::default(),
+            shares,
         }))
     }
 

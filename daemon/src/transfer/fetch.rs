@@ -87,6 +87,11 @@ impl Downloads {
         match part::finish(file, &part, &local, size, root, record.mtime).await {
             Ok(()) => {
                 record.have = None;
+                let (shares, pieces) = (self.shares.clone(), swarm.pieces.to_vec());
+                let _ = tokio::task::spawn_blocking(move || {
+                    shares.adopt_hashes(&local, size, root, pieces)
+                })
+                .await;
                 Outcome::Done
             }
             Err(e) => {

@@ -183,6 +183,9 @@ pub struct Daemon {
     /// Off unless a test opts in, for the same reason: a port-mapping request multicasts
     /// SSDP and asks the default gateway.
     pub upnp: bool,
+    /// Off unless a test opts in, so a test's own shares are all a friend sees: on, the
+    /// download folder is a share too (`seed_downloads`).
+    pub seeding: bool,
     child: Option<Child>,
     log: PathBuf,
     starts: u32,
@@ -205,6 +208,7 @@ impl Daemon {
             download_dir_flag: true,
             mdns: false,
             upnp: false,
+            seeding: false,
             netns: None,
             child: None,
             log: base.join("daemon.log"),
@@ -246,6 +250,12 @@ impl Daemon {
     /// Turns router port mapping on; only for daemons inside a namespace the test made.
     pub fn with_upnp(mut self) -> Self {
         self.upnp = true;
+        self
+    }
+
+    /// Leaves `seed_downloads` at its default (on).
+    pub fn with_seeding(mut self) -> Self {
+        self.seeding = true;
         self
     }
 
@@ -297,6 +307,11 @@ impl Daemon {
             &[][..]
         } else {
             &["--no-upnp"][..]
+        })
+        .args(if self.seeding {
+            &[][..]
+        } else {
+            &["--no-seed-downloads"][..]
         })
         .args(if self.netns.is_none() {
             &loopback[..]

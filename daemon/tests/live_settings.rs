@@ -42,7 +42,8 @@ fn upload_slots_change_live_and_persist() {
     );
     assert_eq!(
         s["set_at_start"],
-        json!(["download_dir", "listen", "upload_limit"]),
+        // The test harness gives --no-seed-downloads to every daemon that does not opt in.
+        json!(["download_dir", "listen", "seed_downloads", "upload_limit"]),
         "{s}"
     );
     for bad in [

@@ -269,11 +269,15 @@ await withBrowser(SHOTS, async (browser, pageErrors) => {
   await folder.fill(A_SMALL_DIR);
   await page.getByLabel('Upload slots (total)').fill('3');
   await page.getByLabel('Upload slots per peer').fill('2');
+  const seed = page.getByLabel('Offer finished downloads to friends');
+  check(!(await seed.isChecked()), 'offering downloads shows off, as the test daemon was started');
+  await seed.check();
   await page.getByLabel('Peer listen address (UDP)').fill(A_NEXT_LISTEN);
   await page.getByRole('button', { name: 'Save settings' }).tap();
   await page.getByText('Settings saved').waitFor();
   const saved = await apiA('/api/settings');
-  check(saved.download_dir === A_SMALL_DIR && saved.max_uploads === 3 && saved.max_uploads_per_peer === 2, `folder and slots applied: ${JSON.stringify(saved)}`);
+  check(saved.download_dir === A_SMALL_DIR && saved.max_uploads === 3 && saved.max_uploads_per_peer === 2 && saved.seed_downloads === true, `folder, slots and seeding applied: ${JSON.stringify(saved)}`);
+  await waitFor('the new download folder to be a share', async () => (await apiA('/api/shares')).some((s) => s.dir === A_SMALL_DIR));
   check(saved.listen.saved === A_NEXT_LISTEN && saved.listen.restart_needed && saved.listen.current !== A_NEXT_LISTEN, `listen address kept for the next start: ${JSON.stringify(saved.listen)}`);
   await page.getByText(`Restart harddrive-party to listen on ${A_NEXT_LISTEN}.`).waitFor();
   const banner = page.locator('#problems [data-code="download_disk_full"]');

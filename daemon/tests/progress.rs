@@ -2,7 +2,9 @@
 //! downloading side and the sharing side shows the same file's bytes as sent, neither
 //! claiming `done` early; a folder counts the bytes of its files in flight; a download
 //! whose peer goes offline waits for it by name and finishes when it is back; a path the
-//! peer does not have fails for good and is not offered for resume.
+//! peer does not have fails for good and is not offered for resume; a file its sharer has
+//! not hashed yet starts flowing before the sharer has read it all, and what was read
+//! ahead counts once the piece list vouches for it.
 
 mod common;
 
@@ -206,4 +208,58 @@ fn an_offline_peer_is_waited_for_and_not_found_is_final() {
         sha256_file(&b.download_dir.join(&an).join("Files/f.bin")),
         sha256_file(&share.join("f.bin"))
     );
+}
+
+#[test]
+fn an_unhashed_file_flows_before_its_sharer_has_hashed_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let share = tmp.path().join("Films");
+    // 16 MiB of data, then a sparse tail to 2 GiB: the sharer reads all of it (seconds)
+    // before it can answer `Hashes`; the downloader reads ahead meanwhile.
+    let film = share.join("big.bin");
+    write_random_file(&film, 16 << 20, 5);
+    std::fs::File::options()
+        .write(true)
+        .open(&film)
+        .unwrap()
+        .set_len(2 << 30)
+        .unwrap();
+    let (a, b) = sharer_and_downloader(
+        tmp.path(),
+        &share,
+        2,
+        &["--no-background-hashing"],
+        &["--download-limit", "8MB"],
+    );
+    let id = b.download(&format!("{}/Films/big.bin", a.name()));
+    let hashed = || a.log_text().contains("hashed Films/big.bin");
+    let early = wait_for(
+        "bytes before the piece list",
+        Duration::from_secs(20),
+        || {
+            let (t, done_hashing) = (b.transfer(id), hashed());
+            let received = n(&t, "received");
+            assert!(
+                received < 4 << 20 || n(&t, "verified_bytes") == 0,
+                "read-ahead bytes count as verified only after the list: {t}"
+            );
+            match received >= 4 << 20 {
+                true if !done_hashing => Some(received),
+                true => panic!("the sharer hashed the file before the bytes came: {t}"),
+                false => None,
+            }
+        },
+    );
+    // The list arrives; the pieces read ahead that match it are verified at once.
+    let verified = wait_for(
+        "the piece list to vouch for them",
+        Duration::from_secs(60),
+        || {
+            let t = b.transfer(id);
+            (hashed() && n(&t, "verified_bytes") >= early - (1 << 20))
+                .then_some(n(&t, "verified_bytes"))
+        },
+    );
+    assert!(verified >= 3 << 20, "{verified}");
+    b.api_delete(&format!("/api/transfers/{id}")).unwrap();
 }

@@ -113,11 +113,7 @@ fn a_finished_download_is_offered_to_other_friends_until_seeding_is_turned_off()
                 .then_some(())
         },
     );
-    let token = std::fs::read_to_string(b.storage.join("api-token")).unwrap();
-    ureq::delete(&format!("{}/api/shares/downloads", b.ui))
-        .set("Authorization", &format!("Bearer {}", token.trim()))
-        .call()
-        .unwrap();
+    b.api_delete("/api/shares/downloads").unwrap();
     assert_eq!(seeding(&b), false);
     // And it stays off across a restart.
     b.stop();

@@ -2,10 +2,12 @@
 //! names, the `.part` for that version, every connected peer holding the same content as a
 //! source of the swarm, progress saved while it runs, and the whole-file check and rename.
 
+use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use portable_atomic::AtomicU64;
+use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
 use super::download::Downloads;
@@ -14,10 +16,11 @@ use super::outcome::Outcome;
 use super::part::{self, Opened, PartError};
 use super::peer_source::{other_holders, refresh_availability, PeerSource};
 use super::plan;
+use super::prefetch::{read_ahead, ReadAhead, Target, READ_AHEAD_AFTER};
 use super::swarm::{SourceEnd, Swarm};
 use crate::content::{Bitfield, Hash};
 use crate::net::peers::PeerConnection;
-use crate::net::rpc;
+use crate::net::rpc::{self, ContentHashes, RpcError};
 use crate::store::FileRecord;
 
 /// Progress ticks between checks of the free-space reserve (about every second).
@@ -48,14 +51,14 @@ impl Downloads {
         if plan::already_have(found.as_ref(), record.size, record.mtime) {
             return Outcome::Done;
         }
-        let hashes = match rpc::hashes(&peer.connection, path).await {
-            Ok(h) => h,
-            Err(e) => return Outcome::of_hashes(e),
-        };
         if let Some(low) = self.below_reserve(&download_dir) {
             return Outcome::DiskFull(low);
         }
         let part = plan::part_path(&local);
+        let hashes = match self.piece_list(peer, path, record, &part, progress).await {
+            Ok(h) => h,
+            Err(e) => return Outcome::of_hashes(e),
+        };
         let (file, have) = match part::open(&local, &part, &hashes, record).await {
             Ok(Opened::Ready { file, have }) => (file, have),
             Ok(Opened::Changed { size, mtime }) => return Outcome::Changed { size, mtime },
@@ -102,6 +105,58 @@ impl Downloads {
                 e.into()
             }
         }
+    }
+
+    /// The piece list from the named peer. A new file whose list is slow to come (its sharer
+    /// is reading it to hash it) is read ahead meanwhile (`prefetch.rs`), and the pieces read
+    /// that match the list become `record.have`, which the `.part` opens with.
+    async fn piece_list(
+        &self,
+        peer: &PeerConnection,
+        path: &str,
+        record: &mut FileRecord,
+        part: &Path,
+        progress: &FileProgress,
+    ) -> Result<ContentHashes, RpcError> {
+        let list = rpc::hashes(&peer.connection, path);
+        tokio::pin!(list);
+        let new_file = record.root.is_none() && record.have.is_none() && !part.exists();
+        if !new_file {
+            return list.await;
+        }
+        if let Ok(answer) = tokio::time::timeout(READ_AHEAD_AFTER, &mut list).await {
+            return answer;
+        }
+        let (stop, mut read) = (Notify::new(), ReadAhead::default());
+        let answer = {
+            let target = Target {
+                connection: &peer.connection,
+                peer: &peer.name,
+                path,
+                size: record.size,
+                part,
+            };
+            let reading = read_ahead(target, &self.rate, progress, &stop, &mut read);
+            tokio::pin!(reading);
+            let list_first = tokio::select! {
+                answer = &mut list => Some(answer),
+                () = &mut reading => None,
+            };
+            match list_first {
+                Some(answer) => {
+                    stop.notify_one();
+                    reading.await;
+                    answer
+                }
+                None => list.await,
+            }
+        };
+        if let Ok(list) = &answer {
+            if (list.size, list.mtime) == (record.size, record.mtime) {
+                record.have = read.verified(list.size, &list.pieces);
+            }
+        }
+        answer
     }
 
     /// The named peer with the requested path, then every other connected peer that holds

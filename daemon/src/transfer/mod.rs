@@ -13,6 +13,7 @@ mod outcome;
 mod part;
 pub mod partials;
 mod peer_source;
+mod prefetch;
 pub use harddrive_party_core::picker;
 pub mod plan;
 mod queue;

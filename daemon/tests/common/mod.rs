@@ -474,6 +474,22 @@ impl Daemon {
         }
     }
 
+    pub fn api_delete(&self, path: &str) -> Result<Value, (u16, String)> {
+        let (url, token) = (format!("{}{path}", self.ui), self.token());
+        let delete = move || match ureq::delete(&url)
+            .set("Authorization", &format!("Bearer {token}"))
+            .call()
+        {
+            Ok(r) => Ok(r.into_json().unwrap_or(Value::Null)),
+            Err(ureq::Error::Status(code, r)) => Err((code, r.into_string().unwrap_or_default())),
+            Err(e) => Err((0, e.to_string())),
+        };
+        match &self.netns {
+            Some(ns) => in_netns(ns, delete),
+            None => delete(),
+        }
+    }
+
     pub fn name(&self) -> String {
         self.api_get("/api/info")["name"]
             .as_str()

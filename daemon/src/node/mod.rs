@@ -409,6 +409,7 @@ impl Node {
             tokio::spawn(self.clone().lan_discovery_loop(browse));
         }
         tokio::spawn(self.downloads.clone().run());
+        tokio::spawn(self.clone().push_hashed_loop());
         tokio::spawn(self.clone().upload_progress_loop());
         tokio::spawn(self.speed.clone().schedule_loop());
         tokio::spawn(

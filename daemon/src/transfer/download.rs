@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use tokio::sync::Notify;
+use tokio::sync::{broadcast, Notify};
 
 use super::job::{FileProgress, InFlight, Job, Presence};
 use super::outcome::{self, Outcome};
@@ -73,7 +73,13 @@ pub struct Downloads {
     wake: Notify,
     /// Files being fetched, whose verified pieces other peers may read.
     pub(super) partials: Arc<Partials>,
+    /// Names of peers that connected or pushed `Hashed`: each running fetch may ask them
+    /// `Have` again. A fetch that falls behind the ring hears of every connected peer.
+    pub(super) news: broadcast::Sender<String>,
 }
+
+/// Peer news held for fetches that have not read it yet.
+const NEWS_BACKLOG: usize = 64;
 
 impl Downloads {
     pub fn load(
@@ -97,6 +103,7 @@ impl Downloads {
             rate,
             jobs: Mutex::new(jobs),
             wake: Notify::new(),
+            news: broadcast::channel(NEWS_BACKLOG).0,
             partials: Arc::default(),
         }))
     }
@@ -120,6 +127,12 @@ impl Downloads {
 
     pub fn wake(&self) {
         self.wake.notify_one();
+    }
+
+    /// `peer` connected or has hashed new content: running fetches may find it a source.
+    pub fn swarm_news(&self, peer: &str) {
+        // No fetch running is no receiver, which is fine.
+        let _ = self.news.send(peer.to_string());
     }
 
     /// The file with this root being fetched right now, if any: a partial source for others.

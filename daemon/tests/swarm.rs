@@ -340,12 +340,19 @@ fn seeders_still_hashing_and_one_connecting_late_all_join_the_swarm() {
     });
     befriend(&d, &seeders[3]);
     let names: Vec<String> = seeders.iter().map(Daemon::name).collect();
-    let during = wait_for("every seeder to contribute", Duration::from_secs(60), || {
-        let t = d.transfer(id);
-        let giving = sources(&t).iter().filter(|(_, b)| *b > 0).count();
-        (giving == names.len()).then_some(t)
-    });
-    eprintln!("all four seeders contributing after {:.1?}", started.elapsed());
+    let during = wait_for(
+        "every seeder to contribute",
+        Duration::from_secs(60),
+        || {
+            let t = d.transfer(id);
+            let giving = sources(&t).iter().filter(|(_, b)| *b > 0).count();
+            (giving == names.len()).then_some(t)
+        },
+    );
+    eprintln!(
+        "all four seeders contributing after {:.1?}",
+        started.elapsed()
+    );
     assert!(
         during["received"].as_u64().unwrap() < LATE_SIZE,
         "every seeder joined before the end: {during}"

@@ -231,6 +231,24 @@ pub const MAX_UPLOADS_PER_PEER: Setting = Setting {
     range: Some(Range::new(4, 1, 1024)),
     help: "Concurrent uploads per peer [default: 4]",
 };
+pub const RETRY_LIMIT: Setting = Setting {
+    key: "retry_limit",
+    flag: "retry-limit",
+    env: "HDP_RETRY_LIMIT",
+    uci: Some("retry_limit"),
+    api: Some("retry_limit"),
+    range: Some(Range::new(5, 1, 1000)),
+    help: "Failed tries of a file before it is given up; a lost peer or a full disk is no try [default: 5]",
+};
+pub const RETRY_BACKOFF: Setting = Setting {
+    key: "retry_backoff",
+    flag: "retry-backoff",
+    env: "HDP_RETRY_BACKOFF",
+    uci: Some("retry_backoff"),
+    api: Some("retry_backoff"),
+    range: Some(Range::new(20, 1, 3600)),
+    help: "Seconds before the first retry of a failed file, doubling after each failure (at most 32 times) [default: 20]",
+};
 pub const RESCAN_INTERVAL: Setting = Setting {
     key: "rescan_interval",
     flag: "rescan-interval",
@@ -346,7 +364,7 @@ pub const LAN_TRUST: Setting = Setting {
 };
 
 /// Every setting, in the order of `start --help`.
-pub const ALL: [&Setting; 32] = [
+pub const ALL: [&Setting; 34] = [
     &STORAGE,
     &UI_ADDRESS,
     &SHARE_DIRS,
@@ -367,6 +385,8 @@ pub const ALL: [&Setting; 32] = [
     &MAX_DOWNLOADS_PER_PEER,
     &MAX_UPLOADS,
     &MAX_UPLOADS_PER_PEER,
+    &RETRY_LIMIT,
+    &RETRY_BACKOFF,
     &RESCAN_INTERVAL,
     &THREADS,
     &UPLOAD_LIMIT,

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{broadcast, Notify};
 
 use super::job::{FileProgress, InFlight, Job, Presence};
-use super::outcome::{self, Outcome};
+use super::outcome::{self, Outcome, RetryPolicy};
 use super::partials::{Offered, Partials};
 use super::plan;
 use super::queue::{self, queue_order, Next, PendingScan, Slots};
@@ -76,6 +76,8 @@ pub struct Downloads {
     /// Names of peers that connected or pushed `Hashed`: each running fetch may ask them
     /// `Have` again. A fetch that falls behind the ring hears of every connected peer.
     pub(super) news: broadcast::Sender<String>,
+    /// Changeable live: applies from the next failure on.
+    retry: Mutex<RetryPolicy>,
 }
 
 /// Peer news held for fetches that have not read it yet.
@@ -88,6 +90,7 @@ impl Downloads {
         events: EventSender,
         download_dir: PathBuf,
         limits: DownloadLimits,
+        retry: RetryPolicy,
         rate: Arc<RateLimiter>,
     ) -> Result<Arc<Self>, StoreError> {
         let mut jobs = BTreeMap::new();
@@ -104,6 +107,7 @@ impl Downloads {
             jobs: Mutex::new(jobs),
             wake: Notify::new(),
             news: broadcast::channel(NEWS_BACKLOG).0,
+            retry: Mutex::new(retry),
             partials: Arc::default(),
         }))
     }
@@ -123,6 +127,14 @@ impl Downloads {
     pub fn set_download_dir(&self, dir: PathBuf) {
         *self.download_dir.lock().unwrap_or_else(|e| e.into_inner()) = dir;
         self.wake();
+    }
+
+    pub fn retry_policy(&self) -> RetryPolicy {
+        *self.retry.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn set_retry_policy(&self, retry: RetryPolicy) {
+        *self.retry.lock().unwrap_or_else(|e| e.into_inner()) = retry;
     }
 
     pub fn wake(&self) {
@@ -555,7 +567,7 @@ impl Downloads {
         let mut jobs = self.jobs();
         let Some(job) = jobs.get_mut(&id) else { return };
         job.fetch_ended(path, progress, &record);
-        let settled = outcome::settle(outcome, &mut record, unix_now());
+        let settled = outcome::settle(outcome, &mut record, unix_now(), self.retry_policy());
         job.settle(path, &record, settled, Instant::now());
         if let Err(e) = self.store.put_download_file(id, path, &record) {
             tracing::error!("cannot save progress of {path}: {e}");

@@ -14,7 +14,7 @@ use super::download::Downloads;
 use super::job::FileProgress;
 use super::outcome::Outcome;
 use super::part::{self, Opened, PartError};
-use super::peer_source::{holder, other_holders, refresh_availability, PeerSource};
+use super::peer_source::{gone, holder, other_holders, refresh_availability, PeerSource};
 use super::plan;
 use super::swarm::{SourceEnd, Swarm};
 use crate::content::{Bitfield, Hash};
@@ -85,7 +85,7 @@ impl Downloads {
             Err(held) => return held,
         };
         if !swarm.complete() {
-            let named_peer_gone = peer.connection.close_reason().is_some();
+            let named_peer_gone = gone(&peer.connection, root).await;
             return Outcome::of_unfinished(ends, &part, named_peer_gone);
         }
         let file = swarm.file.clone();

@@ -15,6 +15,7 @@ use crate::content::{Bitfield, Hash};
 use crate::net::peers::{PeerConnection, PeerTable};
 use crate::net::rpc::{self, Holding, RpcError};
 use crate::wire::RESET_FILE_CHANGED;
+use harddrive_party_core::peer_policy::CLOSE_UNRESPONSIVE;
 
 /// How long a peer gets to answer "do you have this content?".
 const HAVE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -143,6 +144,25 @@ pub async fn holder(
         root,
     };
     Some((source, pieces))
+}
+
+/// Whether the peer of `connection` is gone: closed, or silent to a `Have` for
+/// `HAVE_TIMEOUT`. A peer that vanished without a word (power cut, `kill -9`) stays
+/// connected until the idle timeout (60 s) while its source stalls at 30 s; it is closed
+/// here, so the file waits for the peer instead of spending a try, and the reconnect policy
+/// takes over.
+pub async fn gone(connection: &quinn::Connection, root: Hash) -> bool {
+    if connection.close_reason().is_some() {
+        return true;
+    }
+    match tokio::time::timeout(HAVE_TIMEOUT, rpc::have(connection, root)).await {
+        Ok(Err(e)) => e.is_connection_loss(),
+        Ok(Ok(_)) => false,
+        Err(_) => {
+            connection.close(CLOSE_UNRESPONSIVE.into(), b"unresponsive");
+            true
+        }
+    }
 }
 
 /// Asks a partial source of a fetch which pieces it holds, every `AVAILABILITY_INTERVAL`,

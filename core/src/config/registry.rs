@@ -454,7 +454,7 @@ mod tests {
     #[test]
     fn every_layer_field_is_declared_once_and_nothing_else() {
         let fields: HashSet<&str> = struct_fields::<Layer>().iter().copied().collect();
-        assert_eq!(fields.len(), 32, "Layer has {} fields", fields.len());
+        assert_eq!(fields.len(), 34, "Layer has {} fields", fields.len());
         let keys: HashSet<&str> = ALL.iter().map(|s| s.key).collect();
         assert_eq!(keys.len(), ALL.len(), "a key declared twice");
         assert_eq!(keys, fields);

@@ -263,3 +263,54 @@ fn an_unhashed_file_flows_before_its_sharer_has_hashed_it() {
     assert!(verified >= 3 << 20, "{verified}");
     b.api_delete(&format!("/api/transfers/{id}")).unwrap();
 }
+
+/// Retry policy: losing a peer is no failed try. With a budget of one try, a sharer that
+/// vanishes without a word (`kill -9`: its source stalls, then a `Have` goes unanswered)
+/// and stays away far longer than the budget leaves the download `waiting` for it, never
+/// failed; it resumes and completes once the sharer is back.
+#[test]
+fn a_peer_away_longer_than_the_retry_budget_is_waited_for() {
+    let tmp = tempfile::tempdir().unwrap();
+    let share = tmp.path().join("share/Files");
+    write_random_file(&share.join("f.bin"), 8 * MB, 6);
+    let (mut a, b) = sharer_and_downloader(
+        tmp.path(),
+        &share,
+        2,
+        &["--upload-limit", "1MB"],
+        &["--retry-limit", "1", "--retry-backoff", "1"],
+    );
+    let settings = b.api_get("/api/settings");
+    assert_eq!(
+        (&settings["retry_limit"], &settings["retry_backoff"]),
+        (&Value::from(1), &Value::from(1)),
+        "{settings}"
+    );
+    let an = a.name();
+    let id = b.download(&format!("{an}/Files/f.bin"));
+    wait_for("a verified piece", Duration::from_secs(15), || {
+        (n(&b.transfer(id), "verified_bytes") > 0).then_some(())
+    });
+    a.kill9();
+    // The stall timeout (30 s) and the unanswered `Have` (5 s) come first.
+    let waiting = wait_for("the download to wait", Duration::from_secs(60), || {
+        let t = b.transfer(id);
+        assert_ne!(t["state"], "failed", "a lost peer spent the one try: {t}");
+        (t["state"] == "waiting").then_some(t)
+    });
+    assert_eq!(waiting["waiting_for"], an.as_str(), "{waiting}");
+    // Many retry budgets later, still waiting.
+    for _ in 0..5 {
+        std::thread::sleep(Duration::from_secs(1));
+        let t = b.transfer(id);
+        assert_eq!(t["state"], "waiting", "{t}");
+    }
+    a.start();
+    let _ = b.cli(&["connect", &a.announce()]);
+    let done = b.wait_download_done(id, Duration::from_secs(60));
+    assert_eq!(n(&done, "received"), 8 * MB);
+    assert_eq!(
+        sha256_file(&b.download_dir.join(&an).join("Files/f.bin")),
+        sha256_file(&share.join("f.bin"))
+    );
+}

@@ -70,6 +70,9 @@ pub struct Layer {
     pub max_downloads_per_peer: Option<usize>,
     pub max_uploads: Option<usize>,
     pub max_uploads_per_peer: Option<usize>,
+    pub retry_limit: Option<u64>,
+    /// Seconds before the first retry of a failed file.
+    pub retry_backoff: Option<u64>,
     /// Seconds between automatic rescans of the shares.
     pub rescan_interval: Option<u64>,
     /// Bandwidth caps in bytes per second ("5MB", "800KB", or a number); 0 = none.
@@ -134,6 +137,9 @@ pub struct Settings {
     pub max_downloads_per_peer: usize,
     pub max_uploads: Startup<usize>,
     pub max_uploads_per_peer: Startup<usize>,
+    pub retry_limit: Startup<u64>,
+    /// Seconds.
+    pub retry_backoff: Startup<u64>,
     pub rescan_interval: Duration,
     /// Limits given at start; each one left unset keeps the value last set through the API.
     pub limits: LimitOverrides,
@@ -227,6 +233,8 @@ impl Layer {
             max_downloads_per_peer: self.max_downloads_per_peer.or(lower.max_downloads_per_peer),
             max_uploads: self.max_uploads.or(lower.max_uploads),
             max_uploads_per_peer: self.max_uploads_per_peer.or(lower.max_uploads_per_peer),
+            retry_limit: self.retry_limit.or(lower.retry_limit),
+            retry_backoff: self.retry_backoff.or(lower.retry_backoff),
             rescan_interval: self.rescan_interval.or(lower.rescan_interval),
             upload_limit: self.upload_limit.or(lower.upload_limit),
             download_limit: self.download_limit.or(lower.download_limit),
@@ -286,6 +294,8 @@ impl Layer {
                 bounds!(MAX_UPLOADS_PER_PEER),
                 self.max_uploads_per_peer,
             ),
+            retry_limit: startup(bounds!(RETRY_LIMIT), self.retry_limit),
+            retry_backoff: startup(bounds!(RETRY_BACKOFF), self.retry_backoff),
             rescan_interval: seconds(bounds!(RESCAN_INTERVAL), self.rescan_interval),
             background_hashing: self.background_hashing.unwrap_or(true),
             seed_downloads: Startup {
@@ -328,6 +338,14 @@ fn startup_count(range: Range, given: Option<usize>) -> Startup<usize> {
     Startup {
         given: given.map(|n| count(range, Some(n))),
         default: count(range, None),
+    }
+}
+
+/// As [`startup_count`], for a number that is not a count of things in memory.
+fn startup(range: Range, given: Option<u64>) -> Startup<u64> {
+    Startup {
+        given: given.map(|n| range.settle(Some(n))),
+        default: range.default,
     }
 }
 

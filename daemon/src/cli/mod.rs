@@ -182,6 +182,10 @@ pub struct StartArgs {
     pub max_uploads: Option<usize>,
     #[arg(long = setting::MAX_UPLOADS_PER_PEER.flag, env = setting::MAX_UPLOADS_PER_PEER.env, help = setting::MAX_UPLOADS_PER_PEER.help)]
     pub max_uploads_per_peer: Option<usize>,
+    #[arg(long = setting::RETRY_LIMIT.flag, env = setting::RETRY_LIMIT.env, help = setting::RETRY_LIMIT.help)]
+    pub retry_limit: Option<u64>,
+    #[arg(long = setting::RETRY_BACKOFF.flag, env = setting::RETRY_BACKOFF.env, help = setting::RETRY_BACKOFF.help)]
+    pub retry_backoff: Option<u64>,
     #[arg(long = setting::RESCAN_INTERVAL.flag, env = setting::RESCAN_INTERVAL.env, help = setting::RESCAN_INTERVAL.help)]
     pub rescan_interval: Option<u64>,
     #[arg(long = setting::THREADS.flag, env = setting::THREADS.env, help = setting::THREADS.help)]
@@ -241,6 +245,8 @@ impl Cli {
             max_downloads_per_peer: args.max_downloads_per_peer,
             max_uploads: args.max_uploads,
             max_uploads_per_peer: args.max_uploads_per_peer,
+            retry_limit: args.retry_limit,
+            retry_backoff: args.retry_backoff,
             rescan_interval: args.rescan_interval,
             upload_limit: args.upload_limit,
             download_limit: args.download_limit,

@@ -13,6 +13,7 @@ use crate::locks::lock;
 use crate::net::mdns;
 use crate::net::rpc;
 use crate::wire::{AnnounceReply, WireError};
+use harddrive_party_core::membership::PUSH_INTERVAL_MS;
 use harddrive_party_core::peer_policy::{self, AnnounceVerdict, FollowUp, Refusal};
 
 /// The reconnect loop looks again at least this often, in case a change went unsignalled.
@@ -21,6 +22,19 @@ const REDIAL_SAFETY_NET: Duration = Duration::from_secs(60);
 const REDIAL_MIN_WAIT: Duration = Duration::from_secs(1);
 
 impl Node {
+    /// Tells every connected peer `Hashed` after the background pass hashed new content, so
+    /// their running fetches ask us `Have` again; at most once per `PUSH_INTERVAL_MS`, what
+    /// was hashed meanwhile coalesced into the next push.
+    pub(super) async fn push_hashed_loop(self: Arc<Self>) {
+        loop {
+            self.library.hashed_new_content().await;
+            for peer in self.peers.all() {
+                tokio::spawn(async move { rpc::hashed(&peer.connection).await });
+            }
+            tokio::time::sleep(Duration::from_millis(PUSH_INTERVAL_MS)).await;
+        }
+    }
+
     /// Tells the new peer who we are and who else we know; tells the others about it.
     pub(super) async fn introduce(
         self: Arc<Self>,

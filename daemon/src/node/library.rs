@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use portable_atomic::AtomicU64;
 use serde::Serialize;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Notify};
 
 use super::settings::SavedSettings;
 use crate::events::{Event, EventSender};
@@ -54,6 +54,8 @@ pub struct Library {
     hashing: AtomicBool,
     /// Files hashed (or found hashed) by background passes since start.
     hashed_files: AtomicU64,
+    /// A permit once the pass has hashed a file: friends are told (`Hashed`), coalesced.
+    fresh: Notify,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -81,8 +83,14 @@ impl Library {
             background_hash_rate,
             hashing: AtomicBool::new(false),
             hashed_files: AtomicU64::new(0),
+            fresh: Notify::new(),
             shutdown,
         }
+    }
+
+    /// Returns once the background pass has hashed a file since the last return.
+    pub(super) async fn hashed_new_content(&self) {
+        self.fresh.notified().await;
     }
 
     pub(super) fn shares(&self) -> &Arc<Shares> {
@@ -253,6 +261,7 @@ impl Library {
             match self.shares.content_hashes_paced(&path, &mut pace) {
                 Ok((_, true)) => {
                     self.hashed_files.fetch_add(1, Ordering::Relaxed);
+                    self.fresh.notify_one();
                 }
                 Ok((_, false)) => {}
                 Err(e) => tracing::debug!("background hashing skipped {path}: {e}"),

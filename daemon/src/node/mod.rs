@@ -42,7 +42,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::config::Settings;
+use crate::config::{registry as setting, Settings};
 use crate::events::{self, EventSender};
 use crate::identity::{self, Identity};
 use crate::net::mdns;
@@ -50,9 +50,10 @@ use crate::net::peers::PeerTable;
 use crate::net::quic::{QuicNode, TransportSettings};
 use crate::shares::Shares;
 use crate::store::Store;
-use crate::transfer::download::{DownloadLimits, Downloads};
+use crate::transfer::download::{DownloadLimits, DownloadSettings, Downloads};
 use crate::transfer::rate::RateLimiter;
 use crate::transfer::upload::{UploadLimits, Uploads};
+use crate::transfer::RetryPolicy;
 use harddrive_party_core::peer_policy::{Backoffs, PendingRequests, TrustSettings};
 
 pub use access::ShareView;
@@ -174,7 +175,6 @@ fn prepare_dir(dir: &Path) -> Result<PathBuf, NodeError> {
 
 /// The API fields (`SettingsView::set_at_start`) whose setting was given at start.
 fn set_at_start(config: &Settings) -> Vec<&'static str> {
-    use crate::config::registry as setting;
     let limits = &config.limits;
     [
         (setting::DOWNLOAD_DIR, config.download_dir.given.is_some()),
@@ -183,6 +183,8 @@ fn set_at_start(config: &Settings) -> Vec<&'static str> {
             setting::MAX_UPLOADS_PER_PEER,
             config.max_uploads_per_peer.given.is_some(),
         ),
+        (setting::RETRY_LIMIT, config.retry_limit.given.is_some()),
+        (setting::RETRY_BACKOFF, config.retry_backoff.given.is_some()),
         (setting::LISTEN, config.listen.is_some()),
         (
             setting::SEED_DOWNLOADS,
@@ -308,11 +310,23 @@ fn transfer_engines(
         store.clone(),
         peers.clone(),
         events.clone(),
-        download_dir,
-        DownloadLimits {
-            total: config.max_downloads,
-            per_peer: config.max_downloads_per_peer,
-            min_free_space: config.min_free_space,
+        DownloadSettings {
+            folder: download_dir,
+            limits: DownloadLimits {
+                total: config.max_downloads,
+                per_peer: config.max_downloads_per_peer,
+                min_free_space: config.min_free_space,
+            },
+            retry: RetryPolicy {
+                limit: config
+                    .retry_limit
+                    .clone()
+                    .over(saved.number(setting::RETRY_LIMIT.key)?),
+                backoff: config
+                    .retry_backoff
+                    .clone()
+                    .over(saved.number(setting::RETRY_BACKOFF.key)?),
+            },
         },
         rate.clone(),
         shares.clone(),
@@ -420,6 +434,7 @@ impl Node {
             tokio::spawn(self.clone().lan_discovery_loop(browse));
         }
         tokio::spawn(self.downloads.clone().run());
+        tokio::spawn(self.clone().push_hashed_loop());
         tokio::spawn(self.clone().upload_progress_loop());
         tokio::spawn(self.speed.clone().schedule_loop());
         tokio::spawn(self.library.clone().index_loop(config.index));

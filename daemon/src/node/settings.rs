@@ -69,6 +69,15 @@ impl SavedSettings {
         self.set_json(UPLOAD_SLOTS, slots)
     }
 
+    /// A number kept under its setting's key.
+    pub fn number(&self, key: &str) -> Result<Option<u64>, StoreError> {
+        Ok(self.store.setting(key)?.and_then(|s| s.parse().ok()))
+    }
+
+    pub fn set_number(&self, key: &str, n: u64) -> Result<(), StoreError> {
+        self.store.set_setting(key, &n.to_string())
+    }
+
     pub fn rate_limits(&self) -> Result<Option<Limits>, StoreError> {
         self.json(RATE_LIMITS)
     }

@@ -10,6 +10,7 @@ mod fakes;
 mod fetch;
 mod job;
 mod outcome;
+pub use outcome::RetryPolicy;
 mod part;
 pub mod partials;
 mod peer_source;

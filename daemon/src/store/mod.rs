@@ -105,7 +105,12 @@ impl Store {
         })?;
         let path = storage_dir.join(DB_FILE);
         let mut builder = Database::builder();
-        builder.set_cache_size(cache_bytes);
+        // A plain open trusts every page and can panic on a damaged one (an abort in the
+        // release build); the check verifies every checksum first and writes nothing unless
+        // the file verifies (or is only a crash's unfinished commit, which it rolls back).
+        builder
+            .set_cache_size(cache_bytes)
+            .set_check_integrity_on_open(true);
         let corrupt = |detail: String| StoreError::Corrupt {
             path: path.clone(),
             detail,
@@ -348,6 +353,42 @@ mod tests {
         let err = Store::open(dir.path(), 1 << 20).err().expect("must refuse");
         assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
         assert_eq!(std::fs::read(dir.path().join(DB_FILE)).unwrap(), garbage);
+    }
+
+    /// A database with enough index rows that its middle pages are in use.
+    fn filled_store(dir: &Path) -> PathBuf {
+        let store = Store::open(dir, 1 << 20).unwrap();
+        let txn = store.db.begin_write().unwrap();
+        {
+            let mut index = txn.open_table(INDEX).unwrap();
+            for i in 0..20_000u32 {
+                index
+                    .insert(format!("share/dir/file-{i:06}").as_str(), [7u8; 17].as_slice())
+                    .unwrap();
+            }
+        }
+        txn.commit().unwrap();
+        store.set_setting("listen", "x").unwrap();
+        dir.join(DB_FILE)
+    }
+
+    #[test]
+    fn damaged_or_truncated_database_is_refused_without_a_write() {
+        for damage in ["middle", "truncated"] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = filled_store(dir.path());
+            let mut bytes = std::fs::read(&path).unwrap();
+            let middle = bytes.len() / 2 / 4096 * 4096;
+            match damage {
+                "middle" => bytes[middle..middle + 4096].fill(0xa5),
+                _ => bytes.truncate(middle),
+            }
+            std::fs::write(&path, &bytes).unwrap();
+            let err = Store::open(dir.path(), 1 << 20).err().expect(damage);
+            assert!(matches!(err, StoreError::Corrupt { .. }), "{damage}: {err}");
+            assert!(err.to_string().contains(path.to_str().unwrap()), "{err}");
+            assert_eq!(std::fs::read(&path).unwrap(), bytes, "{damage}: written to");
+        }
     }
 
     #[test]

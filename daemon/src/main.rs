@@ -39,6 +39,7 @@ fn main() {
                 init_logging(cli.verbose);
                 start(settings)
             }
+            Command::Repair => cli::repair(&settings),
             _ => cli::run_client(&cli, &settings),
         });
     if let Err(e) = result {

@@ -254,10 +254,8 @@ impl Daemon {
         self
     }
 
-    /// Starts the process and waits until its API answers.
-    pub fn start(&mut self) -> &mut Self {
-        assert!(self.child.is_none(), "{} already running", self.label);
-        self.starts += 1;
+    /// `start` with every argument this daemon runs with, its output appended to its log.
+    fn start_command(&self) -> Command {
         let log = fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -320,6 +318,34 @@ impl Daemon {
         for share in &self.shares {
             cmd.arg("--share-dir").arg(share);
         }
+        cmd
+    }
+
+    /// Runs `start` expecting it to fail: its exit status and what it printed (bounded to
+    /// 20 s; a daemon that stays up is killed and fails the test).
+    pub fn start_fails(&self) -> (std::process::ExitStatus, String) {
+        let before = self.log_text().len();
+        let mut child = self.start_command().spawn().expect("spawn daemon");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{} start did not fail within 20 s", self.label);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        (status, self.log_text()[before..].to_string())
+    }
+
+    /// Starts the process and waits until its API answers.
+    pub fn start(&mut self) -> &mut Self {
+        assert!(self.child.is_none(), "{} already running", self.label);
+        self.starts += 1;
+        let mut cmd = self.start_command();
         self.child = Some(cmd.spawn().expect("spawn daemon"));
         let label = self.label.clone();
         wait_for(

@@ -1,6 +1,6 @@
 //! Running as a service: the daemon's main loop, signal handling and systemd notification.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -9,18 +9,23 @@ use tokio::signal::unix::{signal, SignalKind};
 use crate::config::Settings;
 use crate::http;
 use crate::node::Node;
+use crate::store::Store;
 
 /// How often `STATUS=` is refreshed when no watchdog is configured.
 const STATUS_INTERVAL: Duration = Duration::from_secs(10);
+/// How long an exit waits for the database to close: 30 × 100 ms.
+const CLOSE_POLLS: u32 = 30;
+const CLOSE_POLL: Duration = Duration::from_millis(100);
 /// A health probe slower than this counts as a hang: no watchdog ping.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Starts the node and the API, then waits for SIGTERM, SIGINT or `stop`.
+/// Starts the node and the API, then waits for SIGTERM, SIGINT or `stop`. Returns the
+/// database, to be closed by its last holder once the runtime is gone (`close_database`).
 pub async fn run_daemon(
     config: Settings,
     ui_address: std::net::SocketAddr,
     allowed_hosts: Vec<String>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Weak<Store>> {
     let node = Node::start(config).await?;
     let token = http::load_or_create_token(node.storage())?;
     let listener = tokio::net::TcpListener::bind(ui_address)
@@ -59,7 +64,20 @@ pub async fn run_daemon(
     node.request_shutdown();
     node.close().await;
     let _ = tokio::time::timeout(std::time::Duration::from_secs(3), server).await;
-    Ok(())
+    Ok(Arc::downgrade(node.store()))
+}
+
+/// Waits (bounded) for the database's last holder to let go, so redb closes the file
+/// cleanly: a file left open counts as a crash's, which `repair` cannot read. Called after
+/// the runtime has shut down; only work still in a blocking call can hold it then.
+pub fn close_database(store: Weak<Store>) {
+    for _ in 0..CLOSE_POLLS {
+        if store.strong_count() == 0 {
+            return;
+        }
+        std::thread::sleep(CLOSE_POLL);
+    }
+    tracing::warn!("the database was still in use at exit; the next start recovers it");
 }
 
 /// The main loop: waits for SIGTERM, SIGINT or `stop`, and in between probes the node's

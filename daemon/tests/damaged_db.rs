@@ -11,7 +11,7 @@ use common::*;
 use serde_json::json;
 
 #[test]
-fn a_damaged_database_stops_start_untouched_and_repair_restarts_it_with_its_identity() {
+fn a_damaged_database_stops_start_untouched_and_repair_keeps_identity_settings_and_friends() {
     let tmp = tempfile::tempdir().unwrap();
     // Enough files that the middle of the database file holds index pages.
     let share = tmp.path().join("share");
@@ -70,7 +70,10 @@ fn a_damaged_database_stops_start_untouched_and_repair_restarts_it_with_its_iden
     }
 
     let report = a.cli_ok(&["repair"]);
-    assert!(report.contains("damaged database kept as"), "{report}");
+    assert!(
+        report.contains("kept friends and other known peers: 1"),
+        "{report}"
+    );
     let backups: Vec<_> = fs::read_dir(&a.storage)
         .unwrap()
         .filter_map(|e| e.ok())
@@ -81,13 +84,8 @@ fn a_damaged_database_stops_start_untouched_and_repair_restarts_it_with_its_iden
 
     a.start();
     assert_eq!(a.name(), name, "the identity is kept");
-    // The daemon never closes the database cleanly, so a read-only open refuses it as a
-    // crash's and the tables are reported lost; `repair_keeps_settings_and_friends_...`
-    // (store/repair.rs) covers a clean file.
-    if report.contains("kept friends and other known peers: 1") {
-        assert_eq!(a.api_get("/api/settings")["max_uploads"], 3);
-        assert!(a.peer(&friend).is_some(), "the friend is kept");
-    }
+    assert_eq!(a.api_get("/api/settings")["max_uploads"], 3);
+    assert!(a.peer(&friend).is_some(), "the friend is kept");
     wait_indexed(&a, 3001); // the files and their share
     a.stop();
 }

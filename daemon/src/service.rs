@@ -58,12 +58,13 @@ pub async fn run_daemon(
         node.shutdown_signal(),
     ));
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
-    wait_for_stop(&node).await?;
+    let stopped = wait_for_stop(&node).await;
     tracing::info!("shutting down");
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     node.request_shutdown();
     node.close().await;
     let _ = tokio::time::timeout(std::time::Duration::from_secs(3), server).await;
+    stopped?;
     Ok(Arc::downgrade(node.store()))
 }
 
@@ -94,6 +95,8 @@ async fn wait_for_stop(node: &Arc<Node>) -> anyhow::Result<()> {
     } else {
         STATUS_INTERVAL
     };
+    let database = node.storage().join(crate::store::DB_FILE);
+    let mut failed_logged = false;
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -108,8 +111,16 @@ async fn wait_for_stop(node: &Arc<Node>) -> anyhow::Result<()> {
                     Ok(Ok(Ok(health))) => {
                         let status = health.status_line();
                         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Status(&status)]);
-                        if watchdog {
+                        if watchdog && health.watchdog_ok() {
                             let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+                        }
+                        if health.restart_now() {
+                            tracing::error!("database {} failed after an I/O error; exiting so that the service manager restarts harddrive-party and the database is reopened", database.display());
+                            anyhow::bail!("database {} failed after an I/O error (changes since were not saved); start again to reopen it", database.display());
+                        }
+                        if health.database_failed && !failed_logged {
+                            failed_logged = true;
+                            tracing::error!("database {} failed after an I/O error (storage disk full?): changes are not saved; the watchdog is no longer pinged, and harddrive-party exits to be restarted once the storage disk has room", database.display());
                         }
                     }
                     Ok(Ok(Err(e))) => {

@@ -212,6 +212,18 @@ impl Store {
         Ok(())
     }
 
+    /// Whether a write failed (a full disk, an I/O error): redb then refuses every later
+    /// write ("Previous I/O error occurred") until the file is reopened. Reads still work,
+    /// so only a writer sees it; taking one that is free and dropping it writes nothing.
+    pub fn failed(&self) -> bool {
+        matches!(
+            self.db.try_begin_write(),
+            Err(redb::TransactionError::Storage(
+                redb::StorageError::PreviousIo
+            ))
+        )
+    }
+
     pub(crate) fn db(&self) -> &Database {
         &self.db
     }

@@ -133,6 +133,31 @@ pub fn run(program: &str, args: &[&str]) {
     );
 }
 
+/// The sd_notify messages (`READY=1`, `WATCHDOG=1`, `STATUS=…`) arriving on `socket` within
+/// `for_how_long`.
+pub fn notify_messages(
+    socket: &std::os::unix::net::UnixDatagram,
+    for_how_long: Duration,
+) -> Vec<String> {
+    let deadline = Instant::now() + for_how_long;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    while Instant::now() < deadline {
+        socket
+            .set_read_timeout(Some(
+                deadline
+                    .saturating_duration_since(Instant::now())
+                    .max(Duration::from_millis(1)),
+            ))
+            .unwrap();
+        match socket.recv(&mut buf) {
+            Ok(n) => out.push(String::from_utf8_lossy(&buf[..n]).to_string()),
+            Err(_) => break,
+        }
+    }
+    out
+}
+
 /// A small tmpfs mounted by the test on a directory it made (needs root); unmounted on drop.
 pub struct Tmpfs(pub PathBuf);
 
@@ -175,6 +200,9 @@ pub struct Daemon {
     pub extra: Vec<String>,
     /// Environment variables for the daemon process.
     pub env: Vec<(String, String)>,
+    /// Run under a systemd-style watchdog with this period (µs) and `NOTIFY_SOCKET`: the
+    /// daemon pings only if `WATCHDOG_PID` is its own PID, which a shell's `exec` provides.
+    pub watchdog: Option<(u64, PathBuf)>,
     /// Pass `--download-dir` (off: the daemon picks a stored or default folder).
     pub download_dir_flag: bool,
     /// Off unless a test opts in: mDNS multicasts on every interface, and tests may only
@@ -202,6 +230,7 @@ impl Daemon {
             shares: Vec::new(),
             extra: Vec::new(),
             env: Vec::new(),
+            watchdog: None,
             download_dir_flag: true,
             mdns: false,
             upnp: false,
@@ -233,7 +262,16 @@ impl Daemon {
                 c.args(["netns", "exec", ns, BIN]);
                 c
             }
-            None => Command::new(BIN),
+            None => match &self.watchdog {
+                Some((usec, socket)) => {
+                    let mut c = Command::new("sh");
+                    c.args(["-c", "WATCHDOG_PID=$$ exec \"$0\" \"$@\"", BIN])
+                        .env("WATCHDOG_USEC", usec.to_string())
+                        .env("NOTIFY_SOCKET", socket);
+                    c
+                }
+                None => Command::new(BIN),
+            },
         }
     }
 
@@ -370,6 +408,16 @@ impl Daemon {
 
     pub fn is_running(&self) -> bool {
         self.child.is_some()
+    }
+
+    /// Waits (bounded) for the daemon to exit by itself; its exit status.
+    pub fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let child = self.child.as_mut().expect("running");
+        let status = wait_for(&format!("{} to exit", self.label), limit, || {
+            child.try_wait().unwrap()
+        });
+        self.child = None;
+        status
     }
 
     /// SIGKILL: no chance to save anything.

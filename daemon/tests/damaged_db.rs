@@ -1,5 +1,5 @@
-//! A damaged database (4 KiB overwritten in the middle of its written pages, or cut short
-//! there) stops start-up with
+//! A damaged database (the 4 KiB pages holding a file in the middle of the index
+//! overwritten, or the file cut short at the first of them) stops start-up with
 //! its path and a non-zero exit, without a panic and without a byte written to it; `repair`
 //! then rebuilds it, keeping the identity, a setting and a friend.
 
@@ -13,7 +13,7 @@ use serde_json::json;
 #[test]
 fn a_damaged_database_stops_start_untouched_and_repair_keeps_identity_settings_and_friends() {
     let tmp = tempfile::tempdir().unwrap();
-    // Enough files that the middle of the database file holds index pages.
+    // Enough files that the index spans many pages.
     let share = tmp.path().join("share");
     fs::create_dir_all(&share).unwrap();
     for i in 0..3000 {
@@ -34,13 +34,23 @@ fn a_damaged_database_stops_start_untouched_and_repair_keeps_identity_settings_a
 
     let db = a.storage.join("harddrive-party.redb");
     let good = fs::read(&db).unwrap();
-    // redb grows its file ahead of use; the middle of the pages written is what matters.
-    let written: Vec<usize> = (0..good.len() / 4096)
-        .filter(|p| good[p * 4096..(p + 1) * 4096].iter().any(|&b| b != 0))
+    // The pages holding a key from the middle of the index: the live leaf is among them
+    // (copy-on-write may have left stale copies, which are free space, beside it).
+    let key = b"file-with-a-longish-name-01500";
+    let pages: Vec<usize> = (0..good.len() / 4096)
+        .filter(|p| {
+            good[p * 4096..(p + 1) * 4096]
+                .windows(key.len())
+                .any(|w| w == key)
+        })
+        .map(|p| p * 4096)
         .collect();
-    let middle = written[written.len() / 2] * 4096;
+    assert!(!pages.is_empty(), "the key is in the file");
+    let middle = pages[0];
     let mut overwritten = good.clone();
-    overwritten[middle..middle + 4096].fill(0xa5);
+    for &page in &pages {
+        overwritten[page..page + 4096].fill(0xa5);
+    }
     for (damage, bytes) in [
         ("truncated", &good[..middle]),
         ("overwritten", &overwritten[..]),

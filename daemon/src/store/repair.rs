@@ -80,6 +80,10 @@ pub fn repair(storage_dir: &Path) -> Result<RepairReport, StoreError> {
                 keep("share access", copy(&read, &txn, SHARE_ACCESS));
             }
             Ok(Err(e)) => report.lost.push(("every table", e.to_string())),
+            Err(redb::DatabaseError::RepairAborted) => report.lost.push((
+                "every table",
+                "the file was not closed cleanly (a crash or power cut); only redb's recovery could read it, and that refuses the damage".into(),
+            )),
             Err(e) => report.lost.push(("every table", e.to_string())),
         }
         txn.commit()?;

@@ -51,6 +51,10 @@ pub struct Cli {
 pub enum Command {
     /// Run the daemon.
     Start(StartArgs),
+    /// Rebuild a damaged database (stop the daemon first): the damaged file is kept as a
+    /// backup; the identity, settings, shares, friends and invites it can read are kept; the
+    /// index is rebuilt by the next start's scan; the download queue and web UI logins are lost.
+    Repair,
     /// Show this peer's name and announce address.
     Info {
         #[arg(long)]
@@ -354,11 +358,25 @@ pub fn ui_socket_address(url: &str) -> anyhow::Result<SocketAddr> {
         .ok_or_else(|| anyhow!("--ui-address {url} resolves to nothing"))
 }
 
+/// `repair`: runs without a daemon, on the storage directory itself.
+pub fn repair(settings: &Settings) -> anyhow::Result<()> {
+    let report = crate::store::repair(&settings.storage)?;
+    println!("damaged database kept as {}", report.backup.display());
+    for (table, rows) in &report.kept {
+        println!("kept {table}: {rows}");
+    }
+    for (table, why) in &report.lost {
+        println!("lost {table}: {why}");
+    }
+    println!("dropped: the share index and hashes (the next start rescans), the download queue (add downloads again; their .part files resume), web UI logins; the identity key is a file of its own and is unchanged");
+    Ok(())
+}
+
 /// Runs a client command against a running daemon.
 pub fn run_client(cli: &Cli, settings: &Settings) -> anyhow::Result<()> {
     let client = Client::new(&settings.ui_address, &settings.storage)?;
     match &cli.command {
-        Command::Start(_) => unreachable!("start is handled by main"),
+        Command::Start(_) | Command::Repair => unreachable!("handled by main"),
         Command::Info { json } => print_info(&client, *json)?,
         Command::Connect { announce_address } => {
             let reply = client.post(

@@ -178,6 +178,7 @@ impl Node {
             downloading: active(self.downloads.views()),
             uploading: active(self.uploads.views()),
             storage_free: free_space(&self.storage),
+            database_failed: self.store.failed(),
         })
     }
 

@@ -32,7 +32,7 @@ mod server;
 mod settings;
 mod settings_change;
 mod speed;
-mod trust;
+pub(crate) mod trust;
 
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};

@@ -357,6 +357,19 @@ mod tests {
         (dir, shares)
     }
 
+    /// A friend's request for hashes, on its own thread; its answer comes on the channel.
+    fn friend_asks(
+        shares: &Arc<Shares>,
+        path: &'static str,
+    ) -> mpsc::Receiver<Result<HashRecord, WireError>> {
+        let (done_tx, done) = mpsc::channel();
+        let friend = shares.clone();
+        std::thread::spawn(move || {
+            let _ = done_tx.send(friend.content_hashes(path));
+        });
+        done
+    }
+
     /// A background pass over one file whose first chunk blocks until `release` is sent.
     struct BlockedPass {
         /// Reports the first chunk.
@@ -403,11 +416,7 @@ mod tests {
         } = blocked_pass(&shares, "S/big.bin");
         started.recv_timeout(PATIENCE).unwrap();
         assert!(!shares.demand_waiting());
-        let (done_tx, done) = mpsc::channel();
-        let friend = shares.clone();
-        std::thread::spawn(move || {
-            let _ = done_tx.send(friend.content_hashes("S/small.txt"));
-        });
+        let done = friend_asks(&shares, "S/small.txt");
         // The pass is stuck mid-file; the friend's file is hashed regardless.
         let small = done
             .recv_timeout(PATIENCE)
@@ -430,11 +439,7 @@ mod tests {
             pass,
         } = blocked_pass(&shares, "S/big.bin");
         started.recv_timeout(PATIENCE).unwrap();
-        let (done_tx, done) = mpsc::channel();
-        let friend = shares.clone();
-        std::thread::spawn(move || {
-            let _ = done_tx.send(friend.content_hashes("S/big.bin"));
-        });
+        let done = friend_asks(&shares, "S/big.bin");
         let joined = || {
             lock(&shares.hashing.running)
                 .get("S/big.bin")
@@ -465,11 +470,7 @@ mod tests {
         let held: Vec<_> = (0..ON_DEMAND_HASHERS)
             .map(|_| shares.hashing.permit())
             .collect();
-        let (done_tx, done) = mpsc::channel();
-        let friend = shares.clone();
-        std::thread::spawn(move || {
-            let _ = done_tx.send(friend.content_hashes("S/small.txt"));
-        });
+        let done = friend_asks(&shares, "S/small.txt");
         // Every permit is taken: the request queues, and counts as demand while it does.
         for _ in 0..1000 {
             if shares.demand_waiting() {

@@ -535,18 +535,22 @@ pub(super) mod tests {
         assert_eq!(peer.key, Some([9; 32]));
     }
 
+    /// A storage directory whose database a newer version wrote.
+    pub(in crate::store) fn newer_schema() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        let txn = store.db.begin_write().unwrap();
+        txn.open_table(META)
+            .unwrap()
+            .insert("schema_version", SCHEMA_VERSION + 1)
+            .unwrap();
+        txn.commit().unwrap();
+        dir
+    }
+
     #[test]
     fn newer_schema_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let store = Store::open(dir.path(), 1 << 20).unwrap();
-            let txn = store.db.begin_write().unwrap();
-            txn.open_table(META)
-                .unwrap()
-                .insert("schema_version", SCHEMA_VERSION + 1)
-                .unwrap();
-            txn.commit().unwrap();
-        }
+        let dir = newer_schema();
         let err = Store::open(dir.path(), 1 << 20).err().expect("must refuse");
         assert!(
             matches!(err, StoreError::NewerSchema { found, .. } if found == SCHEMA_VERSION + 1)

@@ -134,16 +134,7 @@ mod tests {
 
     #[test]
     fn repair_refuses_a_newer_schema_and_leaves_it_in_place() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let store = Store::open(dir.path(), 1 << 20).unwrap();
-            let txn = store.db.begin_write().unwrap();
-            txn.open_table(META)
-                .unwrap()
-                .insert("schema_version", SCHEMA_VERSION + 1)
-                .unwrap();
-            txn.commit().unwrap();
-        }
+        let dir = super::super::tests::newer_schema();
         let before = std::fs::read(dir.path().join(DB_FILE)).unwrap();
         let err = repair(dir.path()).err().expect("must refuse");
         assert!(matches!(err, StoreError::NewerSchema { .. }), "{err}");

@@ -87,33 +87,41 @@ impl Node {
             Err(e) => return AnnounceReply::Error(WireError::BadRequest(e.to_string())),
         };
         let name = address.name();
-        let known = self.store.known_peer(&name).ok().flatten();
         let connected = self.peers.get(&name).is_some();
-        let verdict = peer_policy::on_announce(
-            from_key,
-            &address,
-            &self.identity.public_key,
-            known.as_ref(),
-            connected,
-            self.trust,
-        );
-        let (record, changed, then) = match verdict {
-            AnnounceVerdict::Remember {
-                record,
-                changed,
-                then,
-            } => (record, changed, then),
+        let decided = self.store.update_known_peer(&name, |known| {
+            let verdict = peer_policy::on_announce(
+                from_key,
+                &address,
+                &self.identity.public_key,
+                known.as_ref(),
+                connected,
+                self.trust,
+            );
+            let write = match &verdict {
+                AnnounceVerdict::Remember {
+                    record,
+                    changed: true,
+                    ..
+                } => Some(record.clone()),
+                _ => None,
+            };
+            (write, (verdict, known.is_none()))
+        });
+        let (verdict, new_peer) = match decided {
+            Ok(decided) => decided,
+            Err(e) => {
+                tracing::warn!("cannot remember peer {name}: {e}");
+                return AnnounceReply::Ok;
+            }
+        };
+        let then = match verdict {
+            AnnounceVerdict::Remember { then, .. } => then,
             AnnounceVerdict::Ignore(Refusal::OtherKeyUnderName) => {
                 tracing::warn!("{from} announced another key under the known name {name}; ignored");
                 return AnnounceReply::Ok;
             }
             AnnounceVerdict::Ignore(_) => return AnnounceReply::Ok,
         };
-        if changed {
-            if let Err(e) = self.store.put_known_peer(&name, &record) {
-                tracing::warn!("cannot remember peer {name}: {e}");
-            }
-        }
         match then {
             FollowUp::Gossip => {
                 // Now others can learn how to reach it.
@@ -124,7 +132,7 @@ impl Node {
                 tracing::info!("{from} told us about {name}; connecting");
                 self.dial_later(address, DialReason::Gossiped);
             }
-            FollowUp::Nothing if known.is_none() => {
+            FollowUp::Nothing if new_peer => {
                 tracing::info!("{from} introduced {name}: a suggestion until approved");
                 self.peers_changed();
             }
@@ -211,29 +219,35 @@ impl Node {
     fn on_lan_peer(self: &Arc<Self>, found: mdns::Candidate) {
         let address = found.announce_address();
         let name = address.name();
-        let known = self.store.known_peer(&name).ok().flatten();
         let connected = self.peers.get(&name).is_some();
         let dial_due = lock(&self.dials).backoffs.is_due(&name, Instant::now());
-        let action = match peer_policy::on_lan_advert(
-            &address,
-            &self.identity.public_key,
-            known.as_ref(),
-            connected,
-            dial_due,
-            self.trust,
-        ) {
-            Ok(action) => action,
-            Err(why) => {
+        let decided = self.store.update_known_peer(&name, |known| {
+            let action = peer_policy::on_lan_advert(
+                &address,
+                &self.identity.public_key,
+                known.as_ref(),
+                connected,
+                dial_due,
+                self.trust,
+            );
+            let write = match &action {
+                Ok(action) if action.changed => Some(action.record.clone()),
+                _ => None,
+            };
+            (write, (action, known.is_none()))
+        });
+        let (action, new_peer) = match decided {
+            Ok((Ok(action), new_peer)) => (action, new_peer),
+            Ok((Err(why), _)) => {
                 tracing::debug!("mDNS: {name} at {}: {why}", found.addr);
                 return;
             }
-        };
-        if action.changed {
-            if let Err(e) = self.store.put_known_peer(&name, &action.record) {
+            Err(e) => {
                 tracing::warn!("cannot remember peer {name}: {e}");
+                return;
             }
-        }
-        if known.is_none() && !action.dial_now {
+        };
+        if new_peer && !action.dial_now {
             tracing::info!("found {name} on the LAN at {}: a suggestion", found.addr);
             self.peers_changed();
         }

@@ -315,6 +315,32 @@ impl Store {
         Ok(())
     }
 
+    /// Reads and rewrites one peer's record in one write transaction, so a change made
+    /// meanwhile (the user's `connect` while gossip introduces the same peer) is never
+    /// overwritten with a decision taken on the record before it. `decide` returns the
+    /// record to write, if any, and what the caller wants back.
+    pub fn update_known_peer<T>(
+        &self,
+        name: &str,
+        decide: impl FnOnce(Option<KnownPeer>) -> (Option<KnownPeer>, T),
+    ) -> Result<T, StoreError> {
+        let txn = self.db.begin_write()?;
+        let (write, answer) = {
+            let table = txn.open_table(PEERS)?;
+            let known = table.get(name)?.map(|v| decode(v.value())).transpose()?;
+            decide(known)
+        };
+        match write {
+            Some(record) => {
+                txn.open_table(PEERS)?
+                    .insert(name, encode(&record).as_slice())?;
+                txn.commit()?;
+            }
+            None => txn.abort()?,
+        }
+        Ok(answer)
+    }
+
     pub fn remove_known_peer(&self, name: &str) -> Result<bool, StoreError> {
         let txn = self.db.begin_write()?;
         let removed = txn.open_table(PEERS)?.remove(name)?.is_some();

@@ -253,10 +253,13 @@ impl Traversal {
                 if *current == status {
                     return false;
                 }
+                // Display, not Debug: the MIPS builds print derived Debug without fields.
+                let public = status
+                    .public_address
+                    .map_or_else(|| "unknown".to_string(), |a| a.to_string());
                 tracing::info!(
-                    "NAT: {:?}, public address {:?}{}",
+                    "NAT: {:?}, public address {public}{}",
                     status.nat_type,
-                    status.public_address,
                     if status.online {
                         ""
                     } else {

@@ -15,7 +15,7 @@ pub enum UnsafePath {
 
 /// `<download_dir>/<peer>/<remote path>`, refusing anything that could land outside it.
 pub fn local_path(download_dir: &Path, peer: &str, remote: &str) -> Result<PathBuf, UnsafePath> {
-    if peer.is_empty() || !peer.chars().all(|c| c.is_ascii_alphanumeric()) {
+    if !plain_peer_name(peer) {
         return Err(UnsafePath::BadPeerName(peer.to_string()));
     }
     let refused = || UnsafePath::Refused(remote.to_string());
@@ -31,6 +31,23 @@ pub fn local_path(download_dir: &Path, peer: &str, remote: &str) -> Result<PathB
         }
     }
     Ok(out)
+}
+
+/// The file or folder a `/downloads/` path (`peer/a/b`, a folder's with a trailing `/`)
+/// names under `download_dir`, by the rules of `local_path`; `None` for an empty segment
+/// (`//evil.example` must not become a redirect off the site), `.`, `..` or a bad peer name.
+pub fn downloaded_path(download_dir: &Path, path: &str) -> Option<PathBuf> {
+    let inner = path.strip_suffix('/').unwrap_or(path);
+    let (peer, remote) = inner.split_once('/').unwrap_or((inner, ""));
+    if !inner.contains('/') {
+        return plain_peer_name(peer).then(|| download_dir.join(peer));
+    }
+    local_path(download_dir, peer, remote).ok()
+}
+
+/// Peer names are letters and digits, so one is always a single plain path component.
+fn plain_peer_name(peer: &str) -> bool {
+    !peer.is_empty() && peer.chars().all(|c| c.is_ascii_alphanumeric())
 }
 
 /// Where the partial download lives until it is complete.
@@ -133,6 +150,42 @@ pub fn split_peer_path(full: &str) -> Result<(&str, &str), NoPeerName> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn downloaded_paths_stay_inside_the_download_dir() {
+        let base = Path::new("/dl");
+        assert_eq!(
+            downloaded_path(base, "Peer/a/b.txt"),
+            Some(PathBuf::from("/dl/Peer/a/b.txt"))
+        );
+        assert_eq!(
+            downloaded_path(base, "Peer/a/"),
+            Some(PathBuf::from("/dl/Peer/a"))
+        );
+        assert_eq!(
+            downloaded_path(base, "Peer"),
+            Some(PathBuf::from("/dl/Peer"))
+        );
+        assert_eq!(
+            downloaded_path(base, "Peer/"),
+            Some(PathBuf::from("/dl/Peer"))
+        );
+        for bad in [
+            "",
+            "/",
+            "//evil.example",
+            "/evil.example/",
+            "evil.example",
+            "Peer//a",
+            "Peer/../x",
+            "../Peer",
+            "Peer/./a",
+            "Peer/a//",
+            ".",
+        ] {
+            assert_eq!(downloaded_path(base, bad), None, "{bad:?} must be refused");
+        }
+    }
 
     #[test]
     fn local_paths_stay_inside_the_download_dir() {

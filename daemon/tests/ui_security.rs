@@ -632,3 +632,42 @@ fn a_page_on_another_address_cannot_open_the_event_stream() {
     assert_eq!(status_of(handshake(&a.ui)), 101);
     assert_eq!(status_of(read(&a.ui)), 200);
 }
+
+/// `/downloads/` serves regular files inside the download folder only, and its redirects
+/// stay under `/downloads/` on this site.
+#[test]
+fn downloads_serve_regular_files_only_and_redirect_within_the_site() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut d = Daemon::new(tmp.path(), "a");
+    d.start();
+    let folder = d.download_dir.join("CalmOtter1").join("Docs");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(folder.join("ok.txt"), b"fine").unwrap();
+    std::fs::write(tmp.path().join("secret.txt"), b"top secret").unwrap();
+    std::os::unix::fs::symlink(tmp.path().join("secret.txt"), folder.join("link.txt")).unwrap();
+    std::os::unix::fs::symlink(tmp.path(), d.download_dir.join("CalmOtter1/out")).unwrap();
+    let agent = ureq::AgentBuilder::new().redirects(0).build();
+    let get = |path: &str| match agent.get(&format!("{}{path}", d.ui)).call() {
+        Ok(r) | Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("{path}: {e}"),
+    };
+    assert_eq!(
+        get("/downloads/CalmOtter1/Docs/ok.txt")
+            .into_string()
+            .unwrap(),
+        "fine"
+    );
+    for path in [
+        "/downloads/CalmOtter1/Docs/link.txt",
+        "/downloads/CalmOtter1/out/secret.txt",
+        "/downloads//evil.example",
+        "/downloads//evil.example/",
+    ] {
+        let r = get(path);
+        assert_eq!(r.status(), 404, "{path}: {:?}", r.header("location"));
+    }
+    let r = get("/downloads/CalmOtter1/Docs");
+    assert_eq!(r.status(), 307);
+    assert_eq!(r.header("location"), Some("/downloads/CalmOtter1/Docs/"));
+    d.stop();
+}

@@ -4,6 +4,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::*;
 use serde_json::Value;
 
@@ -46,9 +48,58 @@ fn a_full_storage_disk_is_reported_until_space_returns() {
     assert_eq!(s["download_dir"], tiny.0.join("dl").to_str().unwrap());
     wait_for(
         "the download disk to be reported",
-        std::time::Duration::from_secs(5),
+        Duration::from_secs(5),
         || (problem_codes(&b) == ["download_disk_full"]).then_some(()),
     );
+    a.stop();
+    b.stop();
+}
+
+/// A file larger than the download disk can hold above its reserve waits as `disk_full`, and
+/// one larger than any download may be fails, both before the sharer is asked for its piece
+/// list (a sharer claiming terabytes costs no memory) and before a `.part` exists.
+#[test]
+fn files_too_large_are_refused_before_their_piece_list() {
+    let tmp = tempfile::tempdir().unwrap();
+    let share = tmp.path().join("share/Big");
+    std::fs::create_dir_all(&share).unwrap();
+    for (name, size) in [("roomy.bin", 200u64 << 20), ("huge.bin", 2u64 << 40)] {
+        let file = std::fs::File::create(share.join(name)).unwrap();
+        file.set_len(size).unwrap();
+    }
+    let tiny = Tmpfs::mount(&tmp.path().join("tiny"), "64m");
+    let mut b = Daemon::new(tmp.path(), "b").args(&["--min-free-space", "16MB"]);
+    b.download_dir = tiny.0.join("dl");
+    let mut a = Daemon::new(tmp.path(), "a").share(&share);
+    a.start();
+    b.start();
+    befriend(&b, &a);
+    wait_indexed(&a, 3);
+    let an = a.name();
+    let roomy = b.download(&format!("{an}/Big/roomy.bin"));
+    let held = wait_for(
+        "the download to wait for room",
+        Duration::from_secs(20),
+        || {
+            let t = b.transfer(roomy);
+            (t["state"] == "disk_full").then_some(t)
+        },
+    );
+    let reason = held["error"].as_str().unwrap_or_default();
+    assert!(reason.contains("needs 200 MiB more"), "{held}");
+    let huge = b.download(&format!("{an}/Big/huge.bin"));
+    let failed = wait_for("the huge download to fail", Duration::from_secs(20), || {
+        let t = b.transfer(huge);
+        (t["state"] == "failed").then_some(t)
+    });
+    assert!(
+        failed.to_string().contains("larger than the largest file"),
+        "{failed}"
+    );
+    let big = b.download_dir.join(&an).join("Big");
+    for part in ["roomy.bin.part", "huge.bin.part"] {
+        assert!(!big.join(part).exists(), "{part} was made");
+    }
     a.stop();
     b.stop();
 }

@@ -557,6 +557,22 @@ impl Downloads {
         self.below_reserve(&self.download_dir())
     }
 
+    /// Whether a file of `size` bytes fits (`plan::room_for`) beside its `.part`: a file too
+    /// large for any download fails, one the disk cannot hold now waits as `disk_full`.
+    pub(super) fn room_for(
+        &self,
+        size: u64,
+        part: &std::path::Path,
+        download_dir: &std::path::Path,
+    ) -> Result<(), Outcome> {
+        let on_disk = std::fs::metadata(part).map_or(0, |m| m.len());
+        let free = free_space(download_dir);
+        plan::room_for(size, on_disk, free, self.limits.min_free_space).map_err(|e| match e {
+            plan::NoRoom::TooLarge { .. } => Outcome::Permanent(e.to_string()),
+            plan::NoRoom::Disk { .. } => Outcome::DiskFull(e.to_string()),
+        })
+    }
+
     /// Why downloads must wait, if the download disk is below the free-space reserve.
     pub(super) fn below_reserve(&self, download_dir: &std::path::Path) -> Option<String> {
         super::disk::below_reserve(free_space(download_dir)?, self.limits.min_free_space)

@@ -48,14 +48,19 @@ impl Downloads {
         if plan::already_have(found.as_ref(), record.size, record.mtime) {
             return Outcome::Done;
         }
+        let part = plan::part_path(&local);
+        // The size listed first, then the one the piece list is for: neither is trusted with
+        // memory or disk before it fits.
+        if let Err(held) = self.room_for(record.size, &part, &download_dir) {
+            return held;
+        }
         let hashes = match rpc::hashes(&peer.connection, path).await {
             Ok(h) => h,
             Err(e) => return Outcome::of_hashes(e),
         };
-        if let Some(low) = self.below_reserve(&download_dir) {
-            return Outcome::DiskFull(low);
+        if let Err(held) = self.room_for(hashes.size, &part, &download_dir) {
+            return held;
         }
-        let part = plan::part_path(&local);
         let (file, have) = match part::open(&local, &part, &hashes, record).await {
             Ok(Opened::Ready { file, have }) => (file, have),
             Ok(Opened::Changed { size, mtime }) => return Outcome::Changed { size, mtime },

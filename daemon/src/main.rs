@@ -42,7 +42,7 @@ fn main() {
             _ => cli::run_client(&cli, &settings),
         });
     if let Err(e) = result {
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", cli::error_line(&e));
         std::process::exit(1);
     }
 }

@@ -103,3 +103,31 @@ fn files_too_large_are_refused_before_their_piece_list() {
     a.stop();
     b.stop();
 }
+
+/// A full download disk is reported even with no reserve, and a download folder that cannot
+/// be written (here a read-only mount) is reported too.
+#[test]
+fn a_full_or_read_only_download_folder_is_reported_whatever_the_reserve() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tiny = Tmpfs::mount(&tmp.path().join("tiny"), "4m");
+    let mut b = Daemon::new(tmp.path(), "b").args(&["--min-free-space", "0"]);
+    b.download_dir = tiny.0.join("dl");
+    b.start();
+    assert!(problem_codes(&b).is_empty());
+    let filler = tiny.0.join("filler");
+    let _ = std::fs::write(&filler, vec![0u8; 4 << 20]);
+    assert_eq!(problem_codes(&b), ["download_disk_full"]);
+    std::fs::remove_file(&filler).unwrap();
+    assert!(problem_codes(&b).is_empty());
+    let dir = tiny.0.to_str().unwrap();
+    let remounted = std::process::Command::new("mount")
+        .args(["-o", "remount,ro", dir])
+        .status()
+        .unwrap();
+    assert!(remounted.success());
+    assert_eq!(problem_codes(&b), ["download_dir_unwritable"]);
+    let info = b.api_get("/api/info");
+    let message = info["problems"][0]["message"].as_str().unwrap();
+    assert!(message.contains("dl"), "{message}");
+    b.stop();
+}

@@ -557,6 +557,18 @@ impl Downloads {
         self.below_reserve(&self.download_dir())
     }
 
+    /// Why the download folder cannot be written to, if it cannot (read-only, permissions,
+    /// gone); `access` answers for this process, root included, without writing anything.
+    pub fn download_dir_unwritable(&self) -> Option<String> {
+        let dir = self.download_dir();
+        nix::unistd::access(
+            &dir,
+            nix::unistd::AccessFlags::W_OK | nix::unistd::AccessFlags::X_OK,
+        )
+        .err()
+        .map(|e| format!("{}: {}", dir.display(), e.desc()))
+    }
+
     /// Whether a file of `size` bytes fits (`plan::room_for`) beside its `.part`: a file too
     /// large for any download fails, one the disk cannot hold now waits as `disk_full`.
     pub(super) fn room_for(

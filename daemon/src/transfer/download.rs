@@ -577,7 +577,10 @@ impl Downloads {
         part: &std::path::Path,
         download_dir: &std::path::Path,
     ) -> Result<(), Outcome> {
-        let on_disk = std::fs::metadata(part).map_or(0, |m| m.len());
+        // Blocks allocated, not the length: a `.part` is preallocated (`FALLOC_FL_KEEP_SIZE`)
+        // where the filesystem can, and may have holes where it cannot.
+        use std::os::unix::fs::MetadataExt;
+        let on_disk = std::fs::metadata(part).map_or(0, |m| m.blocks().saturating_mul(512));
         let free = free_space(download_dir);
         plan::room_for(size, on_disk, free, self.limits.min_free_space).map_err(|e| match e {
             plan::NoRoom::TooLarge { .. } => Outcome::Permanent(e.to_string()),

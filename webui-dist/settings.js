@@ -49,6 +49,7 @@ export function settingsScreen(main, ctx) {
   const dir = h('input', { name: 'download_dir', autocomplete: 'off', autocapitalize: 'off', spellcheck: 'false', class: 'mono' });
   const slots = h('input', { name: 'max_uploads', type: 'number', inputmode: 'numeric', min: '1', max: '1024', step: '1' });
   const peerSlots = h('input', { name: 'max_uploads_per_peer', type: 'number', inputmode: 'numeric', min: '1', max: '1024', step: '1' });
+  const seed = h('input', { name: 'seed_downloads', type: 'checkbox', 'aria-describedby': 'seed-hint' });
   const listen = h('input', { name: 'listen', autocomplete: 'off', autocapitalize: 'off', spellcheck: 'false', class: 'mono', placeholder: '0.0.0.0:0' });
   const nodeStatus = h('p', { class: 'hint', role: 'status', id: 'node-status' });
   const saveNode = h('button', { class: 'primary', type: 'submit' }, 'Save settings');
@@ -56,16 +57,19 @@ export function settingsScreen(main, ctx) {
     field('Download folder', dir, 'A folder on the NAS. New downloads go there at once; files already downloaded stay where they are.'),
     field('Upload slots (total)', slots, 'Files sent to peers at once; more wait in a queue. Applies at once.'),
     field('Upload slots per peer', peerSlots),
+    h('div', { class: 'field' }, h('label', { class: 'choice' }, seed, 'Offer finished downloads to friends'),
+      h('p', { class: 'hint', id: 'seed-hint' }, 'Shares the download folder, so friends can fetch from you what you fetched. Its access can be limited like any share.')),
     field('Peer listen address (UDP)', listen, 'IP:PORT for connections from peers; port 0 picks any. Applies when harddrive-party restarts, and your address for friends changes with the port.'),
     nodeStatus, saveNode);
   let loaded = null;
-  const SET_AT_START = { download_dir: 'download folder', max_uploads: 'upload slots', max_uploads_per_peer: 'upload slots per peer', listen: 'listen address' };
+  const SET_AT_START = { download_dir: 'download folder', max_uploads: 'upload slots', max_uploads_per_peer: 'upload slots per peer', seed_downloads: 'offering downloads', listen: 'listen address' };
 
   function showNode(st) {
     loaded = st;
     dir.value = st.download_dir;
     slots.value = String(st.max_uploads);
     peerSlots.value = String(st.max_uploads_per_peer);
+    seed.checked = st.seed_downloads;
     listen.value = st.listen.saved || '';
     const lines = [`Listening on ${st.listen.current || 'unknown'}.`];
     if (st.listen.restart_needed) lines.push(`Restart harddrive-party to listen on ${st.listen.saved}.`);
@@ -84,6 +88,7 @@ export function settingsScreen(main, ctx) {
       if (!Number.isInteger(n) || n < 1 || n > 1024) { toast('Upload slots: a whole number from 1 to 1024', 'error'); input.focus(); return; }
       if (n !== loaded[key]) body[key] = n;
     }
+    if (seed.checked !== loaded.seed_downloads) body.seed_downloads = seed.checked;
     if (listen.value.trim() !== (loaded.listen.saved || '')) body.listen = listen.value.trim();
     if (Object.keys(body).length === 0) { toast('Nothing to save', 'info'); return; }
     await busy(saveNode, 'Saving…', async () => {

@@ -47,6 +47,7 @@ export function sharesScreen(main, ctx) {
     return h('li', { class: 'card share', 'data-share': s.name },
       h('div', { class: 'head' }, h('h3', { class: 'name' }, s.name), h('span', { class: 'meta' }, fmtBytes(s.size))),
       h('p', { class: 'meta mono' }, s.dir),
+      s.available === false && h('p', { class: 'missing', role: 'status' }, 'Folder not found (an unplugged disk?): hidden from friends until it is back.'),
       seenBy,
       h('div', { class: 'buttons' }, access.toggle, remove),
       access.form);

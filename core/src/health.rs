@@ -12,14 +12,38 @@ pub struct Health {
     pub uploading: usize,
     /// Free bytes on the storage disk, when the filesystem says.
     pub storage_free: Option<u64>,
+    /// The database failed a write (a full disk, an I/O error) and refuses every write
+    /// since, until it is reopened.
+    pub database_failed: bool,
 }
+
+/// Free space on the storage disk at which a failed database is reopened (by a restart):
+/// room for redb's recovery and the writes after it, on a storage disk that may be a
+/// router's small overlay, where the 64 MiB warning level may never be reached.
+pub const DATABASE_ROOM_BYTES: u64 = 4 * 1024 * 1024;
 
 /// Below this much free space on the storage disk the status line warns.
 pub const STORAGE_LOW_BYTES: u64 = 64 * 1024 * 1024;
 
 impl Health {
+    /// Whether to ping the watchdog: not while changes cannot be saved, so a service
+    /// manager with a watchdog restarts the daemon even if it never gets to exit.
+    pub fn watchdog_ok(&self) -> bool {
+        !self.database_failed
+    }
+
+    /// Whether to exit so that the service manager restarts the daemon and the database is
+    /// reopened: once it failed and the storage disk has room again (or cannot say), since a
+    /// restart onto a still-full disk would only fail again and use up a respawn limit.
+    pub fn restart_now(&self) -> bool {
+        self.database_failed && self.storage_free.is_none_or(|f| f >= DATABASE_ROOM_BYTES)
+    }
+
     /// The one-line status systemd shows (`STATUS=`).
     pub fn status_line(&self) -> String {
+        if self.database_failed {
+            return "database failed after an I/O error, changes are not saved: restarting once the storage disk has room".into();
+        }
         let mut line = format!(
             "{} peers connected, {} downloading, {} uploading",
             self.peers, self.downloading, self.uploading
@@ -84,6 +108,32 @@ pub fn disk_problems(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_database_stops_the_watchdog_and_restarts_once_there_is_room() {
+        let healthy = Health {
+            peers: 1,
+            downloading: 0,
+            uploading: 0,
+            storage_free: Some(0),
+            database_failed: false,
+        };
+        assert!(healthy.watchdog_ok() && !healthy.restart_now());
+        let failed = Health {
+            database_failed: true,
+            ..healthy
+        };
+        assert!(!failed.watchdog_ok());
+        assert!(!failed.restart_now(), "the disk is still full");
+        assert!(failed.status_line().contains("database failed"));
+        for free in [Some(DATABASE_ROOM_BYTES), None] {
+            let room = Health {
+                storage_free: free,
+                ..failed
+            };
+            assert!(room.restart_now() && !room.watchdog_ok());
+        }
+    }
 
     #[test]
     fn disk_problems_name_the_full_disks() {

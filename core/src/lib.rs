@@ -11,6 +11,7 @@ pub mod health;
 pub mod http_guard;
 pub mod http_range;
 pub mod invite;
+pub mod membership;
 pub mod peer_name;
 pub mod peer_policy;
 pub mod picker;

@@ -82,6 +82,8 @@ pub fn room_for(size: u64, on_disk: u64, free: Option<u64>, reserve: u64) -> Res
         _ => Ok(()),
     }
 }
+/// Appended to a file's name while it is being downloaded.
+pub const PART_SUFFIX: &str = ".part";
 
 /// Where the partial download lives until it is complete.
 pub fn part_path(local: &Path) -> PathBuf {
@@ -89,7 +91,7 @@ pub fn part_path(local: &Path) -> PathBuf {
         .file_name()
         .map(|n| n.to_os_string())
         .unwrap_or_default();
-    name.push(".part");
+    name.push(PART_SUFFIX);
     local.with_file_name(name)
 }
 

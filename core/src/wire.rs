@@ -76,6 +76,10 @@ pub enum Request {
         proof: [u8; 32],
         announce_address: String,
     },
+    /// "I have hashed new content: ask me `Have` again." A push with no answer (the
+    /// receiver just finishes the stream); names nothing, so it reveals nothing a later
+    /// `Have` would not. Appended; a peer built before it resets the stream as malformed.
+    Hashed,
 }
 
 /// Answer to `Join`.
@@ -263,7 +267,7 @@ impl Request {
                 })
             }
             Request::Hashes { path } => too_long("path", path, MAX_PATH_BYTES),
-            Request::Have { .. } => None,
+            Request::Have { .. } | Request::Hashed => None,
             Request::ReadPieces { first, end, .. } => (end <= first)
                 .then(|| WireError::BadRequest("empty piece range".into()))
                 .or_else(|| {
@@ -366,6 +370,19 @@ mod tests {
         ));
         let bad_request = [1, 2, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0x10];
         assert!(decode_payload::<ReadHeader>(&bad_request).is_err());
+    }
+
+    #[test]
+    fn the_hashed_push_round_trips_and_keeps_the_older_indices() {
+        let frame = encode_frame(&Request::Hashed, MAX_REQUEST_FRAME).unwrap();
+        assert_eq!(frame, [0, 0, 0, 1, 8]);
+        assert_eq!(
+            decode_payload::<Request>(&frame[4..]).unwrap(),
+            Request::Hashed
+        );
+        let have = encode_frame(&Request::Have { root: [0x11; 32] }, MAX_REQUEST_FRAME).unwrap();
+        assert_eq!(have[4], 4);
+        assert_eq!(Request::Hashed.validate(), Ok(()));
     }
 
     #[test]

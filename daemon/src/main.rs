@@ -39,6 +39,7 @@ fn main() {
                 init_logging(cli.verbose);
                 start(settings)
             }
+            Command::Repair => cli::repair(&settings),
             _ => cli::run_client(&cli, &settings),
         });
     if let Err(e) = result {
@@ -55,9 +56,12 @@ fn start(settings: Settings) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let allowed_hosts = settings.allowed_hosts.clone();
-    runtime.block_on(harddrive_party::service::run_daemon(
+    let store = runtime.block_on(harddrive_party::service::run_daemon(
         settings,
         ui_address,
         allowed_hosts,
-    ))
+    ))?;
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    harddrive_party::service::close_database(store);
+    Ok(())
 }

@@ -1,6 +1,6 @@
 //! Running as a service: the daemon's main loop, signal handling and systemd notification.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -9,18 +9,23 @@ use tokio::signal::unix::{signal, SignalKind};
 use crate::config::Settings;
 use crate::http;
 use crate::node::Node;
+use crate::store::Store;
 
 /// How often `STATUS=` is refreshed when no watchdog is configured.
 const STATUS_INTERVAL: Duration = Duration::from_secs(10);
+/// How long an exit waits for the database to close: 30 × 100 ms.
+const CLOSE_POLLS: u32 = 30;
+const CLOSE_POLL: Duration = Duration::from_millis(100);
 /// A health probe slower than this counts as a hang: no watchdog ping.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Starts the node and the API, then waits for SIGTERM, SIGINT or `stop`.
+/// Starts the node and the API, then waits for SIGTERM, SIGINT or `stop`. Returns the
+/// database, to be closed by its last holder once the runtime is gone (`close_database`).
 pub async fn run_daemon(
     config: Settings,
     ui_address: std::net::SocketAddr,
     allowed_hosts: Vec<String>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Weak<Store>> {
     let node = Node::start(config).await?;
     let token = http::load_or_create_token(node.storage())?;
     let listener = tokio::net::TcpListener::bind(ui_address)
@@ -53,13 +58,27 @@ pub async fn run_daemon(
         node.shutdown_signal(),
     ));
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
-    wait_for_stop(&node).await?;
+    let stopped = wait_for_stop(&node).await;
     tracing::info!("shutting down");
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     node.request_shutdown();
     node.close().await;
     let _ = tokio::time::timeout(std::time::Duration::from_secs(3), server).await;
-    Ok(())
+    stopped?;
+    Ok(Arc::downgrade(node.store()))
+}
+
+/// Waits (bounded) for the database's last holder to let go, so redb closes the file
+/// cleanly: a file left open counts as a crash's, which `repair` cannot read. Called after
+/// the runtime has shut down; only work still in a blocking call can hold it then.
+pub fn close_database(store: Weak<Store>) {
+    for _ in 0..CLOSE_POLLS {
+        if store.strong_count() == 0 {
+            return;
+        }
+        std::thread::sleep(CLOSE_POLL);
+    }
+    tracing::warn!("the database was still in use at exit; the next start recovers it");
 }
 
 /// The main loop: waits for SIGTERM, SIGINT or `stop`, and in between probes the node's
@@ -76,6 +95,8 @@ async fn wait_for_stop(node: &Arc<Node>) -> anyhow::Result<()> {
     } else {
         STATUS_INTERVAL
     };
+    let database = node.storage().join(crate::store::DB_FILE);
+    let mut failed_logged = false;
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -90,8 +111,16 @@ async fn wait_for_stop(node: &Arc<Node>) -> anyhow::Result<()> {
                     Ok(Ok(Ok(health))) => {
                         let status = health.status_line();
                         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Status(&status)]);
-                        if watchdog {
+                        if watchdog && health.watchdog_ok() {
                             let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+                        }
+                        if health.restart_now() {
+                            tracing::error!("database {} failed after an I/O error; exiting so that the service manager restarts harddrive-party and the database is reopened", database.display());
+                            anyhow::bail!("database {} failed after an I/O error (changes since were not saved); start again to reopen it", database.display());
+                        }
+                        if health.database_failed && !failed_logged {
+                            failed_logged = true;
+                            tracing::error!("database {} failed after an I/O error (storage disk full?): changes are not saved; the watchdog is no longer pinged, and harddrive-party exits to be restarted once the storage disk has room", database.display());
                         }
                     }
                     Ok(Ok(Err(e))) => {

@@ -42,12 +42,25 @@ fn upload_slots_change_live_and_persist() {
     );
     assert_eq!(
         s["set_at_start"],
-        json!(["download_dir", "listen", "upload_limit"]),
+        // The test harness gives --no-seed-downloads to every daemon that does not opt in.
+        json!(["download_dir", "listen", "seed_downloads", "upload_limit"]),
         "{s}"
+    );
+    let s = a
+        .api_post(
+            "/api/settings",
+            json!({ "retry_limit": 9, "retry_backoff": 3 }),
+        )
+        .unwrap();
+    assert_eq!(
+        (s["retry_limit"].clone(), s["retry_backoff"].clone()),
+        (json!(9), json!(3))
     );
     for bad in [
         json!({ "max_uploads": 0 }),
         json!({ "max_uploads_per_peer": 5000 }),
+        json!({ "retry_limit": 0 }),
+        json!({ "retry_backoff": 3601 }),
     ] {
         let (status, body) = a.api_post("/api/settings", bad).unwrap_err();
         assert_eq!(status, 400, "{body}");
@@ -102,14 +115,22 @@ fn upload_slots_change_live_and_persist() {
         (s["max_uploads"].clone(), s["max_uploads_per_peer"].clone()),
         (json!(3), json!(3))
     );
+    assert_eq!(
+        (s["retry_limit"].clone(), s["retry_backoff"].clone()),
+        (json!(9), json!(3))
+    );
     a.stop();
     a.extra
-        .extend(["--max-uploads".to_string(), "2".to_string()]);
+        .extend(["--max-uploads", "2", "--retry-limit", "7"].map(String::from));
     a.start();
     let s = settings(&a);
     assert_eq!(
         (s["max_uploads"].clone(), s["max_uploads_per_peer"].clone()),
         (json!(2), json!(3))
+    );
+    assert_eq!(
+        (s["retry_limit"].clone(), s["retry_backoff"].clone()),
+        (json!(7), json!(3))
     );
     assert!(s["set_at_start"]
         .as_array()

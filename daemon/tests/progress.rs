@@ -2,7 +2,9 @@
 //! downloading side and the sharing side shows the same file's bytes as sent, neither
 //! claiming `done` early; a folder counts the bytes of its files in flight; a download
 //! whose peer goes offline waits for it by name and finishes when it is back; a path the
-//! peer does not have fails for good and is not offered for resume.
+//! peer does not have fails for good and is not offered for resume; a file its sharer has
+//! not hashed yet starts flowing before the sharer has read it all, and what was read
+//! ahead counts once the piece list vouches for it.
 
 mod common;
 
@@ -202,6 +204,111 @@ fn an_offline_peer_is_waited_for_and_not_found_is_final() {
     let done = b.wait_download_done(id, Duration::from_secs(30));
     assert_eq!(n(&done, "received"), 4 * MB);
     assert_eq!(done["waiting_for"], Value::Null);
+    assert_eq!(
+        sha256_file(&b.download_dir.join(&an).join("Files/f.bin")),
+        sha256_file(&share.join("f.bin"))
+    );
+}
+
+#[test]
+fn an_unhashed_file_flows_before_its_sharer_has_hashed_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let share = tmp.path().join("Films");
+    // 16 MiB of data, then a sparse tail to 2 GiB: the sharer reads all of it (seconds)
+    // before it can answer `Hashes`; the downloader reads ahead meanwhile.
+    let film = share.join("big.bin");
+    write_random_file(&film, 16 << 20, 5);
+    std::fs::File::options()
+        .write(true)
+        .open(&film)
+        .unwrap()
+        .set_len(2 << 30)
+        .unwrap();
+    let (a, b) = sharer_and_downloader(
+        tmp.path(),
+        &share,
+        2,
+        &["--no-background-hashing"],
+        &["--download-limit", "8MB"],
+    );
+    let id = b.download(&format!("{}/Films/big.bin", a.name()));
+    let hashed = || a.log_text().contains("hashed Films/big.bin");
+    let early = wait_for(
+        "bytes before the piece list",
+        Duration::from_secs(20),
+        || {
+            let (t, done_hashing) = (b.transfer(id), hashed());
+            let received = n(&t, "received");
+            assert!(
+                received < 4 << 20 || n(&t, "verified_bytes") == 0,
+                "read-ahead bytes count as verified only after the list: {t}"
+            );
+            match received >= 4 << 20 {
+                true if !done_hashing => Some(received),
+                true => panic!("the sharer hashed the file before the bytes came: {t}"),
+                false => None,
+            }
+        },
+    );
+    // The list arrives; the pieces read ahead that match it are verified at once.
+    let verified = wait_for(
+        "the piece list to vouch for them",
+        Duration::from_secs(60),
+        || {
+            let t = b.transfer(id);
+            (hashed() && n(&t, "verified_bytes") >= early - (1 << 20))
+                .then_some(n(&t, "verified_bytes"))
+        },
+    );
+    assert!(verified >= 3 << 20, "{verified}");
+    b.api_delete(&format!("/api/transfers/{id}")).unwrap();
+}
+
+/// Retry policy: losing a peer is no failed try. With a budget of one try, a sharer that
+/// vanishes without a word (`kill -9`: its source stalls, then a `Have` goes unanswered)
+/// and stays away far longer than the budget leaves the download `waiting` for it, never
+/// failed; it resumes and completes once the sharer is back.
+#[test]
+fn a_peer_away_longer_than_the_retry_budget_is_waited_for() {
+    let tmp = tempfile::tempdir().unwrap();
+    let share = tmp.path().join("share/Files");
+    write_random_file(&share.join("f.bin"), 8 * MB, 6);
+    let (mut a, b) = sharer_and_downloader(
+        tmp.path(),
+        &share,
+        2,
+        &["--upload-limit", "1MB"],
+        &["--retry-limit", "1", "--retry-backoff", "1"],
+    );
+    let settings = b.api_get("/api/settings");
+    assert_eq!(
+        (&settings["retry_limit"], &settings["retry_backoff"]),
+        (&Value::from(1), &Value::from(1)),
+        "{settings}"
+    );
+    let an = a.name();
+    let id = b.download(&format!("{an}/Files/f.bin"));
+    wait_for("a verified piece", Duration::from_secs(15), || {
+        (n(&b.transfer(id), "verified_bytes") > 0).then_some(())
+    });
+    a.kill9();
+    // The stall timeout (30 s) and the unanswered `Have` (5 s) come first.
+    let waiting = wait_for("the download to wait", Duration::from_secs(60), || {
+        let t = b.transfer(id);
+        assert_ne!(t["state"], "failed", "a lost peer spent the one try: {t}");
+        (t["state"] == "waiting").then_some(t)
+    });
+    assert_eq!(waiting["waiting_for"], an.as_str(), "{waiting}");
+    // Many retry budgets later, still waiting.
+    for _ in 0..5 {
+        std::thread::sleep(Duration::from_secs(1));
+        let t = b.transfer(id);
+        assert_eq!(t["state"], "waiting", "{t}");
+    }
+    a.start();
+    let _ = b.cli(&["connect", &a.announce()]);
+    let done = b.wait_download_done(id, Duration::from_secs(60));
+    assert_eq!(n(&done, "received"), 8 * MB);
     assert_eq!(
         sha256_file(&b.download_dir.join(&an).join("Files/f.bin")),
         sha256_file(&share.join("f.bin"))

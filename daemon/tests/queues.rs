@@ -63,14 +63,40 @@ fn upload_slots_queue_requests_beyond_the_limit() {
 fn one_failing_file_does_not_stop_a_directory_download() {
     let tmp = tempfile::tempdir().unwrap();
     let share = tmp.path().join("share/Mixed");
-    for name in ["a.txt", "gone.txt", "z.txt"] {
+    // a.txt is fetched first, one file at a time and slowly, so gone.txt can be deleted
+    // after the folder was listed to B and before its turn: the share watcher drops it
+    // from A's index at once, which must not save B's list from holding it.
+    write_random_file(&share.join("a.txt"), 3_000_000, 1);
+    for name in ["gone.txt", "z.txt"] {
         write_random_file(&share.join(name), 5000, name.len() as u64);
     }
-    let (a, b) = sharer_and_downloader(tmp.path(), &share, 4, &[], &[]);
+    let (a, b) = sharer_and_downloader(
+        tmp.path(),
+        &share,
+        4,
+        &["--upload-limit", "1MB"],
+        &["--max-downloads", "1"],
+    );
     let an = a.name();
-    // Listed in the index, but gone from disk by the time it is read.
+    let waiting = {
+        let (storage, ui, folder) = (b.storage.clone(), b.ui.clone(), format!("{an}/Mixed"));
+        std::thread::spawn(move || {
+            std::process::Command::new(BIN)
+                .args(["--storage", storage.to_str().unwrap(), "--ui-address", &ui])
+                .args(["download", &folder, "--wait", "-q"])
+                .output()
+                .unwrap()
+        })
+    };
+    wait_for("B to list the folder", Duration::from_secs(20), || {
+        b.cli_json(&["transfers", "--json"])
+            .as_array()?
+            .iter()
+            .any(|t| t["path"] == "Mixed" && t["files_total"] == 3)
+            .then_some(())
+    });
     std::fs::remove_file(share.join("gone.txt")).unwrap();
-    let out = b.cli(&["download", &format!("{an}/Mixed"), "--wait", "-q"]);
+    let out = waiting.join().unwrap();
     assert!(!out.status.success(), "a partial failure is reported");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("gone.txt"), "{stderr}");

@@ -6,29 +6,9 @@ mod common;
 
 use std::os::unix::net::UnixDatagram;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
-
-fn messages(socket: &UnixDatagram, for_how_long: Duration) -> Vec<String> {
-    let deadline = Instant::now() + for_how_long;
-    let mut out = Vec::new();
-    let mut buf = [0u8; 4096];
-    while Instant::now() < deadline {
-        socket
-            .set_read_timeout(Some(
-                deadline
-                    .saturating_duration_since(Instant::now())
-                    .max(Duration::from_millis(1)),
-            ))
-            .unwrap();
-        match socket.recv(&mut buf) {
-            Ok(n) => out.push(String::from_utf8_lossy(&buf[..n]).to_string()),
-            Err(_) => break,
-        }
-    }
-    out
-}
 
 #[test]
 fn notify_protocol_ready_status_watchdog_and_stopping() {
@@ -51,7 +31,7 @@ fn notify_protocol_ready_status_watchdog_and_stopping() {
         .spawn()
         .unwrap();
     let pid = child.id().to_string();
-    let first = messages(&socket, Duration::from_secs(3));
+    let first = notify_messages(&socket, Duration::from_secs(3));
     assert!(first.iter().any(|m| m.contains("READY=1")), "{first:?}");
     assert!(
         first
@@ -70,8 +50,8 @@ fn notify_protocol_ready_status_watchdog_and_stopping() {
         .status()
         .unwrap()
         .success());
-    let _ = messages(&socket, Duration::from_millis(100));
-    let while_stopped = messages(&socket, Duration::from_secs(1));
+    let _ = notify_messages(&socket, Duration::from_millis(100));
+    let while_stopped = notify_messages(&socket, Duration::from_secs(1));
     assert!(
         while_stopped.iter().all(|m| !m.contains("WATCHDOG=1")),
         "{while_stopped:?}"
@@ -81,7 +61,7 @@ fn notify_protocol_ready_status_watchdog_and_stopping() {
         .status()
         .unwrap()
         .success());
-    let resumed = messages(&socket, Duration::from_secs(1));
+    let resumed = notify_messages(&socket, Duration::from_secs(1));
     assert!(
         resumed.iter().any(|m| m.contains("WATCHDOG=1")),
         "{resumed:?}"
@@ -91,7 +71,7 @@ fn notify_protocol_ready_status_watchdog_and_stopping() {
         .status()
         .unwrap()
         .success());
-    let last = messages(&socket, Duration::from_secs(3));
+    let last = notify_messages(&socket, Duration::from_secs(3));
     assert!(last.iter().any(|m| m.contains("STOPPING=1")), "{last:?}");
     let status = wait_for("exit", Duration::from_secs(10), || {
         child.try_wait().unwrap()

@@ -298,3 +298,88 @@ fn a_peer_still_downloading_serves_its_verified_pieces_to_others() {
         "the first downloader shows its uploads to the second"
     );
 }
+
+/// Late seeders join a running fetch (PROTOCOL.md §10 step 6): two seeders still hashing
+/// when the download starts join once they push `Hashed`, and one that connects
+/// mid-download joins on its connection. Every one of them contributes bytes.
+#[test]
+fn seeders_still_hashing_and_one_connecting_late_all_join_the_swarm() {
+    const LATE_SIZE: u64 = 96 * 1024 * 1024;
+    let tmp = tempfile::tempdir().unwrap();
+    let original = tmp.path().join("original.mkv");
+    write_random_file(&original, LATE_SIZE, 79);
+    // Seeder 0 is asked for the piece list and hashes on demand; 1 and 2 hash in the
+    // background at 8 MB/s, so their first `Have` answer is `NotFound`; 3 hashes at once.
+    let rates = ["0", "8MB", "8MB", "0"];
+    let mut seeders: Vec<Daemon> = rates
+        .iter()
+        .enumerate()
+        .map(|(i, rate)| {
+            let share = tmp.path().join(format!("seed{i}/Films"));
+            fs::create_dir_all(&share).unwrap();
+            fs::copy(&original, share.join("film.mkv")).unwrap();
+            Daemon::new(tmp.path(), &format!("seeder{i}"))
+                .share(&share)
+                .args(&["--background-hash-rate", rate])
+        })
+        .collect();
+    // 2 MB/s per source keeps the download going long after every seeder could join.
+    let mut d = Daemon::new(tmp.path(), "downloader").args(&["--peer-download-limit", "2MB"]);
+    for s in &mut seeders {
+        s.start();
+    }
+    d.start();
+    for s in &seeders[..3] {
+        befriend(&d, s);
+    }
+    let first = seeders[0].name();
+    let id = d.download(&format!("{first}/Films/film.mkv"));
+    let started = std::time::Instant::now();
+    wait_for("the download to start", Duration::from_secs(30), || {
+        (d.transfer(id)["received"].as_u64().unwrap_or(0) > 0).then_some(())
+    });
+    befriend(&d, &seeders[3]);
+    let names: Vec<String> = seeders.iter().map(Daemon::name).collect();
+    let during = wait_for(
+        "every seeder to contribute",
+        Duration::from_secs(60),
+        || {
+            let t = d.transfer(id);
+            let giving = sources(&t).iter().filter(|(_, b)| *b > 0).count();
+            (giving == names.len()).then_some(t)
+        },
+    );
+    eprintln!(
+        "all four seeders contributing after {:.1?}",
+        started.elapsed()
+    );
+    assert!(
+        during["received"].as_u64().unwrap() < LATE_SIZE,
+        "every seeder joined before the end: {during}"
+    );
+    // Not in the first round of asks: they joined the running fetch.
+    let log = d.log_text();
+    for late in &names[1..] {
+        assert!(
+            log.contains(&format!("{late} joins the swarm")),
+            "{late} joined mid-fetch: {log}"
+        );
+    }
+    let done = d.wait_download_done(id, Duration::from_secs(120));
+    assert_eq!(
+        sha256_file(&d.download_dir.join(&first).join("Films/film.mkv")),
+        sha256_file(&original)
+    );
+    let per_peer = sources(&done);
+    for name in &names {
+        assert!(
+            per_peer.iter().any(|(p, b)| p == name && *b > 0),
+            "{name} delivered verified bytes: {done}"
+        );
+    }
+    assert_eq!(
+        per_peer.iter().map(|(_, b)| b).sum::<u64>(),
+        LATE_SIZE,
+        "each byte was counted once: {done}"
+    );
+}

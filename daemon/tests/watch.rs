@@ -3,7 +3,8 @@
 //! have shown them); a file being written is neither listed nor served until it is quiet;
 //! a share directory that disappears or is replaced by a file is reported unavailable and
 //! hidden while the other share keeps working, and comes back with its directory; the
-//! `rescan` command works, and fails clearly without a daemon.
+//! `rescan` command works, and fails clearly without a daemon; and a friend's download
+//! of a small folder is not held up by the sharer's background pass hashing a big file.
 
 mod common;
 
@@ -291,4 +292,43 @@ fn rescan_command_works_and_fails_clearly_without_a_daemon() {
     assert!(!out.status.success(), "rescan without a daemon succeeded");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cannot reach the daemon"), "{err}");
+}
+
+#[test]
+fn a_small_folder_downloads_while_the_background_pass_hashes_a_big_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let share = tmp.path().join("Lib");
+    // "big.bin" sorts before "small/": the pass takes it first, at 1 MB/s about a minute.
+    write_random_file(&share.join("big.bin"), 64 << 20, 11);
+    for i in 0..40 {
+        write_random_file(&share.join(format!("small/{i:02}.txt")), 1000 + i, i);
+    }
+    let mut a = Daemon::new(tmp.path(), "a")
+        .share(&share)
+        .args(&["--background-hash-rate", "1MB"]);
+    let mut b = Daemon::new(tmp.path(), "b");
+    a.start();
+    b.start();
+    befriend(&b, &a);
+    let hashing = || a.api_get("/api/info")["hashing"].clone();
+    wait_for(
+        "the background pass to start",
+        Duration::from_secs(20),
+        || (hashing()["active"] == true).then_some(()),
+    );
+    let id = b.download(&format!("{}/Lib/small", a.name()));
+    b.wait_download_done(id, Duration::from_secs(40));
+    // Still inside the big file: the friend's 40 files went ahead of it, and the pass did
+    // not race through the big file to let them in (as the old one-file-at-a-time lock did).
+    let after = hashing();
+    assert_eq!(after["active"], true, "{after}");
+    assert_eq!(after["hashed_files"], 0, "{after}");
+    for i in 0..40u64 {
+        let name = format!("small/{i:02}.txt");
+        assert_eq!(
+            sha256_file(&b.download_dir.join(a.name()).join("Lib").join(&name)),
+            sha256_file(&share.join(&name)),
+            "{name}"
+        );
+    }
 }

@@ -2,7 +2,7 @@
 // daemons started by daemon/tests/ui_browser.rs (which passes their addresses in HDP_* env).
 // Every wait is bounded. Exits non-zero on the first failed check.
 import { createHash } from 'node:crypto';
-import { readFileSync, readdirSync, statSync, existsSync } from 'node:fs';
+import { readFileSync, readdirSync, statSync, existsSync, mkdirSync, renameSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import {
   env, setStep, log, check, waitFor, daemonApi, axeCheck, screenshots, touchTargets,
@@ -89,6 +89,21 @@ await withBrowser(SHOTS, async (browser, pageErrors) => {
   await axeCheck(page, 'shares');
   await touchTargets(page, 'shares');
   await shot(page, '03-shares');
+  // A shared folder that disappears (an unplugged disk) is marked missing, and unmarked
+  // when it is back; the share watcher tells the screen (shares_changed).
+  const extra = `${A_SHARE_DIR}-extra`;
+  mkdirSync(extra);
+  await page.getByLabel('Folder on the NAS').fill(extra);
+  await page.getByRole('button', { name: 'Share folder' }).tap();
+  const extraCard = page.locator(`li[data-share="${extra.split('/').pop()}"]`);
+  await extraCard.waitFor();
+  check(!(await extraCard.locator('.missing').isVisible()), 'a present folder is not marked missing');
+  renameSync(extra, `${extra}-unplugged`);
+  await extraCard.getByText('Folder not found').waitFor();
+  await axeCheck(page, 'shares with a missing folder');
+  renameSync(`${extra}-unplugged`, extra);
+  await waitFor('the folder to be back', async () => (await extraCard.locator('.missing').count()) === 0);
+  log('a vanished share folder shown missing, then back');
 
   // 4. Own address (text, QR, copy) and connecting B by pasting its address.
   setStep('4 peers');
@@ -269,11 +284,15 @@ await withBrowser(SHOTS, async (browser, pageErrors) => {
   await folder.fill(A_SMALL_DIR);
   await page.getByLabel('Upload slots (total)').fill('3');
   await page.getByLabel('Upload slots per peer').fill('2');
+  const seed = page.getByLabel('Offer finished downloads to friends');
+  check(!(await seed.isChecked()), 'offering downloads shows off, as the test daemon was started');
+  await seed.check();
   await page.getByLabel('Peer listen address (UDP)').fill(A_NEXT_LISTEN);
   await page.getByRole('button', { name: 'Save settings' }).tap();
   await page.getByText('Settings saved').waitFor();
   const saved = await apiA('/api/settings');
-  check(saved.download_dir === A_SMALL_DIR && saved.max_uploads === 3 && saved.max_uploads_per_peer === 2, `folder and slots applied: ${JSON.stringify(saved)}`);
+  check(saved.download_dir === A_SMALL_DIR && saved.max_uploads === 3 && saved.max_uploads_per_peer === 2 && saved.seed_downloads === true, `folder, slots and seeding applied: ${JSON.stringify(saved)}`);
+  await waitFor('the new download folder to be a share', async () => (await apiA('/api/shares')).some((s) => s.dir === A_SMALL_DIR));
   check(saved.listen.saved === A_NEXT_LISTEN && saved.listen.restart_needed && saved.listen.current !== A_NEXT_LISTEN, `listen address kept for the next start: ${JSON.stringify(saved.listen)}`);
   await page.getByText(`Restart harddrive-party to listen on ${A_NEXT_LISTEN}.`).waitFor();
   const banner = page.locator('#problems [data-code="download_disk_full"]');

@@ -70,6 +70,9 @@ pub struct Layer {
     pub max_downloads_per_peer: Option<usize>,
     pub max_uploads: Option<usize>,
     pub max_uploads_per_peer: Option<usize>,
+    pub retry_limit: Option<u64>,
+    /// Seconds before the first retry of a failed file.
+    pub retry_backoff: Option<u64>,
     /// Seconds between automatic rescans of the shares.
     pub rescan_interval: Option<u64>,
     /// Bandwidth caps in bytes per second ("5MB", "800KB", or a number); 0 = none.
@@ -86,6 +89,8 @@ pub struct Layer {
     pub background_hashing: Option<bool>,
     #[serde(default, deserialize_with = "rate_setting")]
     pub background_hash_rate: Option<Rate>,
+    /// Offer finished downloads to friends: the download folder is shared.
+    pub seed_downloads: Option<bool>,
     /// Free space to keep on the download disk ("512MB", or bytes); downloads pause below it.
     #[serde(default, deserialize_with = "rate_setting")]
     pub min_free_space: Option<u64>,
@@ -132,11 +137,15 @@ pub struct Settings {
     pub max_downloads_per_peer: usize,
     pub max_uploads: Startup<usize>,
     pub max_uploads_per_peer: Startup<usize>,
+    pub retry_limit: Startup<u64>,
+    /// Seconds.
+    pub retry_backoff: Startup<u64>,
     pub rescan_interval: Duration,
     /// Limits given at start; each one left unset keeps the value last set through the API.
     pub limits: LimitOverrides,
     pub background_hashing: bool,
     pub background_hash_rate: Rate,
+    pub seed_downloads: Startup<bool>,
     pub min_free_space: u64,
     pub db_cache: usize,
     pub quic_window: u32,
@@ -224,6 +233,8 @@ impl Layer {
             max_downloads_per_peer: self.max_downloads_per_peer.or(lower.max_downloads_per_peer),
             max_uploads: self.max_uploads.or(lower.max_uploads),
             max_uploads_per_peer: self.max_uploads_per_peer.or(lower.max_uploads_per_peer),
+            retry_limit: self.retry_limit.or(lower.retry_limit),
+            retry_backoff: self.retry_backoff.or(lower.retry_backoff),
             rescan_interval: self.rescan_interval.or(lower.rescan_interval),
             upload_limit: self.upload_limit.or(lower.upload_limit),
             download_limit: self.download_limit.or(lower.download_limit),
@@ -231,6 +242,7 @@ impl Layer {
             peer_download_limit: self.peer_download_limit.or(lower.peer_download_limit),
             background_hashing: self.background_hashing.or(lower.background_hashing),
             background_hash_rate: self.background_hash_rate.or(lower.background_hash_rate),
+            seed_downloads: self.seed_downloads.or(lower.seed_downloads),
             min_free_space: self.min_free_space.or(lower.min_free_space),
             db_cache: self.db_cache.or(lower.db_cache),
             quic_window: self.quic_window.or(lower.quic_window),
@@ -282,8 +294,14 @@ impl Layer {
                 bounds!(MAX_UPLOADS_PER_PEER),
                 self.max_uploads_per_peer,
             ),
+            retry_limit: startup(bounds!(RETRY_LIMIT), self.retry_limit),
+            retry_backoff: startup(bounds!(RETRY_BACKOFF), self.retry_backoff),
             rescan_interval: seconds(bounds!(RESCAN_INTERVAL), self.rescan_interval),
             background_hashing: self.background_hashing.unwrap_or(true),
+            seed_downloads: Startup {
+                given: self.seed_downloads,
+                default: true,
+            },
             min_free_space: bounds!(MIN_FREE_SPACE).settle(self.min_free_space),
             db_cache: bounds!(DB_CACHE).settle(self.db_cache) as usize,
             // Within u32: the range ends at 256 MiB.
@@ -320,6 +338,14 @@ fn startup_count(range: Range, given: Option<usize>) -> Startup<usize> {
     Startup {
         given: given.map(|n| count(range, Some(n))),
         default: count(range, None),
+    }
+}
+
+/// As [`startup_count`], for a number that is not a count of things in memory.
+fn startup(range: Range, given: Option<u64>) -> Startup<u64> {
+    Startup {
+        given: given.map(|n| range.settle(Some(n))),
+        default: range.default,
     }
 }
 

@@ -231,6 +231,24 @@ pub const MAX_UPLOADS_PER_PEER: Setting = Setting {
     range: Some(Range::new(4, 1, 1024)),
     help: "Concurrent uploads per peer [default: 4]",
 };
+pub const RETRY_LIMIT: Setting = Setting {
+    key: "retry_limit",
+    flag: "retry-limit",
+    env: "HDP_RETRY_LIMIT",
+    uci: Some("retry_limit"),
+    api: Some("retry_limit"),
+    range: Some(Range::new(5, 1, 1000)),
+    help: "Failed tries of a file before it is given up; a lost peer or a full disk is no try [default: 5]",
+};
+pub const RETRY_BACKOFF: Setting = Setting {
+    key: "retry_backoff",
+    flag: "retry-backoff",
+    env: "HDP_RETRY_BACKOFF",
+    uci: Some("retry_backoff"),
+    api: Some("retry_backoff"),
+    range: Some(Range::new(20, 1, 3600)),
+    help: "Seconds before the first retry of a failed file, doubling after each failure (at most 32 times) [default: 20]",
+};
 pub const RESCAN_INTERVAL: Setting = Setting {
     key: "rescan_interval",
     flag: "rescan-interval",
@@ -282,6 +300,15 @@ pub const BACKGROUND_HASHING: Setting = Setting {
     env: "HDP_NO_BACKGROUND_HASHING",
     uci: Some("background_hashing"),
     help: "Do not hash shared files in the background (they are hashed when first requested).",
+    ..UNSET
+};
+pub const SEED_DOWNLOADS: Setting = Setting {
+    key: "seed_downloads",
+    flag: "no-seed-downloads",
+    env: "HDP_NO_SEED_DOWNLOADS",
+    uci: Some("seed_downloads"),
+    api: Some("seed_downloads"),
+    help: "Do not offer finished downloads to friends (by default the download folder is a share).",
     ..UNSET
 };
 pub const BACKGROUND_HASH_RATE: Setting = Setting {
@@ -346,7 +373,7 @@ pub const LAN_TRUST: Setting = Setting {
 };
 
 /// Every setting, in the order of `start --help`.
-pub const ALL: [&Setting; 32] = [
+pub const ALL: [&Setting; 35] = [
     &STORAGE,
     &UI_ADDRESS,
     &SHARE_DIRS,
@@ -367,6 +394,8 @@ pub const ALL: [&Setting; 32] = [
     &MAX_DOWNLOADS_PER_PEER,
     &MAX_UPLOADS,
     &MAX_UPLOADS_PER_PEER,
+    &RETRY_LIMIT,
+    &RETRY_BACKOFF,
     &RESCAN_INTERVAL,
     &THREADS,
     &UPLOAD_LIMIT,
@@ -374,6 +403,7 @@ pub const ALL: [&Setting; 32] = [
     &PEER_UPLOAD_LIMIT,
     &PEER_DOWNLOAD_LIMIT,
     &BACKGROUND_HASHING,
+    &SEED_DOWNLOADS,
     &MIN_FREE_SPACE,
     &DB_CACHE,
     &QUIC_WINDOW,
@@ -434,7 +464,7 @@ mod tests {
     #[test]
     fn every_layer_field_is_declared_once_and_nothing_else() {
         let fields: HashSet<&str> = struct_fields::<Layer>().iter().copied().collect();
-        assert_eq!(fields.len(), 32, "Layer has {} fields", fields.len());
+        assert_eq!(fields.len(), 35, "Layer has {} fields", fields.len());
         let keys: HashSet<&str> = ALL.iter().map(|s| s.key).collect();
         assert_eq!(keys.len(), ALL.len(), "a key declared twice");
         assert_eq!(keys, fields);

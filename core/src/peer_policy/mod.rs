@@ -17,6 +17,9 @@ pub const CLOSE_DUPLICATE: u32 = 1;
 pub const CLOSE_BY_USER: u32 = 2;
 /// Close code after a stranger's request was refused with `NotAFriend` and recorded.
 pub const CLOSE_NOT_A_FRIEND: u32 = 3;
+/// A download's source sent nothing mid-run for the stall timeout and then left a `Have`
+/// unanswered: the peer is treated as gone (PROTOCOL.md §10 step 10).
+pub const CLOSE_UNRESPONSIVE: u32 = 4;
 /// A connection that lasted this long resets its peer's reconnect backoff; one that ends
 /// sooner (for instance refused right after the handshake) counts as a failed attempt.
 pub const STABLE_CONNECTION: Duration = Duration::from_secs(60);

@@ -52,6 +52,10 @@ pub struct Cli {
 pub enum Command {
     /// Run the daemon.
     Start(StartArgs),
+    /// Rebuild a damaged database (stop the daemon first): the damaged file is kept as a
+    /// backup; the identity, settings, shares, friends and invites it can read are kept; the
+    /// index is rebuilt by the next start's scan; the download queue and web UI logins are lost.
+    Repair,
     /// Show this peer's name and announce address.
     Info {
         #[arg(long)]
@@ -183,6 +187,10 @@ pub struct StartArgs {
     pub max_uploads: Option<usize>,
     #[arg(long = setting::MAX_UPLOADS_PER_PEER.flag, env = setting::MAX_UPLOADS_PER_PEER.env, help = setting::MAX_UPLOADS_PER_PEER.help)]
     pub max_uploads_per_peer: Option<usize>,
+    #[arg(long = setting::RETRY_LIMIT.flag, env = setting::RETRY_LIMIT.env, help = setting::RETRY_LIMIT.help)]
+    pub retry_limit: Option<u64>,
+    #[arg(long = setting::RETRY_BACKOFF.flag, env = setting::RETRY_BACKOFF.env, help = setting::RETRY_BACKOFF.help)]
+    pub retry_backoff: Option<u64>,
     #[arg(long = setting::RESCAN_INTERVAL.flag, env = setting::RESCAN_INTERVAL.env, help = setting::RESCAN_INTERVAL.help)]
     pub rescan_interval: Option<u64>,
     #[arg(long = setting::THREADS.flag, env = setting::THREADS.env, help = setting::THREADS.help)]
@@ -197,6 +205,8 @@ pub struct StartArgs {
     pub peer_download_limit: Option<Rate>,
     #[arg(long = setting::BACKGROUND_HASHING.flag, env = setting::BACKGROUND_HASHING.env, help = setting::BACKGROUND_HASHING.help, value_parser = FalseyValueParser::new())]
     pub no_background_hashing: bool,
+    #[arg(long = setting::SEED_DOWNLOADS.flag, env = setting::SEED_DOWNLOADS.env, help = setting::SEED_DOWNLOADS.help, value_parser = FalseyValueParser::new())]
+    pub no_seed_downloads: bool,
     #[arg(long = setting::MIN_FREE_SPACE.flag, env = setting::MIN_FREE_SPACE.env, help = setting::MIN_FREE_SPACE.help, value_parser = parse_rate)]
     pub min_free_space: Option<u64>,
     #[arg(long = setting::DB_CACHE.flag, env = setting::DB_CACHE.env, help = setting::DB_CACHE.help, value_parser = parse_rate)]
@@ -240,12 +250,15 @@ impl Cli {
             max_downloads_per_peer: args.max_downloads_per_peer,
             max_uploads: args.max_uploads,
             max_uploads_per_peer: args.max_uploads_per_peer,
+            retry_limit: args.retry_limit,
+            retry_backoff: args.retry_backoff,
             rescan_interval: args.rescan_interval,
             upload_limit: args.upload_limit,
             download_limit: args.download_limit,
             peer_upload_limit: args.peer_upload_limit,
             peer_download_limit: args.peer_download_limit,
             background_hashing: args.no_background_hashing.then_some(false),
+            seed_downloads: args.no_seed_downloads.then_some(false),
             background_hash_rate: args.background_hash_rate,
             min_free_space: args.min_free_space,
             db_cache: args.db_cache,
@@ -346,11 +359,25 @@ pub fn ui_socket_address(url: &str) -> anyhow::Result<SocketAddr> {
         .ok_or_else(|| anyhow!("--ui-address {url} resolves to nothing"))
 }
 
+/// `repair`: runs without a daemon, on the storage directory itself.
+pub fn repair(settings: &Settings) -> anyhow::Result<()> {
+    let report = crate::store::repair(&settings.storage)?;
+    println!("damaged database kept as {}", report.backup.display());
+    for (table, rows) in &report.kept {
+        println!("kept {table}: {rows}");
+    }
+    for (table, why) in &report.lost {
+        println!("lost {table}: {why}");
+    }
+    println!("dropped: the share index and hashes (the next start rescans), the download queue (add downloads again; their .part files resume), web UI logins; the identity key is a file of its own and is unchanged");
+    Ok(())
+}
+
 /// Runs a client command against a running daemon.
 pub fn run_client(cli: &Cli, settings: &Settings) -> anyhow::Result<()> {
     let client = Client::new(&settings.ui_address, &settings.storage)?;
     match &cli.command {
-        Command::Start(_) => unreachable!("start is handled by main"),
+        Command::Start(_) | Command::Repair => unreachable!("handled by main"),
         Command::Info { json } => print_info(&client, *json)?,
         Command::Connect { announce_address } => {
             let reply = client.post(

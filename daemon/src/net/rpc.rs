@@ -215,6 +215,12 @@ pub async fn have(conn: &quinn::Connection, root: Hash) -> Result<Option<Holding
     }
 }
 
+/// Pushes `Hashed` to a peer; nothing comes back (a peer built before the message resets
+/// the stream, which is as good).
+pub async fn hashed(conn: &quinn::Connection) {
+    let _ = send_request(conn, &Request::Hashed).await;
+}
+
 pub async fn announce(conn: &quinn::Connection, announce_address: String) -> Result<(), RpcError> {
     let mut recv = send_request(conn, &Request::AnnouncePeer { announce_address }).await?;
     match read_frame::<AnnounceReply, _>(&mut recv, MAX_RESPONSE_FRAME).await {

@@ -176,6 +176,7 @@ impl Node {
             self.clone()
                 .serve_connection(name.clone(), key, conn.clone()),
         );
+        self.downloads.swarm_news(&name);
         tokio::spawn(self.clone().introduce(name, conn, outbound));
         self.downloads.wake();
     }

@@ -178,6 +178,7 @@ impl Node {
             downloading: active(self.downloads.views()),
             uploading: active(self.uploads.views()),
             storage_free: free_space(&self.storage),
+            database_failed: self.store.failed(),
         })
     }
 
@@ -294,6 +295,7 @@ impl Node {
         let _ = std::fs::remove_file(&probe);
         self.saved.set_download_dir(text)?;
         self.downloads.set_download_dir(canonical.clone());
+        self.library.follow_download_dir(canonical.clone());
         tracing::info!("download folder is now {}", canonical.display());
         Ok(canonical)
     }

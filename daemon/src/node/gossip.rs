@@ -13,6 +13,7 @@ use crate::locks::lock;
 use crate::net::mdns;
 use crate::net::rpc;
 use crate::wire::{AnnounceReply, WireError};
+use harddrive_party_core::membership::PUSH_INTERVAL_MS;
 use harddrive_party_core::peer_policy::{self, AnnounceVerdict, FollowUp, Refusal};
 
 /// The reconnect loop looks again at least this often, in case a change went unsignalled.
@@ -21,6 +22,19 @@ const REDIAL_SAFETY_NET: Duration = Duration::from_secs(60);
 const REDIAL_MIN_WAIT: Duration = Duration::from_secs(1);
 
 impl Node {
+    /// Tells every connected peer `Hashed` after the background pass hashed new content, so
+    /// their running fetches ask us `Have` again; at most once per `PUSH_INTERVAL_MS`, what
+    /// was hashed meanwhile coalesced into the next push.
+    pub(super) async fn push_hashed_loop(self: Arc<Self>) {
+        loop {
+            self.library.hashed_new_content().await;
+            for peer in self.peers.all() {
+                tokio::spawn(async move { rpc::hashed(&peer.connection).await });
+            }
+            tokio::time::sleep(Duration::from_millis(PUSH_INTERVAL_MS)).await;
+        }
+    }
+
     /// Tells the new peer who we are and who else we know; tells the others about it.
     pub(super) async fn introduce(
         self: Arc<Self>,
@@ -73,33 +87,41 @@ impl Node {
             Err(e) => return AnnounceReply::Error(WireError::BadRequest(e.to_string())),
         };
         let name = address.name();
-        let known = self.store.known_peer(&name).ok().flatten();
         let connected = self.peers.get(&name).is_some();
-        let verdict = peer_policy::on_announce(
-            from_key,
-            &address,
-            &self.identity.public_key,
-            known.as_ref(),
-            connected,
-            self.trust,
-        );
-        let (record, changed, then) = match verdict {
-            AnnounceVerdict::Remember {
-                record,
-                changed,
-                then,
-            } => (record, changed, then),
+        let decided = self.store.update_known_peer(&name, |known| {
+            let verdict = peer_policy::on_announce(
+                from_key,
+                &address,
+                &self.identity.public_key,
+                known.as_ref(),
+                connected,
+                self.trust,
+            );
+            let write = match &verdict {
+                AnnounceVerdict::Remember {
+                    record,
+                    changed: true,
+                    ..
+                } => Some(record.clone()),
+                _ => None,
+            };
+            (write, (verdict, known.is_none()))
+        });
+        let (verdict, new_peer) = match decided {
+            Ok(decided) => decided,
+            Err(e) => {
+                tracing::warn!("cannot remember peer {name}: {e}");
+                return AnnounceReply::Ok;
+            }
+        };
+        let then = match verdict {
+            AnnounceVerdict::Remember { then, .. } => then,
             AnnounceVerdict::Ignore(Refusal::OtherKeyUnderName) => {
                 tracing::warn!("{from} announced another key under the known name {name}; ignored");
                 return AnnounceReply::Ok;
             }
             AnnounceVerdict::Ignore(_) => return AnnounceReply::Ok,
         };
-        if changed {
-            if let Err(e) = self.store.put_known_peer(&name, &record) {
-                tracing::warn!("cannot remember peer {name}: {e}");
-            }
-        }
         match then {
             FollowUp::Gossip => {
                 // Now others can learn how to reach it.
@@ -110,7 +132,7 @@ impl Node {
                 tracing::info!("{from} told us about {name}; connecting");
                 self.dial_later(address, DialReason::Gossiped);
             }
-            FollowUp::Nothing if known.is_none() => {
+            FollowUp::Nothing if new_peer => {
                 tracing::info!("{from} introduced {name}: a suggestion until approved");
                 self.peers_changed();
             }
@@ -197,29 +219,35 @@ impl Node {
     fn on_lan_peer(self: &Arc<Self>, found: mdns::Candidate) {
         let address = found.announce_address();
         let name = address.name();
-        let known = self.store.known_peer(&name).ok().flatten();
         let connected = self.peers.get(&name).is_some();
         let dial_due = lock(&self.dials).backoffs.is_due(&name, Instant::now());
-        let action = match peer_policy::on_lan_advert(
-            &address,
-            &self.identity.public_key,
-            known.as_ref(),
-            connected,
-            dial_due,
-            self.trust,
-        ) {
-            Ok(action) => action,
-            Err(why) => {
+        let decided = self.store.update_known_peer(&name, |known| {
+            let action = peer_policy::on_lan_advert(
+                &address,
+                &self.identity.public_key,
+                known.as_ref(),
+                connected,
+                dial_due,
+                self.trust,
+            );
+            let write = match &action {
+                Ok(action) if action.changed => Some(action.record.clone()),
+                _ => None,
+            };
+            (write, (action, known.is_none()))
+        });
+        let (action, new_peer) = match decided {
+            Ok((Ok(action), new_peer)) => (action, new_peer),
+            Ok((Err(why), _)) => {
                 tracing::debug!("mDNS: {name} at {}: {why}", found.addr);
                 return;
             }
-        };
-        if action.changed {
-            if let Err(e) = self.store.put_known_peer(&name, &action.record) {
+            Err(e) => {
                 tracing::warn!("cannot remember peer {name}: {e}");
+                return;
             }
-        }
-        if known.is_none() && !action.dial_now {
+        };
+        if new_peer && !action.dial_now {
             tracing::info!("found {name} on the LAN at {}: a suggestion", found.addr);
             self.peers_changed();
         }

@@ -4,17 +4,33 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use portable_atomic::AtomicU64;
 use serde::Serialize;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Notify};
 
+use super::settings::SavedSettings;
 use crate::events::{Event, EventSender};
 use crate::shares::{ScanStats, ShareInfo, Shares, SharesError};
 use crate::transfer::rate::{Rate, TokenBucket};
 use crate::wire::{Entry, LsChunker, WireError};
+
+/// The background pass, between two chunks, waits in slices of this while a friend's
+/// request hashes another file; after the last slice it reads one more chunk, so a stream
+/// of requests slows the pass down without stopping it.
+const DEMAND_PAUSE: Duration = Duration::from_millis(20);
+const MAX_DEMAND_PAUSES: u32 = 500;
+
+/// What the index loop starts from.
+pub(super) struct IndexStart {
+    pub share_dirs: Vec<PathBuf>,
+    pub interval: Duration,
+    pub download_dir: PathBuf,
+    /// `seed_downloads` as given at start, if it was.
+    pub seed_given: Option<bool>,
+}
 
 /// A chunk of a listing streamed to the API, or the error that cut it short.
 pub type ListingChunk = Result<Vec<Entry>, String>;
@@ -27,13 +43,19 @@ pub struct HashingProgress {
 }
 
 pub struct Library {
-    shares: Arc<Shares>,
-    events: EventSender,
+    pub(super) shares: Arc<Shares>,
+    pub(super) events: EventSender,
+    /// Where `seed_downloads` and the seeded share's name are kept (`seeding.rs`).
+    pub(super) saved: SavedSettings,
+    /// One change of the seeded share at a time.
+    pub(super) seeding_lock: Mutex<()>,
     /// `None` when background hashing is switched off.
     background_hash_rate: Option<Rate>,
     hashing: AtomicBool,
     /// Files hashed (or found hashed) by background passes since start.
     hashed_files: AtomicU64,
+    /// A permit once the pass has hashed a file: friends are told (`Hashed`), coalesced.
+    fresh: Notify,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -51,15 +73,24 @@ impl Library {
         events: EventSender,
         background_hash_rate: Option<Rate>,
         shutdown: watch::Receiver<bool>,
+        saved: SavedSettings,
     ) -> Self {
         Self {
             shares,
             events,
+            saved,
+            seeding_lock: Mutex::new(()),
             background_hash_rate,
             hashing: AtomicBool::new(false),
             hashed_files: AtomicU64::new(0),
+            fresh: Notify::new(),
             shutdown,
         }
+    }
+
+    /// Returns once the background pass has hashed a file since the last return.
+    pub(super) async fn hashed_new_content(&self) {
+        self.fresh.notified().await;
     }
 
     pub(super) fn shares(&self) -> &Arc<Shares> {
@@ -87,6 +118,7 @@ impl Library {
 
     pub fn remove(&self, name: &str) -> Result<(), SharesError> {
         self.shares.remove(name)?;
+        self.forget_seeded_share(name)?;
         let _ = self.events.send(Event::SharesChanged);
         Ok(())
     }
@@ -126,14 +158,22 @@ impl Library {
         Ok(rx)
     }
 
-    /// Indexes every share once at start (new `--share-dir`s are registered first), then
-    /// rescans periodically; after each scan, hashes what is not hashed yet in the background.
-    pub(super) async fn index_loop(self: Arc<Self>, share_dirs: Vec<PathBuf>, interval: Duration) {
+    /// Indexes every share once at start (new `--share-dir`s are registered first, then the
+    /// download folder is seeded or not), then rescans periodically; after each scan, hashes
+    /// what is not hashed yet in the background.
+    pub(super) async fn index_loop(self: Arc<Self>, start: IndexStart) {
         let library = self.clone();
+        let IndexStart {
+            share_dirs,
+            interval,
+            download_dir,
+            seed_given,
+        } = start;
         let _ = tokio::task::spawn_blocking(move || {
             for dir in share_dirs {
                 library.register_share(&dir);
             }
+            library.start_seeding(seed_given, &download_dir);
         })
         .await;
         // After the registration, so the watcher's first look finds every share.
@@ -198,12 +238,19 @@ impl Library {
         self.hashing.store(true, Ordering::Relaxed);
         let started = Instant::now();
         let mut bucket = TokenBucket::new(rate, started);
-        // Paced by the bucket, except while a peer waits for hashes, and stopped mid-file
-        // at shutdown so a stop never waits for a big file to finish hashing.
-        let mut pace = |bytes: u64| {
+        // Paced by the bucket and paused while a friend's request hashes another file, but
+        // unpaced while a friend waits for this very file; stopped mid-file at shutdown so a
+        // stop never waits for a big file to finish hashing.
+        let mut pace = |bytes: u64, awaited: bool| {
             let wait = bucket.take(bytes, Instant::now());
-            if !self.shares.demand_waiting() {
+            if !awaited {
                 std::thread::sleep(wait);
+                for _ in 0..MAX_DEMAND_PAUSES {
+                    if !self.shares.demand_waiting() || self.stopping() {
+                        break;
+                    }
+                    std::thread::sleep(DEMAND_PAUSE);
+                }
             }
             !self.stopping()
         };
@@ -214,6 +261,7 @@ impl Library {
             match self.shares.content_hashes_paced(&path, &mut pace) {
                 Ok((_, true)) => {
                     self.hashed_files.fetch_add(1, Ordering::Relaxed);
+                    self.fresh.notify_one();
                 }
                 Ok((_, false)) => {}
                 Err(e) => tracing::debug!("background hashing skipped {path}: {e}"),

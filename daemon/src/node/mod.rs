@@ -27,11 +27,12 @@ mod library;
 mod queue;
 mod reach;
 mod remote;
+mod seeding;
 mod server;
 mod settings;
 mod settings_change;
 mod speed;
-mod trust;
+pub(crate) mod trust;
 
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
@@ -41,7 +42,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::config::Settings;
+use crate::config::{registry as setting, Settings};
 use crate::events::{self, EventSender};
 use crate::identity::{self, Identity};
 use crate::net::mdns;
@@ -49,9 +50,10 @@ use crate::net::peers::PeerTable;
 use crate::net::quic::{QuicNode, TransportSettings};
 use crate::shares::Shares;
 use crate::store::Store;
-use crate::transfer::download::{DownloadLimits, Downloads};
+use crate::transfer::download::{DownloadLimits, DownloadSettings, Downloads};
 use crate::transfer::rate::RateLimiter;
 use crate::transfer::upload::{UploadLimits, Uploads};
+use crate::transfer::RetryPolicy;
 use harddrive_party_core::peer_policy::{Backoffs, PendingRequests, TrustSettings};
 
 pub use access::ShareView;
@@ -121,8 +123,7 @@ pub enum NodeError {
 /// What the long-running tasks need from the start-up settings.
 struct TaskSettings {
     stun_interval: Duration,
-    share_dirs: Vec<PathBuf>,
-    rescan_interval: Duration,
+    index: library::IndexStart,
 }
 
 /// Who is being dialled and each name's reconnect backoff, under one lock.
@@ -174,7 +175,6 @@ fn prepare_dir(dir: &Path) -> Result<PathBuf, NodeError> {
 
 /// The API fields (`SettingsView::set_at_start`) whose setting was given at start.
 fn set_at_start(config: &Settings) -> Vec<&'static str> {
-    use crate::config::registry as setting;
     let limits = &config.limits;
     [
         (setting::DOWNLOAD_DIR, config.download_dir.given.is_some()),
@@ -183,7 +183,13 @@ fn set_at_start(config: &Settings) -> Vec<&'static str> {
             setting::MAX_UPLOADS_PER_PEER,
             config.max_uploads_per_peer.given.is_some(),
         ),
+        (setting::RETRY_LIMIT, config.retry_limit.given.is_some()),
+        (setting::RETRY_BACKOFF, config.retry_backoff.given.is_some()),
         (setting::LISTEN, config.listen.is_some()),
+        (
+            setting::SEED_DOWNLOADS,
+            config.seed_downloads.given.is_some(),
+        ),
         (setting::UPLOAD_LIMIT, limits.upload.is_some()),
         (setting::DOWNLOAD_LIMIT, limits.download.is_some()),
         (setting::PEER_UPLOAD_LIMIT, limits.peer_upload.is_some()),
@@ -288,6 +294,7 @@ fn transfer_engines(
     store: &Arc<Store>,
     peers: &Arc<PeerTable>,
     events: &EventSender,
+    shares: &Arc<Shares>,
 ) -> Result<TransferEngines, NodeError> {
     let download_dir = download_dir(config, saved)?;
     let upload_limits = upload_limits(config, saved)?;
@@ -303,13 +310,26 @@ fn transfer_engines(
         store.clone(),
         peers.clone(),
         events.clone(),
-        download_dir,
-        DownloadLimits {
-            total: config.max_downloads,
-            per_peer: config.max_downloads_per_peer,
-            min_free_space: config.min_free_space,
+        DownloadSettings {
+            folder: download_dir,
+            limits: DownloadLimits {
+                total: config.max_downloads,
+                per_peer: config.max_downloads_per_peer,
+                min_free_space: config.min_free_space,
+            },
+            retry: RetryPolicy {
+                limit: config
+                    .retry_limit
+                    .clone()
+                    .over(saved.number(setting::RETRY_LIMIT.key)?),
+                backoff: config
+                    .retry_backoff
+                    .clone()
+                    .over(saved.number(setting::RETRY_BACKOFF.key)?),
+            },
         },
         rate.clone(),
+        shares.clone(),
     )?;
     let uploads = Arc::new(Uploads::new(upload_limits, rate, events.clone()));
     Ok(TransferEngines {
@@ -337,7 +357,7 @@ impl Node {
             speed,
             downloads,
             uploads,
-        } = transfer_engines(&config, &saved, &store, &peers, &events)?;
+        } = transfer_engines(&config, &saved, &store, &peers, &events, &shares)?;
         // Last before the node exists, so a failed start leaves no advertisement behind.
         let (lan, browse) = config
             .mdns
@@ -353,6 +373,7 @@ impl Node {
                 .background_hashing
                 .then_some(config.background_hash_rate),
             shutdown.subscribe(),
+            saved.clone(),
         ));
         let node = Arc::new(Node {
             set_at_start,
@@ -384,8 +405,12 @@ impl Node {
         node.spawn_tasks(
             TaskSettings {
                 stun_interval: config.stun_interval,
-                share_dirs: config.share_dirs,
-                rescan_interval: config.rescan_interval,
+                index: library::IndexStart {
+                    share_dirs: config.share_dirs,
+                    interval: config.rescan_interval,
+                    download_dir: node.download_dir(),
+                    seed_given: config.seed_downloads.given,
+                },
             },
             browse,
         );
@@ -409,13 +434,10 @@ impl Node {
             tokio::spawn(self.clone().lan_discovery_loop(browse));
         }
         tokio::spawn(self.downloads.clone().run());
+        tokio::spawn(self.clone().push_hashed_loop());
         tokio::spawn(self.clone().upload_progress_loop());
         tokio::spawn(self.speed.clone().schedule_loop());
-        tokio::spawn(
-            self.library
-                .clone()
-                .index_loop(config.share_dirs, config.rescan_interval),
-        );
+        tokio::spawn(self.library.clone().index_loop(config.index));
     }
 
     /// Progress of uploads every tick while any is sent; asleep otherwise (an idle router

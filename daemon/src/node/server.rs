@@ -64,6 +64,10 @@ pub(super) async fn refuse(send: &mut quinn::SendStream, request: &Request, erro
         Request::AnnouncePeer { .. } | Request::Introduce { .. } => {
             finish_with(send, &AnnounceReply::Error(error)).await;
         }
+        // A push has no answer.
+        Request::Hashed => {
+            let _ = send.finish();
+        }
         // Only a malformed join gets here (strangers' joins are answered by `invites`).
         Request::Join { .. } => {
             finish_with(send, &JoinReply::Refused(InviteRefusal::NotValid)).await;
@@ -173,6 +177,10 @@ impl Node {
                     Err(e) => HaveReply::Refused(e),
                 };
                 finish_with(send, &reply).await;
+            }
+            Request::Hashed => {
+                self.downloads.swarm_news(&peer.name);
+                let _ = send.finish();
             }
             // A friend with an invite (a second device, an old link): nothing to spend.
             Request::Join { .. } => finish_with(send, &JoinReply::Welcome).await,

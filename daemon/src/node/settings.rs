@@ -17,6 +17,10 @@ const DOWNLOAD_DIR: &str = "download_dir";
 const UPLOAD_SLOTS: &str = "upload_slots";
 const RATE_LIMITS: &str = "rate_limits";
 const ALT_SPEED: &str = "alt_speed";
+const SEED_DOWNLOADS: &str = "seed_downloads";
+/// The name of the share made of the download folder by `seed_downloads`, so that turning
+/// it off (or moving the folder) removes that share and no share the user made.
+const SEEDED_SHARE: &str = "seeded_share";
 
 #[derive(Clone)]
 pub struct SavedSettings {
@@ -65,6 +69,15 @@ impl SavedSettings {
         self.set_json(UPLOAD_SLOTS, slots)
     }
 
+    /// A number kept under its setting's key.
+    pub fn number(&self, key: &str) -> Result<Option<u64>, StoreError> {
+        Ok(self.store.setting(key)?.and_then(|s| s.parse().ok()))
+    }
+
+    pub fn set_number(&self, key: &str, n: u64) -> Result<(), StoreError> {
+        self.store.set_setting(key, &n.to_string())
+    }
+
     pub fn rate_limits(&self) -> Result<Option<Limits>, StoreError> {
         self.json(RATE_LIMITS)
     }
@@ -79,5 +92,21 @@ impl SavedSettings {
 
     pub fn set_alt_speed(&self, alt: &AltSpeed) -> Result<(), StoreError> {
         self.set_json(ALT_SPEED, alt)
+    }
+
+    pub fn seed_downloads(&self) -> Result<Option<bool>, StoreError> {
+        self.json(SEED_DOWNLOADS)
+    }
+
+    pub fn set_seed_downloads(&self, on: bool) -> Result<(), StoreError> {
+        self.set_json(SEED_DOWNLOADS, &on)
+    }
+
+    pub fn seeded_share(&self) -> Result<Option<String>, StoreError> {
+        self.json(SEEDED_SHARE)
+    }
+
+    pub fn set_seeded_share(&self, name: Option<&str>) -> Result<(), StoreError> {
+        self.set_json(SEEDED_SHARE, &name)
     }
 }

@@ -8,9 +8,11 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::{Node, NodeError};
+use crate::config::registry as setting;
 use crate::store::StoreError;
 use crate::transfer::rate::{AltMode, AltSpeed, Limits, RateValue, Schedule};
 use crate::transfer::upload::{UploadLimits, MAX_UPLOAD_SLOTS};
+use crate::transfer::RetryPolicy;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
@@ -40,6 +42,9 @@ pub struct SettingsView {
     pub download_dir: PathBuf,
     pub max_uploads: usize,
     pub max_uploads_per_peer: usize,
+    pub seed_downloads: bool,
+    pub retry_limit: u64,
+    pub retry_backoff: u64,
     pub listen: ListenView,
     pub set_at_start: Vec<&'static str>,
 }
@@ -69,8 +74,13 @@ pub struct SettingsChange {
     pub download_dir: Option<PathBuf>,
     pub max_uploads: Option<usize>,
     pub max_uploads_per_peer: Option<usize>,
+    pub retry_limit: Option<u64>,
+    /// Seconds before the first retry.
+    pub retry_backoff: Option<u64>,
     /// `IP:PORT` for peer connections, used from the next start.
     pub listen: Option<SocketAddr>,
+    /// Offer finished downloads to friends (the download folder as a share).
+    pub seed_downloads: Option<bool>,
 }
 
 fn apply_rates(
@@ -155,11 +165,35 @@ impl SettingsChange {
         }
         Ok(slots)
     }
+
+    fn retry_policy(&self, mut retry: RetryPolicy) -> Result<RetryPolicy, SettingsError> {
+        for (value, slot, s) in [
+            (self.retry_limit, &mut retry.limit, setting::RETRY_LIMIT),
+            (
+                self.retry_backoff,
+                &mut retry.backoff,
+                setting::RETRY_BACKOFF,
+            ),
+        ] {
+            if let Some(n) = value {
+                let range = s.bounds();
+                if !(range.min..=range.max).contains(&n) {
+                    return Err(SettingsError::Invalid(format!(
+                        "{}: give a number from {} to {}",
+                        s.key, range.min, range.max
+                    )));
+                }
+                *slot = n;
+            }
+        }
+        Ok(retry)
+    }
 }
 
 impl Node {
     pub fn settings(&self) -> SettingsView {
         let slots = self.upload_limits();
+        let retry = self.downloads.retry_policy();
         let current = self.listen_address();
         let saved = self.saved_listen().or(current);
         SettingsView {
@@ -170,6 +204,9 @@ impl Node {
             download_dir: self.download_dir(),
             max_uploads: slots.total,
             max_uploads_per_peer: slots.per_peer,
+            seed_downloads: self.library.seeding(),
+            retry_limit: retry.limit,
+            retry_backoff: retry.backoff,
             listen: ListenView {
                 current: current.map(|a| a.to_string()),
                 saved: saved.map(|a| a.to_string()),
@@ -184,6 +221,7 @@ impl Node {
         let limits = change.normal_limits(self.speed.limits())?;
         let alt = change.alt_speed(self.speed.alt_speed())?;
         let slots = change.upload_slots(self.upload_limits())?;
+        let retry = change.retry_policy(self.downloads.retry_policy())?;
         if let Some(listen) = change.listen {
             self.check_listen(listen)?;
         }
@@ -195,6 +233,16 @@ impl Node {
         }
         if change.max_uploads.is_some() || change.max_uploads_per_peer.is_some() {
             self.set_upload_limits(slots)?;
+        }
+        if let Some(on) = change.seed_downloads {
+            self.library.set_seeding(on, self.download_dir())?;
+        }
+        if change.retry_limit.is_some() || change.retry_backoff.is_some() {
+            self.saved
+                .set_number(setting::RETRY_LIMIT.key, retry.limit)?;
+            self.saved
+                .set_number(setting::RETRY_BACKOFF.key, retry.backoff)?;
+            self.downloads.set_retry_policy(retry);
         }
         self.speed.set_limits(limits)?;
         self.speed.set_alt_speed(alt)?;

@@ -30,7 +30,7 @@ const STRANGER_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const REFUSAL_DELIVERY: Duration = Duration::from_secs(2);
 pub const MAX_NICKNAME_CHARS: usize = 64;
 
-pub(super) fn unix_now() -> u64 {
+pub(crate) fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())

@@ -5,7 +5,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -76,10 +75,8 @@ pub struct Shares {
     store: Arc<Store>,
     /// share name -> canonical root directory
     roots: RwLock<BTreeMap<String, PathBuf>>,
-    /// Held while a file is hashed, so the same file is never hashed twice at once.
-    hash_lock: Mutex<()>,
-    /// On-demand hash requests in progress or waiting.
-    demand: AtomicUsize,
+    /// Files being hashed, and the on-demand hashing permits (`hashes.rs`).
+    hashing: hashes::HashFlights,
     /// Shares whose directory is missing or not a directory (`live.rs`).
     unavailable: RwLock<BTreeSet<String>>,
     /// Index keys of files being written, from the watcher: not served until stable.
@@ -87,6 +84,19 @@ pub struct Shares {
     /// Held while the index of a share is written by a rescan or the watcher, so the two
     /// never interleave their writes to one directory.
     index_lock: Mutex<()>,
+    /// The download folder (canonical), wherever it lies: its `.part` files are neither
+    /// indexed nor served, whether it is a share, inside one, or seeded.
+    download_dir: RwLock<Option<PathBuf>>,
+}
+
+/// A `.part` file in the download folder: a download in progress, which is offered piece by
+/// piece while it runs (`transfer/partials.rs`), never as a file.
+fn is_partial_download(path: &Path, download_dir: Option<&Path>) -> bool {
+    download_dir.is_some_and(|dir| path.starts_with(dir))
+        && path
+            .file_name()
+            .and_then(|name| name.to_str())
+            .is_some_and(|name| name.ends_with(crate::transfer::plan::PART_SUFFIX))
 }
 
 fn lock_poisoned() -> SharesError {
@@ -119,12 +129,22 @@ impl Shares {
         Ok(Self {
             store,
             roots: RwLock::new(roots),
-            hash_lock: Mutex::new(()),
-            demand: AtomicUsize::new(0),
+            hashing: hashes::HashFlights::default(),
             unavailable: RwLock::new(BTreeSet::new()),
             writing: RwLock::new(BTreeSet::new()),
             index_lock: Mutex::new(()),
+            download_dir: RwLock::new(None),
         })
+    }
+
+    pub fn set_download_dir(&self, dir: &Path) {
+        if let Ok(mut current) = self.download_dir.write() {
+            *current = Some(dir.to_path_buf());
+        }
+    }
+
+    fn download_dir(&self) -> Option<PathBuf> {
+        self.download_dir.read().ok()?.clone()
     }
 
     pub fn roots(&self) -> BTreeMap<String, PathBuf> {
@@ -261,7 +281,9 @@ impl Shares {
         }
         let _index = self.index_lock.lock().map_err(|_| lock_poisoned())?;
         let writing = self.writing.read().map(|w| w.clone()).unwrap_or_default();
-        let mut scan = Scan::new(&self.store, &root).with_writing(writing);
+        let mut scan = Scan::new(&self.store, &root)
+            .with_writing(writing)
+            .skipping_parts_in(self.download_dir());
         let meta = fs::metadata(&root).map_err(|e| SharesError::BadDirectory {
             path: root.clone(),
             reason: e.to_string(),
@@ -381,7 +403,7 @@ impl Shares {
         if !real.starts_with(&root) {
             return Err(WireError::Forbidden);
         }
-        if !real.is_file() {
+        if !real.is_file() || is_partial_download(&real, self.download_dir().as_deref()) {
             return Err(WireError::NotFound);
         }
         Ok(real)
@@ -542,6 +564,75 @@ mod tests {
             shares.content_hashes("Films/../x"),
             Err(WireError::Forbidden)
         ));
+    }
+
+    #[test]
+    fn part_files_of_the_download_folder_are_neither_indexed_nor_served() {
+        let (tmp, shares) = setup();
+        let downloads = tmp.path().join("downloads");
+        fs::create_dir_all(downloads.join("Peer/Films")).unwrap();
+        fs::write(downloads.join("Peer/Films/a.mkv"), b"whole").unwrap();
+        fs::write(downloads.join("Peer/Films/b.mkv.part"), b"half").unwrap();
+        // Elsewhere a .part file is an ordinary file of the user's.
+        let music = tmp.path().join("Music");
+        fs::create_dir_all(&music).unwrap();
+        fs::write(music.join("song.part"), b"mine").unwrap();
+        shares.set_download_dir(&downloads.canonicalize().unwrap());
+        shares.add(&downloads).unwrap();
+        shares.add(&music).unwrap();
+        assert_eq!(
+            collect(&shares, "downloads", None, true),
+            [
+                "downloads/Peer:5",
+                "downloads/Peer/Films:5",
+                "downloads/Peer/Films/a.mkv:5"
+            ]
+        );
+        assert_eq!(
+            shares.resolve("downloads/Peer/Films/b.mkv.part"),
+            Err(WireError::NotFound)
+        );
+        assert_eq!(
+            collect(&shares, "Music", None, false),
+            ["Music/song.part:4"]
+        );
+        assert!(shares.resolve("Music/song.part").is_ok());
+        // The watcher's re-read of one directory applies the same rule.
+        fs::write(downloads.join("Peer/Films/c.mkv.part"), b"new").unwrap();
+        shares.reindex_dir("downloads/Peer/Films", &[]).unwrap();
+        assert_eq!(
+            collect(&shares, "downloads/Peer/Films", None, false).len(),
+            1
+        );
+    }
+
+    #[test]
+    fn hashes_of_a_finished_download_are_adopted_and_found_by_root() {
+        let (tmp, shares) = setup();
+        let downloads = tmp.path().join("downloads");
+        fs::create_dir_all(downloads.join("Peer")).unwrap();
+        let file = downloads.join("Peer/film.mkv");
+        let bytes = vec![3u8; 2 * 1024 * 1024 + 1];
+        fs::write(&file, &bytes).unwrap();
+        let pieces: Vec<_> = bytes
+            .chunks(1 << 20)
+            .map(crate::content::hash_piece)
+            .collect();
+        let root = crate::content::root_of(bytes.len() as u64, &pieces);
+        shares.add(&downloads).unwrap();
+        let real = file.canonicalize().unwrap();
+        // A size that no longer matches is not cached.
+        shares.adopt_hashes(&real, 5, root, pieces.clone());
+        assert!(shares.find_root(&root).is_none());
+        shares.adopt_hashes(&real, bytes.len() as u64, root, pieces.clone());
+        let (path, record) = shares.find_root(&root).expect("found without hashing");
+        assert_eq!(path, "downloads/Peer/film.mkv");
+        assert_eq!(record.pieces, pieces);
+        // Outside every share there is nothing to find it by.
+        let outside = tmp.path().join("elsewhere.bin");
+        fs::write(&outside, b"x").unwrap();
+        shares.adopt_hashes(&outside.canonicalize().unwrap(), 1, [9; 32], vec![[9; 32]]);
+        assert!(shares.find_root(&[9; 32]).is_none());
     }
 
     #[test]

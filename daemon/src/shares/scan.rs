@@ -24,6 +24,8 @@ pub(super) struct Scan<'a> {
     /// Index keys of files the watcher sees being written: they keep their stored entry
     /// (or stay out) in a rescan too, so the stable rule holds whichever walk lists them.
     writing: BTreeSet<String>,
+    /// The download folder: its `.part` files are downloads in progress, never indexed.
+    download_dir: Option<PathBuf>,
 }
 
 struct Child {
@@ -46,7 +48,13 @@ impl Scan<'_> {
             unsynced: false,
             stats: ScanStats::default(),
             writing: BTreeSet::new(),
+            download_dir: None,
         }
+    }
+
+    pub(super) fn skipping_parts_in(mut self, download_dir: Option<PathBuf>) -> Self {
+        self.download_dir = download_dir;
+        self
     }
 
     pub(super) fn with_writing(mut self, writing: BTreeSet<String>) -> Self {
@@ -277,6 +285,9 @@ impl Scan<'_> {
             entry.metadata().ok()?
         };
         if !meta.is_dir() && !meta.is_file() {
+            return None;
+        }
+        if meta.is_file() && is_partial_download(&path, self.download_dir.as_deref()) {
             return None;
         }
         let value = IndexValue {

@@ -14,7 +14,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -68,7 +68,7 @@ pub fn spawn(
         Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC).map_err(WatchError::Init)?;
     let mut watcher = Watcher {
         inotify,
-        shares,
+        shares: Arc::downgrade(&shares),
         coalescer: Coalescer::new(Limits::default()),
         by_wd: HashMap::new(),
         by_key: BTreeMap::new(),
@@ -85,7 +85,9 @@ pub fn spawn(
 
 struct Watcher {
     inotify: Inotify,
-    shares: Arc<Shares>,
+    /// Held only while working, never across the wait: at shutdown the database closes
+    /// (cleanly, so `repair` can read it) without waiting for this thread's next turn.
+    shares: Weak<Shares>,
     coalescer: Coalescer,
     /// Watched directories: descriptor -> index key, and back.
     by_wd: HashMap<WatchDescriptor, String>,
@@ -101,8 +103,11 @@ impl Watcher {
     fn run(&mut self, stopping: impl Fn() -> bool, changed: impl Fn()) {
         while !stopping() {
             let now = Instant::now();
+            let Some(shares) = self.shares.upgrade() else {
+                return;
+            };
             if now >= self.check_roots_at {
-                self.check_roots(now);
+                self.check_roots(&shares, now);
                 self.check_roots_at = now + ROOT_CHECK;
             }
             let wake = self
@@ -112,6 +117,7 @@ impl Watcher {
                 .min(now + MAX_SLEEP);
             let timeout = PollTimeout::try_from(wake.saturating_duration_since(now))
                 .unwrap_or(PollTimeout::ZERO);
+            drop(shares);
             let mut fds = [PollFd::new(self.inotify.as_fd(), PollFlags::POLLIN)];
             let readable = match poll(&mut fds, timeout) {
                 Ok(n) => n > 0,
@@ -126,11 +132,14 @@ impl Watcher {
                 events = self.read_events();
             }
             let work = self.coalescer.poll_due(Instant::now());
+            let Some(shares) = self.shares.upgrade() else {
+                return;
+            };
             if events > 0 || !work.is_empty() {
-                self.shares.set_writing(self.coalescer.writing());
+                shares.set_writing(self.coalescer.writing());
             }
             if !work.is_empty() {
-                self.apply(work);
+                Self::apply(&shares, work);
                 changed();
             }
         }
@@ -159,11 +168,11 @@ impl Watcher {
         count
     }
 
-    fn apply(&mut self, work: Vec<Work>) {
+    fn apply(shares: &Shares, work: Vec<Work>) {
         for item in work {
             let result = match &item {
-                Work::Rescan(share) => self.shares.rescan(share),
-                Work::Dir { key, keep } => self.shares.reindex_dir(key, keep),
+                Work::Rescan(share) => shares.rescan(share),
+                Work::Dir { key, keep } => shares.reindex_dir(key, keep),
             };
             match result {
                 Ok(stats) => tracing::debug!("watcher: {item:?}: {stats:?}"),
@@ -310,8 +319,8 @@ impl Watcher {
     }
 
     /// Picks up added, removed, vanished, replaced and returned share roots.
-    fn check_roots(&mut self, now: Instant) {
-        let current = self.shares.roots();
+    fn check_roots(&mut self, shares: &Shares, now: Instant) {
+        let current = shares.roots();
         let dropped: Vec<String> = self
             .roots
             .keys()
@@ -322,7 +331,7 @@ impl Watcher {
             self.drop_share(&name);
         }
         for (name, root) in current {
-            let id = self.shares.check_root(&name);
+            let id = shares.check_root(&name);
             let watched = self.roots.get(&name).map(|(_, id)| *id);
             if id == watched {
                 continue;

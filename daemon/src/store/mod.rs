@@ -11,11 +11,13 @@ mod access;
 mod downloads;
 mod migrate;
 mod records;
+mod repair;
 
 pub use access::AddInvite;
 pub use harddrive_party_core::peer_policy::KnownPeer;
 use migrate::migrate_known_peers;
 pub use records::*;
+pub use repair::{repair, RepairReport};
 
 /// 2: `KnownPeer` gained trust, block, nickname and key (friends only, issue 12).
 /// 3: `KnownPeer` gained `guest`; the invites and share access tables.
@@ -56,7 +58,7 @@ pub enum StoreError {
     },
     #[error("database {0} is in use by another harddrive-party process; stop it first or use another --storage")]
     Locked(PathBuf),
-    #[error("database {path} is damaged or not a harddrive-party database ({detail}); it was left untouched: restore a backup or move it aside to start afresh")]
+    #[error("database {path} is damaged or not a harddrive-party database ({detail}); it was left untouched: stop here and run `harddrive-party repair` (same --storage), which backs it up and rebuilds it, keeping the identity, friends and settings it can read")]
     Corrupt { path: PathBuf, detail: String },
     #[error("database {path} has schema version {found}, newer than this harddrive-party supports ({supported}); upgrade harddrive-party, it was left untouched")]
     NewerSchema {
@@ -97,20 +99,67 @@ pub(super) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError>
         .map_err(|e| StoreError::Decode(e.to_string()))
 }
 
+/// Makes sure the writable open cannot write to a damaged file. A clean file opens read-only
+/// without a write, and the integrity check that follows writes only once it verifies; but a
+/// file needing recovery (after a crash, or cut short) gets its header rewritten before the
+/// check, so that recovery is rehearsed on a copy first. Without room for the copy, recovery
+/// runs on the file itself, as after any crash.
+fn rehearse_open(path: &Path) -> Result<(), StoreError> {
+    let corrupt = |detail: String| StoreError::Corrupt {
+        path: path.into(),
+        detail,
+    };
+    let mut builder = Database::builder();
+    builder.set_cache_size(1 << 20);
+    match builder.open_read_only(path) {
+        Ok(_) => return Ok(()),
+        Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
+            return Err(StoreError::Locked(path.into()))
+        }
+        Err(redb::DatabaseError::RepairAborted) => {}
+        Err(other) => return Err(corrupt(other.to_string())),
+    }
+    let copy = path.with_extension("redb.rehearsal");
+    if let Err(e) = std::fs::copy(path, &copy) {
+        let _ = std::fs::remove_file(&copy);
+        tracing::warn!(
+            "no room to rehearse the recovery of {} ({e}); recovering it in place",
+            path.display()
+        );
+        return Ok(());
+    }
+    let rehearsed = builder
+        .set_check_integrity_on_open(true)
+        .open(&copy)
+        .map(drop);
+    let _ = std::fs::remove_file(&copy);
+    rehearsed.map_err(|e| corrupt(e.to_string()))
+}
+
 impl Store {
     pub fn open(storage_dir: &Path, cache_bytes: usize) -> Result<Self, StoreError> {
         std::fs::create_dir_all(storage_dir).map_err(|source| StoreError::CreateDir {
             path: storage_dir.into(),
             source,
         })?;
-        let path = storage_dir.join(DB_FILE);
+        Self::open_file(&storage_dir.join(DB_FILE), cache_bytes)
+    }
+
+    fn open_file(path: &Path, cache_bytes: usize) -> Result<Self, StoreError> {
+        let path = path.to_path_buf();
         let mut builder = Database::builder();
-        builder.set_cache_size(cache_bytes);
+        // A plain open trusts every page and can panic on a damaged one (an abort in the
+        // release build); the check verifies every checksum first and writes nothing unless
+        // the file verifies (or is only a crash's unfinished commit, which it rolls back).
+        builder
+            .set_cache_size(cache_bytes)
+            .set_check_integrity_on_open(true);
         let corrupt = |detail: String| StoreError::Corrupt {
             path: path.clone(),
             detail,
         };
         let opened = if path.exists() {
+            rehearse_open(&path)?;
             builder.open(&path)
         } else {
             builder.create(&path)
@@ -161,6 +210,18 @@ impl Store {
         }
         txn.commit()?;
         Ok(())
+    }
+
+    /// Whether a write failed (a full disk, an I/O error): redb then refuses every later
+    /// write ("Previous I/O error occurred") until the file is reopened. Reads still work,
+    /// so only a writer sees it; taking one that is free and dropping it writes nothing.
+    pub fn failed(&self) -> bool {
+        matches!(
+            self.db.try_begin_write(),
+            Err(redb::TransactionError::Storage(
+                redb::StorageError::PreviousIo
+            ))
+        )
     }
 
     pub(crate) fn db(&self) -> &Database {
@@ -254,6 +315,32 @@ impl Store {
         Ok(())
     }
 
+    /// Reads and rewrites one peer's record in one write transaction, so a change made
+    /// meanwhile (the user's `connect` while gossip introduces the same peer) is never
+    /// overwritten with a decision taken on the record before it. `decide` returns the
+    /// record to write, if any, and what the caller wants back.
+    pub fn update_known_peer<T>(
+        &self,
+        name: &str,
+        decide: impl FnOnce(Option<KnownPeer>) -> (Option<KnownPeer>, T),
+    ) -> Result<T, StoreError> {
+        let txn = self.db.begin_write()?;
+        let (write, answer) = {
+            let table = txn.open_table(PEERS)?;
+            let known = table.get(name)?.map(|v| decode(v.value())).transpose()?;
+            decide(known)
+        };
+        match write {
+            Some(record) => {
+                txn.open_table(PEERS)?
+                    .insert(name, encode(&record).as_slice())?;
+                txn.commit()?;
+            }
+            None => txn.abort()?,
+        }
+        Ok(answer)
+    }
+
     pub fn remove_known_peer(&self, name: &str) -> Result<bool, StoreError> {
         let txn = self.db.begin_write()?;
         let removed = txn.open_table(PEERS)?.remove(name)?.is_some();
@@ -289,7 +376,7 @@ impl Store {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use harddrive_party_core::peer_policy::Trust;
 
@@ -348,6 +435,55 @@ mod tests {
         let err = Store::open(dir.path(), 1 << 20).err().expect("must refuse");
         assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
         assert_eq!(std::fs::read(dir.path().join(DB_FILE)).unwrap(), garbage);
+    }
+
+    /// A database with enough index rows that its middle pages are in use.
+    pub(super) fn filled_store(dir: &Path) -> PathBuf {
+        let store = Store::open(dir, 1 << 20).unwrap();
+        let txn = store.db.begin_write().unwrap();
+        {
+            let mut index = txn.open_table(INDEX).unwrap();
+            for i in 0..20_000u32 {
+                index
+                    .insert(
+                        format!("share/dir/file-{i:06}").as_str(),
+                        [7u8; 17].as_slice(),
+                    )
+                    .unwrap();
+            }
+        }
+        txn.commit().unwrap();
+        store.set_setting("listen", "x").unwrap();
+        let friend = KnownPeer {
+            announce_address: "addr".into(),
+            disconnected: false,
+            trust: harddrive_party_core::peer_policy::Trust::Friend,
+            blocked: false,
+            nickname: None,
+            key: Some([3; 32]),
+            guest: false,
+        };
+        store.put_known_peer("Friend", &friend).unwrap();
+        dir.join(DB_FILE)
+    }
+
+    #[test]
+    fn damaged_or_truncated_database_is_refused_without_a_write() {
+        for damage in ["middle", "truncated"] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = filled_store(dir.path());
+            let mut bytes = std::fs::read(&path).unwrap();
+            let middle = bytes.len() / 2 / 4096 * 4096;
+            match damage {
+                "middle" => bytes[middle..middle + 4096].fill(0xa5),
+                _ => bytes.truncate(middle),
+            }
+            std::fs::write(&path, &bytes).unwrap();
+            let err = Store::open(dir.path(), 1 << 20).err().expect(damage);
+            assert!(matches!(err, StoreError::Corrupt { .. }), "{damage}: {err}");
+            assert!(err.to_string().contains(path.to_str().unwrap()), "{err}");
+            assert_eq!(std::fs::read(&path).unwrap(), bytes, "{damage}: written to");
+        }
     }
 
     #[test]
@@ -425,18 +561,22 @@ mod tests {
         assert_eq!(peer.key, Some([9; 32]));
     }
 
+    /// A storage directory whose database a newer version wrote.
+    pub(in crate::store) fn newer_schema() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        let txn = store.db.begin_write().unwrap();
+        txn.open_table(META)
+            .unwrap()
+            .insert("schema_version", SCHEMA_VERSION + 1)
+            .unwrap();
+        txn.commit().unwrap();
+        dir
+    }
+
     #[test]
     fn newer_schema_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let store = Store::open(dir.path(), 1 << 20).unwrap();
-            let txn = store.db.begin_write().unwrap();
-            txn.open_table(META)
-                .unwrap()
-                .insert("schema_version", SCHEMA_VERSION + 1)
-                .unwrap();
-            txn.commit().unwrap();
-        }
+        let dir = newer_schema();
         let err = Store::open(dir.path(), 1 << 20).err().expect("must refuse");
         assert!(
             matches!(err, StoreError::NewerSchema { found, .. } if found == SCHEMA_VERSION + 1)

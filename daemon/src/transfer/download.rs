@@ -7,10 +7,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use tokio::sync::Notify;
+use tokio::sync::{broadcast, Notify};
 
 use super::job::{FileProgress, InFlight, Job, Presence};
-use super::outcome::{self, Outcome};
+use super::outcome::{self, Outcome, RetryPolicy};
 use super::partials::{Offered, Partials};
 use super::plan;
 use super::queue::{self, queue_order, Next, PendingScan, Slots};
@@ -20,6 +20,7 @@ use crate::content::Hash;
 use crate::events::{Event, EventSender};
 use crate::net::peers::{PeerConnection, PeerTable};
 use crate::net::rpc::{self, RpcError};
+use crate::shares::Shares;
 use crate::store::{DownloadRecord, DownloadState, FileRecord, FileState, Store, StoreError};
 use crate::wire::WireError;
 
@@ -29,6 +30,13 @@ const EXPAND_RETRY: Duration = Duration::from_secs(10);
 /// With nothing in flight and nothing held, the queue still looks again this often, in
 /// case a change went unsignalled.
 const IDLE_SAFETY_NET: Duration = Duration::from_secs(60);
+
+/// How downloads start out: where they go, how many at once, how failures are retried.
+pub struct DownloadSettings {
+    pub folder: PathBuf,
+    pub limits: DownloadLimits,
+    pub retry: RetryPolicy,
+}
 
 pub struct DownloadLimits {
     pub total: usize,
@@ -73,16 +81,27 @@ pub struct Downloads {
     wake: Notify,
     /// Files being fetched, whose verified pieces other peers may read.
     pub(super) partials: Arc<Partials>,
+    /// Given the hashes of each finished file, so a seeded download is found by `Have` at
+    /// once (`Shares::adopt_hashes`).
+    pub(super) shares: Arc<Shares>,
+    /// Names of peers that connected or pushed `Hashed`: each running fetch may ask them
+    /// `Have` again. A fetch that falls behind the ring hears of every connected peer.
+    pub(super) news: broadcast::Sender<String>,
+    /// Changeable live: applies from the next failure on.
+    retry: Mutex<RetryPolicy>,
 }
+
+/// Peer news held for fetches that have not read it yet.
+const NEWS_BACKLOG: usize = 64;
 
 impl Downloads {
     pub fn load(
         store: Arc<Store>,
         peers: Arc<PeerTable>,
         events: EventSender,
-        download_dir: PathBuf,
-        limits: DownloadLimits,
+        settings: DownloadSettings,
         rate: Arc<RateLimiter>,
+        shares: Arc<Shares>,
     ) -> Result<Arc<Self>, StoreError> {
         let mut jobs = BTreeMap::new();
         for (id, record) in store.downloads()? {
@@ -92,12 +111,15 @@ impl Downloads {
             store,
             peers,
             events,
-            download_dir: Mutex::new(download_dir),
-            limits,
+            download_dir: Mutex::new(settings.folder),
+            limits: settings.limits,
             rate,
             jobs: Mutex::new(jobs),
             wake: Notify::new(),
+            news: broadcast::channel(NEWS_BACKLOG).0,
+            retry: Mutex::new(settings.retry),
             partials: Arc::default(),
+            shares,
         }))
     }
 
@@ -118,8 +140,22 @@ impl Downloads {
         self.wake();
     }
 
+    pub fn retry_policy(&self) -> RetryPolicy {
+        *self.retry.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn set_retry_policy(&self, retry: RetryPolicy) {
+        *self.retry.lock().unwrap_or_else(|e| e.into_inner()) = retry;
+    }
+
     pub fn wake(&self) {
         self.wake.notify_one();
+    }
+
+    /// `peer` connected or has hashed new content: running fetches may find it a source.
+    pub fn swarm_news(&self, peer: &str) {
+        // No fetch running is no receiver, which is fine.
+        let _ = self.news.send(peer.to_string());
     }
 
     /// The file with this root being fetched right now, if any: a partial source for others.
@@ -542,7 +578,7 @@ impl Downloads {
         let mut jobs = self.jobs();
         let Some(job) = jobs.get_mut(&id) else { return };
         job.fetch_ended(path, progress, &record);
-        let settled = outcome::settle(outcome, &mut record, unix_now());
+        let settled = outcome::settle(outcome, &mut record, unix_now(), self.retry_policy());
         job.settle(path, &record, settled, Instant::now());
         if let Err(e) = self.store.put_download_file(id, path, &record) {
             tracing::error!("cannot save progress of {path}: {e}");

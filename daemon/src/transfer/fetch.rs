@@ -2,23 +2,29 @@
 //! names, the `.part` for that version, every connected peer holding the same content as a
 //! source of the swarm, progress saved while it runs, and the whole-file check and rename.
 
+use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Instant;
 
 use portable_atomic::AtomicU64;
+use tokio::sync::broadcast;
+use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
 use super::download::Downloads;
 use super::job::FileProgress;
 use super::outcome::Outcome;
 use super::part::{self, Opened, PartError};
-use super::peer_source::{other_holders, refresh_availability, PeerSource};
+use super::peer_source::{gone, holder, other_holders, refresh_availability, PeerSource};
 use super::plan;
+use super::prefetch::{read_ahead, ReadAhead, Target, READ_AHEAD_AFTER};
 use super::swarm::{SourceEnd, Swarm};
 use crate::content::{Bitfield, Hash};
 use crate::net::peers::PeerConnection;
-use crate::net::rpc;
+use crate::net::rpc::{self, ContentHashes, RpcError};
 use crate::store::FileRecord;
+use harddrive_party_core::membership::{Membership, MAX_SOURCES};
 
 /// Progress ticks between checks of the free-space reserve (about every second).
 const RESERVE_CHECK_TICKS: u64 = 4;
@@ -50,11 +56,11 @@ impl Downloads {
         }
         let part = plan::part_path(&local);
         // The size listed first, then the one the piece list is for: neither is trusted with
-        // memory or disk before it fits.
+        // memory or disk (nor read ahead) before it fits.
         if let Err(held) = self.room_for(record.size, &part, &download_dir) {
             return held;
         }
-        let hashes = match rpc::hashes(&peer.connection, path).await {
+        let hashes = match self.piece_list(peer, path, record, &part, progress).await {
             Ok(h) => h,
             Err(e) => return Outcome::of_hashes(e),
         };
@@ -76,22 +82,29 @@ impl Downloads {
         progress.start.store(start, Ordering::Relaxed);
         progress.received.store(start, Ordering::Relaxed);
         progress.verified.store(start, Ordering::Relaxed);
+        // Before the first round of asks, so no news in between is missed.
+        let news = self.news.subscribe();
         let sources = self.sources(peer, path, root, size).await;
         let ends = match self
-            .run_swarm(&swarm, sources, path, record, progress)
+            .run_swarm(&swarm, sources, news, path, record, progress)
             .await
         {
             Ok(ends) => ends,
             Err(held) => return held,
         };
         if !swarm.complete() {
-            let named_peer_gone = peer.connection.close_reason().is_some();
+            let named_peer_gone = gone(&peer.connection, root).await;
             return Outcome::of_unfinished(ends, &part, named_peer_gone);
         }
         let file = swarm.file.clone();
         match part::finish(file, &part, &local, size, root, record.mtime).await {
             Ok(()) => {
                 record.have = None;
+                let (shares, pieces) = (self.shares.clone(), swarm.pieces.to_vec());
+                let _ = tokio::task::spawn_blocking(move || {
+                    shares.adopt_hashes(&local, size, root, pieces)
+                })
+                .await;
                 Outcome::Done
             }
             Err(e) => {
@@ -102,6 +115,58 @@ impl Downloads {
                 e.into()
             }
         }
+    }
+
+    /// The piece list from the named peer. A new file whose list is slow to come (its sharer
+    /// is reading it to hash it) is read ahead meanwhile (`prefetch.rs`), and the pieces read
+    /// that match the list become `record.have`, which the `.part` opens with.
+    async fn piece_list(
+        &self,
+        peer: &PeerConnection,
+        path: &str,
+        record: &mut FileRecord,
+        part: &Path,
+        progress: &FileProgress,
+    ) -> Result<ContentHashes, RpcError> {
+        let list = rpc::hashes(&peer.connection, path);
+        tokio::pin!(list);
+        let new_file = record.root.is_none() && record.have.is_none() && !part.exists();
+        if !new_file {
+            return list.await;
+        }
+        if let Ok(answer) = tokio::time::timeout(READ_AHEAD_AFTER, &mut list).await {
+            return answer;
+        }
+        let (stop, mut read) = (Notify::new(), ReadAhead::default());
+        let answer = {
+            let target = Target {
+                connection: &peer.connection,
+                peer: &peer.name,
+                path,
+                size: record.size,
+                part,
+            };
+            let reading = read_ahead(target, &self.rate, progress, &stop, &mut read);
+            tokio::pin!(reading);
+            let list_first = tokio::select! {
+                answer = &mut list => Some(answer),
+                () = &mut reading => None,
+            };
+            match list_first {
+                Some(answer) => {
+                    stop.notify_one();
+                    reading.await;
+                    answer
+                }
+                None => list.await,
+            }
+        };
+        if let Ok(list) = &answer {
+            if (list.size, list.mtime) == (record.size, record.mtime) {
+                record.have = read.verified(list.size, &list.pieces);
+            }
+        }
+        answer
     }
 
     /// The named peer with the requested path, then every other connected peer that holds
@@ -115,6 +180,7 @@ impl Downloads {
         };
         let mut sources = vec![(named, None)];
         sources.extend(other_holders(&self.peers, &peer.name, root, size).await);
+        sources.truncate(MAX_SOURCES);
         if sources.len() > 1 {
             tracing::info!(
                 "{}/{path}: fetching from {} peers ({} still downloading it)",
@@ -127,20 +193,36 @@ impl Downloads {
     }
 
     /// Runs the swarm until every source has stopped or the file is complete, meanwhile
-    /// publishing progress, saving the bitfield and watching the free-space reserve (`Err`
-    /// when it holds the download). Returns how each source ended; `record.have` is the
-    /// swarm's bitfield.
+    /// asking peers with news whether they joined, publishing progress, saving the bitfield
+    /// and watching the free-space reserve (`Err` when it holds the download). Returns how
+    /// each source ended; `record.have` is the swarm's bitfield.
     async fn run_swarm(
         &self,
         swarm: &Arc<Swarm>,
         sources: Sources,
+        mut news: broadcast::Receiver<String>,
         path: &str,
         record: &mut FileRecord,
         progress: &FileProgress,
     ) -> Result<Vec<SourceEnd>, Outcome> {
         let download_dir = self.download_dir();
+        let began = Instant::now();
         // Dropped on return, which stops the asking (and any worker still running).
-        let (mut workers, _refresh) = start_workers(swarm, sources, progress);
+        let mut crew = Crew {
+            swarm,
+            progress,
+            workers: JoinSet::new(),
+            refresh: JoinSet::new(),
+            asks: JoinSet::new(),
+            membership: Membership::default(),
+        };
+        // The first round asked every connected peer.
+        for other in self.peers.all() {
+            crew.membership.asked(&other.name, 0);
+        }
+        for (source, pieces) in sources {
+            crew.join(source, pieces);
+        }
         let mut ends = Vec::new();
         let mut tick = tokio::time::interval(super::PROGRESS_INTERVAL);
         let mut ticks = 0u64;
@@ -148,19 +230,37 @@ impl Downloads {
         // file back until its idle timeout.
         while !swarm.complete() {
             tokio::select! {
-                done = workers.join_next() => match done {
-                    Some(Ok((source_peer, end))) => {
+                Some(done) = crew.workers.join_next(), if !crew.workers.is_empty() => match done {
+                    Ok((source_peer, end)) => {
+                        let bad = matches!(end, SourceEnd::BadPiece(_));
                         if let SourceEnd::BadPiece(piece) = &end {
                             tracing::warn!("{source_peer} served a bad piece {piece} of {path}; dropped as a source for it");
                         }
+                        crew.membership.left(&source_peer, bad);
                         ends.push(end);
                     }
-                    Some(Err(e)) => ends.push(SourceEnd::Failed(e.to_string())),
-                    None => break,
+                    Err(e) => ends.push(SourceEnd::Failed(e.to_string())),
+                },
+                Some(found) = crew.asks.join_next(), if !crew.asks.is_empty() => {
+                    if let Ok(Some((source, pieces))) = found {
+                        tracing::info!("{path}: {} joins the swarm", source.peer);
+                        crew.join(source, pieces);
+                    }
+                }
+                heard = news.recv() => match heard {
+                    Ok(peer) => crew.membership.news(&peer),
+                    // Lagged behind the ring (closed cannot happen: `self` holds the sender).
+                    Err(_) => self.peers.all().iter().for_each(|p| crew.membership.news(&p.name)),
                 },
                 _ = tick.tick() => {
                     ticks += 1;
                     show_progress(swarm, progress);
+                    let now = began.elapsed().as_millis() as u64;
+                    for peer in crew.membership.due(now) {
+                        if let Some(other) = self.peers.get(&peer) {
+                            crew.asks.spawn(holder(other, swarm.root, swarm.size));
+                        }
+                    }
                     if ticks % RESERVE_CHECK_TICKS == 0 {
                         if let Some(low) = self.below_reserve(&download_dir) {
                             record.have = Some(swarm.have());
@@ -174,6 +274,9 @@ impl Downloads {
                         }
                     }
                 }
+            }
+            if crew.workers.is_empty() && crew.asks.is_empty() {
+                break;
             }
         }
         show_progress(swarm, progress);
@@ -191,34 +294,45 @@ fn show_progress(swarm: &Swarm, progress: &FileProgress) {
         .store(swarm.received_bytes(), Ordering::Relaxed);
 }
 
-/// A worker task per source, and for partial sources a task asking for their bitfields.
-fn start_workers(
-    swarm: &Arc<Swarm>,
-    sources: Sources,
-    progress: &FileProgress,
-) -> (JoinSet<(String, SourceEnd)>, JoinSet<()>) {
-    let mut workers = JoinSet::new();
-    let mut partial = Vec::new();
-    let mut counters = Vec::new();
-    for (source, pieces) in sources {
-        let id = swarm.add_source(pieces);
+/// The running parts of one swarm: a worker per source, a task per partial source asking
+/// for its bitfield, the `Have` asks of peers with news, and who is in.
+struct Crew<'a> {
+    swarm: &'a Arc<Swarm>,
+    progress: &'a FileProgress,
+    workers: JoinSet<(String, SourceEnd)>,
+    refresh: JoinSet<()>,
+    asks: JoinSet<Option<(PeerSource, Option<Bitfield>)>>,
+    membership: Membership,
+}
+
+impl Crew<'_> {
+    /// Starts a worker for `source`. A peer that joins again counts on in its old counter,
+    /// so the list shown stays one entry per peer.
+    fn join(&mut self, source: PeerSource, pieces: Option<Bitfield>) {
+        let id = self.swarm.add_source(pieces);
         if source.path.is_none() {
-            partial.push((id, source.connection.clone()));
+            self.refresh.spawn(refresh_availability(
+                self.swarm.clone(),
+                id,
+                source.connection.clone(),
+            ));
         }
-        let delivered = Arc::new(AtomicU64::new(0));
-        counters.push((source.peer.clone(), delivered.clone()));
-        let swarm = swarm.clone();
-        workers.spawn(async move {
+        self.membership.joined(&source.peer);
+        let delivered = match self.progress.sources.lock() {
+            Ok(mut shown) => match shown.iter().find(|(peer, _)| *peer == source.peer) {
+                Some((_, counter)) => counter.clone(),
+                None => {
+                    let counter = Arc::new(AtomicU64::new(0));
+                    shown.push((source.peer.clone(), counter.clone()));
+                    counter
+                }
+            },
+            Err(_) => Arc::new(AtomicU64::new(0)),
+        };
+        let swarm = self.swarm.clone();
+        self.workers.spawn(async move {
             let end = swarm.work(id, &source, &delivered).await;
             (source.peer, end)
         });
     }
-    if let Ok(mut shown) = progress.sources.lock() {
-        *shown = counters;
-    }
-    let mut refresh = JoinSet::new();
-    if !partial.is_empty() {
-        refresh.spawn(refresh_availability(swarm.clone(), partial));
-    }
-    (workers, refresh)
 }

@@ -11,8 +11,22 @@ use crate::net::rpc::RpcError;
 use crate::store::{FileRecord, FileState};
 use crate::wire::WireError;
 
-/// A file that fails this often (for reasons other than a lost peer or a full disk) is given up.
-pub const MAX_ATTEMPTS: u32 = 5;
+/// How often a file may fail before it is given up, and how long it waits between tries
+/// (the `retry_limit` and `retry_backoff` settings). A lost peer or a full disk is no try.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    pub limit: u64,
+    /// Seconds before the first retry.
+    pub backoff: u64,
+}
+
+impl RetryPolicy {
+    /// Seconds before the next try of a file that failed `attempts` times: the backoff,
+    /// doubling, at most 32 times it.
+    pub fn delay(self, attempts: u32) -> u64 {
+        self.backoff << attempts.saturating_sub(1).min(5)
+    }
+}
 /// How long a download waits after the disk filled up before it tries again.
 pub const DISK_FULL_RETRY: Duration = Duration::from_secs(15);
 
@@ -75,11 +89,6 @@ impl From<PartError> for Outcome {
     }
 }
 
-/// Seconds before the next try of a file that failed `attempts` times: 20 s doubling.
-pub fn retry_delay(attempts: u32) -> u64 {
-    (10u64 << attempts.min(6)).min(600)
-}
-
 /// What an outcome did to a file's record, for the download it belongs to.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Settled {
@@ -93,7 +102,7 @@ pub enum Settled {
         reason: String,
         seconds: u64,
     },
-    /// Failed for good after `MAX_ATTEMPTS`.
+    /// Failed for good after the retry limit.
     GaveUp(String),
     /// Failed for good at once.
     Failed(String),
@@ -102,7 +111,7 @@ pub enum Settled {
 }
 
 /// Records `outcome` in the file's `record` at `now` (Unix seconds).
-pub fn settle(outcome: Outcome, record: &mut FileRecord, now: u64) -> Settled {
+pub fn settle(outcome: Outcome, record: &mut FileRecord, now: u64, retry: RetryPolicy) -> Settled {
     match outcome {
         Outcome::Done => {
             record.state = FileState::Done;
@@ -125,11 +134,11 @@ pub fn settle(outcome: Outcome, record: &mut FileRecord, now: u64) -> Settled {
         Outcome::Retry(reason) => {
             record.attempts += 1;
             record.error = Some(reason.clone());
-            if record.attempts >= MAX_ATTEMPTS {
+            if u64::from(record.attempts) >= retry.limit {
                 record.state = FileState::Failed;
                 return Settled::GaveUp(reason);
             }
-            let seconds = retry_delay(record.attempts);
+            let seconds = retry.delay(record.attempts);
             record.retry_at = now + seconds;
             Settled::RetryIn { reason, seconds }
         }
@@ -156,6 +165,11 @@ pub fn heals(record: &FileRecord) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const DEFAULT: RetryPolicy = RetryPolicy {
+        limit: 5,
+        backoff: 20,
+    };
 
     fn pending() -> FileRecord {
         crate::store::FileRecord::pending(100, 5)
@@ -233,7 +247,7 @@ mod tests {
         let mut record = pending();
         let mut delays = Vec::new();
         for now in [1000, 2000, 3000, 4000] {
-            match settle(Outcome::Retry("io".into()), &mut record, now) {
+            match settle(Outcome::Retry("io".into()), &mut record, now, DEFAULT) {
                 Settled::RetryIn { seconds, .. } => {
                     assert_eq!(record.retry_at, now + seconds);
                     delays.push(seconds);
@@ -243,19 +257,51 @@ mod tests {
         }
         assert_eq!(delays, [20, 40, 80, 160]);
         assert_eq!(record.state, FileState::Pending);
-        let last = settle(Outcome::Retry("io".into()), &mut record, 5000);
+        let last = settle(Outcome::Retry("io".into()), &mut record, 5000, DEFAULT);
         assert_eq!(last, Settled::GaveUp("io".into()));
         assert_eq!((record.state, record.attempts), (FileState::Failed, 5));
         assert!(heals(&record), "a file that gave up may work on resume");
-        assert_eq!(retry_delay(60), 600, "the delay has a ceiling");
+        assert_eq!(DEFAULT.delay(60), 640, "the delay has a ceiling");
+    }
+
+    #[test]
+    fn the_retry_policy_sets_the_limit_and_the_backoff_and_a_lost_peer_never_counts() {
+        let quick = RetryPolicy {
+            limit: 2,
+            backoff: 3,
+        };
+        let mut record = pending();
+        // However often and long the peer is away, the file keeps waiting for it.
+        for now in 0..50 {
+            let gone = settle(Outcome::PeerGone("closed".into()), &mut record, now, quick);
+            assert_eq!(gone, Settled::WaitingForPeer("closed".into()));
+        }
+        assert_eq!((record.attempts, record.state), (0, FileState::Pending));
+        let first = settle(Outcome::Retry("reset".into()), &mut record, 100, quick);
+        assert_eq!(
+            first,
+            Settled::RetryIn {
+                reason: "reset".into(),
+                seconds: 3
+            }
+        );
+        assert_eq!(record.retry_at, 103);
+        let last = settle(Outcome::Retry("reset".into()), &mut record, 200, quick);
+        assert_eq!(last, Settled::GaveUp("reset".into()));
+        assert_eq!((quick.delay(2), quick.delay(3)), (6, 12));
     }
 
     #[test]
     fn a_lost_peer_or_a_full_disk_costs_no_attempt() {
         let mut record = pending();
-        let gone = settle(Outcome::PeerGone("closed".into()), &mut record, 77);
+        let gone = settle(Outcome::PeerGone("closed".into()), &mut record, 77, DEFAULT);
         assert_eq!(gone, Settled::WaitingForPeer("closed".into()));
-        let full = settle(Outcome::DiskFull("no space".into()), &mut record, 78);
+        let full = settle(
+            Outcome::DiskFull("no space".into()),
+            &mut record,
+            78,
+            DEFAULT,
+        );
         assert_eq!(full, Settled::DiskFull("no space".into()));
         assert_eq!((record.attempts, record.retry_at), (0, 77));
         assert_eq!(record.state, FileState::Pending);
@@ -265,9 +311,9 @@ mod tests {
     #[test]
     fn not_found_is_final_and_never_retried() {
         let mut record = pending();
-        let _ = settle(Outcome::Retry("reset".into()), &mut record, 10);
+        let _ = settle(Outcome::Retry("reset".into()), &mut record, 10, DEFAULT);
         let refused = Outcome::of_hashes(RpcError::Refused(WireError::NotFound));
-        let settled = settle(refused, &mut record, 11);
+        let settled = settle(refused, &mut record, 11, DEFAULT);
         assert_eq!(settled, Settled::Failed("no such file or directory".into()));
         assert_eq!(record.state, FileState::Failed);
         assert!(
@@ -286,15 +332,24 @@ mod tests {
             },
             &mut record,
             500,
+            DEFAULT,
         );
         assert_eq!(settled, Settled::Restarted { old_size: 100 });
         assert_eq!((record.size, record.mtime), (300, 9));
         assert_eq!((record.attempts, record.retry_at), (1, 500));
-        let permanent = settle(Outcome::Permanent("not found".into()), &mut record, 501);
+        let permanent = settle(
+            Outcome::Permanent("not found".into()),
+            &mut record,
+            501,
+            DEFAULT,
+        );
         assert_eq!(permanent, Settled::Failed("not found".into()));
         assert_eq!(record.state, FileState::Failed);
         assert!(!heals(&record), "a refusal after a restart cannot heal");
-        assert_eq!(settle(Outcome::Done, &mut record, 502), Settled::Done);
+        assert_eq!(
+            settle(Outcome::Done, &mut record, 502, DEFAULT),
+            Settled::Done
+        );
         assert_eq!((record.state, record.error), (FileState::Done, None));
     }
 }

@@ -12,9 +12,10 @@ use tokio::task::JoinSet;
 use super::picker::SourceId;
 use super::swarm::{PieceSource, RunBody, Swarm};
 use crate::content::{Bitfield, Hash};
-use crate::net::peers::PeerTable;
+use crate::net::peers::{PeerConnection, PeerTable};
 use crate::net::rpc::{self, Holding, RpcError};
 use crate::wire::RESET_FILE_CHANGED;
+use harddrive_party_core::peer_policy::CLOSE_UNRESPONSIVE;
 
 /// How long a peer gets to answer "do you have this content?".
 const HAVE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -110,24 +111,7 @@ pub async fn other_holders(
 ) -> Vec<(PeerSource, Option<Bitfield>)> {
     let mut asks = JoinSet::new();
     for other in peers.all().into_iter().filter(|p| p.name != named) {
-        asks.spawn(async move {
-            let found =
-                tokio::time::timeout(HAVE_TIMEOUT, rpc::have(&other.connection, root)).await;
-            let (path, pieces) = match found {
-                Ok(Ok(Some(holding))) if holding.size() == size => match holding {
-                    Holding::Complete { path, .. } => (Some(path), None),
-                    Holding::Partial { pieces, .. } => (None, Some(pieces)),
-                },
-                _ => return None,
-            };
-            let source = PeerSource {
-                peer: other.name.clone(),
-                connection: other.connection.clone(),
-                path,
-                root,
-            };
-            Some((source, pieces))
-        });
+        asks.spawn(holder(other, root, size));
     }
     let mut sources = Vec::new();
     while let Some(found) = asks.join_next().await {
@@ -139,30 +123,62 @@ pub async fn other_holders(
     sources
 }
 
-/// Asks the partial sources of a fetch which pieces they hold, every
-/// `AVAILABILITY_INTERVAL`, until none is left at work. Answers other than a bitfield for
-/// the same size leave a source's availability as it was: a source that can no longer serve
-/// is dropped when its next read is refused.
-pub async fn refresh_availability(
-    swarm: Arc<Swarm>,
-    mut partial: Vec<(SourceId, quinn::Connection)>,
-) {
+/// Asks `other` for the content: a source if it holds it whole or in part at this size.
+pub async fn holder(
+    other: Arc<PeerConnection>,
+    root: Hash,
+    size: u64,
+) -> Option<(PeerSource, Option<Bitfield>)> {
+    let found = tokio::time::timeout(HAVE_TIMEOUT, rpc::have(&other.connection, root)).await;
+    let (path, pieces) = match found {
+        Ok(Ok(Some(holding))) if holding.size() == size => match holding {
+            Holding::Complete { path, .. } => (Some(path), None),
+            Holding::Partial { pieces, .. } => (None, Some(pieces)),
+        },
+        _ => return None,
+    };
+    let source = PeerSource {
+        peer: other.name.clone(),
+        connection: other.connection.clone(),
+        path,
+        root,
+    };
+    Some((source, pieces))
+}
+
+/// Whether the peer of `connection` is gone: closed, or silent to a `Have` for
+/// `HAVE_TIMEOUT`. A peer that vanished without a word (power cut, `kill -9`) stays
+/// connected until the idle timeout (60 s) while its source stalls at 30 s; it is closed
+/// here, so the file waits for the peer instead of spending a try, and the reconnect policy
+/// takes over.
+pub async fn gone(connection: &quinn::Connection, root: Hash) -> bool {
+    if connection.close_reason().is_some() {
+        return true;
+    }
+    match tokio::time::timeout(HAVE_TIMEOUT, rpc::have(connection, root)).await {
+        Ok(Err(e)) => e.is_connection_loss(),
+        Ok(Ok(_)) => false,
+        Err(_) => {
+            connection.close(CLOSE_UNRESPONSIVE.into(), b"unresponsive");
+            true
+        }
+    }
+}
+
+/// Asks a partial source of a fetch which pieces it holds, every `AVAILABILITY_INTERVAL`,
+/// until it is no longer at work. Answers other than a bitfield for the same size leave its
+/// availability as it was: a source that can no longer serve is dropped when its next read
+/// is refused.
+pub async fn refresh_availability(swarm: Arc<Swarm>, id: SourceId, connection: quinn::Connection) {
     loop {
         tokio::time::sleep(AVAILABILITY_INTERVAL).await;
-        partial.retain(|(id, _)| swarm.is_partial_and_active(*id));
-        if partial.is_empty() {
+        if !swarm.is_partial_and_active(id) {
             return;
         }
-        let root = swarm.root;
-        let asks = partial.iter().map(|(id, connection)| async move {
-            let answer = tokio::time::timeout(HAVE_TIMEOUT, rpc::have(connection, root)).await;
-            (*id, answer)
-        });
-        for (id, answer) in futures_util::future::join_all(asks).await {
-            if let Ok(Ok(Some(Holding::Partial { size, pieces }))) = answer {
-                if size == swarm.size {
-                    swarm.set_available(id, pieces);
-                }
+        let answer = tokio::time::timeout(HAVE_TIMEOUT, rpc::have(&connection, swarm.root)).await;
+        if let Ok(Ok(Some(Holding::Partial { size, pieces }))) = answer {
+            if size == swarm.size {
+                swarm.set_available(id, pieces);
             }
         }
     }

@@ -133,6 +133,31 @@ pub fn run(program: &str, args: &[&str]) {
     );
 }
 
+/// The sd_notify messages (`READY=1`, `WATCHDOG=1`, `STATUS=…`) arriving on `socket` within
+/// `for_how_long`.
+pub fn notify_messages(
+    socket: &std::os::unix::net::UnixDatagram,
+    for_how_long: Duration,
+) -> Vec<String> {
+    let deadline = Instant::now() + for_how_long;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    while Instant::now() < deadline {
+        socket
+            .set_read_timeout(Some(
+                deadline
+                    .saturating_duration_since(Instant::now())
+                    .max(Duration::from_millis(1)),
+            ))
+            .unwrap();
+        match socket.recv(&mut buf) {
+            Ok(n) => out.push(String::from_utf8_lossy(&buf[..n]).to_string()),
+            Err(_) => break,
+        }
+    }
+    out
+}
+
 /// A small tmpfs mounted by the test on a directory it made (needs root); unmounted on drop.
 pub struct Tmpfs(pub PathBuf);
 
@@ -175,6 +200,9 @@ pub struct Daemon {
     pub extra: Vec<String>,
     /// Environment variables for the daemon process.
     pub env: Vec<(String, String)>,
+    /// Run under a systemd-style watchdog with this period (µs) and `NOTIFY_SOCKET`: the
+    /// daemon pings only if `WATCHDOG_PID` is its own PID, which a shell's `exec` provides.
+    pub watchdog: Option<(u64, PathBuf)>,
     /// Pass `--download-dir` (off: the daemon picks a stored or default folder).
     pub download_dir_flag: bool,
     /// Off unless a test opts in: mDNS multicasts on every interface, and tests may only
@@ -183,6 +211,9 @@ pub struct Daemon {
     /// Off unless a test opts in, for the same reason: a port-mapping request multicasts
     /// SSDP and asks the default gateway.
     pub upnp: bool,
+    /// Off unless a test opts in, so a test's own shares are all a friend sees: on, the
+    /// download folder is a share too (`seed_downloads`).
+    pub seeding: bool,
     child: Option<Child>,
     log: PathBuf,
     starts: u32,
@@ -202,9 +233,11 @@ impl Daemon {
             shares: Vec::new(),
             extra: Vec::new(),
             env: Vec::new(),
+            watchdog: None,
             download_dir_flag: true,
             mdns: false,
             upnp: false,
+            seeding: false,
             netns: None,
             child: None,
             log: base.join("daemon.log"),
@@ -233,7 +266,16 @@ impl Daemon {
                 c.args(["netns", "exec", ns, BIN]);
                 c
             }
-            None => Command::new(BIN),
+            None => match &self.watchdog {
+                Some((usec, socket)) => {
+                    let mut c = Command::new("sh");
+                    c.args(["-c", "WATCHDOG_PID=$$ exec \"$0\" \"$@\"", BIN])
+                        .env("WATCHDOG_USEC", usec.to_string())
+                        .env("NOTIFY_SOCKET", socket);
+                    c
+                }
+                None => Command::new(BIN),
+            },
         }
     }
 
@@ -249,15 +291,19 @@ impl Daemon {
         self
     }
 
+    /// Leaves `seed_downloads` at its default (on).
+    pub fn with_seeding(mut self) -> Self {
+        self.seeding = true;
+        self
+    }
+
     pub fn args(mut self, extra: &[&str]) -> Self {
         self.extra.extend(extra.iter().map(|s| s.to_string()));
         self
     }
 
-    /// Starts the process and waits until its API answers.
-    pub fn start(&mut self) -> &mut Self {
-        assert!(self.child.is_none(), "{} already running", self.label);
-        self.starts += 1;
+    /// `start` with every argument this daemon runs with, its output appended to its log.
+    fn start_command(&self) -> Command {
         let log = fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -298,6 +344,11 @@ impl Daemon {
         } else {
             &["--no-upnp"][..]
         })
+        .args(if self.seeding {
+            &[][..]
+        } else {
+            &["--no-seed-downloads"][..]
+        })
         .args(if self.netns.is_none() {
             &loopback[..]
         } else {
@@ -320,6 +371,34 @@ impl Daemon {
         for share in &self.shares {
             cmd.arg("--share-dir").arg(share);
         }
+        cmd
+    }
+
+    /// Runs `start` expecting it to fail: its exit status and what it printed (bounded to
+    /// 20 s; a daemon that stays up is killed and fails the test).
+    pub fn start_fails(&self) -> (std::process::ExitStatus, String) {
+        let before = self.log_text().len();
+        let mut child = self.start_command().spawn().expect("spawn daemon");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{} start did not fail within 20 s", self.label);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        (status, self.log_text()[before..].to_string())
+    }
+
+    /// Starts the process and waits until its API answers.
+    pub fn start(&mut self) -> &mut Self {
+        assert!(self.child.is_none(), "{} already running", self.label);
+        self.starts += 1;
+        let mut cmd = self.start_command();
         self.child = Some(cmd.spawn().expect("spawn daemon"));
         let label = self.label.clone();
         wait_for(
@@ -344,6 +423,16 @@ impl Daemon {
 
     pub fn is_running(&self) -> bool {
         self.child.is_some()
+    }
+
+    /// Waits (bounded) for the daemon to exit by itself; its exit status.
+    pub fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let child = self.child.as_mut().expect("running");
+        let status = wait_for(&format!("{} to exit", self.label), limit, || {
+            child.try_wait().unwrap()
+        });
+        self.child = None;
+        status
     }
 
     /// SIGKILL: no chance to save anything.
@@ -456,6 +545,22 @@ impl Daemon {
         match &self.netns {
             Some(ns) => in_netns(ns, post),
             None => post(),
+        }
+    }
+
+    pub fn api_delete(&self, path: &str) -> Result<Value, (u16, String)> {
+        let (url, token) = (format!("{}{path}", self.ui), self.token());
+        let delete = move || match ureq::delete(&url)
+            .set("Authorization", &format!("Bearer {token}"))
+            .call()
+        {
+            Ok(r) => Ok(r.into_json().unwrap_or(Value::Null)),
+            Err(ureq::Error::Status(code, r)) => Err((code, r.into_string().unwrap_or_default())),
+            Err(e) => Err((0, e.to_string())),
+        };
+        match &self.netns {
+            Some(ns) => in_netns(ns, delete),
+            None => delete(),
         }
     }
 

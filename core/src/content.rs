@@ -44,7 +44,14 @@ pub enum ListError {
     TooMany { size: u64 },
     #[error("a chunk of {len} piece hashes, more than a chunk may hold")]
     ChunkTooLarge { len: usize },
+    #[error("{size} bytes is larger than the largest file a download accepts (1 TiB)")]
+    TooLarge { size: u64 },
 }
+
+/// The largest file a download accepts: its piece list is then at most 32 MiB (32 bytes per
+/// 1 MiB piece) held in memory, and a partial copy of it can still be offered to others
+/// (`MAX_PARTIAL_PIECES`). A sharer claiming more is refused before its list is read.
+pub const MAX_DOWNLOAD_SIZE: u64 = crate::wire::MAX_PARTIAL_PIECES * PIECE_SIZE;
 
 /// Accepts a piece list only if it has the right length and hashes to `root`.
 pub fn check_list(size: u64, root: &Hash, piece_hashes: &[Hash]) -> Result<(), ListError> {
@@ -76,12 +83,16 @@ pub struct PieceList {
 const PRESIZED_PIECES: u64 = 1 << 20;
 
 impl PieceList {
-    pub fn new(size: u64, root: Hash) -> Self {
-        Self {
+    /// An empty list for a file of `size` bytes, refused above `MAX_DOWNLOAD_SIZE`.
+    pub fn new(size: u64, root: Hash) -> Result<Self, ListError> {
+        if size > MAX_DOWNLOAD_SIZE {
+            return Err(ListError::TooLarge { size });
+        }
+        Ok(Self {
             size,
             root,
             pieces: Vec::with_capacity(piece_count(size).min(PRESIZED_PIECES) as usize),
-        }
+        })
     }
 
     pub fn extend(&mut self, chunk: Vec<Hash>) -> Result<(), ListError> {
@@ -301,23 +312,30 @@ mod tests {
         let size = PIECE_SIZE * 2 + 1;
         let hashes = vec![[1; 32], [2; 32], [3; 32]];
         let root = root_of(size, &hashes);
-        let mut list = PieceList::new(size, root);
+        let mut list = PieceList::new(size, root).unwrap();
         list.extend(hashes[..2].to_vec()).unwrap();
         list.extend(hashes[2..].to_vec()).unwrap();
         assert_eq!(list.finish(), Ok(hashes.clone()));
-        let mut list = PieceList::new(size, root);
+        let mut list = PieceList::new(size, root).unwrap();
         list.extend(hashes.clone()).unwrap();
         assert_eq!(list.extend(vec![[4; 32]]), Err(ListError::TooMany { size }));
-        let mut list = PieceList::new(u64::MAX, root);
+        assert!(PieceList::new(MAX_DOWNLOAD_SIZE, root).is_ok());
+        assert_eq!(
+            PieceList::new(MAX_DOWNLOAD_SIZE + 1, root).err(),
+            Some(ListError::TooLarge {
+                size: MAX_DOWNLOAD_SIZE + 1
+            })
+        );
+        let mut list = PieceList::new(MAX_DOWNLOAD_SIZE, root).unwrap();
         let oversized = vec![[0; 32]; crate::wire::MAX_HASHES_PER_CHUNK + 1];
         assert!(matches!(
             list.extend(oversized),
             Err(ListError::ChunkTooLarge { .. })
         ));
-        let mut short = PieceList::new(size, root);
+        let mut short = PieceList::new(size, root).unwrap();
         short.extend(hashes[..2].to_vec()).unwrap();
         assert!(matches!(short.finish(), Err(ListError::WrongLength { .. })));
-        let mut forged = PieceList::new(size, [0; 32]);
+        let mut forged = PieceList::new(size, [0; 32]).unwrap();
         forged.extend(hashes).unwrap();
         assert_eq!(forged.finish(), Err(ListError::RootMismatch));
     }

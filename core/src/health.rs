@@ -61,17 +61,19 @@ impl Health {
 /// Something the user should fix, shown as a banner in the web UI (`problems` in `/api/info`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Problem {
-    /// Stable identifier: `storage_full` or `download_disk_full`.
+    /// Stable identifier: `storage_full`, `download_disk_full` or `download_dir_unwritable`.
     pub code: &'static str,
     pub message: String,
 }
 
 /// The disk problems from free-space readings: `storage_free` on the storage disk (the
-/// database), `download_low` the download disk's reason to hold downloads, if any.
+/// database), `download_low` the download disk's reason to hold downloads, if any, and
+/// `download_unwritable` why the download folder cannot be written, if it cannot.
 pub fn disk_problems(
     storage: &Path,
     storage_free: Option<u64>,
     download_low: Option<String>,
+    download_unwritable: Option<String>,
 ) -> Vec<Problem> {
     let mut problems = Vec::new();
     if let Some(free) = storage_free.filter(|f| *f < STORAGE_LOW_BYTES) {
@@ -81,6 +83,14 @@ pub fn disk_problems(
                 "The storage disk is full or nearly full ({} MiB free in {}): progress, settings and logins may not be saved. Free some space there.",
                 free / (1024 * 1024),
                 storage.display()
+            ),
+        });
+    }
+    if let Some(why) = download_unwritable {
+        problems.push(Problem {
+            code: "download_dir_unwritable",
+            message: format!(
+                "The download folder cannot be written: {why}. Downloads fail until it can; fix its permissions or choose another in Settings."
             ),
         });
     }
@@ -128,12 +138,12 @@ mod tests {
     #[test]
     fn disk_problems_name_the_full_disks() {
         let storage = Path::new("/var/lib/hdp");
-        assert!(disk_problems(storage, Some(STORAGE_LOW_BYTES), None).is_empty());
+        assert!(disk_problems(storage, Some(STORAGE_LOW_BYTES), None, None).is_empty());
         assert!(
-            disk_problems(storage, None, None).is_empty(),
+            disk_problems(storage, None, None, None).is_empty(),
             "unknown is not full"
         );
-        let full = disk_problems(storage, Some(3 * 1024 * 1024), None);
+        let full = disk_problems(storage, Some(3 * 1024 * 1024), None, None);
         assert_eq!(full.len(), 1);
         assert_eq!(full[0].code, "storage_full");
         assert!(
@@ -145,9 +155,18 @@ mod tests {
             storage,
             Some(0),
             Some("1 MiB free, below the 256 MiB reserve".into()),
+            Some("/dl: read-only file system".into()),
         );
         let codes: Vec<_> = both.iter().map(|p| p.code).collect();
-        assert_eq!(codes, ["storage_full", "download_disk_full"]);
-        assert!(both[1].message.contains("below the 256 MiB reserve"));
+        assert_eq!(
+            codes,
+            [
+                "storage_full",
+                "download_dir_unwritable",
+                "download_disk_full"
+            ]
+        );
+        assert!(both[1].message.contains("/dl: read-only file system"));
+        assert!(both[2].message.contains("below the 256 MiB reserve"));
     }
 }

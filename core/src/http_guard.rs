@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 
 /// Password and setup-code attempts allowed per client address in `ATTEMPT_WINDOW`.
 pub const MAX_ATTEMPTS_PER_CLIENT: usize = 5;
-/// Attempts allowed from all clients together in `ATTEMPT_WINDOW`.
-pub const MAX_ATTEMPTS_TOTAL: usize = 50;
+/// Client addresses whose attempts are remembered; beyond it the one idle longest is
+/// forgotten, so memory stays bounded however many addresses try.
+pub const MAX_TRACKED_CLIENTS: usize = 4096;
 pub const ATTEMPT_WINDOW: Duration = Duration::from_secs(60);
 
 /// Domains home routers and mDNS give a machine's name. None of them can be registered on
@@ -160,15 +161,19 @@ pub struct AttemptLimits {
     pub total: usize,
 }
 
-/// The limits for passwords and setup codes.
+/// The limits for passwords and setup codes: per address only. A total would let anyone
+/// with a few addresses lock the owner out; the total cost is bounded instead where it is
+/// paid (two argon2 runs at a time, behind the HTTP connection cap), and a wrong setup code
+/// costs no hashing at all.
 pub const PASSWORD_ATTEMPTS: AttemptLimits = AttemptLimits {
     window: ATTEMPT_WINDOW,
     per_client: MAX_ATTEMPTS_PER_CLIENT,
-    total: MAX_ATTEMPTS_TOTAL,
+    total: usize::MAX,
 };
 
 /// Sliding-window count of attempts (passwords, setup codes, strangers knocking), per
-/// client and in total. Its memory is bounded by `limits.total` entries.
+/// client and in total. Its memory is bounded by `MAX_TRACKED_CLIENTS` clients of at most
+/// `limits.per_client` entries each.
 pub struct AttemptLimiter {
     limits: AttemptLimits,
     per_client: HashMap<IpAddr, VecDeque<Instant>>,
@@ -217,6 +222,16 @@ impl AttemptLimiter {
         };
         if self.total.len() >= self.limits.total {
             return Err(wait(&self.total));
+        }
+        if self.per_client.len() >= MAX_TRACKED_CLIENTS && !self.per_client.contains_key(&client) {
+            let idlest = self
+                .per_client
+                .iter()
+                .min_by_key(|(_, q)| q.back().copied())
+                .map(|(ip, _)| *ip);
+            if let Some(ip) = idlest {
+                self.per_client.remove(&ip);
+            }
         }
         let queue = self.per_client.entry(client).or_default();
         if queue.len() >= self.limits.per_client {
@@ -315,5 +330,31 @@ mod tests {
         assert!(limiter.attempt(ip, t0 + ATTEMPT_WINDOW).is_ok());
         limiter.succeeded(ip);
         assert!(!limiter.per_client.contains_key(&ip));
+    }
+
+    #[test]
+    fn many_addresses_cannot_lock_out_another() {
+        let mut limiter = AttemptLimiter::default();
+        let t0 = Instant::now();
+        for n in 0..=MAX_TRACKED_CLIENTS as u32 {
+            let ip = IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + n));
+            for _ in 0..MAX_ATTEMPTS_PER_CLIENT {
+                assert!(limiter.attempt(ip, t0).is_ok());
+            }
+            assert!(limiter.attempt(ip, t0).is_err());
+        }
+        let owner: IpAddr = "192.168.1.20".parse().unwrap();
+        assert!(limiter.attempt(owner, t0 + Duration::from_secs(1)).is_ok());
+        assert!(limiter.per_client.len() <= MAX_TRACKED_CLIENTS);
+        // A total, where one is set (strangers knocking), still holds.
+        let mut strangers = AttemptLimiter::new(AttemptLimits {
+            window: ATTEMPT_WINDOW,
+            per_client: 5,
+            total: 3,
+        });
+        for n in 0..3u8 {
+            assert!(strangers.attempt(IpAddr::from([10, 0, 0, n]), t0).is_ok());
+        }
+        assert!(strangers.attempt(owner, t0).is_err());
     }
 }

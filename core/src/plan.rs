@@ -15,7 +15,7 @@ pub enum UnsafePath {
 
 /// `<download_dir>/<peer>/<remote path>`, refusing anything that could land outside it.
 pub fn local_path(download_dir: &Path, peer: &str, remote: &str) -> Result<PathBuf, UnsafePath> {
-    if peer.is_empty() || !peer.chars().all(|c| c.is_ascii_alphanumeric()) {
+    if !plain_peer_name(peer) {
         return Err(UnsafePath::BadPeerName(peer.to_string()));
     }
     let refused = || UnsafePath::Refused(remote.to_string());
@@ -33,6 +33,55 @@ pub fn local_path(download_dir: &Path, peer: &str, remote: &str) -> Result<PathB
     Ok(out)
 }
 
+/// The file or folder a `/downloads/` path (`peer/a/b`, a folder's with a trailing `/`)
+/// names under `download_dir`, by the rules of `local_path`; `None` for an empty segment
+/// (`//evil.example` must not become a redirect off the site), `.`, `..` or a bad peer name.
+pub fn downloaded_path(download_dir: &Path, path: &str) -> Option<PathBuf> {
+    let inner = path.strip_suffix('/').unwrap_or(path);
+    let (peer, remote) = inner.split_once('/').unwrap_or((inner, ""));
+    if !inner.contains('/') {
+        return plain_peer_name(peer).then(|| download_dir.join(peer));
+    }
+    local_path(download_dir, peer, remote).ok()
+}
+
+/// Peer names are letters and digits, so one is always a single plain path component.
+fn plain_peer_name(peer: &str) -> bool {
+    !peer.is_empty() && peer.chars().all(|c| c.is_ascii_alphanumeric())
+}
+
+/// Why a file cannot be downloaded now; checked before its piece list is asked for.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum NoRoom {
+    #[error("{size} bytes is larger than the largest file a download accepts (1 TiB)")]
+    TooLarge { size: u64 },
+    #[error("needs {need_mib} MiB more; {free_mib} MiB free, {reserve_mib} MiB of it the reserve (--min-free-space)")]
+    Disk {
+        need_mib: u64,
+        free_mib: u64,
+        reserve_mib: u64,
+    },
+}
+
+/// Whether a file of `size` bytes, `on_disk` of them already in its `.part`, fits: at most
+/// `MAX_DOWNLOAD_SIZE`, and the rest within the `free` bytes (when known) above the reserve.
+pub fn room_for(size: u64, on_disk: u64, free: Option<u64>, reserve: u64) -> Result<(), NoRoom> {
+    if size > crate::content::MAX_DOWNLOAD_SIZE {
+        return Err(NoRoom::TooLarge { size });
+    }
+    let need = size.saturating_sub(on_disk);
+    match free {
+        Some(free) if free < reserve || need > free - reserve => {
+            const MIB: u64 = 1024 * 1024;
+            Err(NoRoom::Disk {
+                need_mib: need.div_ceil(MIB),
+                free_mib: free / MIB,
+                reserve_mib: reserve / MIB,
+            })
+        }
+        _ => Ok(()),
+    }
+}
 /// Appended to a file's name while it is being downloaded.
 pub const PART_SUFFIX: &str = ".part";
 
@@ -136,6 +185,68 @@ pub fn split_peer_path(full: &str) -> Result<(&str, &str), NoPeerName> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_fits_below_the_maximum_and_above_the_reserve() {
+        const MIB: u64 = 1024 * 1024;
+        let max = crate::content::MAX_DOWNLOAD_SIZE;
+        assert_eq!(room_for(max, 0, None, 0), Ok(()));
+        assert_eq!(
+            room_for(max + 1, max, None, 0),
+            Err(NoRoom::TooLarge { size: max + 1 })
+        );
+        // 100 MiB free, 40 of them the reserve: 60 MiB more fit, counting the `.part`.
+        let free = Some(100 * MIB);
+        assert_eq!(room_for(60 * MIB, 0, free, 40 * MIB), Ok(()));
+        assert_eq!(room_for(90 * MIB, 30 * MIB, free, 40 * MIB), Ok(()));
+        assert_eq!(
+            room_for(60 * MIB + 1, 0, free, 40 * MIB),
+            Err(NoRoom::Disk {
+                need_mib: 61,
+                free_mib: 100,
+                reserve_mib: 40
+            })
+        );
+        // Below the reserve even a complete `.part` waits; an unknown free space passes.
+        assert!(room_for(MIB, MIB, Some(MIB), 2 * MIB).is_err());
+        assert_eq!(room_for(MIB, 0, None, 2 * MIB), Ok(()));
+    }
+
+    #[test]
+    fn downloaded_paths_stay_inside_the_download_dir() {
+        let base = Path::new("/dl");
+        assert_eq!(
+            downloaded_path(base, "Peer/a/b.txt"),
+            Some(PathBuf::from("/dl/Peer/a/b.txt"))
+        );
+        assert_eq!(
+            downloaded_path(base, "Peer/a/"),
+            Some(PathBuf::from("/dl/Peer/a"))
+        );
+        assert_eq!(
+            downloaded_path(base, "Peer"),
+            Some(PathBuf::from("/dl/Peer"))
+        );
+        assert_eq!(
+            downloaded_path(base, "Peer/"),
+            Some(PathBuf::from("/dl/Peer"))
+        );
+        for bad in [
+            "",
+            "/",
+            "//evil.example",
+            "/evil.example/",
+            "evil.example",
+            "Peer//a",
+            "Peer/../x",
+            "../Peer",
+            "Peer/./a",
+            "Peer/a//",
+            ".",
+        ] {
+            assert_eq!(downloaded_path(base, bad), None, "{bad:?} must be refused");
+        }
+    }
 
     #[test]
     fn local_paths_stay_inside_the_download_dir() {

@@ -43,7 +43,7 @@ fn main() {
             _ => cli::run_client(&cli, &settings),
         });
     if let Err(e) = result {
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", cli::error_line(&e));
         std::process::exit(1);
     }
 }

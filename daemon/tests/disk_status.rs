@@ -138,3 +138,80 @@ fn a_database_failed_by_a_full_disk_stops_the_watchdog_and_restarts_once_there_i
     );
     a.stop();
 }
+
+/// A file larger than the download disk can hold above its reserve waits as `disk_full`, and
+/// one larger than any download may be fails, both before the sharer is asked for its piece
+/// list (a sharer claiming terabytes costs no memory) and before a `.part` exists.
+#[test]
+fn files_too_large_are_refused_before_their_piece_list() {
+    let tmp = tempfile::tempdir().unwrap();
+    let share = tmp.path().join("share/Big");
+    std::fs::create_dir_all(&share).unwrap();
+    for (name, size) in [("roomy.bin", 200u64 << 20), ("huge.bin", 2u64 << 40)] {
+        let file = std::fs::File::create(share.join(name)).unwrap();
+        file.set_len(size).unwrap();
+    }
+    let tiny = Tmpfs::mount(&tmp.path().join("tiny"), "64m");
+    let mut b = Daemon::new(tmp.path(), "b").args(&["--min-free-space", "16MB"]);
+    b.download_dir = tiny.0.join("dl");
+    let mut a = Daemon::new(tmp.path(), "a").share(&share);
+    a.start();
+    b.start();
+    befriend(&b, &a);
+    wait_indexed(&a, 3);
+    let an = a.name();
+    let roomy = b.download(&format!("{an}/Big/roomy.bin"));
+    let held = wait_for(
+        "the download to wait for room",
+        Duration::from_secs(20),
+        || {
+            let t = b.transfer(roomy);
+            (t["state"] == "disk_full").then_some(t)
+        },
+    );
+    let reason = held["error"].as_str().unwrap_or_default();
+    assert!(reason.contains("needs 200 MiB more"), "{held}");
+    let huge = b.download(&format!("{an}/Big/huge.bin"));
+    let failed = wait_for("the huge download to fail", Duration::from_secs(20), || {
+        let t = b.transfer(huge);
+        (t["state"] == "failed").then_some(t)
+    });
+    assert!(
+        failed.to_string().contains("larger than the largest file"),
+        "{failed}"
+    );
+    let big = b.download_dir.join(&an).join("Big");
+    for part in ["roomy.bin.part", "huge.bin.part"] {
+        assert!(!big.join(part).exists(), "{part} was made");
+    }
+    a.stop();
+    b.stop();
+}
+
+/// A full download disk is reported even with no reserve, and a download folder that cannot
+/// be written (here a read-only mount) is reported too.
+#[test]
+fn a_full_or_read_only_download_folder_is_reported_whatever_the_reserve() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tiny = Tmpfs::mount(&tmp.path().join("tiny"), "4m");
+    let mut b = Daemon::new(tmp.path(), "b").args(&["--min-free-space", "0"]);
+    b.download_dir = tiny.0.join("dl");
+    b.start();
+    assert!(problem_codes(&b).is_empty());
+    let filler = tiny.0.join("filler");
+    let _ = std::fs::write(&filler, vec![0u8; 4 << 20]);
+    assert_eq!(problem_codes(&b), ["download_disk_full"]);
+    std::fs::remove_file(&filler).unwrap();
+    assert!(problem_codes(&b).is_empty());
+    let dir = tiny.0.to_str().unwrap();
+    let remounted = std::process::Command::new("mount")
+        .args(["-o", "remount,ro", dir])
+        .status()
+        .unwrap();
+    assert!(remounted.success());
+    assert_eq!(problem_codes(&b), ["download_dir_unwritable"]);
+    let info = b.api_get("/api/info");
+    let message = info["problems"][0]["message"].as_str().unwrap();
+    assert!(message.contains("dl"), "{message}");
+    b.stop();
+}

@@ -258,3 +258,70 @@ async fn a_partial_source_serving_bad_pieces_is_dropped_and_the_file_is_still_ri
         "the event is logged"
     );
 }
+
+/// Two friends' keys open `Read`s and never grant flow-control credit, as many as there are
+/// upload slots and more: each holds at most its per-peer share, the stalled uploads are
+/// cancelled after `UPLOAD_STALL_TIMEOUT` (30 s) and their slots go to a friend whose small
+/// download then completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_uploads_release_their_slots() {
+    let tmp = tempfile::tempdir().unwrap();
+    let share = tmp.path().join("share/Docs");
+    write_random_file(&share.join("big.bin"), 4 << 20, 7);
+    std::fs::write(share.join("small.txt"), b"hello\n").unwrap();
+    let (a, b) = sharer_and_downloader(
+        tmp.path(),
+        &share,
+        3,
+        &["--max-uploads", "2", "--max-uploads-per-peer", "1"],
+        &[],
+    );
+    let mut stallers = Vec::new();
+    for seed in [0x71u8, 0x72] {
+        let node = raw_node_with_window(seed, 2048);
+        let conn = raw_befriend(&node, seed, &a).await;
+        for _ in 0..2 {
+            let conn = conn.clone();
+            // The header fits in the credit; the body never will. Held, never read.
+            stallers.push(tokio::spawn(async move {
+                let read = rpc::read(&conn, "Docs/big.bin", 0, None).await;
+                tokio::time::sleep(Duration::from_secs(120)).await;
+                drop(read);
+            }));
+        }
+        stallers.push(tokio::spawn(async move {
+            let _keep = (node, conn);
+            tokio::time::sleep(Duration::from_secs(120)).await;
+        }));
+    }
+    let stalled_peers = |uploads: &[serde_json::Value]| {
+        uploads
+            .iter()
+            .filter(|u| u["state"] == "active")
+            .map(|u| u["peer"].as_str().unwrap_or_default().to_string())
+            .collect::<Vec<_>>()
+    };
+    let active = wait_for("both slots to be taken", Duration::from_secs(20), || {
+        let active = stalled_peers(&a.uploads());
+        (active.len() == 2).then_some(active)
+    });
+    assert_ne!(active[0], active[1], "one slot per peer: {active:?}");
+
+    let id = b.download(&format!("{}/Docs/small.txt", a.name()));
+    b.wait_download_done(id, Duration::from_secs(90));
+    assert_eq!(
+        std::fs::read(b.download_dir.join(a.name()).join("Docs/small.txt")).unwrap(),
+        b"hello\n"
+    );
+    // The row's next queued `Read` may be running again by now; the reason stays on it.
+    let uploads = a.uploads();
+    assert!(
+        uploads
+            .iter()
+            .any(|u| u["error"].as_str().unwrap_or("").contains("stalled")),
+        "a stalled upload is cancelled with its reason: {uploads:?}"
+    );
+    for staller in stallers {
+        staller.abort();
+    }
+}

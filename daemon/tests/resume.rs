@@ -220,16 +220,15 @@ impl Drop for Mount {
 
 #[test]
 fn a_full_disk_pauses_the_download_and_it_resumes_when_space_returns() {
-    // A tiny reserve: the disk really fills up (ENOSPC) before the reserve check sees it.
+    // A tiny reserve: the disk really fills up (ENOSPC, or less than a piece left).
     pause_on_a_small_disk(
-        &["--min-free-space", "1MB"],
+        &["--min-free-space", "1MB", "--download-limit", "8MB"],
         "no space left on the download disk",
     );
 }
 
 #[test]
 fn the_free_space_reserve_pauses_the_download_before_the_disk_fills() {
-    // Slow enough that the once-a-second reserve check acts long before the disk is full.
     pause_on_a_small_disk(
         &["--min-free-space", "40MB", "--download-limit", "8MB"],
         "reserve",
@@ -241,7 +240,7 @@ fn pause_on_a_small_disk(downloader_args: &[&str], reason: &str) {
     let small = tmp.path().join("small-disk");
     fs::create_dir_all(&small).unwrap();
     let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=48m", "tmpfs"])
+        .args(["-t", "tmpfs", "-o", "size=160m", "tmpfs"])
         .arg(&small)
         .status()
         .unwrap();
@@ -260,7 +259,18 @@ fn pause_on_a_small_disk(downloader_args: &[&str], reason: &str) {
     befriend(&b, &a);
     let an = a.name();
     wait_indexed(&a, 2);
+    // The file fits when it starts (a file that does not is held before it starts); the disk
+    // then fills under it (paced at 8 MB/s, so it is still arriving).
     let id = b.download(&format!("{an}/Iso/disk.img"));
+    wait_for("the first bytes", Duration::from_secs(30), || {
+        (b.transfer(id)["received"].as_u64() > Some(0)).then_some(())
+    });
+    let filler = small.join("filler");
+    {
+        use std::io::Write;
+        let mut f = fs::File::create(&filler).unwrap();
+        while f.write_all(&[0u8; 1 << 20]).is_ok() {}
+    }
     let paused = wait_for("disk_full state", Duration::from_secs(30), || {
         let t = b.transfer(id);
         (t["state"] == "disk_full").then_some(t)
@@ -271,20 +281,15 @@ fn pause_on_a_small_disk(downloader_args: &[&str], reason: &str) {
     );
     let verified = paused["received"].as_u64().unwrap();
     assert!(verified > 0 && verified < SIZE_FULL_DISK, "{paused}");
-    let before_remount = last_upload(&a);
-    assert!(Command::new("mount")
-        .args(["-o", "remount,size=256m"])
-        .arg(&small)
-        .status()
-        .unwrap()
-        .success());
+    let before_room = last_upload(&a);
+    fs::remove_file(&filler).unwrap();
     b.wait_download_done(id, Duration::from_secs(60));
     assert_eq!(
         sha256_file(&small.join("dl").join(&an).join("Iso/disk.img")),
         sha256_file(&share.join("disk.img"))
     );
     // Only what was missing at the pause went over the wire again.
-    let resent = served_since(&a, before_remount);
+    let resent = served_since(&a, before_room);
     assert!(
         resent <= SIZE_FULL_DISK - verified + 2 * PIECE,
         "re-sent {resent} bytes though {verified} were verified on disk"

@@ -150,3 +150,18 @@ fn a_typo_in_the_config_stops_start_with_file_and_line() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A start-up error names the OS error once, not once per layer that wraps it.
+#[test]
+fn a_failed_start_says_the_os_error_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("plain-file");
+    std::fs::write(&file, b"").unwrap();
+    let out = Command::new(BIN)
+        .args(["--storage", file.join("s").to_str().unwrap(), "start"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.matches("os error 20").count(), 1, "{err}");
+}

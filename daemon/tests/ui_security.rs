@@ -632,3 +632,126 @@ fn a_page_on_another_address_cannot_open_the_event_stream() {
     assert_eq!(status_of(handshake(&a.ui)), 101);
     assert_eq!(status_of(read(&a.ui)), 200);
 }
+
+/// `/downloads/` serves regular files inside the download folder only, and its redirects
+/// stay under `/downloads/` on this site.
+#[test]
+fn downloads_serve_regular_files_only_and_redirect_within_the_site() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut d = Daemon::new(tmp.path(), "a");
+    d.start();
+    let folder = d.download_dir.join("CalmOtter1").join("Docs");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(folder.join("ok.txt"), b"fine").unwrap();
+    std::fs::write(tmp.path().join("secret.txt"), b"top secret").unwrap();
+    std::os::unix::fs::symlink(tmp.path().join("secret.txt"), folder.join("link.txt")).unwrap();
+    std::os::unix::fs::symlink(tmp.path(), d.download_dir.join("CalmOtter1/out")).unwrap();
+    let agent = ureq::AgentBuilder::new().redirects(0).build();
+    let get = |path: &str| match agent.get(&format!("{}{path}", d.ui)).call() {
+        Ok(r) | Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("{path}: {e}"),
+    };
+    assert_eq!(
+        get("/downloads/CalmOtter1/Docs/ok.txt")
+            .into_string()
+            .unwrap(),
+        "fine"
+    );
+    for path in [
+        "/downloads/CalmOtter1/Docs/link.txt",
+        "/downloads/CalmOtter1/out/secret.txt",
+        "/downloads//evil.example",
+        "/downloads//evil.example/",
+    ] {
+        let r = get(path);
+        assert_eq!(r.status(), 404, "{path}: {:?}", r.header("location"));
+    }
+    let r = get("/downloads/CalmOtter1/Docs");
+    assert_eq!(r.status(), 307);
+    assert_eq!(r.header("location"), Some("/downloads/CalmOtter1/Docs/"));
+    d.stop();
+}
+
+/// Half-sent requests are cut off after the header timeout (10 s), at most 64 HTTP
+/// connections are served at once (the next waits until a slot frees), and at most 32
+/// event stream clients are open at once.
+#[test]
+fn slow_requests_time_out_and_connections_and_event_streams_are_capped() {
+    use std::io::Read;
+    use std::net::TcpStream;
+    const MAX_HTTP_CONNECTIONS: usize = 64;
+    const MAX_WS_CLIENTS: usize = 32;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut a = Daemon::new(tmp.path(), "a");
+    a.start();
+    let addr = a.ui.trim_start_matches("http://").to_string();
+    let open = |wait: u64| {
+        let s = TcpStream::connect(&addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(wait))).unwrap();
+        s
+    };
+    let timed_out = |r: &std::io::Result<usize>| matches!(r, Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut));
+    let mut buf = [0u8; 1024];
+
+    let mut slow = open(30);
+    slow.write_all(b"GET /api/info HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        .unwrap();
+    let cut = slow.read(&mut buf);
+    assert!(
+        !timed_out(&cut),
+        "a request whose headers never end is cut off: {cut:?}"
+    );
+
+    let holders: Vec<TcpStream> = (0..MAX_HTTP_CONNECTIONS)
+        .map(|_| {
+            let mut s = open(30);
+            s.write_all(b"GET / HTTP/1.1\r\n").unwrap();
+            s
+        })
+        .collect();
+    let mut late = open(3);
+    late.write_all(b"GET /api/info HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let waiting = late.read(&mut buf);
+    assert!(timed_out(&waiting), "served beyond the cap: {waiting:?}");
+    late.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let n = late.read(&mut buf).unwrap();
+    let head = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(
+        head.starts_with("HTTP/1.1 200"),
+        "served once the holders timed out: {head}"
+    );
+    drop(holders);
+
+    let handshake = format!(
+        "GET /ws HTTP/1.1\r\nHost: {addr}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    );
+    let ws = || {
+        let mut s = open(10);
+        s.write_all(handshake.as_bytes()).unwrap();
+        let mut buf = [0u8; 256];
+        let n = s.read(&mut buf).unwrap();
+        (String::from_utf8_lossy(&buf[..n]).to_string(), s)
+    };
+    let clients: Vec<TcpStream> = (0..MAX_WS_CLIENTS)
+        .map(|_| {
+            let (head, s) = ws();
+            assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+            s
+        })
+        .collect();
+    let (head, _) = ws();
+    assert!(
+        head.starts_with("HTTP/1.1 503"),
+        "one client too many: {head}"
+    );
+    drop(clients);
+    wait_for(
+        "an event stream slot to free",
+        Duration::from_secs(10),
+        || ws().0.starts_with("HTTP/1.1 101").then_some(()),
+    );
+    a.stop();
+}

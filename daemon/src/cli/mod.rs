@@ -14,6 +14,7 @@ use serde_json::json;
 mod client;
 mod invites;
 mod output;
+pub use output::error_line;
 mod progress;
 #[cfg(test)]
 mod registry_check;

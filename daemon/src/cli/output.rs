@@ -6,6 +6,21 @@ use serde_json::{json, Value};
 use super::client::Client;
 use super::{invites, ListArgs};
 
+/// An error and its causes on one line, each cause once: most of our errors already show
+/// their source (`{path}: {source}`), so `{:#}` would print the OS error twice.
+pub fn error_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.is_empty() {
+            line = text;
+        } else if !line.ends_with(&text) {
+            line = format!("{line}: {text}");
+        }
+    }
+    line
+}
+
 pub(super) fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut value = n as f64;
@@ -156,4 +171,28 @@ pub(super) fn print_transfers(client: &Client, json: bool) -> anyhow::Result<()>
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot read {path}: {source}")]
+    struct Shown {
+        path: &'static str,
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn each_cause_is_said_once() {
+        let denied = || std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        let shown = anyhow::Error::from(Shown {
+            path: "/k",
+            source: denied(),
+        });
+        assert_eq!(error_line(&shown), format!("cannot read /k: {}", denied()));
+        let hidden = anyhow::Error::from(denied()).context("starting");
+        assert_eq!(error_line(&hidden), format!("starting: {}", denied()));
+    }
 }

@@ -4,26 +4,60 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use tower_http::services::ServeDir;
+use tower_http::services::ServeFile;
+
+use std::path::Path;
 
 use super::*;
 
-/// `/downloads/<peer>/<path>` from the download folder in force now (it can change live).
-pub(super) async fn downloaded_file(State(s): State<AppState>, mut request: Request) -> Response {
-    let inner = request
-        .uri()
-        .path()
-        .strip_prefix("/downloads")
-        .unwrap_or("/")
-        .parse::<axum::http::Uri>();
-    match inner {
-        Ok(uri) => *request.uri_mut() = uri,
-        Err(_) => return ApiError::BadRequest("bad path".into()).into_response(),
-    }
-    match ServeDir::new(s.node.download_dir()).try_call(request).await {
+/// `/downloads/<peer>/<path>` from the download folder in force now (it can change live):
+/// only regular files reached without a symlink (a link planted in the folder could point
+/// anywhere). A folder without its trailing `/` is redirected to it, under `/downloads/`;
+/// a folder with it serves its `index.html`.
+pub(super) async fn downloaded_file(
+    State(s): State<AppState>,
+    axum::extract::Path(path): axum::extract::Path<String>,
+    request: Request,
+) -> Response {
+    let base = s.node.download_dir();
+    let found = harddrive_party_core::plan::downloaded_path(&base, &path)
+        .and_then(|local| Some((unlinked(&base, &local)?, local)));
+    let not_found = || ApiError::NotFound("no such downloaded file".into()).into_response();
+    let file = match found {
+        Some((meta, local)) if meta.is_file() => local,
+        // Every segment was checked, so the request's own path plus `/` stays on this site.
+        Some((meta, _)) if meta.is_dir() && !path.ends_with('/') => {
+            let to = format!("{}/", request.uri().path());
+            return axum::response::Redirect::temporary(&to).into_response();
+        }
+        Some((meta, local)) if meta.is_dir() => {
+            let index = local.join("index.html");
+            match unlinked(&base, &index) {
+                Some(meta) if meta.is_file() => index,
+                _ => return not_found(),
+            }
+        }
+        _ => return not_found(),
+    };
+    match ServeFile::new(file).try_call(request).await {
         Ok(response) => response.map(Body::new),
         Err(e) => ApiError::Internal(e.to_string()).into_response(),
     }
+}
+
+/// The metadata of `local` (inside `base`) if no component below `base` is a symlink.
+fn unlinked(base: &Path, local: &Path) -> Option<std::fs::Metadata> {
+    let mut at = base.to_path_buf();
+    let mut meta = None;
+    for part in local.strip_prefix(base).ok()?.components() {
+        at.push(part);
+        let m = std::fs::symlink_metadata(&at).ok()?;
+        if m.file_type().is_symlink() {
+            return None;
+        }
+        meta = Some(m);
+    }
+    meta
 }
 
 /// Downloaded files come from other people: they must not run script with this origin's

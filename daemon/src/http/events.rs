@@ -9,8 +9,24 @@ use crate::events::Event;
 
 use super::*;
 
-pub(super) async fn ws(State(s): State<AppState>, upgrade: WebSocketUpgrade) -> impl IntoResponse {
-    upgrade.on_upgrade(move |socket| forward_events(socket, s.node.subscribe_events()))
+/// WebSocket clients at once: each holds a socket, a task and a queue of events, and an
+/// upgraded connection no longer counts towards `MAX_HTTP_CONNECTIONS`.
+pub const MAX_WS_CLIENTS: usize = 32;
+
+pub(super) async fn ws(
+    State(s): State<AppState>,
+    upgrade: WebSocketUpgrade,
+) -> Result<impl IntoResponse, ApiError> {
+    let Ok(client) = s.ws_clients.clone().try_acquire_owned() else {
+        return Err(ApiError::Unavailable(format!(
+            "already {MAX_WS_CLIENTS} event stream clients; close one"
+        )));
+    };
+    let events = s.node.subscribe_events();
+    Ok(upgrade.on_upgrade(move |socket| async move {
+        forward_events(socket, events).await;
+        drop(client);
+    }))
 }
 
 pub(super) async fn forward_events(

@@ -20,8 +20,8 @@ mod shares;
 mod transfers;
 mod ui;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::middleware::{self};
 use axum::routing::{get, post};
@@ -39,6 +39,8 @@ struct AppState {
     node: Arc<Node>,
     token: Arc<str>,
     auth: Arc<Auth>,
+    /// One permit per open `/ws` client (`events::MAX_WS_CLIENTS`).
+    ws_clients: Arc<tokio::sync::Semaphore>,
 }
 
 /// Who made a request, as found by `guard` and handed to handlers as an extension.
@@ -76,6 +78,7 @@ pub fn router(node: Arc<Node>, token: String, auth: Arc<Auth>) -> Router {
         node,
         token: token.into(),
         auth,
+        ws_clients: Arc::new(tokio::sync::Semaphore::new(events::MAX_WS_CLIENTS)),
     };
     let api = Router::new()
         .route("/info", get(info::info))
@@ -141,17 +144,74 @@ pub fn router(node: Arc<Node>, token: String, auth: Arc<Auth>) -> Router {
         .with_state(state)
 }
 
+/// HTTP connections served at once; more wait in the kernel's accept queue. Each costs a
+/// task and its buffers, so a flood of half-sent requests must not grow without bound.
+pub const MAX_HTTP_CONNECTIONS: usize = 64;
+/// A request's headers must arrive this long after the connection opened or the previous
+/// response; a client that sends them slowly (or not at all) is disconnected.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves `router` until `shutdown`, then lets requests in flight finish. Every connection
+/// holds one of `MAX_HTTP_CONNECTIONS` until it closes or is upgraded (WebSocket clients
+/// are capped apart, by `events::MAX_WS_CLIENTS`).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        let _ = shutdown.wait_for(|stop| *stop).await;
-    })
-    .await
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use tower_service::Service;
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_HTTP_CONNECTIONS));
+    let (closing, _) = tokio::sync::watch::channel(false);
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        while connections.try_join_next().is_some() {}
+        let accepted = tokio::select! {
+            accepted = async {
+                let slot = slots.clone().acquire_owned().await;
+                (slot, listener.accept().await)
+            } => accepted,
+            _ = shutdown.wait_for(|stop| *stop) => break,
+        };
+        let (stream, client) = match accepted {
+            (Ok(slot), Ok((stream, client))) => ((stream, slot), client),
+            (_, Err(e)) => {
+                // Out of file descriptors, typically: wait rather than spin.
+                tracing::warn!("HTTP accept failed: {e}");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+            (Err(_), _) => break,
+        };
+        let router = router.clone();
+        let service = hyper::service::service_fn(
+            move |mut request: axum::extract::Request<hyper::body::Incoming>| {
+                request
+                    .extensions_mut()
+                    .insert(axum::extract::ConnectInfo(client));
+                // A router is always ready: no `poll_ready` needed before `call`.
+                router.clone().call(request.map(axum::body::Body::new))
+            },
+        );
+        let mut closing = closing.subscribe();
+        connections.spawn(async move {
+            let (stream, _slot) = stream;
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT);
+            let connection = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades();
+            tokio::pin!(connection);
+            tokio::select! {
+                _ = connection.as_mut() => return,
+                _ = closing.changed() => connection.as_mut().graceful_shutdown(),
+            }
+            let _ = connection.await;
+        });
+    }
+    let _ = closing.send(true);
+    while connections.join_next().await.is_some() {}
+    Ok(())
 }

@@ -153,7 +153,13 @@ pub async fn hashes(conn: &quinn::Connection, path: &str) -> Result<ContentHashe
             Ok(HashesHeader::Error(e)) => return Err(RpcError::Refused(e)),
             Err(e) => return Err(frame_failure(conn, e)),
         };
-    let mut list = PieceList::new(size, root);
+    let mut list = match PieceList::new(size, root) {
+        Ok(list) => list,
+        Err(e) => {
+            let _ = recv.stop(0u32.into());
+            return Err(RpcError::BadContent(e.to_string()));
+        }
+    };
     loop {
         match read_frame::<HashChunk, _>(&mut recv, MAX_RESPONSE_FRAME).await {
             Ok(HashChunk(chunk)) => {

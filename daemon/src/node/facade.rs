@@ -182,12 +182,13 @@ impl Node {
         })
     }
 
-    /// Disk problems right now (two `statvfs` calls).
+    /// Disk problems right now (two `statvfs` calls and an `access`).
     pub fn problems(&self) -> Vec<Problem> {
         super::disk_problems(
             &self.storage,
             free_space(&self.storage),
             self.downloads.download_disk_low(),
+            self.downloads.download_dir_unwritable(),
         )
     }
 

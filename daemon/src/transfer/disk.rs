@@ -16,15 +16,21 @@ pub fn free_space(path: &Path) -> Option<u64> {
         .map(|s| u64::from(s.blocks_available()).saturating_mul(u64::from(s.fragment_size())))
 }
 
-/// Why downloads must wait, if `free` bytes are below the `reserve` (`--min-free-space`).
+/// Why downloads must wait, if `free` bytes are below the `reserve` (`--min-free-space`), or
+/// below one piece whatever the reserve (a disk that full cannot take the next piece).
 pub fn below_reserve(free: u64, reserve: u64) -> Option<String> {
-    (free < reserve).then(|| {
-        format!(
+    let mib = |n: u64| n / (1024 * 1024);
+    if free < reserve {
+        Some(format!(
             "{} MiB free, below the {} MiB reserve (--min-free-space)",
-            free / (1024 * 1024),
-            reserve / (1024 * 1024)
-        )
-    })
+            mib(free),
+            mib(reserve)
+        ))
+    } else if free < PIECE_SIZE {
+        Some(format!("{free} bytes free, less than one piece"))
+    } else {
+        None
+    }
 }
 
 /// Downloads at least this large do not stay in the page cache (see `drop_behind`).
@@ -144,7 +150,12 @@ mod tests {
             below_reserve(100 * mib + 5, 256 * mib).as_deref(),
             Some("100 MiB free, below the 256 MiB reserve (--min-free-space)")
         );
-        assert_eq!(below_reserve(0, 0), None, "no reserve, never held");
+        assert_eq!(below_reserve(PIECE_SIZE, 0), None);
+        assert_eq!(
+            below_reserve(4096, 0).as_deref(),
+            Some("4096 bytes free, less than one piece"),
+            "a full disk holds downloads whatever the reserve"
+        );
     }
 
     /// Large files are verified with direct reads (or, where refused, through the cache):

@@ -54,14 +54,19 @@ impl Downloads {
         if plan::already_have(found.as_ref(), record.size, record.mtime) {
             return Outcome::Done;
         }
-        if let Some(low) = self.below_reserve(&download_dir) {
-            return Outcome::DiskFull(low);
-        }
         let part = plan::part_path(&local);
+        // The size listed first, then the one the piece list is for: neither is trusted with
+        // memory or disk (nor read ahead) before it fits.
+        if let Err(held) = self.room_for(record.size, &part, &download_dir) {
+            return held;
+        }
         let hashes = match self.piece_list(peer, path, record, &part, progress).await {
             Ok(h) => h,
             Err(e) => return Outcome::of_hashes(e),
         };
+        if let Err(held) = self.room_for(hashes.size, &part, &download_dir) {
+            return held;
+        }
         let (file, have) = match part::open(&local, &part, &hashes, record).await {
             Ok(Opened::Ready { file, have }) => (file, have),
             Ok(Opened::Changed { size, mtime }) => return Outcome::Changed { size, mtime },

@@ -7,7 +7,7 @@ use std::fs::File;
 use std::ops::Range;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, UNIX_EPOCH};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use bytes::Bytes;
 use portable_atomic::AtomicU64;
@@ -32,6 +32,14 @@ pub struct UploadLimits {
     pub total: usize,
     pub per_peer: usize,
 }
+
+/// An upload whose peer takes no bytes for this long is cancelled and its slot freed: a peer
+/// that opens `Read`s and never grants flow-control credit keeps its connection alive through
+/// ACKs, so nothing else would ever end them.
+pub const UPLOAD_STALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The stream reset code of an upload cancelled by `UPLOAD_STALL_TIMEOUT` (PROTOCOL.md §6.8).
+const RESET_STALLED: u32 = 5;
 
 /// More slots than this would only queue on the disk and the rate limits instead.
 pub const MAX_UPLOAD_SLOTS: usize = 1024;
@@ -441,9 +449,30 @@ fn read_exact_at(file: &File, offset: u64, len: usize) -> Result<PooledBuf, Read
     }
 }
 
-/// Under a limit, bytes go out in slices of this size, each paced: a whole 1 MiB chunk
-/// would leave in one burst a second apart at 1 MB/s, and both sides' progress with it.
+/// Bytes go out in slices of this size, each paced under a limit: a whole 1 MiB chunk would
+/// leave in one burst a second apart at 1 MB/s, and both sides' progress with it. A slice is
+/// also the progress `UPLOAD_STALL_TIMEOUT` waits for, so a peer slower than 64 KiB per 30 s
+/// is treated as stalled.
 const PACED_SLICE: usize = 64 * 1024;
+
+/// Runs one write to the peer; `None` if it took nothing for `UPLOAD_STALL_TIMEOUT`.
+async fn unstalled<E: std::fmt::Display>(
+    write: impl std::future::Future<Output = Result<(), E>>,
+) -> Option<Result<(), String>> {
+    let done = tokio::time::timeout(UPLOAD_STALL_TIMEOUT, write)
+        .await
+        .ok()?;
+    Some(done.map_err(|e| e.to_string()))
+}
+
+/// Cancels a stalled upload: the stream is reset and the reason returned.
+fn stalled(send: &mut quinn::SendStream) -> String {
+    let _ = send.reset(RESET_STALLED.into());
+    format!(
+        "stalled: the peer took no data for {} s",
+        UPLOAD_STALL_TIMEOUT.as_secs()
+    )
+}
 
 /// Sends one chunk, paced by the upload limits, counting it as sent slice by slice.
 async fn send_paced(
@@ -452,16 +481,13 @@ async fn send_paced(
     upload: &Upload,
     rate: &RateLimiter,
 ) -> Result<(), String> {
-    let slice = if rate.limited(Direction::Upload) {
-        PACED_SLICE
-    } else {
-        bytes.len()
-    };
     while !bytes.is_empty() {
-        let part = bytes.split_to(slice.min(bytes.len()));
+        let part = bytes.split_to(PACED_SLICE.min(bytes.len()));
         let n = part.len() as u64;
         rate.pace(&upload.peer, Direction::Upload, n).await;
-        send.write_chunk(part).await.map_err(|e| e.to_string())?;
+        unstalled(send.write_chunk(part))
+            .await
+            .unwrap_or_else(|| Err(stalled(send)))?;
         upload.sent.fetch_add(n, Ordering::Relaxed);
     }
     Ok(())
@@ -481,9 +507,10 @@ async fn stream_file(
         end,
         check,
     } = range;
-    write_frame(send, &ReadHeader::Ok { size, mtime }, MAX_RESPONSE_FRAME)
+    let header = ReadHeader::Ok { size, mtime };
+    unstalled(write_frame(send, &header, MAX_RESPONSE_FRAME))
         .await
-        .map_err(|e| e.to_string())?;
+        .unwrap_or_else(|| Err(stalled(send)))?;
     let (tx, mut rx) = mpsc::channel::<Result<Bytes, ReaderError>>(4);
     let reader = tokio::task::spawn_blocking(move || {
         // Checked reads go piece by piece: a piece is hashed whole before any of it is sent.
@@ -524,8 +551,10 @@ async fn stream_file(
     }
     let _ = reader.await;
     send.finish().map_err(|e| e.to_string())?;
-    // Wait until the peer has everything, so "done" means delivered, not just queued.
-    let _ = send.stopped().await;
+    // Wait until the peer has everything, so "done" means delivered, not just queued. Only
+    // ACKs are missing by now (the credit was granted), so past the stall time the stream is
+    // left to QUIC to deliver within the connection's send window and the slot is freed.
+    let _ = tokio::time::timeout(UPLOAD_STALL_TIMEOUT, send.stopped()).await;
     Ok(())
 }
 

@@ -7,13 +7,19 @@ use super::Daemon;
 /// A bare QUIC endpoint with the key from `seed`, speaking the peer protocol: for requests
 /// no well-behaved daemon would send.
 pub fn raw_node(seed: u8) -> harddrive_party::net::quic::QuicNode {
+    raw_node_with_window(seed, 16 << 20)
+}
+
+/// [`raw_node`] granting at most `window` bytes of flow-control credit per connection (half
+/// of it per stream): a peer that never reads holds the sender at that many bytes.
+pub fn raw_node_with_window(seed: u8, window: u32) -> harddrive_party::net::quic::QuicNode {
     let me = harddrive_party::identity::Identity::from_seed([seed; 32]);
     harddrive_party::net::quic::QuicNode::bind(
         "127.0.0.1:0".parse().unwrap(),
         &me,
         harddrive_party::net::quic::TransportSettings {
             keep_alive: Duration::from_secs(10),
-            window: 16 << 20,
+            window,
         },
     )
     .unwrap()

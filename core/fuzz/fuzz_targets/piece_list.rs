@@ -1,16 +1,25 @@
 //! A piece list as a sharer sends it: a claimed size and root, then chunks of hashes. The
 //! list is accepted only whole, of the right length and hashing to the root; a list built
-//! from the true root of the hashes sent is always accepted.
+//! from the true root of the hashes sent is always accepted; a size above the maximum is
+//! refused before anything is held.
 #![no_main]
 
-use harddrive_party_core::content::{piece_count, root_of, Hash, ListError, PieceList};
+use harddrive_party_core::content::{
+    piece_count, root_of, Hash, ListError, PieceList, MAX_DOWNLOAD_SIZE,
+};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|input: (u64, Option<Hash>, Vec<Vec<Hash>>)| {
     let (size, claimed_root, chunks) = input;
     let sent: Vec<Hash> = chunks.iter().flatten().copied().collect();
     let root = claimed_root.unwrap_or_else(|| root_of(size, &sent));
-    let mut list = PieceList::new(size, root);
+    let mut list = match PieceList::new(size, root) {
+        Ok(list) => list,
+        Err(refused) => {
+            assert!(size > MAX_DOWNLOAD_SIZE, "{size} refused: {refused}");
+            return;
+        }
+    };
     for chunk in chunks {
         if let Err(refused) = list.extend(chunk) {
             assert!(matches!(

@@ -148,7 +148,7 @@ fn download_dir_changes_live_and_persists() {
     let home = tmp.path().join("home");
     std::fs::create_dir_all(&home).unwrap();
     let mut a = Daemon::new(tmp.path(), "a").share(&share);
-    // No --download-dir: the folder comes from the store, else from $HOME/Downloads.
+    // No --download-dir: the folder comes from the store, else $HOME/Downloads/harddrive-party.
     let mut b = Daemon::new(tmp.path(), "b");
     b.download_dir_flag = false;
     b.env = vec![("HOME".into(), home.to_str().unwrap().into())];
@@ -157,7 +157,10 @@ fn download_dir_changes_live_and_persists() {
     befriend(&b, &a);
     wait_indexed(&a, 3);
     let an = a.name();
-    let default_dir = home.join("Downloads").canonicalize().unwrap();
+    let default_dir = home
+        .join("Downloads/harddrive-party")
+        .canonicalize()
+        .unwrap();
     assert_eq!(settings(&b)["download_dir"], default_dir.to_str().unwrap());
 
     let first = b.download(&format!("{an}/Files/f0.bin"));

@@ -100,7 +100,7 @@ pub const DOWNLOAD_DIR: Setting = Setting {
     env: "HDP_DOWNLOAD_DIR",
     uci: Some("download_dir"),
     api: Some("download_dir"),
-    help: "Where downloads go [default: ~/Downloads, or <storage>/downloads without a home]",
+    help: "Where downloads go [default: ~/Downloads/harddrive-party, or <storage>/downloads without a home]",
     ..UNSET
 };
 pub const LISTEN: Setting = Setting {

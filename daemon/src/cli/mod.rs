@@ -275,10 +275,12 @@ impl Cli {
             None => Layer::default(),
         };
         let storage = default_storage();
+        // A folder of its own inside ~/Downloads: with seed_downloads on, the download
+        // folder is shared with friends, and ~/Downloads holds everything a browser fetched.
         let home_downloads = std::env::var_os("HOME")
             .map(PathBuf::from)
             .filter(|home| home.is_dir() && home != Path::new("/"))
-            .map(|home| home.join("Downloads"));
+            .map(|home| home.join("Downloads").join("harddrive-party"));
         Ok(self.layer().over(file).settle(Defaults {
             storage,
             home_downloads,

@@ -75,7 +75,7 @@ pub struct Downloads {
     events: EventSender,
     /// Changeable live: files whose fetch starts after a change go to the new directory.
     download_dir: Mutex<PathBuf>,
-    limits: DownloadLimits,
+    pub(super) limits: DownloadLimits,
     pub(super) rate: Arc<RateLimiter>,
     jobs: Mutex<BTreeMap<u64, Job>>,
     wake: Notify,
@@ -586,46 +586,5 @@ impl Downloads {
         self.send_view(id, job);
         drop(jobs);
         self.wake();
-    }
-
-    /// Why downloads must wait now, if the download disk is below the free-space reserve.
-    pub fn download_disk_low(&self) -> Option<String> {
-        self.below_reserve(&self.download_dir())
-    }
-
-    /// Why the download folder cannot be written to, if it cannot (read-only, permissions,
-    /// gone); `access` answers for this process, root included, without writing anything.
-    pub fn download_dir_unwritable(&self) -> Option<String> {
-        let dir = self.download_dir();
-        nix::unistd::access(
-            &dir,
-            nix::unistd::AccessFlags::W_OK | nix::unistd::AccessFlags::X_OK,
-        )
-        .err()
-        .map(|e| format!("{}: {}", dir.display(), e.desc()))
-    }
-
-    /// Whether a file of `size` bytes fits (`plan::room_for`) beside its `.part`: a file too
-    /// large for any download fails, one the disk cannot hold now waits as `disk_full`.
-    pub(super) fn room_for(
-        &self,
-        size: u64,
-        part: &std::path::Path,
-        download_dir: &std::path::Path,
-    ) -> Result<(), Outcome> {
-        // Blocks allocated, not the length: a `.part` is preallocated (`FALLOC_FL_KEEP_SIZE`)
-        // where the filesystem can, and may have holes where it cannot.
-        use std::os::unix::fs::MetadataExt;
-        let on_disk = std::fs::metadata(part).map_or(0, |m| m.blocks().saturating_mul(512));
-        let free = free_space(download_dir);
-        plan::room_for(size, on_disk, free, self.limits.min_free_space).map_err(|e| match e {
-            plan::NoRoom::TooLarge { .. } => Outcome::Permanent(e.to_string()),
-            plan::NoRoom::Disk { .. } => Outcome::DiskFull(e.to_string()),
-        })
-    }
-
-    /// Why downloads must wait, if the download disk is below the free-space reserve.
-    pub(super) fn below_reserve(&self, download_dir: &std::path::Path) -> Option<String> {
-        super::disk::below_reserve(free_space(download_dir)?, self.limits.min_free_space)
     }
 }

@@ -79,6 +79,15 @@ wait_http() {
   return 1
 }
 
+# may_await_approval COMMAND...: runs a `connect` command that either links up (exit 0) or
+# leaves our request with a peer that does not know us yet (exit 3: the first `connect` of
+# two people befriending each other). Fails on anything else.
+may_await_approval() {
+  local rc=0
+  "$@" || rc=$?
+  [ "$rc" = 0 ] || [ "$rc" = 3 ]
+}
+
 # stop_pid PID [SECONDS]: SIGTERM to a process this script started, a bounded wait (default
 # 10 s), then SIGKILL; reaps it. Quiet when it is gone already.
 stop_pid() {

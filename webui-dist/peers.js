@@ -35,7 +35,8 @@ function connectForm(onConnected) {
     await busy(connectButton, 'Connecting… (up to a minute)', async () => {
       const r = await api('/api/connect', { method: 'POST', body: { announce_address: text } });
       pasted.value = '';
-      toast(`Connected to ${r.name}`, 'ok');
+      if (r.approved === false) toast(`${r.name} has your request: you become friends once its owner approves it (or connects to your address).`, 'info');
+      else toast(`Connected to ${r.name}`, 'ok');
       onConnected();
     }, err);
   });

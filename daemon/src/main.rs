@@ -44,7 +44,8 @@ fn main() {
         });
     if let Err(e) = result {
         eprintln!("error: {}", cli::error_line(&e));
-        std::process::exit(1);
+        let awaiting_approval = e.downcast_ref::<cli::AwaitingApproval>().is_some();
+        std::process::exit(if awaiting_approval { 3 } else { 1 });
     }
 }
 

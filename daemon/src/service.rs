@@ -18,6 +18,10 @@ const CLOSE_POLLS: u32 = 30;
 const CLOSE_POLL: Duration = Duration::from_millis(100);
 /// A health probe slower than this counts as a hang: no watchdog ping.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often the kept copy of the user's tables is compared with them and, if they
+/// changed, rewritten (`store/kept_copy.rs`): at most this much of the user's changes is
+/// missing from what `repair` can restore after a crash that damaged the database.
+const KEPT_COPY_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Starts the node and the API, then waits for SIGTERM, SIGINT or `stop`. Returns the
 /// database, to be closed by its last holder once the runtime is gone (`close_database`).
@@ -63,9 +67,24 @@ pub async fn run_daemon(
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     node.request_shutdown();
     node.close().await;
+    let _ = tokio::time::timeout(HEALTH_TIMEOUT, refresh_kept_copy(node.store().clone())).await;
     let _ = tokio::time::timeout(std::time::Duration::from_secs(3), server).await;
     stopped?;
     Ok(Arc::downgrade(node.store()))
+}
+
+/// Brings the kept copy up to date. A failure (full disk, say) is logged once until the copy
+/// is written again: the previous copy stays in place meanwhile.
+async fn refresh_kept_copy(store: Arc<Store>) {
+    static FAILING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    let refreshed = tokio::task::spawn_blocking(move || store.refresh_kept_copy()).await;
+    match refreshed {
+        Ok(Ok(_)) => FAILING.store(false, std::sync::atomic::Ordering::Relaxed),
+        Ok(Err(e)) if !FAILING.swap(true, std::sync::atomic::Ordering::Relaxed) => {
+            tracing::warn!("cannot refresh the kept copy of the settings and friends ({e}); the previous one stays");
+        }
+        _ => {}
+    }
 }
 
 /// Waits (bounded) for the database's last holder to let go, so redb closes the file
@@ -99,11 +118,14 @@ async fn wait_for_stop(node: &Arc<Node>) -> anyhow::Result<()> {
     let mut failed_logged = false;
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut keep = tokio::time::interval(KEPT_COPY_INTERVAL);
+    keep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = term.recv() => return Ok(()),
             _ = int.recv() => return Ok(()),
             _ = stop.wait_for(|s| *s) => return Ok(()),
+            _ = keep.tick() => refresh_kept_copy(node.store().clone()).await,
             _ = tick.tick() => {
                 let probe = node.clone();
                 let health = tokio::time::timeout(HEALTH_TIMEOUT, tokio::task::spawn_blocking(move || probe.health())).await;

@@ -52,7 +52,7 @@ fn a_download_over_a_link_losing_ten_percent_completes_and_verifies() {
     let an = a.name();
     wait_indexed(&a, 2);
     // Connecting crosses the lossy link too: QUIC retransmits the handshake.
-    b.cli_ok(&["connect", &a.announce()]);
+    assert!(!b.connect(&a.announce()), "a stranger was welcomed");
     a.approve(&b.name());
     let id = b.download(&format!("{an}/Lossy/data.bin"));
     let done = b.wait_download_done(id, Duration::from_secs(180));
@@ -184,7 +184,10 @@ fn a_download_over_a_one_second_round_trip_with_loss_completes() {
         ..real
     };
     let an = a.name();
-    b.cli_ok(&["connect", &via_relay.to_string()]);
+    assert!(
+        !b.connect(&via_relay.to_string()),
+        "a stranger was welcomed"
+    );
     // A answers the request where it came from: through the relay.
     a.approve(&b.name());
     let id = b.download(&format!("{an}/Far/data.bin"));

@@ -61,9 +61,14 @@ fn connect_browse_search_and_download_files_and_directories() {
     let mut b = Daemon::new(tmp.path(), "b");
     a.start();
     b.start();
+    // A's owner has not approved B yet: B's connect says so and exits 3, apart from errors.
+    let first = b.cli(&["connect", &a.announce()]);
+    let said = String::from_utf8_lossy(&first.stderr);
+    assert_eq!(first.status.code(), Some(3), "{said}");
+    assert!(said.contains("has not approved you yet"), "{said}");
     befriend(&b, &a);
     // Connecting the other way keeps exactly one working connection.
-    a.cli_ok(&["connect", &b.announce()]);
+    assert!(a.connect(&b.announce()), "a friend refused a friend");
     let (an, bn) = (a.name(), b.name());
     assert!(a.connected_to(&bn) && b.connected_to(&an));
     let peers = b.cli_json(&["peers", "--json"]);

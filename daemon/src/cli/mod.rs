@@ -53,8 +53,9 @@ pub enum Command {
     /// Run the daemon.
     Start(StartArgs),
     /// Rebuild a damaged database (stop the daemon first): the damaged file is kept as a
-    /// backup; the identity, settings, shares, friends and invites it can read are kept; the
-    /// index is rebuilt by the next start's scan; the download queue and web UI logins are lost.
+    /// backup; the identity, settings, shares, friends and invites are kept (from the kept
+    /// copy where the damaged file cannot give them); the index is rebuilt by the next
+    /// start's scan; the download queue and web UI logins are lost.
     Repair,
     /// Show this peer's name and announce address.
     Info {
@@ -363,10 +364,16 @@ pub fn ui_socket_address(url: &str) -> anyhow::Result<SocketAddr> {
 
 /// `repair`: runs without a daemon, on the storage directory itself.
 pub fn repair(settings: &Settings) -> anyhow::Result<()> {
+    use crate::store::{Source, KEPT_COPY_FILE};
     let report = crate::store::repair(&settings.storage)?;
     println!("damaged database kept as {}", report.backup.display());
-    for (table, rows) in &report.kept {
-        println!("kept {table}: {rows}");
+    for (table, rows, source) in &report.kept {
+        match source {
+            Source::Damaged => println!("kept {table}: {rows}"),
+            Source::KeptCopy => println!(
+                "kept {table}: {rows} (from the kept copy {KEPT_COPY_FILE}: changes of its last minute before the damage may be missing)"
+            ),
+        }
     }
     for (table, why) in &report.lost {
         println!("lost {table}: {why}");
@@ -374,6 +381,12 @@ pub fn repair(settings: &Settings) -> anyhow::Result<()> {
     println!("dropped: the share index and hashes (the next start rescans), the download queue (add downloads again; their .part files resume), web UI logins; the identity key is a file of its own and is unchanged");
     Ok(())
 }
+
+/// `connect` reached the peer, which keeps our request until its owner approves it: not a
+/// failure of the command, but not a friendship yet either (exit status 3, apart from 1).
+#[derive(Debug, thiserror::Error)]
+#[error("{0} has not approved you yet: it now lists you as a request to approve; you become friends when its owner approves you or connects to your address")]
+pub struct AwaitingApproval(pub String);
 
 /// Runs a client command against a running daemon.
 pub fn run_client(cli: &Cli, settings: &Settings) -> anyhow::Result<()> {
@@ -386,7 +399,11 @@ pub fn run_client(cli: &Cli, settings: &Settings) -> anyhow::Result<()> {
                 "/api/connect",
                 json!({ "announce_address": announce_address }),
             )?;
-            println!("connected to {}", reply["name"].as_str().unwrap_or("peer"));
+            let name = reply["name"].as_str().unwrap_or("peer");
+            if reply["approved"] == false {
+                return Err(AwaitingApproval(name.to_string()).into());
+            }
+            println!("connected to {name}");
         }
         Command::Invite {
             expires,

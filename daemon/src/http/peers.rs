@@ -3,9 +3,12 @@
 
 use super::extract::Json;
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::json;
+
+use crate::node::Connected;
 
 use super::*;
 
@@ -22,8 +25,12 @@ pub(super) async fn connect(
     State(s): State<AppState>,
     Json(body): Json<ConnectBody>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let name = s.node.connect(&body.announce_address).await?;
-    Ok(Json(json!({ "name": name })))
+    // 202: the request was delivered but the other owner has still to approve it.
+    let (status, name, approved) = match s.node.connect(&body.announce_address).await? {
+        Connected::Welcomed(name) => (StatusCode::OK, name, true),
+        Connected::AwaitingApproval(name) => (StatusCode::ACCEPTED, name, false),
+    };
+    Ok((status, Json(json!({ "name": name, "approved": approved }))))
 }
 
 #[derive(Deserialize)]

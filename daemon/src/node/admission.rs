@@ -4,7 +4,7 @@
 //! `connect` (which makes a friend) and `disconnect`.
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use super::{Node, NodeError};
 use crate::announce::AnnounceAddress;
@@ -15,9 +15,24 @@ use crate::net::peers::{
     ConnectionFacts, PeerConnection, Registered, CLOSE_BY_USER, CLOSE_DUPLICATE,
 };
 use crate::net::quic::peer_identity;
+use crate::net::rpc::{self, RpcError};
 use crate::store::KnownPeer;
+use crate::wire::WireError;
 use harddrive_party_core::invite::INVITE_PREFIX;
-use harddrive_party_core::peer_policy::{self, Admitted, Refusal, Trust};
+use harddrive_party_core::peer_policy::{self, Admitted, Refusal, Trust, CLOSE_NOT_A_FRIEND};
+
+/// How long `connect` waits for the dialled peer to say whether it takes us as a friend.
+const WELCOME_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the user's `connect` achieved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Connected {
+    /// The peer takes us as a friend (or the invite was accepted): the link is up.
+    Welcomed(String),
+    /// The peer does not know us yet: it keeps our request until its owner approves it
+    /// (or connects to us), and we redial with backoff meanwhile.
+    AwaitingApproval(String),
+}
 
 impl Node {
     pub(super) async fn accept_loop(self: Arc<Self>) {
@@ -45,16 +60,48 @@ impl Node {
     }
 
     /// Dials a peer by announce address, remembering it as a friend; or joins with an
-    /// invite code (the same box in the UI, the same command).
-    pub async fn connect(self: &Arc<Self>, text: &str) -> Result<String, NodeError> {
+    /// invite code (the same box in the UI, the same command). Says whether the peer
+    /// welcomed us or holds our request for its owner to approve.
+    pub async fn connect(self: &Arc<Self>, text: &str) -> Result<Connected, NodeError> {
         if text.trim_start().starts_with(INVITE_PREFIX) {
-            return self.join(text.parse()?).await;
+            return self.join(text.parse()?).await.map(Connected::Welcomed);
         }
         let address: AnnounceAddress = text.parse()?;
         let (name, record) = self.friend_at(&address)?;
         self.keep_friend(&name, &record)?;
-        self.dial(&address).await?;
-        Ok(name)
+        let opened = self.dial(&address).await?;
+        let Some(conn) = opened.or_else(|| self.peers.get(&name).map(|p| p.connection.clone()))
+        else {
+            // Another dial of the same peer is under way; it reports through the peer list.
+            return Ok(Connected::Welcomed(name));
+        };
+        if self.welcomed_by(&conn).await {
+            Ok(Connected::Welcomed(name))
+        } else {
+            Ok(Connected::AwaitingApproval(name))
+        }
+    }
+
+    /// Whether `conn`'s peer takes requests from us. Asked with our own announce address:
+    /// a friend notes it again, while a peer that does not know us yet answers `NotAFriend`
+    /// (or has already closed the connection as `CLOSE_NOT_A_FRIEND` after refusing the
+    /// introduction's copy of it) and keeps our request for its owner.
+    async fn welcomed_by(&self, conn: &quinn::Connection) -> bool {
+        let asked = tokio::time::timeout(
+            WELCOME_TIMEOUT,
+            rpc::announce(conn, self.announce_address()),
+        )
+        .await;
+        let closed_as_stranger = || {
+            matches!(conn.close_reason(), Some(quinn::ConnectionError::ApplicationClosed(c))
+                if c.error_code == CLOSE_NOT_A_FRIEND.into())
+        };
+        match asked {
+            Ok(Err(RpcError::Refused(WireError::NotAFriend))) => false,
+            Ok(Err(_)) => !closed_as_stranger(),
+            // No answer in time is no refusal: the connection stands.
+            Ok(Ok(())) | Err(_) => true,
+        }
     }
 
     /// The friend record the user's `connect` (or a welcomed `join`) writes: dialling an

@@ -29,14 +29,18 @@ pub(super) enum DialReason {
 
 impl Node {
     /// Dials `address` unless its peer is connected or being dialled already. Success means
-    /// connected, whichever side's connection won.
-    pub(super) async fn dial(self: &Arc<Self>, address: &AnnounceAddress) -> Result<(), NodeError> {
+    /// connected, whichever side's connection won; the connection is returned when it is the
+    /// one this dial opened.
+    pub(super) async fn dial(
+        self: &Arc<Self>,
+        address: &AnnounceAddress,
+    ) -> Result<Option<quinn::Connection>, NodeError> {
         let name = address.name();
         if self.peers.get(&name).is_some() {
-            return Ok(());
+            return Ok(None);
         }
         if !lock(&self.dials).in_flight.insert(name.clone()) {
-            return Ok(());
+            return Ok(None);
         }
         // The peer may reach us first (it dials us after its own punch): that also ends
         // this attempt successfully.
@@ -57,10 +61,10 @@ impl Node {
             }
         })?
         else {
-            return Ok(());
+            return Ok(None);
         };
-        self.on_connection(conn, true, relayed);
-        Ok(())
+        self.on_connection(conn.clone(), true, relayed);
+        Ok(Some(conn))
     }
 
     /// Dials in the background; a failure counts against the peer's backoff.

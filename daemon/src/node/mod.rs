@@ -57,6 +57,7 @@ use crate::transfer::RetryPolicy;
 use harddrive_party_core::peer_policy::{Backoffs, PendingRequests, TrustSettings};
 
 pub use access::ShareView;
+pub use admission::Connected;
 pub use facade::{Info, PeerView};
 pub use harddrive_party_core::health::{disk_problems, Health, Problem, STORAGE_LOW_BYTES};
 pub use invites::InviteView;

@@ -9,15 +9,17 @@ use serde::{de::DeserializeOwned, Serialize};
 
 mod access;
 mod downloads;
+mod kept_copy;
 mod migrate;
 mod records;
 mod repair;
 
 pub use access::AddInvite;
 pub use harddrive_party_core::peer_policy::KnownPeer;
+pub use kept_copy::KEPT_COPY_FILE;
 use migrate::migrate_known_peers;
 pub use records::*;
-pub use repair::{repair, RepairReport};
+pub use repair::{repair, RepairReport, Source};
 
 /// 2: `KnownPeer` gained trust, block, nickname and key (friends only, issue 12).
 /// 3: `KnownPeer` gained `guest`; the invites and share access tables.
@@ -86,6 +88,10 @@ db_err!(
 
 pub struct Store {
     db: Database,
+    /// The storage directory, where the kept copy lives.
+    dir: PathBuf,
+    /// The digest of the user's tables the kept copy was last written with.
+    kept_digest: std::sync::Mutex<Option<blake3::Hash>>,
 }
 
 pub(super) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
@@ -168,7 +174,11 @@ impl Store {
             redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked(path.clone()),
             other => corrupt(other.to_string()),
         })?;
-        let store = Store { db };
+        let store = Store {
+            db,
+            dir: path.parent().map(Path::to_path_buf).unwrap_or_default(),
+            kept_digest: std::sync::Mutex::new(None),
+        };
         store.check_schema(&path)?;
         Ok(store)
     }

@@ -8,35 +8,25 @@ use std::path::{Path, PathBuf};
 
 use redb::ReadOnlyDatabase;
 
+use super::kept_copy::UserTable;
 use super::*;
+
+/// Where a repair found a table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// The damaged database itself.
+    Damaged,
+    /// The kept copy (`KEPT_COPY_FILE`), as of its last refresh.
+    KeptCopy,
+}
 
 /// What a repair kept and what it could not read.
 pub struct RepairReport {
     pub backup: PathBuf,
-    /// (table, rows copied)
-    pub kept: Vec<(&'static str, u64)>,
+    /// (table, rows copied, from where)
+    pub kept: Vec<(&'static str, u64, Source)>,
     /// (table, why it could not be read)
     pub lost: Vec<(&'static str, String)>,
-}
-
-/// Copies one table's rows; a table missing from the old file is an empty one.
-fn copy<K: redb::Key + 'static, V: redb::Value + 'static>(
-    old: &redb::ReadTransaction,
-    new: &redb::WriteTransaction,
-    table: TableDefinition<K, V>,
-) -> Result<u64, StoreError> {
-    let from = match old.open_table(table) {
-        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(0),
-        opened => opened?,
-    };
-    let mut to = new.open_table(table)?;
-    let mut rows = 0;
-    for row in from.iter()? {
-        let (k, v) = row?;
-        to.insert(k.value(), v.value())?;
-        rows += 1;
-    }
-    Ok(rows)
 }
 
 /// Rebuilds `<storage>/harddrive-party.redb`; the daemon must be stopped.
@@ -56,35 +46,53 @@ pub fn repair(storage_dir: &Path) -> Result<RepairReport, StoreError> {
         kept: Vec::new(),
         lost: Vec::new(),
     };
-    // Read-only: a file a crash left is refused rather than recovered, and then nothing of
-    // it is kept (recovery would verify the whole file and refuse it anyway).
+    // Read-only: a file a crash left is refused rather than recovered (recovery would
+    // verify the whole file and refuse the damage anyway); the kept copy stands in for it.
     let old = match Database::builder().open_read_only(&path) {
         Err(redb::DatabaseError::DatabaseAlreadyOpen) => return Err(StoreError::Locked(path)),
         opened => opened,
     };
+    let kept_copy = Database::builder()
+        .open_read_only(storage_dir.join(KEPT_COPY_FILE))
+        .ok();
     {
         let new = Database::create(&fresh).map_err(|e| StoreError::Db(e.to_string()))?;
         let txn = new.begin_write()?;
+        // (table, why the damaged file could not give it)
+        let mut unread: Vec<(UserTable, String)> = Vec::new();
         match old.as_ref().map(ReadOnlyDatabase::begin_read) {
             Ok(Ok(read)) => {
-                let mut keep = |name, copied: Result<u64, StoreError>| match copied {
-                    Ok(rows) => report.kept.push((name, rows)),
-                    Err(e) => report.lost.push((name, e.to_string())),
-                };
-                // The schema version first: the next open migrates what was copied.
-                keep("schema version", copy(&read, &txn, META));
-                keep("settings", copy(&read, &txn, SETTINGS));
-                keep("shares", copy(&read, &txn, SHARES));
-                keep("friends and other known peers", copy(&read, &txn, PEERS));
-                keep("invites", copy(&read, &txn, INVITES));
-                keep("share access", copy(&read, &txn, SHARE_ACCESS));
+                for table in UserTable::ALL {
+                    match table.copy(&read, &txn) {
+                        Ok(rows) => report.kept.push((table.label(), rows, Source::Damaged)),
+                        Err(e) => unread.push((table, e.to_string())),
+                    }
+                }
             }
-            Ok(Err(e)) => report.lost.push(("every table", e.to_string())),
-            Err(redb::DatabaseError::RepairAborted) => report.lost.push((
-                "every table",
-                "the file was not closed cleanly (a crash or power cut); only redb's recovery could read it, and that refuses the damage".into(),
-            )),
-            Err(e) => report.lost.push(("every table", e.to_string())),
+            opened => {
+                let why = match opened {
+                    Ok(Err(e)) => e.to_string(),
+                    Err(redb::DatabaseError::RepairAborted) => "the file was not closed cleanly (a crash or power cut) and redb's recovery refuses the damage".into(),
+                    Err(e) => e.to_string(),
+                    Ok(Ok(_)) => unreachable!("matched above"),
+                };
+                unread.extend(UserTable::ALL.map(|table| (table, why.clone())));
+            }
+        }
+        let from_copy = kept_copy.as_ref().map(ReadOnlyDatabase::begin_read);
+        for (table, why) in unread {
+            // A table the damaged file gave only in part is replaced whole by the copy's.
+            let copied = match &from_copy {
+                Some(Ok(read)) => table.clear(&txn).and_then(|()| table.copy(read, &txn)),
+                Some(Err(e)) => Err(StoreError::Db(e.to_string())),
+                None => Err(StoreError::Db("there is no kept copy".into())),
+            };
+            match copied {
+                Ok(rows) => report.kept.push((table.label(), rows, Source::KeptCopy)),
+                Err(e) => report
+                    .lost
+                    .push((table.label(), format!("{why}; the kept copy: {e}"))),
+            }
         }
         txn.commit()?;
     }
@@ -107,6 +115,7 @@ mod tests {
 
     #[test]
     fn repair_keeps_settings_and_friends_and_backs_up_the_damaged_file() {
+        // Read from the damaged file itself: no kept copy was ever written.
         let dir = tempfile::tempdir().unwrap();
         let path = super::super::tests::filled_store(dir.path());
         let mut bytes = std::fs::read(&path).unwrap();
@@ -129,6 +138,73 @@ mod tests {
             txn.open_table(INDEX).unwrap().len().unwrap(),
             0,
             "rebuilt by a scan"
+        );
+    }
+
+    #[test]
+    fn the_kept_copy_is_rewritten_only_when_the_users_tables_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        assert!(
+            store.refresh_kept_copy().unwrap(),
+            "the first refresh writes"
+        );
+        assert!(!store.refresh_kept_copy().unwrap(), "nothing changed");
+        store.set_setting("listen", "y").unwrap();
+        assert!(store.refresh_kept_copy().unwrap(), "a setting changed");
+        assert!(!dir
+            .path()
+            .join(format!("{KEPT_COPY_FILE}.partial"))
+            .exists());
+        let copy = Database::builder()
+            .open_read_only(dir.path().join(KEPT_COPY_FILE))
+            .unwrap();
+        let read = copy.begin_read().unwrap();
+        let settings = read.open_table(SETTINGS).unwrap();
+        assert_eq!(settings.get("listen").unwrap().unwrap().value(), "y");
+    }
+
+    #[test]
+    fn repair_restores_the_kept_copy_when_the_damaged_file_cannot_be_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = super::super::tests::filled_store(dir.path());
+        Store::open(dir.path(), 1 << 20)
+            .unwrap()
+            .refresh_kept_copy()
+            .unwrap();
+        // The header gone: redb cannot even tell the file is a database any more.
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[..4096].fill(0xa5);
+        std::fs::write(&path, &bytes).unwrap();
+        assert!(Store::open(dir.path(), 1 << 20).is_err());
+
+        let report = repair(dir.path()).unwrap();
+        assert!(report.lost.is_empty(), "{:?}", report.lost);
+        assert_eq!(report.kept.len(), 6);
+        assert!(report.kept.iter().all(|k| k.2 == Source::KeptCopy));
+        assert_eq!(std::fs::read(&report.backup).unwrap(), bytes);
+        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(store.setting("listen").unwrap().as_deref(), Some("x"));
+        assert_eq!(
+            store.known_peer("Friend").unwrap().unwrap().key,
+            Some([3; 32])
+        );
+    }
+
+    #[test]
+    fn repair_without_a_kept_copy_says_what_was_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = super::super::tests::filled_store(dir.path());
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[..4096].fill(0xa5);
+        std::fs::write(&path, &bytes).unwrap();
+        let report = repair(dir.path()).unwrap();
+        assert!(report.kept.is_empty());
+        assert_eq!(report.lost.len(), 6);
+        assert!(
+            report.lost[1].1.contains("there is no kept copy"),
+            "{:?}",
+            report.lost
         );
     }
 

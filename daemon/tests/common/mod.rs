@@ -486,6 +486,22 @@ impl Daemon {
             .expect("run cli")
     }
 
+    /// Runs `connect ADDRESS`: true when the peer welcomed us (exit 0), false when it keeps
+    /// our request for its owner to approve (exit 3); any other outcome fails the test.
+    pub fn connect(&self, address: &str) -> bool {
+        let out = self.cli(&["connect", address]);
+        match out.status.code() {
+            Some(0) => true,
+            Some(3) => false,
+            _ => panic!(
+                "{} connect {address} failed: {}\n--- daemon log ---\n{}",
+                self.label,
+                String::from_utf8_lossy(&out.stderr),
+                self.log_text()
+            ),
+        }
+    }
+
     /// Runs a CLI command that must succeed and returns its stdout.
     pub fn cli_ok(&self, args: &[&str]) -> String {
         let out = self.cli(args);
@@ -697,8 +713,14 @@ pub fn sharer_and_downloader(
 /// Makes `a` and `b` friends the way two people who swapped announce addresses do (each
 /// runs `connect` with the other's), and waits until both see the connection.
 pub fn befriend(a: &Daemon, b: &Daemon) {
-    a.cli_ok(&["connect", &b.announce()]);
-    b.cli_ok(&["connect", &a.announce()]);
+    // The first connect may wait for approval (b may not know a yet); the second cannot.
+    a.connect(&b.announce());
+    assert!(
+        b.connect(&a.announce()),
+        "{} did not welcome {} after dialling it",
+        a.label,
+        b.label
+    );
     let (an, bn) = (a.name(), b.name());
     wait_for(
         "both ends to see the connection",

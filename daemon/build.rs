@@ -8,7 +8,12 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 fn main() {
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../webui-dist");
+    // Read when the script runs, not compiled in: cargo reuses a built script for another
+    // checkout with the same target directory (its fingerprint leaves the path out), and a
+    // compiled-in path would embed that other checkout's UI, or none once it is gone.
+    let manifest_dir =
+        std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let source = Path::new(&manifest_dir).join("../webui-dist");
     println!("cargo:rerun-if-changed={}", source.display());
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR")).join("webui");
     if out.exists() {

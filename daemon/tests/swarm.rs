@@ -383,3 +383,52 @@ fn seeders_still_hashing_and_one_connecting_late_all_join_the_swarm() {
         "each byte was counted once: {done}"
     );
 }
+
+/// One sharer, three downloaders at once (PROTOCOL.md §10; issue 16's "many peers"): the
+/// uploads run side by side, each under its own peer's share of the slots, and every copy
+/// arrives whole. The sharer's total upload cap keeps them overlapping long enough to see.
+#[test]
+fn one_sharer_serves_three_downloaders_at_once() {
+    const FILE: u64 = 48 * 1024 * 1024;
+    let tmp = tempfile::tempdir().unwrap();
+    let share = tmp.path().join("share/Films");
+    write_random_file(&share.join("film.mkv"), FILE, 91);
+    let mut sharer = Daemon::new(tmp.path(), "sharer").share(&share).args(&[
+        "--background-hash-rate",
+        "0",
+        "--upload-limit",
+        "24MB",
+    ]);
+    sharer.start();
+    let mut downloaders: Vec<Daemon> = (0..3)
+        .map(|i| Daemon::new(tmp.path(), &format!("downloader{i}")))
+        .collect();
+    for d in &mut downloaders {
+        d.start();
+        befriend(d, &sharer);
+    }
+    let path = format!("{}/Films/film.mkv", sharer.name());
+    let ids: Vec<u64> = downloaders.iter().map(|d| d.download(&path)).collect();
+    let overlapping = wait_for(
+        "three uploads moving at once",
+        Duration::from_secs(60),
+        || {
+            let moving: std::collections::BTreeSet<String> = sharer
+                .uploads()
+                .iter()
+                .filter(|u| u["state"] == "active" && u["received"].as_u64().unwrap_or(0) > 0)
+                .filter_map(|u| u["peer"].as_str().map(str::to_string))
+                .collect();
+            (moving.len() == 3).then_some(moving)
+        },
+    );
+    let names: std::collections::BTreeSet<String> = downloaders.iter().map(|d| d.name()).collect();
+    assert_eq!(overlapping, names);
+    let expected = sha256_file(&share.join("film.mkv"));
+    for (d, id) in downloaders.iter().zip(ids) {
+        let done = d.wait_download_done(id, Duration::from_secs(120));
+        assert_eq!(done["verified"], true, "{done}");
+        let copy = d.download_dir.join(sharer.name()).join("Films/film.mkv");
+        assert_eq!(sha256_file(&copy), expected, "{}'s copy", d.label);
+    }
+}

@@ -50,6 +50,7 @@ export function settingsScreen(main, ctx) {
   const slots = h('input', { name: 'max_uploads', type: 'number', inputmode: 'numeric', min: '1', max: '1024', step: '1' });
   const peerSlots = h('input', { name: 'max_uploads_per_peer', type: 'number', inputmode: 'numeric', min: '1', max: '1024', step: '1' });
   const seed = h('input', { name: 'seed_downloads', type: 'checkbox', 'aria-describedby': 'seed-hint' });
+  const notifyUrl = h('input', { name: 'notify_url', type: 'url', inputmode: 'url', autocomplete: 'off', autocapitalize: 'off', spellcheck: 'false', class: 'mono', placeholder: 'http://ntfy.lan/harddrive-party' });
   const listen = h('input', { name: 'listen', autocomplete: 'off', autocapitalize: 'off', spellcheck: 'false', class: 'mono', placeholder: '0.0.0.0:0' });
   const nodeStatus = h('p', { class: 'hint', role: 'status', id: 'node-status' });
   const saveNode = h('button', { class: 'primary', type: 'submit' }, 'Save settings');
@@ -59,10 +60,11 @@ export function settingsScreen(main, ctx) {
     field('Upload slots per peer', peerSlots),
     h('div', { class: 'field' }, h('label', { class: 'choice' }, seed, 'Offer finished downloads to friends'),
       h('p', { class: 'hint', id: 'seed-hint' }, 'Shares the download folder, so friends can fetch from you what you fetched. Its access can be limited like any share.')),
+    field('Notifications (ntfy topic or webhook)', notifyUrl, 'An http:// address on your network: finished and failed downloads, a full disk and friend requests are sent there, at most one message every 30 s. Empty: off.'),
     field('Peer listen address (UDP)', listen, 'IP:PORT for connections from peers; port 0 picks any. Applies when harddrive-party restarts, and your address for friends changes with the port.'),
     nodeStatus, saveNode);
   let loaded = null;
-  const SET_AT_START = { download_dir: 'download folder', max_uploads: 'upload slots', max_uploads_per_peer: 'upload slots per peer', seed_downloads: 'offering downloads', listen: 'listen address' };
+  const SET_AT_START = { download_dir: 'download folder', max_uploads: 'upload slots', max_uploads_per_peer: 'upload slots per peer', seed_downloads: 'offering downloads', notify_url: 'notifications', listen: 'listen address' };
 
   function showNode(st) {
     loaded = st;
@@ -70,6 +72,7 @@ export function settingsScreen(main, ctx) {
     slots.value = String(st.max_uploads);
     peerSlots.value = String(st.max_uploads_per_peer);
     seed.checked = st.seed_downloads;
+    notifyUrl.value = st.notify_url;
     listen.value = st.listen.saved || '';
     const lines = [`Listening on ${st.listen.current || 'unknown'}.`];
     if (st.listen.restart_needed) lines.push(`Restart harddrive-party to listen on ${st.listen.saved}.`);
@@ -89,6 +92,7 @@ export function settingsScreen(main, ctx) {
       if (n !== loaded[key]) body[key] = n;
     }
     if (seed.checked !== loaded.seed_downloads) body.seed_downloads = seed.checked;
+    if (notifyUrl.value.trim() !== loaded.notify_url) body.notify_url = notifyUrl.value.trim();
     if (listen.value.trim() !== (loaded.listen.saved || '')) body.listen = listen.value.trim();
     if (Object.keys(body).length === 0) { toast('Nothing to save', 'info'); return; }
     await busy(saveNode, 'Saving…', async () => {

@@ -12,6 +12,7 @@ pub mod http_guard;
 pub mod http_range;
 pub mod invite;
 pub mod membership;
+pub mod notify;
 pub mod peer_name;
 pub mod peer_policy;
 pub mod picker;

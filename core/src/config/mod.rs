@@ -71,6 +71,7 @@ pub struct Layer {
     pub max_uploads: Option<usize>,
     pub max_uploads_per_peer: Option<usize>,
     pub retry_limit: Option<u64>,
+    pub notify_url: Option<String>,
     /// Seconds before the first retry of a failed file.
     pub retry_backoff: Option<u64>,
     /// Seconds between automatic rescans of the shares.
@@ -138,6 +139,8 @@ pub struct Settings {
     pub max_uploads: Startup<usize>,
     pub max_uploads_per_peer: Startup<usize>,
     pub retry_limit: Startup<u64>,
+    /// Empty: notifications off.
+    pub notify_url: Startup<String>,
     /// Seconds.
     pub retry_backoff: Startup<u64>,
     pub rescan_interval: Duration,
@@ -234,6 +237,7 @@ impl Layer {
             max_uploads: self.max_uploads.or(lower.max_uploads),
             max_uploads_per_peer: self.max_uploads_per_peer.or(lower.max_uploads_per_peer),
             retry_limit: self.retry_limit.or(lower.retry_limit),
+            notify_url: self.notify_url.or(lower.notify_url),
             retry_backoff: self.retry_backoff.or(lower.retry_backoff),
             rescan_interval: self.rescan_interval.or(lower.rescan_interval),
             upload_limit: self.upload_limit.or(lower.upload_limit),
@@ -295,6 +299,10 @@ impl Layer {
                 self.max_uploads_per_peer,
             ),
             retry_limit: startup(bounds!(RETRY_LIMIT), self.retry_limit),
+            notify_url: Startup {
+                given: self.notify_url,
+                default: String::new(),
+            },
             retry_backoff: startup(bounds!(RETRY_BACKOFF), self.retry_backoff),
             rescan_interval: seconds(bounds!(RESCAN_INTERVAL), self.rescan_interval),
             background_hashing: self.background_hashing.unwrap_or(true),

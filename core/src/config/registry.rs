@@ -249,6 +249,15 @@ pub const RETRY_BACKOFF: Setting = Setting {
     range: Some(Range::new(20, 1, 3600)),
     help: "Seconds before the first retry of a failed file, doubling after each failure (at most 32 times) [default: 20]",
 };
+pub const NOTIFY_URL: Setting = Setting {
+    key: "notify_url",
+    flag: "notify-url",
+    env: "HDP_NOTIFY_URL",
+    uci: Some("notify_url"),
+    api: Some("notify_url"),
+    help: "Send notifications (downloads finished or failed, disk full, friend requests) to this http:// URL: an ntfy topic or a webhook; at most one message per 30 s; empty: off",
+    ..UNSET
+};
 pub const RESCAN_INTERVAL: Setting = Setting {
     key: "rescan_interval",
     flag: "rescan-interval",
@@ -373,7 +382,7 @@ pub const LAN_TRUST: Setting = Setting {
 };
 
 /// Every setting, in the order of `start --help`.
-pub const ALL: [&Setting; 35] = [
+pub const ALL: [&Setting; 36] = [
     &STORAGE,
     &UI_ADDRESS,
     &SHARE_DIRS,
@@ -396,6 +405,7 @@ pub const ALL: [&Setting; 35] = [
     &MAX_UPLOADS_PER_PEER,
     &RETRY_LIMIT,
     &RETRY_BACKOFF,
+    &NOTIFY_URL,
     &RESCAN_INTERVAL,
     &THREADS,
     &UPLOAD_LIMIT,
@@ -464,7 +474,7 @@ mod tests {
     #[test]
     fn every_layer_field_is_declared_once_and_nothing_else() {
         let fields: HashSet<&str> = struct_fields::<Layer>().iter().copied().collect();
-        assert_eq!(fields.len(), 35, "Layer has {} fields", fields.len());
+        assert_eq!(fields.len(), 36, "Layer has {} fields", fields.len());
         let keys: HashSet<&str> = ALL.iter().map(|s| s.key).collect();
         assert_eq!(keys.len(), ALL.len(), "a key declared twice");
         assert_eq!(keys, fields);

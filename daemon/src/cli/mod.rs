@@ -192,6 +192,8 @@ pub struct StartArgs {
     pub retry_limit: Option<u64>,
     #[arg(long = setting::RETRY_BACKOFF.flag, env = setting::RETRY_BACKOFF.env, help = setting::RETRY_BACKOFF.help)]
     pub retry_backoff: Option<u64>,
+    #[arg(long = setting::NOTIFY_URL.flag, env = setting::NOTIFY_URL.env, help = setting::NOTIFY_URL.help)]
+    pub notify_url: Option<String>,
     #[arg(long = setting::RESCAN_INTERVAL.flag, env = setting::RESCAN_INTERVAL.env, help = setting::RESCAN_INTERVAL.help)]
     pub rescan_interval: Option<u64>,
     #[arg(long = setting::THREADS.flag, env = setting::THREADS.env, help = setting::THREADS.help)]
@@ -253,6 +255,7 @@ impl Cli {
             max_uploads_per_peer: args.max_uploads_per_peer,
             retry_limit: args.retry_limit,
             retry_backoff: args.retry_backoff,
+            notify_url: args.notify_url.clone(),
             rescan_interval: args.rescan_interval,
             upload_limit: args.upload_limit,
             download_limit: args.download_limit,

@@ -24,6 +24,7 @@ mod facade;
 mod gossip;
 mod invites;
 mod library;
+mod notify;
 mod queue;
 mod reach;
 mod remote;
@@ -114,6 +115,8 @@ pub enum NodeError {
     InviteRefused(harddrive_party_core::invite::InviteRefusal),
     #[error("no live invite with id {0}")]
     UnknownInvite(String),
+    #[error(transparent)]
+    NotifyUrl(#[from] harddrive_party_core::notify::NotifyUrlError),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -162,6 +165,8 @@ pub struct Node {
     /// Bounds what strangers (and joiners) may make us spend.
     strangers: trust::StrangerGate,
     shutdown: watch::Sender<bool>,
+    /// Where notifications go (`notify.rs`); empty: nowhere.
+    notify_url: Mutex<String>,
 }
 
 /// Creates the directory if needed and returns its canonical path.
@@ -186,6 +191,7 @@ fn set_at_start(config: &Settings) -> Vec<&'static str> {
         ),
         (setting::RETRY_LIMIT, config.retry_limit.given.is_some()),
         (setting::RETRY_BACKOFF, config.retry_backoff.given.is_some()),
+        (setting::NOTIFY_URL, config.notify_url.given.is_some()),
         (setting::LISTEN, config.listen.is_some()),
         (
             setting::SEED_DOWNLOADS,
@@ -351,6 +357,11 @@ impl Node {
         let saved = settings::SavedSettings::new(store.clone());
         let (quic, control, bound) = bind_peer_socket(&config, &saved, &identity)?;
         let set_at_start = set_at_start(&config);
+        let notify_url = config
+            .notify_url
+            .clone()
+            .over(saved.text(setting::NOTIFY_URL.key)?);
+        harddrive_party_core::notify::check_url(&notify_url)?;
         let shares = Arc::new(Shares::open(store.clone())?);
         let peers = Arc::new(PeerTable::default());
         let events = events::channel();
@@ -397,6 +408,7 @@ impl Node {
             pending: Mutex::new(PendingRequests::default()),
             strangers: trust::StrangerGate::default(),
             shutdown,
+            notify_url: Mutex::new(notify_url),
         });
         tracing::info!(
             "peer {} listening on {bound}; announce address {}",
@@ -439,6 +451,7 @@ impl Node {
         tokio::spawn(self.clone().upload_progress_loop());
         tokio::spawn(self.speed.clone().schedule_loop());
         tokio::spawn(self.library.clone().index_loop(config.index));
+        tokio::spawn(self.clone().notify_loop());
     }
 
     /// Progress of uploads every tick while any is sent; asleep otherwise (an idle router

@@ -78,6 +78,15 @@ impl SavedSettings {
         self.store.set_setting(key, &n.to_string())
     }
 
+    /// A text kept under its setting's key, as it was given.
+    pub fn text(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.store.setting(key)
+    }
+
+    pub fn set_text(&self, key: &str, text: &str) -> Result<(), StoreError> {
+        self.store.set_setting(key, text)
+    }
+
     pub fn rate_limits(&self) -> Result<Option<Limits>, StoreError> {
         self.json(RATE_LIMITS)
     }

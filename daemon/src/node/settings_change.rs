@@ -45,6 +45,7 @@ pub struct SettingsView {
     pub seed_downloads: bool,
     pub retry_limit: u64,
     pub retry_backoff: u64,
+    pub notify_url: String,
     pub listen: ListenView,
     pub set_at_start: Vec<&'static str>,
 }
@@ -77,6 +78,8 @@ pub struct SettingsChange {
     pub retry_limit: Option<u64>,
     /// Seconds before the first retry.
     pub retry_backoff: Option<u64>,
+    /// Where notifications go (`http://…`); empty turns them off.
+    pub notify_url: Option<String>,
     /// `IP:PORT` for peer connections, used from the next start.
     pub listen: Option<SocketAddr>,
     /// Offer finished downloads to friends (the download folder as a share).
@@ -207,6 +210,7 @@ impl Node {
             seed_downloads: self.library.seeding(),
             retry_limit: retry.limit,
             retry_backoff: retry.backoff,
+            notify_url: self.notify_url(),
             listen: ListenView {
                 current: current.map(|a| a.to_string()),
                 saved: saved.map(|a| a.to_string()),
@@ -222,6 +226,11 @@ impl Node {
         let alt = change.alt_speed(self.speed.alt_speed())?;
         let slots = change.upload_slots(self.upload_limits())?;
         let retry = change.retry_policy(self.downloads.retry_policy())?;
+        let notify_url = change.notify_url.as_deref().map(str::trim);
+        if let Some(url) = notify_url {
+            harddrive_party_core::notify::check_url(url)
+                .map_err(|e| SettingsError::Invalid(format!("notify_url: {e}")))?;
+        }
         if let Some(listen) = change.listen {
             self.check_listen(listen)?;
         }
@@ -243,6 +252,10 @@ impl Node {
             self.saved
                 .set_number(setting::RETRY_BACKOFF.key, retry.backoff)?;
             self.downloads.set_retry_policy(retry);
+        }
+        if let Some(url) = notify_url {
+            self.saved.set_text(setting::NOTIFY_URL.key, url)?;
+            *crate::locks::lock(&self.notify_url) = url.to_string();
         }
         self.speed.set_limits(limits)?;
         self.speed.set_alt_speed(alt)?;

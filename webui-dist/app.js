@@ -38,6 +38,7 @@ export const ctx = {
     ctx.transfers.clear();
     for (const t of list) ctx.transfers.set(`${t.direction}:${t.id}`, t);
     ctx.emit('transfers');
+    countFailed();
   },
   peers: [],
   // /api/peers, which also carries the count on the Peers tab.
@@ -68,17 +69,19 @@ function showProblems(list) {
   problemsBox.hidden = list.length === 0;
 }
 
-// Requests and suggestions waiting for the user, counted on the Peers tab.
-const peersTab = nav.querySelector('a[data-screen="peers"]');
-const waitingCount = h('span', { class: 'digits' });
-// Read as "Peers, 2 waiting for approval"; seen as a 2 on the icon.
-const waitingBadge = h('span', { class: 'count', hidden: true },
-  h('span', { class: 'sr-only' }, ', '), waitingCount, h('span', { class: 'sr-only' }, ' waiting for approval'));
-peersTab.append(waitingBadge);
-function showWaiting(count) {
-  waitingCount.textContent = String(count);
-  waitingBadge.hidden = count === 0;
+// A count on a tab, read as "Peers, 2 waiting for approval"; seen as a 2 on the icon.
+function tabCount(screen, meaning) {
+  const digits = h('span', { class: 'digits' });
+  const badge = h('span', { class: 'count', hidden: true },
+    h('span', { class: 'sr-only' }, ', '), digits, h('span', { class: 'sr-only' }, ` ${meaning}`));
+  nav.querySelector(`a[data-screen="${screen}"]`).append(badge);
+  return (count) => { digits.textContent = String(count); badge.hidden = count === 0; };
 }
+// Requests and suggestions waiting for the user, and downloads that failed (what the
+// notifications also tell, for whoever has none set).
+const showWaiting = tabCount('peers', 'waiting for approval');
+const showFailed = tabCount('transfers', 'failed');
+const countFailed = () => showFailed([...ctx.transfers.values()].filter((t) => t.direction === 'download' && t.state === 'failed').length);
 
 // A burst of knocks or connections asks for the peers once.
 const PEERS_REFRESH_DELAY_MS = 250;
@@ -147,6 +150,7 @@ function connectEvents() {
       const { type, ...t } = ev;
       ctx.transfers.set(`${t.direction}:${t.id}`, t);
       ctx.emit('transfer', t);
+      countFailed();
     } else {
       ctx.emit(ev.type, ev);
     }

@@ -53,6 +53,9 @@ await withBrowser(SHOTS, async (browser, pageErrors) => {
   setStep('final failure');
   const failed = page.locator('article.transfer', { hasText: 'missing.bin' }).first();
   check(await failed.getByRole('button', { name: /^Resume/ }).count() === 0, 'no Resume for not found');
+  const failedBadge = page.locator('#nav a[data-screen="transfers"] .count');
+  await waitFor('the failed download counted on the Transfers tab', async () => (await failedBadge.isVisible()) && (await failedBadge.locator('.digits').textContent()) === '1');
+  check((await failedBadge.textContent()).includes('1 failed'), 'the count is read as "1 failed"');
   const why = await failed.locator('.error-text').textContent();
   check(why.includes('failed for good') && why.includes('no such file'), `the failure says why: ${why}`);
 

@@ -276,3 +276,5 @@ ctx.logout = logout;
 whenLoggedOut(() => { if (started) showAuth(); });
 window.addEventListener('hashchange', route);
 showAuth();
+// Installable as an app, and opening offline, where the browser allows it (sw.js).
+if ('serviceWorker' in navigator && window.isSecureContext) navigator.serviceWorker.register('/sw.js').catch(() => {});

@@ -100,5 +100,14 @@ await withBrowser(SHOTS, async (browser, pageErrors) => {
   check(await page.locator('#toasts .toast').count() === 0, 'toasts stay on their screen');
   await nav(page, 'transfers');
   await shot(page, '23-transfers-cleared');
+  setStep('installable');
+  // 127.0.0.1 is a secure context, so the shell's service worker runs here as on localhost.
+  const worker = await page.evaluate(async () => {
+    const reg = await navigator.serviceWorker.ready;
+    const cache = await caches.open('hdp-shell');
+    return { scope: reg.scope, active: reg.active !== null, shell: (await cache.keys()).map((r) => new URL(r.url).pathname) };
+  });
+  check(worker.active && new URL(worker.scope).pathname === '/', `the service worker controls the app: ${JSON.stringify(worker)}`);
+  check(worker.shell.includes('/') && !worker.shell.some((p) => p.startsWith('/api/')), `the shell is cached, the API is not: ${worker.shell}`);
   log('transfers screen checks passed');
 });

@@ -49,8 +49,33 @@ fn commands_without_a_daemon_say_so() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{args:?}");
         assert!(
-            stderr.contains("cannot reach the daemon") && stderr.contains("harddrive-party start"),
+            stderr.contains("no daemon answers at http://")
+                && stderr.contains("harddrive-party start"),
             "{args:?}: {stderr}"
+        );
+    }
+}
+
+/// A state-changing command with a storage directory that is not the daemon's names it:
+/// missing, or present without the daemon's API token.
+#[test]
+fn a_wrong_storage_directory_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("no-such-dir");
+    for (dir, said) in [
+        (missing.as_path(), "does not exist"),
+        (tmp.path(), "no API token in"),
+    ] {
+        let out = std::process::Command::new(BIN)
+            .args(["--storage", &dir.display().to_string(), "stop"])
+            .env_remove("HDP_API_TOKEN")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(
+            stderr.contains(said) && stderr.contains(&dir.display().to_string()),
+            "{stderr}"
         );
     }
 }

@@ -15,11 +15,9 @@ use super::ui_socket_address;
 pub struct Client {
     base: String,
     token: Option<String>,
+    /// Where the token was looked for, named when it is missing.
+    storage: std::path::PathBuf,
     session: Session,
-}
-
-fn transport_error(e: attohttpc::Error) -> anyhow::Error {
-    anyhow!("cannot reach the daemon: {e} (is `harddrive-party start` running?)")
 }
 
 /// A non-success status becomes the daemon's `{"error"}` message.
@@ -59,8 +57,16 @@ impl Client {
         Ok(Self {
             base: format!("http://{addr}"),
             token,
+            storage: storage.to_path_buf(),
             session,
         })
+    }
+
+    fn unreachable(&self, e: attohttpc::Error) -> anyhow::Error {
+        anyhow!(
+            "no daemon answers at {} ({e}): is `harddrive-party start` running, on this --ui-address?",
+            self.base
+        )
     }
 
     pub(super) fn get(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<Response> {
@@ -72,7 +78,7 @@ impl Client {
         for (k, v) in query {
             req = req.param(k, v);
         }
-        checked(req.send().map_err(transport_error)?)
+        checked(req.send().map_err(|e| self.unreachable(e))?)
     }
 
     /// Whether anything still answers HTTP at the daemon's address (any status).
@@ -89,17 +95,29 @@ impl Client {
 
     /// A request that changes something: it always needs the token.
     fn changing(&self, request: RequestBuilder) -> anyhow::Result<RequestBuilder> {
-        let token = self.token.as_deref().ok_or_else(|| anyhow!("no API token: set HDP_API_TOKEN or point --storage at the daemon's storage directory"))?;
+        let token = self.token.as_deref().ok_or_else(|| {
+            let storage = self.storage.display();
+            if self.storage.is_dir() {
+                anyhow!("no API token in {storage}: is it the daemon's storage directory? Point --storage (or HDP_STORAGE) at it, or set HDP_API_TOKEN")
+            } else {
+                anyhow!("the storage directory {storage} does not exist: point --storage (or HDP_STORAGE) at the daemon's, or set HDP_API_TOKEN")
+            }
+        })?;
         Ok(request.bearer_auth(token))
     }
 
     pub(super) fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
         let request = self.changing(self.session.post(format!("{}{path}", self.base)))?;
-        json_of(request.json(&body)?.send().map_err(transport_error)?)
+        json_of(
+            request
+                .json(&body)?
+                .send()
+                .map_err(|e| self.unreachable(e))?,
+        )
     }
 
     pub(super) fn delete(&self, path: &str) -> anyhow::Result<Value> {
         let request = self.changing(self.session.delete(format!("{}{path}", self.base)))?;
-        json_of(request.send().map_err(transport_error)?)
+        json_of(request.send().map_err(|e| self.unreachable(e))?)
     }
 }

@@ -9,11 +9,13 @@ use serde::{de::DeserializeOwned, Serialize};
 
 mod access;
 mod downloads;
+mod library;
 mod migrate;
 mod records;
 mod repair;
 
 pub use access::AddInvite;
+pub use library::LibraryEntry;
 pub use harddrive_party_core::peer_policy::KnownPeer;
 use migrate::migrate_known_peers;
 pub use records::*;
@@ -48,6 +50,10 @@ const INVITES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("invites");
 /// share name -> bincode [`ShareAccess`](harddrive_party_core::peer_policy::ShareAccess);
 /// no row: open to all friends
 pub(crate) const SHARE_ACCESS: TableDefinition<&str, &[u8]> = TableDefinition::new("share_access");
+/// absolute path of a finished download -> size, finish time and source (`store/library.rs`)
+const LIBRARY: TableDefinition<&str, &[u8]> = TableDefinition::new("library");
+/// download id -> the folder it was sent to (`download --to`); no row: the download folder
+const DOWNLOAD_TO: TableDefinition<u64, &str> = TableDefinition::new("download_to");
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -207,6 +213,8 @@ impl Store {
             txn.open_table(UI_SESSIONS)?;
             txn.open_table(INVITES)?;
             txn.open_table(SHARE_ACCESS)?;
+            txn.open_table(LIBRARY)?;
+            txn.open_table(DOWNLOAD_TO)?;
         }
         txn.commit()?;
         Ok(())

@@ -45,13 +45,14 @@ impl Downloads {
         record: &mut FileRecord,
         progress: &FileProgress,
     ) -> Outcome {
-        let download_dir = self.download_dir();
-        let local = match plan::local_path(&download_dir, &peer.name, path) {
-            Ok(p) => p,
-            Err(e) => return Outcome::Permanent(e.to_string()),
+        let (download_dir, local) = match self.placement(progress.download, path) {
+            Ok(placed) => placed,
+            Err(e) => return Outcome::Permanent(e),
         };
+        let from = format!("{}/{path}", peer.name);
         let found = std::fs::metadata(&local).ok();
         if plan::already_have(found.as_ref(), record.size, record.mtime) {
+            self.shelve(&local, record.size, from);
             return Outcome::Done;
         }
         let part = plan::part_path(&local);
@@ -77,7 +78,7 @@ impl Downloads {
         // From here on, peers may read the pieces verified so far.
         let _offer = self
             .partials
-            .offer(&swarm, &format!("{}/{path}", peer.name));
+            .offer(&swarm, &from);
         let start = swarm.verified_bytes.load(Ordering::Relaxed);
         progress.start.store(start, Ordering::Relaxed);
         progress.received.store(start, Ordering::Relaxed);
@@ -100,6 +101,7 @@ impl Downloads {
         match part::finish(file, &part, &local, size, root, record.mtime).await {
             Ok(()) => {
                 record.have = None;
+                self.shelve(&local, size, from);
                 let (shares, pieces) = (self.shares.clone(), swarm.pieces.to_vec());
                 let _ = tokio::task::spawn_blocking(move || {
                     shares.adopt_hashes(&local, size, root, pieces)
@@ -205,7 +207,9 @@ impl Downloads {
         record: &mut FileRecord,
         progress: &FileProgress,
     ) -> Result<Vec<SourceEnd>, Outcome> {
-        let download_dir = self.download_dir();
+        let download_dir = self
+            .placement(progress.download, path)
+            .map_or_else(|_| self.download_dir(), |(dir, _)| dir);
         let began = Instant::now();
         // Dropped on return, which stops the asking (and any worker still running).
         let mut crew = Crew {

@@ -51,8 +51,9 @@ export function libraryScreen(main) {
     const folder = item.path.slice(0, item.path.length - name.length - 1);
     const label = h('span', { class: 'label' }, h('span', { class: 'name' }, name),
       h('span', { class: 'meta' }, `${fmtBytes(item.size)} · ${folder} · from ${item.from.split('/')[0]}`));
-    const open = previewKind(name)
-      ? h('button', { type: 'button', class: 'small', onclick: () => preview(name, fileUrl(item.path)) }, 'Play')
+    const kind = previewKind(name);
+    const open = kind
+      ? h('button', { type: 'button', class: 'small', onclick: () => preview(name, fileUrl(item.path)) }, /audio|video/.test(kind) ? 'Play' : 'View')
       : h('a', { class: 'button small', href: fileUrl(item.path), target: '_blank', rel: 'noopener' }, 'Open');
     const save = h('a', { class: 'button small', href: `${fileUrl(item.path)}&save=1`, download: name }, 'Save');
     const del = h('button', { type: 'button', class: 'small danger' }, 'Delete');

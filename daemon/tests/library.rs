@@ -127,7 +127,12 @@ fn downloads_are_listed_served_and_deleted_where_they_were_saved() {
     assert_eq!(part.status, 206);
     assert!(part.header.as_deref().unwrap_or("").starts_with("audio/"));
     assert!(part.body == song[100..200]);
-    let saved = get(&b, &format!("{}&save=1", url(&song_path)), None, "content-disposition");
+    let saved = get(
+        &b,
+        &format!("{}&save=1", url(&song_path)),
+        None,
+        "content-disposition",
+    );
     assert_eq!(saved.status, 200);
     assert_eq!(
         saved.header.as_deref(),

@@ -149,7 +149,10 @@ pub(super) async fn library_file(
         Err(e) => return ApiError::Internal(e.to_string()).into_response(),
     };
     if q.save.is_some() {
-        let name = file.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+        let name = file
+            .file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default();
         // RFC 6266's UTF-8 form, so any file name survives; quotes and controls cannot enter.
         let encoded: String = name
             .bytes()
@@ -160,8 +163,11 @@ pub(super) async fn library_file(
                 _ => format!("%{b:02X}"),
             })
             .collect();
-        if let Ok(value) = HeaderValue::from_str(&format!("attachment; filename*=UTF-8''{encoded}")) {
-            response.headers_mut().insert(header::CONTENT_DISPOSITION, value);
+        if let Ok(value) = HeaderValue::from_str(&format!("attachment; filename*=UTF-8''{encoded}"))
+        {
+            response
+                .headers_mut()
+                .insert(header::CONTENT_DISPOSITION, value);
         }
     }
     response

@@ -15,8 +15,8 @@ mod records;
 mod repair;
 
 pub use access::AddInvite;
-pub use library::LibraryEntry;
 pub use harddrive_party_core::peer_policy::KnownPeer;
+pub use library::LibraryEntry;
 use migrate::migrate_known_peers;
 pub use records::*;
 pub use repair::{repair, RepairReport};
@@ -51,7 +51,7 @@ const INVITES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("invites");
 /// no row: open to all friends
 pub(crate) const SHARE_ACCESS: TableDefinition<&str, &[u8]> = TableDefinition::new("share_access");
 /// absolute path of a finished download -> size, finish time and source (`store/library.rs`)
-const LIBRARY: TableDefinition<&str, &[u8]> = TableDefinition::new("library");
+pub(crate) const LIBRARY: TableDefinition<&str, &[u8]> = TableDefinition::new("library");
 /// download id -> the folder it was sent to (`download --to`); no row: the download folder
 const DOWNLOAD_TO: TableDefinition<u64, &str> = TableDefinition::new("download_to");
 

@@ -78,6 +78,7 @@ pub fn repair(storage_dir: &Path) -> Result<RepairReport, StoreError> {
                 keep("friends and other known peers", copy(&read, &txn, PEERS));
                 keep("invites", copy(&read, &txn, INVITES));
                 keep("share access", copy(&read, &txn, SHARE_ACCESS));
+                keep("downloaded files", copy(&read, &txn, LIBRARY));
             }
             Ok(Err(e)) => report.lost.push(("every table", e.to_string())),
             Err(redb::DatabaseError::RepairAborted) => report.lost.push((

@@ -278,7 +278,10 @@ fn the_library_pages_in_path_order_and_forgets_a_removed_file() {
     assert_eq!(page[0].from, "Bob/music/m/b.wav");
     store.remove_from_library("/m/b.wav").unwrap();
     assert_eq!(store.library_entry("/m/b.wav").unwrap(), None);
-    assert_eq!(store.library_entry("/m/a.wav").unwrap().map(|e| e.size), Some(1));
+    assert_eq!(
+        store.library_entry("/m/a.wav").unwrap().map(|e| e.size),
+        Some(1)
+    );
     assert_eq!(store.library(0, 10).unwrap().1, 2);
 }
 

@@ -76,9 +76,7 @@ impl Downloads {
         let (size, root) = (hashes.size, hashes.root);
         let swarm = Arc::new(Swarm::new(file, hashes, have, self.rate.clone()));
         // From here on, peers may read the pieces verified so far.
-        let _offer = self
-            .partials
-            .offer(&swarm, &from);
+        let _offer = self.partials.offer(&swarm, &from);
         let start = swarm.verified_bytes.load(Ordering::Relaxed);
         progress.start.store(start, Ordering::Relaxed);
         progress.received.store(start, Ordering::Relaxed);

@@ -147,6 +147,19 @@ fn downloads_are_listed_served_and_deleted_where_they_were_saved() {
     let refused = b.api_post("/api/library/delete", json!({ "path": stray }));
     assert!(matches!(refused, Err((404, _))), "{refused:?}");
     assert!(stray.exists());
+    // A folder on the recorded path swapped for a link: the path now leads elsewhere.
+    let folder = notes_path.parent().unwrap();
+    let real = folder.with_file_name("Music-real");
+    std::fs::rename(folder, &real).unwrap();
+    let planted = tmp.path().join("planted");
+    std::fs::create_dir_all(&planted).unwrap();
+    std::fs::write(planted.join("notes.txt"), "planted").unwrap();
+    std::os::unix::fs::symlink(&planted, folder).unwrap();
+    assert_eq!(get(&b, &url(&notes_path), None, "x").status, 404);
+    std::fs::remove_file(folder).unwrap();
+    std::fs::rename(&real, folder).unwrap();
+    assert_eq!(get(&b, &url(&notes_path), None, "x").status, 200);
+    // The file itself swapped for a link.
     std::fs::remove_file(&notes_path).unwrap();
     std::os::unix::fs::symlink(&stray, &notes_path).unwrap();
     assert_eq!(get(&b, &url(&notes_path), None, "x").status, 404);
@@ -158,6 +171,7 @@ fn downloads_are_listed_served_and_deleted_where_they_were_saved() {
     b.api_post("/api/library/delete", json!({ "path": notes_path }))
         .unwrap();
     assert!(stray.exists(), "the link's target is not touched");
+    assert!(planted.join("notes.txt").exists());
     assert!(library_paths(&b).is_empty());
     b.stop();
 }

@@ -242,6 +242,7 @@ fn library_and_preview_on_a_phone() {
         "40-preview-audio",
         "41-preview-text",
         "42-downloads",
+        "42-downloads-dark",
         "43-downloads-play",
         "44-downloads-deleted",
     ]);

@@ -87,6 +87,10 @@ await withBrowser(SHOTS, async (browser, pageErrors) => {
   await shot(page, '42-downloads');
   await touchTargets(page, 'downloads');
   await axeCheck(page, 'downloads');
+  await page.emulateMedia({ colorScheme: 'dark' });
+  await shot(page, '42-downloads-dark');
+  await axeCheck(page, 'downloads dark');
+  await page.emulateMedia({ colorScheme: 'light' });
 
   setStep('play from the library');
   await rows.filter({ hasText: 'tone.wav' }).getByRole('button', { name: 'Play' }).tap();

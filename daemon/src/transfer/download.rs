@@ -107,6 +107,7 @@ impl Downloads {
         for (id, record) in store.downloads()? {
             let mut job = Job::from_files(record, &stored_files(&store, id)?);
             job.to = store.download_destination(id)?.map(PathBuf::from);
+            job.to.iter().for_each(|to| shares.add_destination(to));
             jobs.insert(id, job);
         }
         Ok(Arc::new(Self {
@@ -223,6 +224,9 @@ impl Downloads {
         let text = to.as_ref().and_then(|t| t.to_str());
         let id = self.store.add_download(&record, text)?;
         let mut job = Job::new(record);
+        if let Some(to) = &to {
+            self.shares.add_destination(to);
+        }
         job.to = to;
         jobs.insert(id, job);
         drop(jobs);

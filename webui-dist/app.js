@@ -3,6 +3,7 @@ import { api, setCsrf, whenLoggedOut } from './api.js';
 import { h, field, busy, errorLine, clearToasts } from './ui.js';
 import { browseScreen } from './browse.js';
 import { transfersScreen } from './transfers.js';
+import { libraryScreen } from './library.js';
 import { peersScreen, waitsForApproval } from './peers.js';
 import { sharesScreen } from './shares.js';
 import { settingsScreen } from './settings.js';
@@ -10,11 +11,12 @@ import { settingsScreen } from './settings.js';
 const SCREENS = {
   browse: browseScreen,
   transfers: transfersScreen,
+  downloads: libraryScreen,
   peers: peersScreen,
   shares: sharesScreen,
   settings: settingsScreen,
 };
-const TITLES = { browse: 'Browse', transfers: 'Transfers', peers: 'Peers', shares: 'Shares', settings: 'Settings' };
+const TITLES = { browse: 'Browse', transfers: 'Transfers', downloads: 'Downloads', peers: 'Peers', shares: 'Shares', settings: 'Settings' };
 
 const main = document.getElementById('main');
 const nav = document.getElementById('nav');

@@ -2,6 +2,7 @@
 // can hold tens of thousands of entries: they go into a virtualised list.
 import { api, listing } from './api.js';
 import { h, icon, fmtBytes, basename, encodePath, toast, VirtualList } from './ui.js';
+import { preview, previewKind } from './library.js';
 
 const ROW = 64;
 
@@ -48,10 +49,18 @@ export function browseScreen(main, ctx, params) {
   const heading = h('h1', {}, q ? `Results for “${q}”` : (path ? basename(path) : 'Browse'));
   const list = new VirtualList(main, ROW, (entry) => row(entry), q ? 'Search results' : 'Files');
 
+  // Where downloads go: the download folder, or a share's folder (a media server's).
+  const dest = h('select', { name: 'to', 'aria-label': 'Save downloads to' }, h('option', { value: '' }, 'Download folder'));
+  const destRow = h('label', { class: 'dest', hidden: true }, 'Save to ', dest);
+  api('/api/shares', { signal: abort.signal }).then((shares) => {
+    dest.append(...shares.map((s) => h('option', { value: s.dir }, s.name)));
+    destRow.hidden = shares.length === 0;
+  }, () => {});
+
   async function queue(entry, button) {
     button.disabled = true;
     try {
-      await api('/api/downloads', { method: 'POST', body: { path: entry.path } });
+      await api('/api/downloads', { method: 'POST', body: { path: entry.path, to: dest.value || undefined } });
       toast(`Downloading ${basename(entry.path)}`, 'ok');
     } catch (e) {
       toast(e.message, 'error');
@@ -72,6 +81,10 @@ export function browseScreen(main, ctx, params) {
     if (!entry.is_dir && !entry.peer && downloaded(ctx, entry.path)) {
       actions.append(h('a', { class: 'button small', href: `/downloads/${encodePath(entry.path)}`, target: '_blank', rel: 'noopener', 'aria-label': `Open ${basename(entry.path)}` }, 'Open'));
     }
+    if (!entry.is_dir && !entry.peer && previewKind(entry.path)) {
+      actions.append(h('button', { class: 'icon-button', type: 'button', 'aria-label': `Preview ${basename(entry.path)}`, title: 'Preview',
+        onclick: () => preview(basename(entry.path), `/api/read?path=${encodeURIComponent(entry.path)}`) }, icon('M7 4l13 8-13 8z')));
+    }
     if (!entry.peer) {
       const b = h('button', { class: 'icon-button', type: 'button', 'aria-label': `Download ${basename(entry.path)}`, title: 'Download' },
         icon('M12 3v12M6 10l6 6 6-6M4 20h16'));
@@ -81,7 +94,7 @@ export function browseScreen(main, ctx, params) {
     return h('div', { class: 'row' }, target, actions);
   }
 
-  main.append(h('section', { class: 'screen browse' }, heading, crumbs, form, status, list.el));
+  main.append(h('section', { class: 'screen browse' }, heading, crumbs, form, destRow, status, list.el));
 
   async function load() {
     try {

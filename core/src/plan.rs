@@ -18,11 +18,15 @@ pub fn local_path(download_dir: &Path, peer: &str, remote: &str) -> Result<PathB
     if !plain_peer_name(peer) {
         return Err(UnsafePath::BadPeerName(peer.to_string()));
     }
+    below(download_dir.join(peer), remote)
+}
+
+/// `base/<remote>` when every segment of `remote` is a plain name.
+fn below(mut out: PathBuf, remote: &str) -> Result<PathBuf, UnsafePath> {
     let refused = || UnsafePath::Refused(remote.to_string());
     if remote.is_empty() || remote.starts_with('/') || remote.contains('\0') {
         return Err(refused());
     }
-    let mut out = download_dir.join(peer);
     for part in remote.split('/') {
         let mut components = Path::new(part).components();
         match (components.next(), components.next()) {
@@ -31,6 +35,31 @@ pub fn local_path(download_dir: &Path, peer: &str, remote: &str) -> Result<PathB
         }
     }
     Ok(out)
+}
+
+/// Where `file` of the download of `download` (both remote paths) lands: under the peer's
+/// folder of `download_dir` by default; with a destination `to` (`download --to`), the
+/// download's own name goes straight into it (`music/Album/a.flac` asked as `music/Album`
+/// lands at `TO/Album/a.flac`), where a media server expects it.
+pub fn placed_path(
+    download_dir: &Path,
+    to: Option<&Path>,
+    peer: &str,
+    download: &str,
+    file: &str,
+) -> Result<PathBuf, UnsafePath> {
+    let Some(to) = to else {
+        return local_path(download_dir, peer, file);
+    };
+    let parent = download.rsplit_once('/').map_or("", |(parent, _)| parent);
+    let rel = match parent {
+        "" => file,
+        _ => file
+            .strip_prefix(parent)
+            .and_then(|rest| rest.strip_prefix('/'))
+            .ok_or_else(|| UnsafePath::Refused(file.to_string()))?,
+    };
+    below(to.to_path_buf(), rel)
 }
 
 /// The file or folder a `/downloads/` path (`peer/a/b`, a folder's with a trailing `/`)
@@ -185,6 +214,32 @@ pub fn split_peer_path(full: &str) -> Result<(&str, &str), NoPeerName> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_destination_takes_the_download_by_its_own_name() {
+        let (dl, to) = (Path::new("/dl"), Some(Path::new("/media/music")));
+        let placed = |download, file| placed_path(dl, to, "Bob", download, file);
+        assert_eq!(
+            placed("music/Album", "music/Album/a.flac"),
+            Ok(PathBuf::from("/media/music/Album/a.flac"))
+        );
+        assert_eq!(
+            placed("music/a.wav", "music/a.wav"),
+            Ok(PathBuf::from("/media/music/a.wav"))
+        );
+        assert_eq!(
+            placed("music", "music/x/a.wav"),
+            Ok(PathBuf::from("/media/music/music/x/a.wav"))
+        );
+        // A file outside the download, or one climbing out of the destination: refused.
+        assert!(placed("music/Album", "films/b.mkv").is_err());
+        assert!(placed("music/Album", "music/Album/../../etc").is_err());
+        assert!(placed("music/Album", "musicx/a").is_err());
+        assert_eq!(
+            placed_path(dl, None, "Bob", "music/Album", "music/Album/a.flac"),
+            Ok(PathBuf::from("/dl/Bob/music/Album/a.flac"))
+        );
+    }
 
     #[test]
     fn a_file_fits_below_the_maximum_and_above_the_reserve() {

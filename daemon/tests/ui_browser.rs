@@ -178,3 +178,77 @@ fn reachability_on_a_phone() {
     a.stop();
     b.stop();
 }
+
+/// A WAV file of `seconds` of a 440 Hz tone, 8 kHz mono 16-bit: playable and seekable by
+/// any browser without a codec.
+fn write_tone_wav(path: &std::path::Path, seconds: u32) {
+    let rate = 8000u32;
+    let samples = rate * seconds;
+    let mut out = Vec::with_capacity(44 + 2 * samples as usize);
+    let riff = |out: &mut Vec<u8>, tag: &[u8], len: u32| {
+        out.extend_from_slice(tag);
+        out.extend_from_slice(&len.to_le_bytes());
+    };
+    riff(&mut out, b"RIFF", 36 + 2 * samples);
+    out.extend_from_slice(b"WAVE");
+    riff(&mut out, b"fmt ", 16);
+    for (v, n) in [(1u32, 2), (1, 2), (rate, 4), (rate * 2, 4), (2, 2), (16, 2)] {
+        out.extend_from_slice(&v.to_le_bytes()[..n]);
+    }
+    riff(&mut out, b"data", 2 * samples);
+    for i in 0..samples {
+        let t = i as f32 / rate as f32;
+        let v = (t * 440.0 * std::f32::consts::TAU).sin() * 8000.0;
+        out.extend_from_slice(&(v as i16).to_le_bytes());
+    }
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, out).unwrap();
+}
+
+/// The local library and previews at 390×844 (`tests/ui/library.mjs`): a friend's WAV
+/// previewed over `/api/read` (its `currentTime` moves after a seek) and a text file's
+/// first bytes; downloads to a share picked as destination and to the download folder;
+/// then, with the friend stopped and the download folder changed, the Downloads view
+/// lists both, plays one with a seek, and deletes one after a confirmation (a dismissed
+/// confirmation deletes nothing).
+#[test]
+fn library_and_preview_on_a_phone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let share = tmp.path().join("b-files/Media");
+    write_tone_wav(&share.join("tone.wav"), 20);
+    std::fs::write(share.join("notes.txt"), "liner notes: side A\n").unwrap();
+    let music = tmp.path().join("a-music/Music");
+    std::fs::create_dir_all(&music).unwrap();
+    let mut b = Daemon::new(tmp.path(), "b").share(&share);
+    let mut a = Daemon::new(tmp.path(), "a").share(&music);
+    b.start();
+    a.start();
+    befriend(&a, &b);
+    wait_indexed(&b, 3);
+    run_browser_script(
+        "library.mjs",
+        &[
+            ("HDP_A_URL", a.ui.clone()),
+            ("HDP_A_STORAGE", a.storage.display().to_string()),
+            ("HDP_A_MUSIC", music.display().to_string()),
+            ("HDP_A_DOWNLOADS", a.download_dir.display().to_string()),
+            ("HDP_MOVED", tmp.path().join("moved").display().to_string()),
+            ("HDP_B_URL", b.ui.clone()),
+            ("HDP_B_STORAGE", b.storage.display().to_string()),
+            ("HDP_B_NAME", b.name()),
+        ],
+        Duration::from_secs(120),
+        &a,
+    );
+    assert_screenshots(&[
+        "40-preview-audio",
+        "41-preview-text",
+        "42-downloads",
+        "42-downloads-dark",
+        "43-downloads-play",
+        "44-downloads-deleted",
+    ]);
+    // The script stopped the friend (`/api/stop`) before opening the Downloads view.
+    assert!(b.wait_exit(Duration::from_secs(10)).success());
+    a.stop();
+}

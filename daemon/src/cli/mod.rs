@@ -128,6 +128,10 @@ pub enum Command {
         /// With --wait: print only errors.
         #[arg(short, long)]
         quiet: bool,
+        /// Save into this folder instead of the download folder's PEER/ folder: it must be
+        /// the download folder or a share's folder (for example one a media server reads).
+        #[arg(long, value_name = "DIR")]
+        to: Option<std::path::PathBuf>,
     },
     /// Show downloads and uploads.
     Transfers {
@@ -457,8 +461,16 @@ pub fn run_client(cli: &Cli, settings: &Settings) -> anyhow::Result<()> {
                 n("removed")
             );
         }
-        Command::Download { path, wait, quiet } => {
-            let reply = client.post("/api/downloads", json!({ "path": path }))?;
+        Command::Download {
+            path,
+            wait,
+            quiet,
+            to,
+        } => {
+            // The daemon resolves the folder too; absolute here so a relative DIR means
+            // the caller's working directory, not the daemon's.
+            let to = to.as_ref().map(std::path::absolute).transpose()?;
+            let reply = client.post("/api/downloads", json!({ "path": path, "to": to }))?;
             let id = reply["id"]
                 .as_u64()
                 .ok_or_else(|| anyhow!("daemon gave no download id"))?;

@@ -1,4 +1,5 @@
-//! `/downloads/`: files from the download folder, contained so they cannot run script.
+//! `/downloads/` (files of the download folder) and the local library (`/library`,
+//! `/api/library*`: finished downloads wherever saved), contained so they cannot run script.
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -86,4 +87,102 @@ pub(super) async fn contain_downloaded_files(mut response: Response) -> Response
         );
     }
     response
+}
+
+impl From<crate::node::LibraryError> for ApiError {
+    fn from(e: crate::node::LibraryError) -> Self {
+        use crate::node::LibraryError;
+        match e {
+            LibraryError::NotRecorded | LibraryError::Gone(_) => ApiError::NotFound(e.to_string()),
+            LibraryError::Delete(..) | LibraryError::Store(_) => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+pub(super) struct PageQuery {
+    #[serde(default)]
+    offset: usize,
+}
+
+/// `GET /api/library`: a page of finished downloads and the free space of the download disk.
+pub(super) async fn library(
+    State(s): State<AppState>,
+    super::extract::Query(q): super::extract::Query<PageQuery>,
+) -> Result<Response, ApiError> {
+    let page = s.node.library_page(q.offset)?;
+    let items: Vec<_> = page
+        .entries
+        .iter()
+        .map(|e| {
+            serde_json::json!({
+                "path": e.path, "size": e.size, "finished": e.finished, "from": e.from,
+            })
+        })
+        .collect();
+    Ok(super::extract::Json(serde_json::json!({
+        "items": items, "offset": q.offset, "total": page.total, "free": page.free,
+        "page": crate::node::LIBRARY_PAGE,
+    }))
+    .into_response())
+}
+
+#[derive(serde::Deserialize)]
+pub(super) struct FileQuery {
+    path: String,
+    /// Any value: sent as an attachment, to be saved rather than shown.
+    save: Option<String>,
+}
+
+/// `GET /library?path=…`: a recorded download, with Range, contained like `/downloads/`.
+pub(super) async fn library_file(
+    State(s): State<AppState>,
+    super::extract::Query(q): super::extract::Query<FileQuery>,
+    request: Request,
+) -> Response {
+    let file = match s.node.library_file(&q.path) {
+        Ok(file) => file,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let mut response = match ServeFile::new(&file).try_call(request).await {
+        Ok(response) => response.map(Body::new),
+        Err(e) => return ApiError::Internal(e.to_string()).into_response(),
+    };
+    if q.save.is_some() {
+        let name = file
+            .file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default();
+        // RFC 6266's UTF-8 form, so any file name survives; quotes and controls cannot enter.
+        let encoded: String = name
+            .bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'.' | b'-' | b'_' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect();
+        if let Ok(value) = HeaderValue::from_str(&format!("attachment; filename*=UTF-8''{encoded}"))
+        {
+            response
+                .headers_mut()
+                .insert(header::CONTENT_DISPOSITION, value);
+        }
+    }
+    response
+}
+
+#[derive(serde::Deserialize)]
+pub(super) struct DeleteBody {
+    path: String,
+}
+
+/// `POST /api/library/delete`: deletes a recorded download and its record; nothing else.
+pub(super) async fn delete(
+    State(s): State<AppState>,
+    super::extract::Json(body): super::extract::Json<DeleteBody>,
+) -> Result<Response, ApiError> {
+    s.node.delete_downloaded(&body.path)?;
+    Ok(super::extract::Json(serde_json::json!({ "deleted": body.path })).into_response())
 }

@@ -169,7 +169,9 @@ impl From<crate::node::QueueError> for ApiError {
     fn from(e: crate::node::QueueError) -> Self {
         use crate::node::QueueError;
         match e {
-            QueueError::NoPath | QueueError::UnsafePath(_) => ApiError::BadRequest(e.to_string()),
+            QueueError::NoPath | QueueError::UnsafePath(_) | QueueError::NotAFolderHere(_) => {
+                ApiError::BadRequest(e.to_string())
+            }
             QueueError::UnknownPeer(_) => ApiError::NotFound(e.to_string()),
             QueueError::Download(e) => e.into(),
         }

@@ -118,6 +118,8 @@ pub fn router(node: Arc<Node>, token: String, auth: Arc<Auth>) -> Router {
         .route("/transfers/{id}/resume", post(transfers::resume_transfer))
         .route("/transfers/{id}/move", post(transfers::move_transfer))
         .route("/read", get(browse::read))
+        .route("/library", get(downloaded::library))
+        .route("/library/delete", post(downloaded::delete))
         .route("/stop", post(settings::stop))
         .route(
             "/settings",
@@ -132,6 +134,7 @@ pub fn router(node: Arc<Node>, token: String, auth: Arc<Auth>) -> Router {
         .fallback(|| async { ApiError::NotFound("no such API endpoint".into()) });
     let downloads = Router::new()
         .route("/downloads/{*path}", get(downloaded::downloaded_file))
+        .route("/library", get(downloaded::library_file))
         .layer(middleware::map_response(
             downloaded::contain_downloaded_files,
         ));

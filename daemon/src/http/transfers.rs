@@ -14,6 +14,8 @@ use super::*;
 pub(super) struct DownloadBody {
     /// `peer/path`
     path: String,
+    /// A folder configured here to download into (`download --to`).
+    to: Option<std::path::PathBuf>,
 }
 
 pub(super) async fn download(
@@ -21,7 +23,7 @@ pub(super) async fn download(
     Json(body): Json<DownloadBody>,
 ) -> Result<impl IntoResponse, ApiError> {
     let (peer, path) = split_peer_path(&body.path)?;
-    let id = s.node.queue_download(&peer, &path)?;
+    let id = s.node.queue_download(&peer, &path, body.to.as_deref())?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "id": id }))))
 }
 

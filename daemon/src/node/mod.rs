@@ -12,6 +12,7 @@
 //! * `trust`: strangers' requests, approve, block, forget, rename;
 //! * `invites`: making and revoking invites, joining with one, answering a joiner;
 //! * `access`: who sees each share, and the view of the shares a friend gets;
+//! * `downloaded`: the local library of finished downloads, served and deleted by path;
 //! * `facade`: what the HTTP API and the service may call.
 //!
 //! Every rule these apply (admission, key pinning, backoff, the dial plan) is in the pure
@@ -20,6 +21,7 @@
 mod access;
 mod admission;
 mod dialer;
+mod downloaded;
 mod facade;
 mod gossip;
 mod invites;
@@ -59,6 +61,7 @@ use harddrive_party_core::peer_policy::{Backoffs, PendingRequests, TrustSettings
 
 pub use access::ShareView;
 pub use admission::Connected;
+pub use downloaded::{LibraryError, LibraryPage, LIBRARY_PAGE};
 pub use facade::{Info, PeerView};
 pub use harddrive_party_core::health::{disk_problems, Health, Problem, STORAGE_LOW_BYTES};
 pub use invites::InviteView;

@@ -104,7 +104,7 @@ impl Shares {
         } else {
             BTreeSet::new()
         };
-        let mut scan = Scan::new(&self.store, &root).skipping_parts_in(self.download_dir());
+        let mut scan = Scan::new(&self.store, &root).skipping_parts_in(self.part_dirs());
         let size = scan.dir_shallow(&dir, &dir_key, depth, &keep)?;
         let value = IndexValue {
             size,

@@ -87,12 +87,15 @@ pub struct Shares {
     /// The download folder (canonical), wherever it lies: its `.part` files are neither
     /// indexed nor served, whether it is a share, inside one, or seeded.
     download_dir: RwLock<Option<PathBuf>>,
+    /// Folders downloads were sent to (`download --to`: the download folder or a share's,
+    /// so a handful at most); their `.part` files likewise.
+    destinations: RwLock<BTreeSet<PathBuf>>,
 }
 
-/// A `.part` file in the download folder: a download in progress, which is offered piece by
-/// piece while it runs (`transfer/partials.rs`), never as a file.
-fn is_partial_download(path: &Path, download_dir: Option<&Path>) -> bool {
-    download_dir.is_some_and(|dir| path.starts_with(dir))
+/// A `.part` file in the download folder or a destination: a download in progress, which
+/// is offered piece by piece while it runs (`transfer/partials.rs`), never as a file.
+fn is_partial_download(path: &Path, part_dirs: &[PathBuf]) -> bool {
+    part_dirs.iter().any(|dir| path.starts_with(dir))
         && path
             .file_name()
             .and_then(|name| name.to_str())
@@ -134,6 +137,7 @@ impl Shares {
             writing: RwLock::new(BTreeSet::new()),
             index_lock: Mutex::new(()),
             download_dir: RwLock::new(None),
+            destinations: RwLock::default(),
         })
     }
 
@@ -143,8 +147,20 @@ impl Shares {
         }
     }
 
-    fn download_dir(&self) -> Option<PathBuf> {
-        self.download_dir.read().ok()?.clone()
+    /// Notes a folder a download was sent to (canonical), whose `.part` files are skipped.
+    pub fn add_destination(&self, dir: &Path) {
+        if let Ok(mut all) = self.destinations.write() {
+            all.insert(dir.to_path_buf());
+        }
+    }
+
+    fn part_dirs(&self) -> Vec<PathBuf> {
+        let download_dir = self.download_dir.read().ok().and_then(|d| d.clone());
+        let destinations = self.destinations.read().map(|d| d.clone());
+        download_dir
+            .into_iter()
+            .chain(destinations.unwrap_or_default())
+            .collect()
     }
 
     pub fn roots(&self) -> BTreeMap<String, PathBuf> {
@@ -283,7 +299,7 @@ impl Shares {
         let writing = self.writing.read().map(|w| w.clone()).unwrap_or_default();
         let mut scan = Scan::new(&self.store, &root)
             .with_writing(writing)
-            .skipping_parts_in(self.download_dir());
+            .skipping_parts_in(self.part_dirs());
         let meta = fs::metadata(&root).map_err(|e| SharesError::BadDirectory {
             path: root.clone(),
             reason: e.to_string(),
@@ -403,7 +419,7 @@ impl Shares {
         if !real.starts_with(&root) {
             return Err(WireError::Forbidden);
         }
-        if !real.is_file() || is_partial_download(&real, self.download_dir().as_deref()) {
+        if !real.is_file() || is_partial_download(&real, &self.part_dirs()) {
             return Err(WireError::NotFound);
         }
         Ok(real)

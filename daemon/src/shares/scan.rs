@@ -24,8 +24,9 @@ pub(super) struct Scan<'a> {
     /// Index keys of files the watcher sees being written: they keep their stored entry
     /// (or stay out) in a rescan too, so the stable rule holds whichever walk lists them.
     writing: BTreeSet<String>,
-    /// The download folder: its `.part` files are downloads in progress, never indexed.
-    download_dir: Option<PathBuf>,
+    /// The download folder and `--to` destinations: their `.part` files are downloads in
+    /// progress, never indexed.
+    part_dirs: Vec<PathBuf>,
 }
 
 struct Child {
@@ -48,12 +49,12 @@ impl Scan<'_> {
             unsynced: false,
             stats: ScanStats::default(),
             writing: BTreeSet::new(),
-            download_dir: None,
+            part_dirs: Vec::new(),
         }
     }
 
-    pub(super) fn skipping_parts_in(mut self, download_dir: Option<PathBuf>) -> Self {
-        self.download_dir = download_dir;
+    pub(super) fn skipping_parts_in(mut self, part_dirs: Vec<PathBuf>) -> Self {
+        self.part_dirs = part_dirs;
         self
     }
 
@@ -287,7 +288,7 @@ impl Scan<'_> {
         if !meta.is_dir() && !meta.is_file() {
             return None;
         }
-        if meta.is_file() && is_partial_download(&path, self.download_dir.as_deref()) {
+        if meta.is_file() && is_partial_download(&path, &self.part_dirs) {
             return None;
         }
         let value = IndexValue {

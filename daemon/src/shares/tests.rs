@@ -185,6 +185,11 @@ fn part_files_of_the_download_folder_are_neither_indexed_nor_served() {
         ["Music/song.part:4"]
     );
     assert!(shares.resolve("Music/song.part").is_ok());
+    // Once a download was sent to Music (`--to`), its `.part` files there are skipped too.
+    shares.add_destination(&music.canonicalize().unwrap());
+    shares.rescan("Music").unwrap();
+    assert!(collect(&shares, "Music", None, false).is_empty());
+    assert_eq!(shares.resolve("Music/song.part"), Err(WireError::NotFound));
     // The watcher's re-read of one directory applies the same rule.
     fs::write(downloads.join("Peer/Films/c.mkv.part"), b"new").unwrap();
     shares.reindex_dir("downloads/Peer/Films", &[]).unwrap();

@@ -5,7 +5,12 @@ use redb::{ReadableDatabase, ReadableTable};
 use super::*;
 
 impl Store {
-    pub fn add_download(&self, record: &DownloadRecord) -> Result<u64, StoreError> {
+    /// Stores a new download, sent to the folder `to` if given; its id.
+    pub fn add_download(
+        &self,
+        record: &DownloadRecord,
+        to: Option<&str>,
+    ) -> Result<u64, StoreError> {
         let txn = self.db.begin_write()?;
         let id = {
             let mut table = txn.open_table(DOWNLOADS)?;
@@ -13,6 +18,9 @@ impl Store {
             table.insert(id, encode(record).as_slice())?;
             id
         };
+        if let Some(to) = to {
+            txn.open_table(DOWNLOAD_TO)?.insert(id, to)?;
+        }
         txn.commit()?;
         Ok(id)
     }
@@ -45,6 +53,7 @@ impl Store {
     pub fn remove_download(&self, id: u64) -> Result<(), StoreError> {
         let txn = self.db.begin_write()?;
         txn.open_table(DOWNLOADS)?.remove(id)?;
+        txn.open_table(DOWNLOAD_TO)?.remove(id)?;
         txn.open_table(DOWNLOAD_FILES)?
             .retain_in((id, "")..(id + 1, ""), |_, _| false)?;
         txn.commit()?;

@@ -24,10 +24,23 @@ pub enum UserTable {
     KnownPeers,
     Invites,
     ShareAccess,
+    /// The downloaded files (`library`): from the damaged file only.
+    Library,
 }
 
 impl UserTable {
-    pub const ALL: [UserTable; 6] = [
+    pub const ALL: [UserTable; 7] = [
+        UserTable::SchemaVersion,
+        UserTable::Settings,
+        UserTable::Shares,
+        UserTable::KnownPeers,
+        UserTable::Invites,
+        UserTable::ShareAccess,
+        UserTable::Library,
+    ];
+    /// What the kept copy holds: all but the library, which grows with every download;
+    /// rewriting it each minute of a busy day would wear an SD card for little.
+    pub const KEPT: [UserTable; 6] = [
         UserTable::SchemaVersion,
         UserTable::Settings,
         UserTable::Shares,
@@ -44,6 +57,7 @@ impl UserTable {
             UserTable::KnownPeers => "friends and other known peers",
             UserTable::Invites => "invites",
             UserTable::ShareAccess => "share access",
+            UserTable::Library => "downloaded files",
         }
     }
 
@@ -60,6 +74,7 @@ impl UserTable {
             UserTable::KnownPeers => copy(old, new, PEERS),
             UserTable::Invites => copy(old, new, INVITES),
             UserTable::ShareAccess => copy(old, new, SHARE_ACCESS),
+            UserTable::Library => copy(old, new, LIBRARY),
         }
     }
 
@@ -72,6 +87,7 @@ impl UserTable {
             UserTable::KnownPeers => new.delete_table(PEERS),
             UserTable::Invites => new.delete_table(INVITES),
             UserTable::ShareAccess => new.delete_table(SHARE_ACCESS),
+            UserTable::Library => new.delete_table(LIBRARY),
         };
         deleted.map(drop).map_err(StoreError::from)
     }
@@ -84,6 +100,7 @@ impl UserTable {
             UserTable::KnownPeers => digest_table(read, PEERS, hasher),
             UserTable::Invites => digest_table(read, INVITES, hasher),
             UserTable::ShareAccess => digest_table(read, SHARE_ACCESS, hasher),
+            UserTable::Library => digest_table(read, LIBRARY, hasher),
         }
     }
 }
@@ -131,7 +148,7 @@ fn digest_table<K: Key + 'static, V: Value + 'static>(
 
 fn user_tables_digest(read: &ReadTransaction) -> Result<blake3::Hash, StoreError> {
     let mut hasher = blake3::Hasher::new();
-    for table in UserTable::ALL {
+    for table in UserTable::KEPT {
         table.digest(read, &mut hasher)?;
     }
     Ok(hasher.finalize())
@@ -172,7 +189,7 @@ fn write_copy(read: &ReadTransaction, partial: &Path) -> Result<(), StoreError> 
     let _ = std::fs::remove_file(partial);
     let copy = Database::create(partial).map_err(|e| StoreError::Db(e.to_string()))?;
     let txn = copy.begin_write()?;
-    for table in UserTable::ALL {
+    for table in UserTable::KEPT {
         table.copy(read, &txn)?;
     }
     txn.commit()?;

@@ -10,6 +10,7 @@ use serde::{de::DeserializeOwned, Serialize};
 mod access;
 mod downloads;
 mod kept_copy;
+mod library;
 mod migrate;
 mod records;
 mod repair;
@@ -17,6 +18,7 @@ mod repair;
 pub use access::AddInvite;
 pub use harddrive_party_core::peer_policy::KnownPeer;
 pub use kept_copy::KEPT_COPY_FILE;
+pub use library::LibraryEntry;
 use migrate::migrate_known_peers;
 pub use records::*;
 pub use repair::{repair, RepairReport, Source};
@@ -50,6 +52,10 @@ const INVITES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("invites");
 /// share name -> bincode [`ShareAccess`](harddrive_party_core::peer_policy::ShareAccess);
 /// no row: open to all friends
 pub(crate) const SHARE_ACCESS: TableDefinition<&str, &[u8]> = TableDefinition::new("share_access");
+/// absolute path of a finished download -> size, finish time and source (`store/library.rs`)
+pub(crate) const LIBRARY: TableDefinition<&str, &[u8]> = TableDefinition::new("library");
+/// download id -> the folder it was sent to (`download --to`); no row: the download folder
+const DOWNLOAD_TO: TableDefinition<u64, &str> = TableDefinition::new("download_to");
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -217,6 +223,8 @@ impl Store {
             txn.open_table(UI_SESSIONS)?;
             txn.open_table(INVITES)?;
             txn.open_table(SHARE_ACCESS)?;
+            txn.open_table(LIBRARY)?;
+            txn.open_table(DOWNLOAD_TO)?;
         }
         txn.commit()?;
         Ok(())

@@ -216,9 +216,14 @@ fn download_files_iterate_in_order_and_are_removed_with_their_download() {
         added_at: 0,
         priority: 0,
     };
-    let a = store.add_download(&record).unwrap();
-    let b = store.add_download(&record).unwrap();
+    let a = store.add_download(&record, Some("/media/music")).unwrap();
+    let b = store.add_download(&record, None).unwrap();
     assert_ne!(a, b);
+    assert_eq!(
+        store.download_destination(a).unwrap().as_deref(),
+        Some("/media/music")
+    );
+    assert_eq!(store.download_destination(b).unwrap(), None);
     let file = FileRecord::pending(1, 2);
     let files: Vec<_> = ["s/b", "s/a", "s/c"]
         .iter()
@@ -235,6 +240,7 @@ fn download_files_iterate_in_order_and_are_removed_with_their_download() {
         .unwrap();
     assert_eq!(seen, ["s/b", "s/c"]);
     store.remove_download(a).unwrap();
+    assert_eq!(store.download_destination(a).unwrap(), None);
     let mut left = 0;
     store
         .visit_download_files(a, None, |_, _| {
@@ -250,6 +256,33 @@ fn download_files_iterate_in_order_and_are_removed_with_their_download() {
         })
         .unwrap();
     assert_eq!(left, 1);
+}
+
+#[test]
+fn the_library_pages_in_path_order_and_forgets_a_removed_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), 1 << 20).unwrap();
+    for (path, size) in [("/m/b.wav", 2), ("/m/a.wav", 1), ("/m/c.wav", 3)] {
+        let entry = LibraryEntry {
+            path: path.into(),
+            size,
+            finished: 7,
+            from: format!("Bob/music{path}"),
+        };
+        store.add_to_library(&entry).unwrap();
+    }
+    let (page, total) = store.library(1, 1).unwrap();
+    assert_eq!(total, 3);
+    assert_eq!(page.len(), 1);
+    assert_eq!((page[0].path.as_str(), page[0].size), ("/m/b.wav", 2));
+    assert_eq!(page[0].from, "Bob/music/m/b.wav");
+    store.remove_from_library("/m/b.wav").unwrap();
+    assert_eq!(store.library_entry("/m/b.wav").unwrap(), None);
+    assert_eq!(
+        store.library_entry("/m/a.wav").unwrap().map(|e| e.size),
+        Some(1)
+    );
+    assert_eq!(store.library(0, 10).unwrap().1, 2);
 }
 
 #[test]

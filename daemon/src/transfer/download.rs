@@ -105,7 +105,10 @@ impl Downloads {
     ) -> Result<Arc<Self>, StoreError> {
         let mut jobs = BTreeMap::new();
         for (id, record) in store.downloads()? {
-            jobs.insert(id, Job::from_files(record, &stored_files(&store, id)?));
+            let mut job = Job::from_files(record, &stored_files(&store, id)?);
+            job.to = store.download_destination(id)?.map(PathBuf::from);
+            job.to.iter().for_each(|to| shares.add_destination(to));
+            jobs.insert(id, job);
         }
         Ok(Arc::new(Self {
             store,
@@ -135,6 +138,35 @@ impl Downloads {
     }
 
     /// `dir` must be canonical. Fetches already running finish in the old directory.
+    /// Where download `id`'s `file` lands, and the folder whose disk it fills.
+    pub(super) fn placement(&self, id: u64, file: &str) -> Result<(PathBuf, PathBuf), String> {
+        let download_dir = self.download_dir();
+        let jobs = self.jobs();
+        let job = jobs.get(&id).ok_or("the download was cancelled")?;
+        let local = job.place(&download_dir, file).map_err(|e| e.to_string())?;
+        Ok((job.to.clone().unwrap_or(download_dir), local))
+    }
+
+    /// Records a file just finished (or found whole) at `local` in the library.
+    pub(super) fn shelve(&self, local: &std::path::Path, size: u64, from: String) {
+        // Kept as the path with no symlink in it, which is what the library serves.
+        let Some(path) = std::fs::canonicalize(local)
+            .ok()
+            .and_then(|p| p.to_str().map(String::from))
+        else {
+            return;
+        };
+        let entry = crate::store::LibraryEntry {
+            path,
+            size,
+            finished: unix_now(),
+            from,
+        };
+        if let Err(e) = self.store.add_to_library(&entry) {
+            tracing::error!("cannot record {} in the library: {e}", local.display());
+        }
+    }
+
     pub fn set_download_dir(&self, dir: PathBuf) {
         *self.download_dir.lock().unwrap_or_else(|e| e.into_inner()) = dir;
         self.wake();
@@ -163,12 +195,16 @@ impl Downloads {
         self.partials.get(root)
     }
 
-    /// Queues `peer/path`; asking again for something still queued returns the same id.
-    pub fn add(&self, peer: &str, path: &str) -> Result<u64, DownloadError> {
+    /// Queues `peer/path`, into the folder `to` if given (checked by the caller); asking
+    /// again for something still queued there returns the same id.
+    pub fn add(&self, peer: &str, path: &str, to: Option<PathBuf>) -> Result<u64, DownloadError> {
         let mut jobs = self.jobs();
         let path = path.trim_matches('/').to_string();
         if let Some((id, _)) = jobs.iter().find(|(_, j)| {
-            j.record.peer == peer && j.record.path == path && j.record.state != DownloadState::Done
+            j.record.peer == peer
+                && j.record.path == path
+                && j.to == to
+                && j.record.state != DownloadState::Done
         }) {
             return Ok(*id);
         }
@@ -185,8 +221,14 @@ impl Downloads {
             added_at: unix_now(),
             priority,
         };
-        let id = self.store.add_download(&record)?;
-        jobs.insert(id, Job::new(record));
+        let text = to.as_ref().and_then(|t| t.to_str());
+        let id = self.store.add_download(&record, text)?;
+        let mut job = Job::new(record);
+        if let Some(to) = &to {
+            self.shares.add_destination(to);
+        }
+        job.to = to;
+        jobs.insert(id, job);
         drop(jobs);
         self.wake();
         Ok(id)
@@ -308,7 +350,7 @@ impl Downloads {
         let download_dir = self.download_dir();
         self.store.visit_download_files(id, None, |path, file| {
             if file.state != FileState::Done {
-                if let Ok(local) = plan::local_path(&download_dir, &job.record.peer, path) {
+                if let Ok(local) = job.place(&download_dir, path) {
                     parts.push(plan::part_path(&local));
                 }
             }

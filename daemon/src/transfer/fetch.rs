@@ -45,13 +45,14 @@ impl Downloads {
         record: &mut FileRecord,
         progress: &FileProgress,
     ) -> Outcome {
-        let download_dir = self.download_dir();
-        let local = match plan::local_path(&download_dir, &peer.name, path) {
-            Ok(p) => p,
-            Err(e) => return Outcome::Permanent(e.to_string()),
+        let (download_dir, local) = match self.placement(progress.download, path) {
+            Ok(placed) => placed,
+            Err(e) => return Outcome::Permanent(e),
         };
+        let from = format!("{}/{path}", peer.name);
         let found = std::fs::metadata(&local).ok();
         if plan::already_have(found.as_ref(), record.size, record.mtime) {
+            self.shelve(&local, record.size, from);
             return Outcome::Done;
         }
         let part = plan::part_path(&local);
@@ -75,9 +76,7 @@ impl Downloads {
         let (size, root) = (hashes.size, hashes.root);
         let swarm = Arc::new(Swarm::new(file, hashes, have, self.rate.clone()));
         // From here on, peers may read the pieces verified so far.
-        let _offer = self
-            .partials
-            .offer(&swarm, &format!("{}/{path}", peer.name));
+        let _offer = self.partials.offer(&swarm, &from);
         let start = swarm.verified_bytes.load(Ordering::Relaxed);
         progress.start.store(start, Ordering::Relaxed);
         progress.received.store(start, Ordering::Relaxed);
@@ -100,6 +99,7 @@ impl Downloads {
         match part::finish(file, &part, &local, size, root, record.mtime).await {
             Ok(()) => {
                 record.have = None;
+                self.shelve(&local, size, from);
                 let (shares, pieces) = (self.shares.clone(), swarm.pieces.to_vec());
                 let _ = tokio::task::spawn_blocking(move || {
                     shares.adopt_hashes(&local, size, root, pieces)
@@ -205,7 +205,9 @@ impl Downloads {
         record: &mut FileRecord,
         progress: &FileProgress,
     ) -> Result<Vec<SourceEnd>, Outcome> {
-        let download_dir = self.download_dir();
+        let download_dir = self
+            .placement(progress.download, path)
+            .map_or_else(|_| self.download_dir(), |(dir, _)| dir);
         let began = Instant::now();
         // Dropped on return, which stops the asking (and any worker still running).
         let mut crew = Crew {

@@ -3,6 +3,7 @@
 //! settled outcomes of its fetches.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -65,6 +66,8 @@ pub(super) struct InFlight {
 
 pub(super) struct Job {
     pub(super) record: DownloadRecord,
+    /// The folder the download was sent to (`download --to`); `None`: the download folder.
+    pub(super) to: Option<PathBuf>,
     pub(super) size: u64,
     pub(super) done_bytes: u64,
     pub(super) files_total: u64,
@@ -92,6 +95,7 @@ impl Job {
     pub(super) fn new(record: DownloadRecord) -> Self {
         Job {
             record,
+            to: None,
             size: 0,
             done_bytes: 0,
             files_total: 0,
@@ -112,6 +116,21 @@ impl Job {
     }
 
     /// A job for a stored download and its file records.
+    /// Where this download's `file` lands (`core::plan::placed_path`).
+    pub(super) fn place(
+        &self,
+        download_dir: &std::path::Path,
+        file: &str,
+    ) -> Result<PathBuf, plan::UnsafePath> {
+        plan::placed_path(
+            download_dir,
+            self.to.as_deref(),
+            &self.record.peer,
+            &self.record.path,
+            file,
+        )
+    }
+
     pub(super) fn from_files(record: DownloadRecord, files: &[(String, FileRecord)]) -> Self {
         let mut job = Job::new(record);
         if let [(_, only)] = files {

@@ -107,7 +107,9 @@ impl Watcher {
                 return;
             };
             if now >= self.check_roots_at {
-                self.check_roots(&shares, now);
+                if self.check_roots(&shares, now) {
+                    changed();
+                }
                 self.check_roots_at = now + ROOT_CHECK;
             }
             let wake = self
@@ -318,9 +320,12 @@ impl Watcher {
         }
     }
 
-    /// Picks up added, removed, vanished, replaced and returned share roots.
-    fn check_roots(&mut self, shares: &Shares, now: Instant) {
+    /// Picks up added, removed, vanished, replaced and returned share roots; true if a share
+    /// went missing or came back. That is news of its own: a root that vanished before its
+    /// watch was in place (just after the share was added) sends no inotify event.
+    fn check_roots(&mut self, shares: &Shares, now: Instant) -> bool {
         let current = shares.roots();
+        let mut availability_changed = false;
         let dropped: Vec<String> = self
             .roots
             .keys()
@@ -331,7 +336,9 @@ impl Watcher {
             self.drop_share(&name);
         }
         for (name, root) in current {
+            let was_available = shares.is_available(&name);
             let id = shares.check_root(&name);
+            availability_changed |= shares.is_available(&name) != was_available;
             let watched = self.roots.get(&name).map(|(_, id)| *id);
             if id == watched {
                 continue;
@@ -345,6 +352,7 @@ impl Watcher {
                 self.coalescer.rescan(now, &name);
             }
         }
+        availability_changed
     }
 
     fn drop_share(&mut self, name: &str) {

@@ -201,7 +201,8 @@ pub const MAX_DOWNLOADS: Setting = Setting {
     env: "HDP_MAX_DOWNLOADS",
     uci: Some("max_downloads"),
     range: Some(Range::new(4, 1, 1024)),
-    help: "Concurrent file downloads in total; 16 files of at most 64 KiB count as one [default: 4]",
+    help:
+        "Concurrent file downloads in total; 16 files of at most 64 KiB count as one [default: 4]",
     ..UNSET
 };
 pub const MAX_DOWNLOADS_PER_PEER: Setting = Setting {

@@ -69,6 +69,8 @@ struct PendingDir {
     due: Option<Instant>,
     /// Files being written, with the time of their last write.
     writing: BTreeMap<String, Instant>,
+    /// When it was last re-read while it stayed pending.
+    read_at: Option<Instant>,
 }
 
 /// The pending changes; see the module documentation.
@@ -186,9 +188,16 @@ impl Coalescer {
             pending.writing.retain(|_, last| *last + quiet > now);
             let settled_writes = before - pending.writing.len();
             self.count -= settled_writes;
-            let settled = pending.due.is_some_and(|d| d <= now);
-            if settled || settled_writes > 0 {
+            if settled_writes > 0 && pending.due.is_none() {
+                // Each file goes quiet at its own time: a folder filled file by file (a
+                // download of many small files) would be read whole once per file. A
+                // directory is re-read for quiet files at most once per batch.
+                let at = pending.read_at.map_or(now, |read| read + self.limits.batch);
+                pending.due = Some(at);
+            }
+            if pending.due.is_some_and(|d| d <= now) {
                 pending.due = None;
+                pending.read_at = Some(now);
                 work.push(Work::Dir {
                     key: key.clone(),
                     keep: pending.writing.keys().cloned().collect(),
@@ -274,6 +283,27 @@ mod tests {
         assert!(c.poll_due(t0 + ms(2999)).is_empty());
         assert_eq!(c.next_due(), Some(t0 + ms(3000)));
         assert_eq!(c.poll_due(t0 + ms(3000)), [dir("s", &[])]);
+        assert!(c.writing().is_empty());
+        assert_eq!(c.pending(), 0);
+    }
+
+    #[test]
+    fn files_going_quiet_one_after_another_reread_their_directory_once_per_batch() {
+        let t0 = Instant::now();
+        let mut c = Coalescer::new(Limits::default());
+        // A file written every 10 ms for 2 s, each once: one goes quiet every 10 ms.
+        for i in 0..200u64 {
+            c.handle_event(t0 + ms(10 * i), "s/d", &format!("f{i}"), Change::Written);
+        }
+        let mut reads = Vec::new();
+        for t in (1000..=3000).step_by(10) {
+            for work in c.poll_due(t0 + ms(t)) {
+                reads.push(t);
+                assert!(matches!(work, Work::Dir { key, .. } if key == "s/d"));
+            }
+        }
+        assert_eq!(reads.first(), Some(&1000), "the first quiet file at once");
+        assert!(reads.windows(2).all(|w| w[1] - w[0] >= 250), "{reads:?}");
         assert!(c.writing().is_empty());
         assert_eq!(c.pending(), 0);
     }

@@ -201,7 +201,8 @@ pub const MAX_DOWNLOADS: Setting = Setting {
     env: "HDP_MAX_DOWNLOADS",
     uci: Some("max_downloads"),
     range: Some(Range::new(4, 1, 1024)),
-    help: "Concurrent file downloads in total [default: 4]",
+    help:
+        "Concurrent file downloads in total; 16 files of at most 64 KiB count as one [default: 4]",
     ..UNSET
 };
 pub const MAX_DOWNLOADS_PER_PEER: Setting = Setting {
@@ -210,7 +211,7 @@ pub const MAX_DOWNLOADS_PER_PEER: Setting = Setting {
     env: "HDP_MAX_DOWNLOADS_PER_PEER",
     uci: Some("max_downloads_per_peer"),
     range: Some(Range::new(2, 1, 1024)),
-    help: "Concurrent file downloads per peer [default: 2]",
+    help: "Concurrent file downloads per peer, counted the same way [default: 2]",
     ..UNSET
 };
 pub const MAX_UPLOADS: Setting = Setting {

@@ -79,13 +79,20 @@ impl Store {
         Ok(())
     }
 
+    /// `durable: false` for a record the disk itself bears out (a finished file is found
+    /// again by its size and mtime): lost in a power cut, it costs a stat, not a fetch.
     pub fn put_download_file(
         &self,
         id: u64,
         path: &str,
         record: &FileRecord,
+        durable: bool,
     ) -> Result<(), StoreError> {
-        let txn = self.db.begin_write()?;
+        let mut txn = self.db.begin_write()?;
+        if !durable {
+            txn.set_durability(redb::Durability::None)
+                .map_err(|e| StoreError::Db(e.to_string()))?;
+        }
         txn.open_table(DOWNLOAD_FILES)?
             .insert((id, path), encode(record).as_slice())?;
         txn.commit()?;

@@ -92,9 +92,11 @@ pub fn verify_whole(file: &File, size: u64, root: &Hash) -> std::io::Result<bool
     let mut direct = drops_behind(size).then(|| open_direct(file)).flatten();
     let mut hasher = FileHasher::default();
     // Direct reads need a block-aligned buffer: take an aligned window of a larger one.
-    let mut backing = vec![0u8; PIECE_SIZE as usize + DIRECT_ALIGN];
+    // A small file's is its size (in whole blocks), not a piece's, as many run at once.
+    let len = (size.min(PIECE_SIZE) as usize).next_multiple_of(DIRECT_ALIGN);
+    let mut backing = vec![0u8; len + DIRECT_ALIGN];
     let start = backing.as_ptr().align_offset(DIRECT_ALIGN);
-    let buf = &mut backing[start..start + PIECE_SIZE as usize];
+    let buf = &mut backing[start..start + len];
     let mut offset = 0;
     while offset < size {
         let n = (size - offset).min(PIECE_SIZE) as usize;

@@ -330,7 +330,7 @@ impl Downloads {
             true
         })?;
         for (path, file) in &reset {
-            self.store.put_download_file(id, path, file)?;
+            self.store.put_download_file(id, path, file, true)?;
         }
         if let Some(job) = self.jobs().get_mut(&id) {
             job.failures.clear();
@@ -434,8 +434,8 @@ impl Downloads {
         let mut jobs = self.jobs();
         let mut slots = Slots::new(self.limits.total, self.limits.per_peer);
         for job in jobs.values() {
-            for path in job.in_flight.keys() {
-                slots.take(&job.record.peer, path);
+            for (path, file) in &job.in_flight {
+                slots.take(&job.record.peer, path, file.progress.size);
             }
         }
         for id in Self::order(&jobs) {
@@ -466,10 +466,13 @@ impl Downloads {
         peer: &Arc<PeerConnection>,
         slots: &mut Slots,
     ) {
-        while slots.has_room(&job.record.peer) {
+        while slots.has_room(&job.record.peer, 0) {
             match self.next_file(id, job, slots) {
+                // A big file waits for a whole slot; it stays next, so small files queued
+                // behind it cannot starve it.
+                Next::File(_, record) if !slots.has_room(&job.record.peer, record.size) => break,
                 Next::File(path, record) => {
-                    slots.take(&job.record.peer, &path);
+                    slots.take(&job.record.peer, &path, record.size);
                     let progress = Arc::new(FileProgress::new(id, record.size));
                     let task = tokio::spawn(self.clone().fetch_task(
                         id,
@@ -622,7 +625,11 @@ impl Downloads {
         job.fetch_ended(path, progress, &record);
         let settled = outcome::settle(outcome, &mut record, unix_now(), self.retry_policy());
         job.settle(path, &record, settled, Instant::now());
-        if let Err(e) = self.store.put_download_file(id, path, &record) {
+        // A finished file's record rides along with the next durable commit (the download's
+        // end at the latest): one sync per file fewer, and `plan::already_have` finds the
+        // file again if a crash loses the record.
+        let durable = record.state != FileState::Done;
+        if let Err(e) = self.store.put_download_file(id, path, &record, durable) {
             tracing::error!("cannot save progress of {path}: {e}");
         }
         self.send_view(id, job);

@@ -271,7 +271,7 @@ impl Downloads {
                     }
                     if ticks % SAVE_TICKS == 0 {
                         record.have = Some(swarm.have());
-                        if let Err(e) = self.store.put_download_file(progress.download, path, record) {
+                        if let Err(e) = self.store.put_download_file(progress.download, path, record, true) {
                             tracing::debug!("cannot save progress of {path}: {e}");
                         }
                     }

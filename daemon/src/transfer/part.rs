@@ -136,7 +136,7 @@ pub fn recover_pieces(
         .filter(|b| b.len() == count)
         .unwrap_or_else(|| Bitfield::new(count));
     let on_disk = file.metadata()?.len();
-    let mut buf = vec![0u8; PIECE_SIZE as usize];
+    let mut buf = vec![0u8; size.min(PIECE_SIZE) as usize];
     for piece in 0..count {
         let len = piece_len(size, piece);
         if have.get(piece) || piece * PIECE_SIZE + len > on_disk {

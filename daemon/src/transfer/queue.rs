@@ -86,9 +86,27 @@ impl PendingScan {
     }
 }
 
+/// Files of at most this many bytes are small: fetching one is a few round trips and a
+/// sync, mostly waiting, so one per slot leaves the link and the disk idle.
+pub const SMALL_FILE_BYTES: u64 = 64 * 1024;
+/// How many small files share one fetch slot. Bounded like the slots themselves: a full
+/// slot of small files holds 16 `.part` files and at most 1 MiB of their pieces, as one
+/// big file's fetch does.
+pub const SMALL_FILES_PER_SLOT: usize = 16;
+
+/// The share of a slot a fetch of `size` bytes takes, in units of a small file's.
+fn units(size: u64) -> usize {
+    if size <= SMALL_FILE_BYTES {
+        1
+    } else {
+        SMALL_FILES_PER_SLOT
+    }
+}
+
 /// Fetch slots in use, in total and per peer, and the `.part` files being written (by
 /// peer and path): two requests can name the same file (a folder and a file inside it),
-/// and only one fetch may write a `.part` at a time.
+/// and only one fetch may write a `.part` at a time. A slot holds one file or
+/// [`SMALL_FILES_PER_SLOT`] small ones.
 #[derive(Debug)]
 pub struct Slots {
     total_limit: usize,
@@ -101,25 +119,25 @@ pub struct Slots {
 impl Slots {
     pub fn new(total_limit: usize, per_peer_limit: usize) -> Self {
         Self {
-            total_limit,
-            per_peer_limit,
+            total_limit: total_limit * SMALL_FILES_PER_SLOT,
+            per_peer_limit: per_peer_limit * SMALL_FILES_PER_SLOT,
             total: 0,
             per_peer: HashMap::new(),
             busy: HashSet::new(),
         }
     }
 
-    /// Counts a fetch of `peer`'s `path`, running or starting.
-    pub fn take(&mut self, peer: &str, path: &str) {
-        self.total += 1;
-        *self.per_peer.entry(peer.to_string()).or_default() += 1;
+    /// Counts a fetch of `peer`'s `path` of `size` bytes, running or starting.
+    pub fn take(&mut self, peer: &str, path: &str, size: u64) {
+        self.total += units(size);
+        *self.per_peer.entry(peer.to_string()).or_default() += units(size);
         self.busy.insert((peer.to_string(), path.to_string()));
     }
 
-    /// Another fetch from `peer` may start.
-    pub fn has_room(&self, peer: &str) -> bool {
-        self.total < self.total_limit
-            && self.per_peer.get(peer).copied().unwrap_or(0) < self.per_peer_limit
+    /// A fetch of `size` bytes from `peer` may start (`size` 0: at least a small one).
+    pub fn has_room(&self, peer: &str, size: u64) -> bool {
+        self.total + units(size) <= self.total_limit
+            && self.per_peer.get(peer).copied().unwrap_or(0) + units(size) <= self.per_peer_limit
     }
 
     pub fn is_busy(&self, peer: &str, path: &str) -> bool {
@@ -237,16 +255,32 @@ mod tests {
 
     #[test]
     fn slots_hold_the_total_and_per_peer_limits_and_one_writer_per_part() {
+        let big = SMALL_FILE_BYTES + 1;
         let mut slots = Slots::new(3, 2);
-        slots.take("p", "x");
-        assert!(slots.has_room("p"));
-        slots.take("p", "y");
-        assert!(!slots.has_room("p"), "per-peer limit");
-        assert!(slots.has_room("q"));
-        slots.take("q", "x");
-        assert!(!slots.has_room("r"), "total limit");
+        slots.take("p", "x", big);
+        assert!(slots.has_room("p", big));
+        slots.take("p", "y", big);
+        assert!(!slots.has_room("p", 0), "per-peer limit");
+        assert!(slots.has_room("q", big));
+        slots.take("q", "x", big);
+        assert!(!slots.has_room("r", 0), "total limit");
         assert!(slots.is_busy("p", "x") && slots.is_busy("q", "x"));
         assert!(!slots.is_busy("p", "z") && !slots.is_busy("r", "x"));
+    }
+
+    #[test]
+    fn small_files_share_a_slot_and_a_big_one_waits_for_a_whole_slot() {
+        let mut slots = Slots::new(2, 1);
+        for i in 0..SMALL_FILES_PER_SLOT - 1 {
+            slots.take("p", &format!("s{i}"), SMALL_FILE_BYTES);
+        }
+        assert!(slots.has_room("p", 1), "one more small file fits");
+        assert!(!slots.has_room("p", SMALL_FILE_BYTES + 1), "not a big one");
+        slots.take("p", "last", 0);
+        assert!(!slots.has_room("p", 0), "the peer's slot is full");
+        assert!(slots.has_room("q", 5 * SMALL_FILE_BYTES));
+        slots.take("q", "big", 5 * SMALL_FILE_BYTES);
+        assert!(!slots.has_room("r", 0), "total limit, in small files too");
     }
 
     #[test]

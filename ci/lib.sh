@@ -81,11 +81,15 @@ wait_http() {
 
 # may_await_approval COMMAND...: runs a `connect` command that either links up (exit 0) or
 # leaves our request with a peer that does not know us yet (exit 3: the first `connect` of
-# two people befriending each other). Fails on anything else.
+# two people befriending each other, whose message is then not shown). Fails on anything
+# else, showing its message.
 may_await_approval() {
-  local rc=0
-  "$@" || rc=$?
-  [ "$rc" = 0 ] || [ "$rc" = 3 ]
+  local rc=0 said
+  { said=$("$@" 2>&1 1>&3 3>&-) || rc=$?; } 3>&1
+  case $rc in
+    0 | 3) return 0 ;;
+    *) printf '%s\n' "$said" >&2; return 1 ;;
+  esac
 }
 
 # stop_pid PID [SECONDS]: SIGTERM to a process this script started, a bounded wait (default

@@ -43,11 +43,24 @@ many_verify() { # many_verify WHO SHARER_NAME
         || die "many-peers: $1's copy differs"
 }
 
+# many_round WATCHED WHO...: every WHO downloads the file at once (an earlier copy removed
+# first, each copy verified after); sets ROUND_MBPS (all of them together) and ROUND_CPU
+# (WATCHED's CPU seconds per GiB moved).
+many_round() {
+    local watched=$1 cpu secs who
+    shift
+    for who in "$@"; do rm -f "$WORK/$who/dl/$MANY_FIRST/manyshare/many.bin"; done
+    cpu="$(many_cpu "$watched")"
+    secs="$(many_download "$MANY_FIRST/manyshare/many.bin" "$@")"
+    ROUND_MBPS="$(calc "$# * $MANY_BYTES / 1000000 / $secs")"
+    ROUND_CPU="$(calc "($(many_cpu "$watched") - $cpu) / ($# * $MANY_BYTES / 1073741824)")"
+    for who in "$@"; do many_verify "$who" "$MANY_FIRST"; done
+}
+
 many_peers_stage() {
-    local mib bytes gib who seeder name first secs cpu
+    local mib bytes who seeder
     mib="${BENCH_MANY_MIB:-$([[ "$MODE" == quick* ]] && echo 128 || echo 512)}"
     bytes=$(( mib * 1048576 ))
-    gib="$(calc "$bytes / 1073741824")"
     MANY_MIB="$mib"
     stage_begin many-peers
     mkdir -p "$WORK/manyshare" "$WORK/empty-share"
@@ -63,37 +76,19 @@ many_peers_stage() {
     for who in seed1 seed2 seed3 get1 get2 get3; do wait_api "$who"; done
     for seeder in seed1 seed2 seed3; do many_hashed "$seeder" 1; done
     for who in get1 get2 get3; do befriend "$who" seed1; done
-    first="$(json_field "$WORK/seed1/info.json" name)"
+    MANY_FIRST="$(json_field "$WORK/seed1/info.json" name)"
+    MANY_BYTES="$bytes"
 
-    # The pair.
-    cpu="$(many_cpu seed1)"
-    secs="$(many_download "$first/manyshare/many.bin" get1)"
-    MANY_PAIR_MBPS="$(calc "$bytes / 1000000 / $secs")"
-    MANY_PAIR_SEND_CPU="$(calc "($(many_cpu seed1) - $cpu) / $gib")"
-    many_verify get1 "$first"
-
-    # Fan-out: the same file to three downloaders at once (get1's copy removed first).
-    rm -f "$WORK/get1/dl/$first/manyshare/many.bin"
-    cpu="$(many_cpu seed1)"
-    secs="$(many_download "$first/manyshare/many.bin" get1 get2 get3)"
-    MANY_FAN_MBPS="$(calc "3 * $bytes / 1000000 / $secs")"
-    MANY_FAN_SEND_CPU="$(calc "($(many_cpu seed1) - $cpu) / (3 * $gib)")"
-    for who in get1 get2 get3; do many_verify "$who" "$first"; done
-
-    # Swarm: get3 from all three sharers. Its pair figure first, from seed1 alone.
-    rm -f "$WORK/get3/dl/$first/manyshare/many.bin"
-    cpu="$(many_cpu get3)"
-    secs="$(many_download "$first/manyshare/many.bin" get3)"
-    MANY_PAIR_RECV_MBPS="$(calc "$bytes / 1000000 / $secs")"
-    MANY_PAIR_RECV_CPU="$(calc "($(many_cpu get3) - $cpu) / $gib")"
-    many_verify get3 "$first"
-    rm -f "$WORK/get3/dl/$first/manyshare/many.bin"
+    many_round seed1 get1   # the pair
+    MANY_PAIR_MBPS="$ROUND_MBPS"; MANY_PAIR_SEND_CPU="$ROUND_CPU"
+    many_round seed1 get1 get2 get3   # fan-out: the same file to three downloaders at once
+    MANY_FAN_MBPS="$ROUND_MBPS"; MANY_FAN_SEND_CPU="$ROUND_CPU"
+    # Swarm: get3 from all three sharers, against its own figure from seed1 alone.
+    many_round get3 get3
+    MANY_PAIR_RECV_MBPS="$ROUND_MBPS"; MANY_PAIR_RECV_CPU="$ROUND_CPU"
     for seeder in seed2 seed3; do befriend get3 "$seeder"; done
-    cpu="$(many_cpu get3)"
-    secs="$(many_download "$first/manyshare/many.bin" get3)"
-    MANY_SWARM_MBPS="$(calc "$bytes / 1000000 / $secs")"
-    MANY_SWARM_RECV_CPU="$(calc "($(many_cpu get3) - $cpu) / $gib")"
-    many_verify get3 "$first"
+    many_round get3 get3
+    MANY_SWARM_MBPS="$ROUND_MBPS"; MANY_SWARM_RECV_CPU="$ROUND_CPU"
     MANY_SWARM_SOURCES="$(hdp get3 transfers --json \
         | jq '[.[] | select(.direction == "download")] | max_by(.id) | [.sources[] | select(.bytes > 0)] | length')"
     for who in seed1 seed2 seed3 get1 get2 get3; do stop_daemon "$who"; done

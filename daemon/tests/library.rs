@@ -17,24 +17,11 @@ struct Answer {
 
 /// GET `path` on `d`, with a Range header if given; `header` is `name`'s value.
 fn get(d: &Daemon, path: &str, range: Option<&str>, name: &str) -> Answer {
-    let url = format!("{}{path}", d.ui);
-    let mut request = ureq::get(&url).timeout(Duration::from_secs(10));
-    if let Some(range) = range {
-        request = request.set("Range", range);
-    }
-    let response = match request.call() {
-        Ok(r) => r,
-        Err(ureq::Error::Status(_, r)) => r,
-        Err(e) => panic!("{url}: {e}"),
-    };
-    let status = response.status();
-    let header = response.header(name).map(str::to_string);
-    let mut body = Vec::new();
-    std::io::Read::read_to_end(&mut response.into_reader(), &mut body).unwrap();
+    let response = ranged_get(&format!("{}{path}", d.ui), range);
     Answer {
-        status,
-        header,
-        body,
+        status: response.status(),
+        header: response.header(name).map(str::to_string),
+        body: body_of(response),
     }
 }
 

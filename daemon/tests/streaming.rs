@@ -13,26 +13,12 @@ struct Answer {
 }
 
 fn read(b: &Daemon, path: &str, range: Option<&str>) -> Answer {
-    let url = format!("{}/api/read?path={path}", b.ui);
-    let mut request = ureq::get(&url);
-    if let Some(range) = range {
-        request = request.set("Range", range);
-    }
-    let response = match request.call() {
-        Ok(r) => r,
-        Err(ureq::Error::Status(_, r)) => r,
-        Err(e) => panic!("{url}: {e}"),
-    };
-    let status = response.status();
-    let content_type = response.header("content-type").unwrap_or("").to_string();
-    let content_range = response.header("content-range").map(str::to_string);
-    let mut body = Vec::new();
-    std::io::Read::read_to_end(&mut response.into_reader(), &mut body).unwrap();
+    let response = ranged_get(&format!("{}/api/read?path={path}", b.ui), range);
     Answer {
-        status,
-        content_type,
-        content_range,
-        body,
+        status: response.status(),
+        content_type: response.header("content-type").unwrap_or("").to_string(),
+        content_range: response.header("content-range").map(str::to_string),
+        body: body_of(response),
     }
 }
 

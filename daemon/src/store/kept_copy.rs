@@ -29,15 +29,6 @@ pub enum UserTable {
 }
 
 impl UserTable {
-    pub const ALL: [UserTable; 7] = [
-        UserTable::SchemaVersion,
-        UserTable::Settings,
-        UserTable::Shares,
-        UserTable::KnownPeers,
-        UserTable::Invites,
-        UserTable::ShareAccess,
-        UserTable::Library,
-    ];
     /// What the kept copy holds: all but the library, which grows with every download;
     /// rewriting it each minute of a busy day would wear an SD card for little.
     pub const KEPT: [UserTable; 6] = [
@@ -48,6 +39,11 @@ impl UserTable {
         UserTable::Invites,
         UserTable::ShareAccess,
     ];
+
+    /// Every table `repair` keeps: the kept copy's and the library.
+    pub fn all() -> impl Iterator<Item = UserTable> {
+        Self::KEPT.into_iter().chain([UserTable::Library])
+    }
 
     pub fn label(self) -> &'static str {
         match self {

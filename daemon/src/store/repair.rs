@@ -62,7 +62,7 @@ pub fn repair(storage_dir: &Path) -> Result<RepairReport, StoreError> {
         let mut unread: Vec<(UserTable, String)> = Vec::new();
         match old.as_ref().map(ReadOnlyDatabase::begin_read) {
             Ok(Ok(read)) => {
-                for table in UserTable::ALL {
+                for table in UserTable::all() {
                     match table.copy(&read, &txn) {
                         Ok(rows) => report.kept.push((table.label(), rows, Source::Damaged)),
                         Err(e) => unread.push((table, e.to_string())),
@@ -76,7 +76,7 @@ pub fn repair(storage_dir: &Path) -> Result<RepairReport, StoreError> {
                     Err(e) => e.to_string(),
                     Ok(Ok(_)) => unreachable!("matched above"),
                 };
-                unread.extend(UserTable::ALL.map(|table| (table, why.clone())));
+                unread.extend(UserTable::all().map(|table| (table, why.clone())));
             }
         }
         let from_copy = kept_copy.as_ref().map(ReadOnlyDatabase::begin_read);
@@ -116,6 +116,17 @@ mod tests {
     use super::*;
     use redb::ReadableTableMetadata;
 
+    /// The store after a repair, holding `filled_store`'s setting and friend.
+    fn reopened_with_settings_and_friend(dir: &Path) -> Store {
+        let store = Store::open(dir, 1 << 20).unwrap();
+        assert_eq!(store.setting("listen").unwrap().as_deref(), Some("x"));
+        assert_eq!(
+            store.known_peer("Friend").unwrap().unwrap().key,
+            Some([3; 32])
+        );
+        store
+    }
+
     #[test]
     fn repair_keeps_settings_and_friends_and_backs_up_the_damaged_file() {
         // Read from the damaged file itself: no kept copy was ever written.
@@ -130,12 +141,7 @@ mod tests {
         let report = repair(dir.path()).unwrap();
         assert!(report.lost.is_empty(), "{:?}", report.lost);
         assert_eq!(std::fs::read(&report.backup).unwrap(), bytes);
-        let store = Store::open(dir.path(), 1 << 20).unwrap();
-        assert_eq!(store.setting("listen").unwrap().as_deref(), Some("x"));
-        assert_eq!(
-            store.known_peer("Friend").unwrap().unwrap().key,
-            Some([3; 32])
-        );
+        let store = reopened_with_settings_and_friend(dir.path());
         let txn = store.db.begin_read().unwrap();
         assert_eq!(
             txn.open_table(INDEX).unwrap().len().unwrap(),
@@ -188,12 +194,7 @@ mod tests {
         assert_eq!(report.lost.len(), 1, "{:?}", report.lost);
         assert_eq!(report.lost[0].0, "downloaded files");
         assert_eq!(std::fs::read(&report.backup).unwrap(), bytes);
-        let store = Store::open(dir.path(), 1 << 20).unwrap();
-        assert_eq!(store.setting("listen").unwrap().as_deref(), Some("x"));
-        assert_eq!(
-            store.known_peer("Friend").unwrap().unwrap().key,
-            Some([3; 32])
-        );
+        reopened_with_settings_and_friend(dir.path());
     }
 
     #[test]

@@ -728,3 +728,23 @@ pub fn befriend(a: &Daemon, b: &Daemon) {
         || (a.connected_to(&bn) && b.connected_to(&an)).then_some(()),
     );
 }
+
+/// A GET as a media player sends it, with a `Range` header if given; an error status is an
+/// answer like any other (10 s at most).
+pub fn ranged_get(url: &str, range: Option<&str>) -> ureq::Response {
+    let mut request = ureq::get(url).timeout(Duration::from_secs(10));
+    if let Some(range) = range {
+        request = request.set("Range", range);
+    }
+    match request.call() {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("{url}: {e}"),
+    }
+}
+
+pub fn body_of(response: ureq::Response) -> Vec<u8> {
+    let mut body = Vec::new();
+    std::io::Read::read_to_end(&mut response.into_reader(), &mut body).unwrap();
+    body
+}

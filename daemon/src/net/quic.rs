@@ -14,6 +14,8 @@ use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 
 use tokio::sync::mpsc;
 
+use harddrive_party_core::transport::{suite_plan, use_bbr, Cipher, Congestion, Suite, SuitePlan};
+
 use crate::identity::{public_key_from_certificate, Identity, PublicKey};
 use crate::net::socket::{ControlDatagram, DemuxSocket};
 use crate::wire::ALPN;
@@ -44,11 +46,37 @@ pub enum QuicError {
     Connect { addr: SocketAddr, reason: String },
 }
 
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+/// ring's provider with only the suites of `plan`, in its order.
+fn provider(plan: SuitePlan) -> Arc<rustls::crypto::CryptoProvider> {
+    use rustls::crypto::ring::cipher_suite as ring_suite;
+    let mut provider = rustls::crypto::ring::default_provider();
+    provider.cipher_suites = plan
+        .order
+        .iter()
+        .map(|suite| match suite {
+            Suite::Aes128Gcm => ring_suite::TLS13_AES_128_GCM_SHA256,
+            Suite::Aes256Gcm => ring_suite::TLS13_AES_256_GCM_SHA384,
+            Suite::Chacha20Poly1305 => ring_suite::TLS13_CHACHA20_POLY1305_SHA256,
+        })
+        .collect();
+    Arc::new(provider)
 }
 
-/// The transport settings a user can change (`--keep-alive-interval`, `--quic-window`).
+/// Whether this CPU has the AES and carry-less multiply instructions ring's AES-GCM uses.
+/// 32-bit ARM and MIPS boards are counted without: few have them, and ChaCha20 is fast
+/// there either way.
+fn aes_hardware() -> bool {
+    #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+    return std::arch::is_x86_feature_detected!("aes")
+        && std::arch::is_x86_feature_detected!("pclmulqdq");
+    #[cfg(target_arch = "aarch64")]
+    return std::arch::is_aarch64_feature_detected!("aes");
+    #[allow(unreachable_code)]
+    false
+}
+
+/// The transport settings a user can change (`--keep-alive-interval`, `--quic-window`,
+/// `--cipher`, `--congestion`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TransportSettings {
     pub keep_alive: Duration,
@@ -56,6 +84,8 @@ pub struct TransportSettings {
     /// make us hold, and caps throughput at window / round-trip time; one stream may use
     /// half of it, so two files can be fetched side by side at full speed.
     pub window: u32,
+    pub cipher: Cipher,
+    pub congestion: Congestion,
 }
 
 /// `mtu_ceiling: None` keeps datagrams at QUIC's 1200-byte floor (the relay path, where a
@@ -85,21 +115,26 @@ fn transport_config(
         mtu.upper_bound(ceiling);
         mtu
     }));
+    if use_bbr(settings.congestion) {
+        t.congestion_controller_factory(Arc::new(quinn::congestion::BbrConfig::default()));
+    }
     Arc::new(t)
 }
 
 fn server_config(
     cert: &CertificateDer<'static>,
     key: &PrivateKeyDer<'static>,
+    suites: SuitePlan,
     transport: Arc<quinn::TransportConfig>,
 ) -> Result<quinn::ServerConfig, QuicError> {
-    let mut tls = rustls::ServerConfig::builder_with_provider(provider())
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider(suites))
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(tls_err)?
         .with_client_cert_verifier(Arc::new(AnyEd25519Client))
         .with_single_cert(vec![cert.clone()], key.clone_key())
         .map_err(tls_err)?;
     tls.alpn_protocols = vec![ALPN.to_vec()];
+    tls.ignore_client_order = suites.server_decides;
     let crypto = QuicServerConfig::try_from(tls).map_err(tls_err)?;
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     server.transport_config(transport);
@@ -228,6 +263,7 @@ pub struct QuicNode {
     socket: Arc<DemuxSocket>,
     transport: Arc<quinn::TransportConfig>,
     settings: TransportSettings,
+    suites: SuitePlan,
     cert: CertificateDer<'static>,
     key: PrivateKeyDer<'static>,
 }
@@ -244,7 +280,15 @@ impl QuicNode {
     ) -> Result<(Self, mpsc::Receiver<ControlDatagram>), QuicError> {
         let (cert, key) = identity.tls_certificate().map_err(tls_err)?;
         let transport = transport_config(settings, Some(MAX_UDP_PAYLOAD));
-        let server = server_config(&cert, &key, transport.clone())?;
+        let aes = aes_hardware();
+        let suites = suite_plan(settings.cipher, aes);
+        tracing::info!(
+            "QUIC: cipher {:?} (AES instructions: {aes}) offers {:?}; congestion control {}",
+            settings.cipher,
+            suites.order,
+            if use_bbr(settings.congestion) { "BBR" } else { "CUBIC" }
+        );
+        let server = server_config(&cert, &key, suites, transport.clone())?;
         let socket = bind_socket(addr).map_err(|source| QuicError::Bind { addr, source })?;
         let (socket, control) = DemuxSocket::wrap(socket, MAX_UDP_PAYLOAD)
             .map_err(|source| QuicError::Bind { addr, source })?;
@@ -261,6 +305,7 @@ impl QuicNode {
                 socket,
                 transport,
                 settings,
+                suites,
                 cert,
                 key,
             },
@@ -273,7 +318,8 @@ impl QuicNode {
         &self,
         socket: Arc<dyn quinn::AsyncUdpSocket>,
     ) -> std::io::Result<quinn::Endpoint> {
-        let server = server_config(&self.cert, &self.key, transport_config(self.settings, None))
+        let transport = transport_config(self.settings, None);
+        let server = server_config(&self.cert, &self.key, self.suites, transport)
             .map_err(std::io::Error::other)?;
         quinn::Endpoint::new_with_abstract_socket(
             endpoint_config(None),
@@ -296,7 +342,7 @@ impl QuicNode {
         expected_key: PublicKey,
         transport: Arc<quinn::TransportConfig>,
     ) -> Result<quinn::ClientConfig, QuicError> {
-        let mut tls = rustls::ClientConfig::builder_with_provider(provider())
+        let mut tls = rustls::ClientConfig::builder_with_provider(provider(self.suites))
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(tls_err)?
             .dangerous()
@@ -406,6 +452,14 @@ fn bind_socket(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
     let _ = socket.set_send_buffer_size(SOCKET_BUFFER_BYTES);
     socket.bind(&addr.into())?;
     Ok(socket.into())
+}
+
+/// The TLS 1.3 cipher suite this connection's handshake chose.
+pub fn cipher_suite(conn: &quinn::Connection) -> Option<rustls::CipherSuite> {
+    conn.handshake_data()?
+        .downcast::<quinn::crypto::rustls::HandshakeData>()
+        .ok()?
+        .negotiated_cipher_suite
 }
 
 /// The peer's key and a fingerprint of the exact certificate it presented on this

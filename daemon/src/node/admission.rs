@@ -164,9 +164,10 @@ impl Node {
             return;
         }
         tracing::info!(
-            "connected to {name} at {} ({})",
+            "connected to {name} at {} ({}, {:?})",
             conn.remote_address(),
-            if outbound { "outbound" } else { "inbound" }
+            if outbound { "outbound" } else { "inbound" },
+            crate::net::quic::cipher_suite(&conn)
         );
         let _ = self.events.send(Event::PeerConnected {
             name: name.clone(),

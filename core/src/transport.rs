@@ -1,6 +1,6 @@
 //! The machine-dependent choices of the QUIC transport: which TLS 1.3 cipher suites a node
 //! offers and in what order, whether its server side follows the client's order, and which
-//! congestion controller it runs. The daemon reads the CPU features; the rules are here.
+//! congestion controller it runs.
 
 use std::str::FromStr;
 
@@ -75,6 +75,19 @@ pub fn suite_plan(choice: Cipher, aes_hardware: bool) -> SuitePlan {
             server_decides: true,
         },
     }
+}
+
+/// Whether this CPU has the AES and carry-less multiply instructions ring's AES-GCM uses
+/// (a question to the CPU, not I/O). 32-bit ARM and MIPS boards count as without: few
+/// have them, and ChaCha20 is fast there either way.
+pub fn aes_instructions() -> bool {
+    #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+    return std::arch::is_x86_feature_detected!("aes")
+        && std::arch::is_x86_feature_detected!("pclmulqdq");
+    #[cfg(target_arch = "aarch64")]
+    return std::arch::is_aarch64_feature_detected!("aes");
+    #[allow(unreachable_code)]
+    false
 }
 
 /// Whether a connection runs BBR rather than CUBIC. Random loss is not congestion, but

@@ -14,7 +14,9 @@ use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 
 use tokio::sync::mpsc;
 
-use harddrive_party_core::transport::{suite_plan, use_bbr, Cipher, Congestion, Suite, SuitePlan};
+use harddrive_party_core::transport::{
+    aes_instructions, suite_plan, use_bbr, Cipher, Congestion, Suite, SuitePlan,
+};
 
 use crate::identity::{public_key_from_certificate, Identity, PublicKey};
 use crate::net::socket::{ControlDatagram, DemuxSocket};
@@ -60,19 +62,6 @@ fn provider(plan: SuitePlan) -> Arc<rustls::crypto::CryptoProvider> {
         })
         .collect();
     Arc::new(provider)
-}
-
-/// Whether this CPU has the AES and carry-less multiply instructions ring's AES-GCM uses.
-/// 32-bit ARM and MIPS boards are counted without: few have them, and ChaCha20 is fast
-/// there either way.
-fn aes_hardware() -> bool {
-    #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
-    return std::arch::is_x86_feature_detected!("aes")
-        && std::arch::is_x86_feature_detected!("pclmulqdq");
-    #[cfg(target_arch = "aarch64")]
-    return std::arch::is_aarch64_feature_detected!("aes");
-    #[allow(unreachable_code)]
-    false
 }
 
 /// The transport settings a user can change (`--keep-alive-interval`, `--quic-window`,
@@ -280,7 +269,7 @@ impl QuicNode {
     ) -> Result<(Self, mpsc::Receiver<ControlDatagram>), QuicError> {
         let (cert, key) = identity.tls_certificate().map_err(tls_err)?;
         let transport = transport_config(settings, Some(MAX_UDP_PAYLOAD));
-        let aes = aes_hardware();
+        let aes = aes_instructions();
         let suites = suite_plan(settings.cipher, aes);
         tracing::info!(
             "QUIC: cipher {:?} (AES instructions: {aes}) offers {:?}; congestion control {}",

@@ -2,6 +2,7 @@
 //! offers and in what order, whether its server side follows the client's order, and which
 //! congestion controller it runs.
 
+use std::net::IpAddr;
 use std::str::FromStr;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -90,17 +91,36 @@ pub fn aes_instructions() -> bool {
     false
 }
 
-/// Whether a connection runs BBR rather than CUBIC. Random loss is not congestion, but
-/// CUBIC takes every lost packet for it and shrinks its window; BBR paces by the measured
-/// bottleneck rate and round trip and shrugs off random loss.
-pub fn use_bbr(choice: Congestion) -> bool {
+/// Whether a connection to a peer runs BBR rather than CUBIC. Random loss is not
+/// congestion, but CUBIC takes every lost packet for it and shrinks its window; BBR paces
+/// at the measured bottleneck rate and round trip and shrugs random loss off. On loopback
+/// and the LAN, where loss is rare and the CPU is the limit, BBR's pacing cost CUBIC's
+/// throughput (BENCHMARKS.md, "Lossy link"), so `auto` keeps CUBIC there.
+pub fn use_bbr(choice: Congestion, local_network: bool) -> bool {
     match choice {
-        Congestion::Auto | Congestion::Bbr => true,
+        Congestion::Auto => !local_network,
+        Congestion::Bbr => true,
         Congestion::Cubic => false,
     }
 }
 
-fn choose<T: Copy>(given: &str, options: &[(&str, T)], choices: &'static str) -> Result<T, ChoiceError> {
+/// Whether `ip` is this machine or on a local network: loopback, RFC 1918, link-local,
+/// IPv6 unique-local. Carrier-grade NAT space (100.64/10) is the internet's.
+pub fn on_local_network(ip: IpAddr) -> bool {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => v4.is_loopback() || v4.is_private() || v4.is_link_local(),
+        IpAddr::V6(v6) => {
+            let first = v6.segments()[0];
+            v6.is_loopback() || (first & 0xfe00) == 0xfc00 || (first & 0xffc0) == 0xfe80
+        }
+    }
+}
+
+fn choose<T: Copy>(
+    given: &str,
+    options: &[(&str, T)],
+    choices: &'static str,
+) -> Result<T, ChoiceError> {
     options
         .iter()
         .find(|(name, _)| name.eq_ignore_ascii_case(given))
@@ -116,7 +136,11 @@ impl FromStr for Cipher {
     fn from_str(s: &str) -> Result<Self, ChoiceError> {
         choose(
             s,
-            &[("auto", Self::Auto), ("aes", Self::Aes), ("chacha", Self::Chacha)],
+            &[
+                ("auto", Self::Auto),
+                ("aes", Self::Aes),
+                ("chacha", Self::Chacha),
+            ],
             "auto, aes, chacha",
         )
     }
@@ -127,7 +151,11 @@ impl FromStr for Congestion {
     fn from_str(s: &str) -> Result<Self, ChoiceError> {
         choose(
             s,
-            &[("auto", Self::Auto), ("cubic", Self::Cubic), ("bbr", Self::Bbr)],
+            &[
+                ("auto", Self::Auto),
+                ("cubic", Self::Cubic),
+                ("bbr", Self::Bbr),
+            ],
             "auto, cubic, bbr",
         )
     }
@@ -202,8 +230,37 @@ mod tests {
     }
 
     #[test]
-    fn explicit_congestion_choices_are_kept() {
-        assert!(use_bbr(Congestion::Bbr));
-        assert!(!use_bbr(Congestion::Cubic));
+    fn auto_congestion_is_cubic_nearby_and_bbr_beyond() {
+        let near = [
+            "127.0.0.1",
+            "10.88.1.2",
+            "192.168.1.20",
+            "172.16.0.1",
+            "169.254.3.4",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:192.168.1.2",
+        ];
+        let far = [
+            "203.0.113.10",
+            "100.64.0.1",
+            "8.8.8.8",
+            "2001:db8::1",
+            "::ffff:203.0.113.1",
+        ];
+        for (addrs, local) in [(near.as_slice(), true), (far.as_slice(), false)] {
+            for a in addrs {
+                let ip: IpAddr = a.parse().unwrap();
+                assert_eq!(on_local_network(ip), local, "{a}");
+                assert_eq!(
+                    use_bbr(Congestion::Auto, on_local_network(ip)),
+                    !local,
+                    "{a}"
+                );
+                assert!(use_bbr(Congestion::Bbr, local));
+                assert!(!use_bbr(Congestion::Cubic, local));
+            }
+        }
     }
 }

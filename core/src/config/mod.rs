@@ -523,9 +523,16 @@ mod tests {
 
     #[test]
     fn transport_choices_are_words_checked_at_load() {
-        let layer = parse(Path::new("c.toml"), "cipher = \"chacha\"\ncongestion = \"cubic\"\n").unwrap();
+        let layer = parse(
+            Path::new("c.toml"),
+            "cipher = \"chacha\"\ncongestion = \"cubic\"\n",
+        )
+        .unwrap();
         let s = layer.settle(defaults());
-        assert_eq!((s.cipher, s.congestion), (Cipher::Chacha, Congestion::Cubic));
+        assert_eq!(
+            (s.cipher, s.congestion),
+            (Cipher::Chacha, Congestion::Cubic)
+        );
         let s = Layer::default().settle(defaults());
         assert_eq!((s.cipher, s.congestion), (Cipher::Auto, Congestion::Auto));
         let err = parse(Path::new("c.toml"), "threads = 1\ncipher = \"des\"\n")

@@ -22,8 +22,8 @@ mod registry_check;
 use crate::config::registry as setting;
 use crate::config::{Defaults, Layer, Settings};
 use crate::transfer::rate::{parse_rate, Rate};
-use harddrive_party_core::transport::{Cipher, Congestion};
 use client::Client;
+use harddrive_party_core::transport::{Cipher, Congestion};
 use output::*;
 
 #[derive(Parser, Debug)]

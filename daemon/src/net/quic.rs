@@ -15,7 +15,7 @@ use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use tokio::sync::mpsc;
 
 use harddrive_party_core::transport::{
-    aes_instructions, suite_plan, use_bbr, Cipher, Congestion, Suite, SuitePlan,
+    aes_instructions, on_local_network, suite_plan, use_bbr, Cipher, Congestion, Suite, SuitePlan,
 };
 
 use crate::identity::{public_key_from_certificate, Identity, PublicKey};
@@ -78,10 +78,12 @@ pub struct TransportSettings {
 }
 
 /// `mtu_ceiling: None` keeps datagrams at QUIC's 1200-byte floor (the relay path, where a
-/// TURN header is added around each one).
+/// TURN header is added around each one). `local_network`: the peer is on loopback or the
+/// LAN (`core::transport::on_local_network`), which picks the congestion controller.
 fn transport_config(
     settings: TransportSettings,
     mtu_ceiling: Option<u16>,
+    local_network: bool,
 ) -> Arc<quinn::TransportConfig> {
     let mut t = quinn::TransportConfig::default();
     let window = quinn::VarInt::from_u32(settings.window);
@@ -104,7 +106,7 @@ fn transport_config(
         mtu.upper_bound(ceiling);
         mtu
     }));
-    if use_bbr(settings.congestion) {
+    if use_bbr(settings.congestion, local_network) {
         t.congestion_controller_factory(Arc::new(quinn::congestion::BbrConfig::default()));
     }
     Arc::new(t)
@@ -250,9 +252,11 @@ impl ClientCertVerifier for AnyEd25519Client {
 pub struct QuicNode {
     pub endpoint: quinn::Endpoint,
     socket: Arc<DemuxSocket>,
-    transport: Arc<quinn::TransportConfig>,
     settings: TransportSettings,
     suites: SuitePlan,
+    /// The server side for peers on loopback or the LAN; the endpoint's default is the
+    /// one for the internet. They differ only in the congestion controller.
+    lan_server: Arc<quinn::ServerConfig>,
     cert: CertificateDer<'static>,
     key: PrivateKeyDer<'static>,
 }
@@ -268,16 +272,22 @@ impl QuicNode {
         settings: TransportSettings,
     ) -> Result<(Self, mpsc::Receiver<ControlDatagram>), QuicError> {
         let (cert, key) = identity.tls_certificate().map_err(tls_err)?;
-        let transport = transport_config(settings, Some(MAX_UDP_PAYLOAD));
         let aes = aes_instructions();
         let suites = suite_plan(settings.cipher, aes);
         tracing::info!(
-            "QUIC: cipher {:?} (AES instructions: {aes}) offers {:?}; congestion control {}",
+            "QUIC: cipher {:?} (AES instructions: {aes}) offers {:?}; congestion {:?}: {} on the LAN, {} beyond",
             settings.cipher,
             suites.order,
-            if use_bbr(settings.congestion) { "BBR" } else { "CUBIC" }
+            settings.congestion,
+            controller(settings.congestion, true),
+            controller(settings.congestion, false)
         );
-        let server = server_config(&cert, &key, suites, transport.clone())?;
+        let server = |local| {
+            let transport = transport_config(settings, Some(MAX_UDP_PAYLOAD), local);
+            server_config(&cert, &key, suites, transport)
+        };
+        let lan_server = Arc::new(server(true)?);
+        let server = server(false)?;
         let socket = bind_socket(addr).map_err(|source| QuicError::Bind { addr, source })?;
         let (socket, control) = DemuxSocket::wrap(socket, MAX_UDP_PAYLOAD)
             .map_err(|source| QuicError::Bind { addr, source })?;
@@ -292,9 +302,9 @@ impl QuicNode {
             Self {
                 endpoint,
                 socket,
-                transport,
                 settings,
                 suites,
+                lan_server,
                 cert,
                 key,
             },
@@ -307,7 +317,7 @@ impl QuicNode {
         &self,
         socket: Arc<dyn quinn::AsyncUdpSocket>,
     ) -> std::io::Result<quinn::Endpoint> {
-        let transport = transport_config(self.settings, None);
+        let transport = transport_config(self.settings, None, false);
         let server = server_config(&self.cert, &self.key, self.suites, transport)
             .map_err(std::io::Error::other)?;
         quinn::Endpoint::new_with_abstract_socket(
@@ -316,6 +326,19 @@ impl QuicNode {
             socket,
             Arc::new(quinn::TokioRuntime),
         )
+    }
+
+    /// Accepts an inbound connection on the main endpoint with the congestion controller
+    /// its address calls for.
+    pub fn accept(
+        &self,
+        incoming: quinn::Incoming,
+    ) -> Result<quinn::Connecting, quinn::ConnectionError> {
+        if on_local_network(incoming.remote_address().ip()) {
+            incoming.accept_with(self.lan_server.clone())
+        } else {
+            incoming.accept()
+        }
     }
 
     pub fn socket(&self) -> Arc<DemuxSocket> {
@@ -351,7 +374,9 @@ impl QuicNode {
         addr: SocketAddr,
         expected_key: PublicKey,
     ) -> Result<quinn::Connection, QuicError> {
-        let config = self.client_config(expected_key, self.transport.clone())?;
+        let local = on_local_network(addr.ip());
+        let transport = transport_config(self.settings, Some(MAX_UDP_PAYLOAD), local);
+        let config = self.client_config(expected_key, transport)?;
         dial(&self.endpoint, config, addr).await
     }
 
@@ -362,7 +387,7 @@ impl QuicNode {
         addr: SocketAddr,
         expected_key: PublicKey,
     ) -> Result<quinn::Connection, QuicError> {
-        let transport = transport_config(self.settings, None);
+        let transport = transport_config(self.settings, None, on_local_network(addr.ip()));
         dial(endpoint, self.client_config(expected_key, transport)?, addr).await
     }
 
@@ -387,7 +412,8 @@ impl QuicNode {
         })?;
         // A plain quinn socket does not split GSO batches larger than one UDP datagram
         // (`DemuxSocket` does), so datagrams stay at quinn's usual ceiling here.
-        let transport = transport_config(self.settings, Some(PLAIN_SOCKET_MTU_CEILING));
+        let local = on_local_network(addr.ip());
+        let transport = transport_config(self.settings, Some(PLAIN_SOCKET_MTU_CEILING), local);
         dial(
             &endpoint,
             self.client_config(expected_key, transport)?,
@@ -441,6 +467,14 @@ fn bind_socket(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
     let _ = socket.set_send_buffer_size(SOCKET_BUFFER_BYTES);
     socket.bind(&addr.into())?;
     Ok(socket.into())
+}
+
+fn controller(choice: Congestion, local_network: bool) -> &'static str {
+    if use_bbr(choice, local_network) {
+        "BBR"
+    } else {
+        "CUBIC"
+    }
 }
 
 /// The TLS 1.3 cipher suite this connection's handshake chose.

@@ -22,7 +22,10 @@ fn main() {
     let suites = [
         ("AES-128-GCM", cipher_suite::TLS13_AES_128_GCM_SHA256),
         ("AES-256-GCM", cipher_suite::TLS13_AES_256_GCM_SHA384),
-        ("ChaCha20-Poly1305", cipher_suite::TLS13_CHACHA20_POLY1305_SHA256),
+        (
+            "ChaCha20-Poly1305",
+            cipher_suite::TLS13_CHACHA20_POLY1305_SHA256,
+        ),
     ];
     println!("aes-instructions {}", transport::aes_instructions());
     for (name, suite) in suites {

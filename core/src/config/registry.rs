@@ -360,7 +360,7 @@ pub const CONGESTION: Setting = Setting {
     flag: "congestion",
     env: "HDP_CONGESTION",
     uci: Some("congestion"),
-    help: "Congestion control of peer connections: auto, cubic or bbr [default: auto]",
+    help: "Congestion control of peer connections: auto (CUBIC on the LAN, BBR beyond: lossy links), cubic or bbr [default: auto]",
     ..UNSET
 };
 pub const ALLOWED_HOSTS: Setting = Setting {

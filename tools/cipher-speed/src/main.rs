@@ -8,8 +8,8 @@ use std::time::Instant;
 
 use harddrive_party_core::transport;
 use rustls::crypto::ring::cipher_suite;
-use rustls::quic::{Side, Version};
-use rustls::SupportedCipherSuite;
+use rustls::quic::Version;
+use rustls::{Side, SupportedCipherSuite};
 
 /// A packet's AEAD tag (16 bytes for all three suites).
 const TAG: usize = 16;

@@ -9,7 +9,7 @@ use std::time::Instant;
 use harddrive_party_core::transport;
 use rustls::crypto::ring::cipher_suite;
 use rustls::quic::Version;
-use rustls::{Side, SupportedCipherSuite};
+use rustls::Side;
 
 /// A packet's AEAD tag (16 bytes for all three suites).
 const TAG: usize = 16;
@@ -29,10 +29,7 @@ fn main() {
     ];
     println!("aes-instructions {}", transport::aes_instructions());
     for (name, suite) in suites {
-        let SupportedCipherSuite::Tls13(tls13) = suite else {
-            continue;
-        };
-        let Some(quic) = tls13.quic_suite() else {
+        let Some(quic) = suite.tls13().and_then(|tls13| tls13.quic_suite()) else {
             continue;
         };
         let sender = quic.keys(b"cipher-speed", Side::Client, Version::V1);

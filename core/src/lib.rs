@@ -21,6 +21,7 @@ pub mod portmap;
 pub mod punch;
 pub mod rate;
 pub mod stun;
+pub mod transport;
 pub mod turn;
 pub mod watch;
 pub mod wire;

@@ -6,7 +6,7 @@
 //! Usage:
 //! - `ceiling quic BYTES [WINDOW]`: two endpoints in this process, built by the daemon's own
 //!   `QuicNode` (the same TLS, cipher suites, congestion controller, MTU probing and windows,
-//!   WINDOW defaulting to `--quic-window`'s default), one sending BYTES on one stream and the
+//!   all at their defaults, WINDOW too unless given), one sending BYTES on one stream and the
 //!   other reading and discarding them;
 //! - `ceiling tcp BYTES`: the same over a loopback TCP connection, in 1 MiB writes.
 //!
@@ -42,6 +42,9 @@ async fn quic(bytes: u64, window: u32) -> anyhow::Result<()> {
     let settings = TransportSettings {
         keep_alive: Duration::from_secs(KEEP_ALIVE_INTERVAL.range.map_or(10, |r| r.default)),
         window,
+        // The defaults, as a daemon started without --cipher or --congestion runs them.
+        cipher: Default::default(),
+        congestion: Default::default(),
     };
     let loopback = "127.0.0.1:0".parse().expect("literal");
     let (sender_id, receiver_id) = (fresh_identity()?, fresh_identity()?);

@@ -51,6 +51,8 @@ async fn knock(target: &AnnounceAddress, me: &Identity) -> Knock {
     let settings = TransportSettings {
         keep_alive: Duration::from_secs(10),
         window: 1 << 20,
+        cipher: Default::default(),
+        congestion: Default::default(),
     };
     let Ok((node, _control)) = QuicNode::bind("0.0.0.0:0".parse().expect("literal"), me, settings)
     else {

@@ -36,6 +36,8 @@ async fn knock(target: &AnnounceAddress, i: u32) -> bool {
         TransportSettings {
             keep_alive: Duration::from_secs(10),
             window: 1 << 20,
+            cipher: Default::default(),
+            congestion: Default::default(),
         },
     )
     .unwrap();

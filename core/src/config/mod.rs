@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::rate::{Limits, Rate, RateValue};
+use crate::transport::{ChoiceError, Cipher, Congestion};
 
 pub mod registry;
 
@@ -101,6 +102,12 @@ pub struct Layer {
     /// Bytes in flight per peer connection ("16MB", or bytes); bounded to 256 KiB – 256 MiB.
     #[serde(default, deserialize_with = "rate_setting")]
     pub quic_window: Option<u64>,
+    /// "auto", "aes" or "chacha" (`transport::suite_plan`).
+    #[serde(default, deserialize_with = "choice_setting")]
+    pub cipher: Option<Cipher>,
+    /// "auto", "cubic" or "bbr" (`transport::use_bbr`).
+    #[serde(default, deserialize_with = "choice_setting")]
+    pub congestion: Option<Congestion>,
     /// Host names the web UI may be reached by, beyond IP addresses, `localhost` and this
     /// machine's hostname (the DNS-rebinding check).
     pub allowed_hosts: Option<Vec<String>>,
@@ -116,6 +123,16 @@ fn rate_setting<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Rate>, 
         .bytes()
         .map(Some)
         .map_err(serde::de::Error::custom)
+}
+
+/// A word the type's `FromStr` knows, so the file and the command line accept the same.
+fn choice_setting<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: std::str::FromStr<Err = ChoiceError>,
+{
+    let word = String::deserialize(d)?;
+    word.parse().map(Some).map_err(serde::de::Error::custom)
 }
 
 /// Settings with every layer applied and defaults filled in.
@@ -152,6 +169,8 @@ pub struct Settings {
     pub min_free_space: u64,
     pub db_cache: usize,
     pub quic_window: u32,
+    pub cipher: Cipher,
+    pub congestion: Congestion,
     pub allowed_hosts: Vec<String>,
     /// Both off by default: only the user makes friends.
     pub trust: crate::peer_policy::TrustSettings,
@@ -250,6 +269,8 @@ impl Layer {
             min_free_space: self.min_free_space.or(lower.min_free_space),
             db_cache: self.db_cache.or(lower.db_cache),
             quic_window: self.quic_window.or(lower.quic_window),
+            cipher: self.cipher.or(lower.cipher),
+            congestion: self.congestion.or(lower.congestion),
             allowed_hosts: self.allowed_hosts.or(lower.allowed_hosts),
             trust_introduced: self.trust_introduced.or(lower.trust_introduced),
             lan_trust: self.lan_trust.or(lower.lan_trust),
@@ -314,6 +335,8 @@ impl Layer {
             db_cache: bounds!(DB_CACHE).settle(self.db_cache) as usize,
             // Within u32: the range ends at 256 MiB.
             quic_window: bounds!(QUIC_WINDOW).settle(self.quic_window) as u32,
+            cipher: self.cipher.unwrap_or_default(),
+            congestion: self.congestion.unwrap_or_default(),
             // Gentle enough for a NAS disk that is also serving, quick on a fast one.
             background_hash_rate: bounds!(BACKGROUND_HASH_RATE).settle(self.background_hash_rate),
             limits: LimitOverrides {
@@ -504,6 +527,27 @@ mod tests {
                 ..saved
             }
         );
+    }
+
+    #[test]
+    fn transport_choices_are_words_checked_at_load() {
+        let layer = parse(
+            Path::new("c.toml"),
+            "cipher = \"chacha\"\ncongestion = \"cubic\"\n",
+        )
+        .unwrap();
+        let s = layer.settle(defaults());
+        assert_eq!(
+            (s.cipher, s.congestion),
+            (Cipher::Chacha, Congestion::Cubic)
+        );
+        let s = Layer::default().settle(defaults());
+        assert_eq!((s.cipher, s.congestion), (Cipher::Auto, Congestion::Auto));
+        let err = parse(Path::new("c.toml"), "threads = 1\ncipher = \"des\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("c.toml:2:"), "{err}");
+        assert!(err.contains("auto, aes, chacha"), "{err}");
     }
 
     #[test]

@@ -357,6 +357,22 @@ pub const QUIC_WINDOW: Setting = Setting {
     help: "Bytes in flight per peer connection, e.g. 4MB; 256KiB to 256MiB; lower saves memory on small boards, higher helps long fast links [default: 16MiB]",
     ..UNSET
 };
+pub const CIPHER: Setting = Setting {
+    key: "cipher",
+    flag: "cipher",
+    env: "HDP_CIPHER",
+    uci: Some("cipher"),
+    help: "QUIC encryption: auto (ChaCha20 when either end lacks AES instructions, else AES-GCM), aes or chacha [default: auto]",
+    ..UNSET
+};
+pub const CONGESTION: Setting = Setting {
+    key: "congestion",
+    flag: "congestion",
+    env: "HDP_CONGESTION",
+    uci: Some("congestion"),
+    help: "Congestion control of peer connections: auto (CUBIC on the LAN, BBR beyond: lossy links), cubic or bbr [default: auto]",
+    ..UNSET
+};
 pub const ALLOWED_HOSTS: Setting = Setting {
     key: "allowed_hosts",
     flag: "allowed-host",
@@ -383,7 +399,7 @@ pub const LAN_TRUST: Setting = Setting {
 };
 
 /// Every setting, in the order of `start --help`.
-pub const ALL: [&Setting; 36] = [
+pub const ALL: [&Setting; 38] = [
     &STORAGE,
     &UI_ADDRESS,
     &SHARE_DIRS,
@@ -418,6 +434,8 @@ pub const ALL: [&Setting; 36] = [
     &MIN_FREE_SPACE,
     &DB_CACHE,
     &QUIC_WINDOW,
+    &CIPHER,
+    &CONGESTION,
     &BACKGROUND_HASH_RATE,
     &ALLOWED_HOSTS,
 ];
@@ -475,7 +493,7 @@ mod tests {
     #[test]
     fn every_layer_field_is_declared_once_and_nothing_else() {
         let fields: HashSet<&str> = struct_fields::<Layer>().iter().copied().collect();
-        assert_eq!(fields.len(), 36, "Layer has {} fields", fields.len());
+        assert_eq!(fields.len(), 38, "Layer has {} fields", fields.len());
         let keys: HashSet<&str> = ALL.iter().map(|s| s.key).collect();
         assert_eq!(keys.len(), ALL.len(), "a key declared twice");
         assert_eq!(keys, fields);

@@ -23,6 +23,7 @@ use crate::config::registry as setting;
 use crate::config::{Defaults, Layer, Settings};
 use crate::transfer::rate::{parse_rate, Rate};
 use client::Client;
+use harddrive_party_core::transport::{Cipher, Congestion};
 use output::*;
 
 #[derive(Parser, Debug)]
@@ -220,6 +221,10 @@ pub struct StartArgs {
     pub db_cache: Option<u64>,
     #[arg(long = setting::QUIC_WINDOW.flag, env = setting::QUIC_WINDOW.env, help = setting::QUIC_WINDOW.help, value_parser = parse_rate)]
     pub quic_window: Option<u64>,
+    #[arg(long = setting::CIPHER.flag, env = setting::CIPHER.env, help = setting::CIPHER.help)]
+    pub cipher: Option<Cipher>,
+    #[arg(long = setting::CONGESTION.flag, env = setting::CONGESTION.env, help = setting::CONGESTION.help)]
+    pub congestion: Option<Congestion>,
     #[arg(long = setting::BACKGROUND_HASH_RATE.flag, env = setting::BACKGROUND_HASH_RATE.env, help = setting::BACKGROUND_HASH_RATE.help, value_parser = parse_rate)]
     pub background_hash_rate: Option<Rate>,
     #[arg(long = setting::ALLOWED_HOSTS.flag, env = setting::ALLOWED_HOSTS.env, help = setting::ALLOWED_HOSTS.help, value_delimiter = ',')]
@@ -271,6 +276,8 @@ impl Cli {
             min_free_space: args.min_free_space,
             db_cache: args.db_cache,
             quic_window: args.quic_window,
+            cipher: args.cipher,
+            congestion: args.congestion,
             allowed_hosts: (!args.allowed_hosts.is_empty()).then(|| args.allowed_hosts.clone()),
             ..base
         }

@@ -14,6 +14,10 @@ use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 
 use tokio::sync::mpsc;
 
+use harddrive_party_core::transport::{
+    aes_instructions, on_local_network, suite_plan, use_bbr, Cipher, Congestion, Suite, SuitePlan,
+};
+
 use crate::identity::{public_key_from_certificate, Identity, PublicKey};
 use crate::net::socket::{ControlDatagram, DemuxSocket};
 use crate::wire::ALPN;
@@ -44,11 +48,24 @@ pub enum QuicError {
     Connect { addr: SocketAddr, reason: String },
 }
 
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+/// ring's provider with only the suites of `plan`, in its order.
+fn provider(plan: SuitePlan) -> Arc<rustls::crypto::CryptoProvider> {
+    use rustls::crypto::ring::cipher_suite as ring_suite;
+    let mut provider = rustls::crypto::ring::default_provider();
+    provider.cipher_suites = plan
+        .order
+        .iter()
+        .map(|suite| match suite {
+            Suite::Aes128Gcm => ring_suite::TLS13_AES_128_GCM_SHA256,
+            Suite::Aes256Gcm => ring_suite::TLS13_AES_256_GCM_SHA384,
+            Suite::Chacha20Poly1305 => ring_suite::TLS13_CHACHA20_POLY1305_SHA256,
+        })
+        .collect();
+    Arc::new(provider)
 }
 
-/// The transport settings a user can change (`--keep-alive-interval`, `--quic-window`).
+/// The transport settings a user can change (`--keep-alive-interval`, `--quic-window`,
+/// `--cipher`, `--congestion`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TransportSettings {
     pub keep_alive: Duration,
@@ -56,13 +73,17 @@ pub struct TransportSettings {
     /// make us hold, and caps throughput at window / round-trip time; one stream may use
     /// half of it, so two files can be fetched side by side at full speed.
     pub window: u32,
+    pub cipher: Cipher,
+    pub congestion: Congestion,
 }
 
 /// `mtu_ceiling: None` keeps datagrams at QUIC's 1200-byte floor (the relay path, where a
-/// TURN header is added around each one).
+/// TURN header is added around each one). `local_network`: the peer is on loopback or the
+/// LAN (`core::transport::on_local_network`), which picks the congestion controller.
 fn transport_config(
     settings: TransportSettings,
     mtu_ceiling: Option<u16>,
+    local_network: bool,
 ) -> Arc<quinn::TransportConfig> {
     let mut t = quinn::TransportConfig::default();
     let window = quinn::VarInt::from_u32(settings.window);
@@ -85,21 +106,26 @@ fn transport_config(
         mtu.upper_bound(ceiling);
         mtu
     }));
+    if use_bbr(settings.congestion, local_network) {
+        t.congestion_controller_factory(Arc::new(quinn::congestion::BbrConfig::default()));
+    }
     Arc::new(t)
 }
 
 fn server_config(
     cert: &CertificateDer<'static>,
     key: &PrivateKeyDer<'static>,
+    suites: SuitePlan,
     transport: Arc<quinn::TransportConfig>,
 ) -> Result<quinn::ServerConfig, QuicError> {
-    let mut tls = rustls::ServerConfig::builder_with_provider(provider())
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider(suites))
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(tls_err)?
         .with_client_cert_verifier(Arc::new(AnyEd25519Client))
         .with_single_cert(vec![cert.clone()], key.clone_key())
         .map_err(tls_err)?;
     tls.alpn_protocols = vec![ALPN.to_vec()];
+    tls.ignore_client_order = suites.server_decides;
     let crypto = QuicServerConfig::try_from(tls).map_err(tls_err)?;
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     server.transport_config(transport);
@@ -226,8 +252,11 @@ impl ClientCertVerifier for AnyEd25519Client {
 pub struct QuicNode {
     pub endpoint: quinn::Endpoint,
     socket: Arc<DemuxSocket>,
-    transport: Arc<quinn::TransportConfig>,
     settings: TransportSettings,
+    suites: SuitePlan,
+    /// The server side for peers on loopback or the LAN; the endpoint's default is the
+    /// one for the internet. They differ only in the congestion controller.
+    lan_server: Arc<quinn::ServerConfig>,
     cert: CertificateDer<'static>,
     key: PrivateKeyDer<'static>,
 }
@@ -243,8 +272,22 @@ impl QuicNode {
         settings: TransportSettings,
     ) -> Result<(Self, mpsc::Receiver<ControlDatagram>), QuicError> {
         let (cert, key) = identity.tls_certificate().map_err(tls_err)?;
-        let transport = transport_config(settings, Some(MAX_UDP_PAYLOAD));
-        let server = server_config(&cert, &key, transport.clone())?;
+        let aes = aes_instructions();
+        let suites = suite_plan(settings.cipher, aes);
+        tracing::info!(
+            "QUIC: cipher {:?} (AES instructions: {aes}) offers {:?}; congestion {:?}: {} on the LAN, {} beyond",
+            settings.cipher,
+            suites.order,
+            settings.congestion,
+            controller(settings.congestion, true),
+            controller(settings.congestion, false)
+        );
+        let server = |local| {
+            let transport = transport_config(settings, Some(MAX_UDP_PAYLOAD), local);
+            server_config(&cert, &key, suites, transport)
+        };
+        let lan_server = Arc::new(server(true)?);
+        let server = server(false)?;
         let socket = bind_socket(addr).map_err(|source| QuicError::Bind { addr, source })?;
         let (socket, control) = DemuxSocket::wrap(socket, MAX_UDP_PAYLOAD)
             .map_err(|source| QuicError::Bind { addr, source })?;
@@ -259,8 +302,9 @@ impl QuicNode {
             Self {
                 endpoint,
                 socket,
-                transport,
                 settings,
+                suites,
+                lan_server,
                 cert,
                 key,
             },
@@ -273,7 +317,8 @@ impl QuicNode {
         &self,
         socket: Arc<dyn quinn::AsyncUdpSocket>,
     ) -> std::io::Result<quinn::Endpoint> {
-        let server = server_config(&self.cert, &self.key, transport_config(self.settings, None))
+        let transport = transport_config(self.settings, None, false);
+        let server = server_config(&self.cert, &self.key, self.suites, transport)
             .map_err(std::io::Error::other)?;
         quinn::Endpoint::new_with_abstract_socket(
             endpoint_config(None),
@@ -281,6 +326,19 @@ impl QuicNode {
             socket,
             Arc::new(quinn::TokioRuntime),
         )
+    }
+
+    /// Accepts an inbound connection on the main endpoint with the congestion controller
+    /// its address calls for.
+    pub fn accept(
+        &self,
+        incoming: quinn::Incoming,
+    ) -> Result<quinn::Connecting, quinn::ConnectionError> {
+        if on_local_network(incoming.remote_address().ip()) {
+            incoming.accept_with(self.lan_server.clone())
+        } else {
+            incoming.accept()
+        }
     }
 
     pub fn socket(&self) -> Arc<DemuxSocket> {
@@ -296,7 +354,7 @@ impl QuicNode {
         expected_key: PublicKey,
         transport: Arc<quinn::TransportConfig>,
     ) -> Result<quinn::ClientConfig, QuicError> {
-        let mut tls = rustls::ClientConfig::builder_with_provider(provider())
+        let mut tls = rustls::ClientConfig::builder_with_provider(provider(self.suites))
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(tls_err)?
             .dangerous()
@@ -316,7 +374,9 @@ impl QuicNode {
         addr: SocketAddr,
         expected_key: PublicKey,
     ) -> Result<quinn::Connection, QuicError> {
-        let config = self.client_config(expected_key, self.transport.clone())?;
+        let local = on_local_network(addr.ip());
+        let transport = transport_config(self.settings, Some(MAX_UDP_PAYLOAD), local);
+        let config = self.client_config(expected_key, transport)?;
         dial(&self.endpoint, config, addr).await
     }
 
@@ -327,7 +387,7 @@ impl QuicNode {
         addr: SocketAddr,
         expected_key: PublicKey,
     ) -> Result<quinn::Connection, QuicError> {
-        let transport = transport_config(self.settings, None);
+        let transport = transport_config(self.settings, None, on_local_network(addr.ip()));
         dial(endpoint, self.client_config(expected_key, transport)?, addr).await
     }
 
@@ -352,7 +412,8 @@ impl QuicNode {
         })?;
         // A plain quinn socket does not split GSO batches larger than one UDP datagram
         // (`DemuxSocket` does), so datagrams stay at quinn's usual ceiling here.
-        let transport = transport_config(self.settings, Some(PLAIN_SOCKET_MTU_CEILING));
+        let local = on_local_network(addr.ip());
+        let transport = transport_config(self.settings, Some(PLAIN_SOCKET_MTU_CEILING), local);
         dial(
             &endpoint,
             self.client_config(expected_key, transport)?,
@@ -406,6 +467,22 @@ fn bind_socket(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
     let _ = socket.set_send_buffer_size(SOCKET_BUFFER_BYTES);
     socket.bind(&addr.into())?;
     Ok(socket.into())
+}
+
+fn controller(choice: Congestion, local_network: bool) -> &'static str {
+    if use_bbr(choice, local_network) {
+        "BBR"
+    } else {
+        "CUBIC"
+    }
+}
+
+/// The TLS 1.3 cipher suite this connection's handshake chose.
+pub fn cipher_suite(conn: &quinn::Connection) -> Option<rustls::CipherSuite> {
+    conn.handshake_data()?
+        .downcast::<quinn::crypto::rustls::HandshakeData>()
+        .ok()?
+        .negotiated_cipher_suite
 }
 
 /// The peer's key and a fingerprint of the exact certificate it presented on this

@@ -9,12 +9,16 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use harddrive_party_core::transport::{Cipher, Congestion};
+
 use super::quic::{QuicNode, TransportSettings};
 use crate::identity::Identity;
 
 const SETTINGS: TransportSettings = TransportSettings {
     keep_alive: Duration::from_secs(10),
     window: 8 * 1024 * 1024,
+    cipher: Cipher::Auto,
+    congestion: Congestion::Auto,
 };
 /// Far below the 60 s idle timeout, far above a loopback round trip.
 const NOTICE_WITHIN: Duration = Duration::from_secs(3);

@@ -38,10 +38,14 @@ impl Node {
     pub(super) async fn accept_loop(self: Arc<Self>) {
         while let Some(incoming) = self.reach.quic.endpoint.accept().await {
             let node = self.clone();
+            let connecting = self.reach.quic.accept(incoming);
             tokio::spawn(async move {
-                match incoming.await {
-                    Ok(conn) => node.on_connection(conn, false, false),
-                    Err(e) => tracing::debug!("inbound handshake failed: {e}"),
+                match connecting {
+                    Ok(connecting) => match connecting.await {
+                        Ok(conn) => node.on_connection(conn, false, false),
+                        Err(e) => tracing::debug!("inbound handshake failed: {e}"),
+                    },
+                    Err(e) => tracing::debug!("inbound connection refused: {e}"),
                 }
             });
         }
@@ -211,9 +215,10 @@ impl Node {
             return;
         }
         tracing::info!(
-            "connected to {name} at {} ({})",
+            "connected to {name} at {} ({}, {:?})",
             conn.remote_address(),
-            if outbound { "outbound" } else { "inbound" }
+            if outbound { "outbound" } else { "inbound" },
+            crate::net::quic::cipher_suite(&conn)
         );
         let _ = self.events.send(Event::PeerConnected {
             name: name.clone(),

@@ -239,6 +239,8 @@ fn bind_peer_socket(
     let transport = TransportSettings {
         keep_alive: config.keep_alive_interval,
         window: config.quic_window,
+        cipher: config.cipher,
+        congestion: config.congestion,
     };
     let (quic, control) = match remembered.filter(|r| wanted.port() == 0 && r.ip() == wanted.ip()) {
         Some(previous) => QuicNode::bind(previous, identity, transport)

@@ -20,6 +20,8 @@ pub fn raw_node_with_window(seed: u8, window: u32) -> harddrive_party::net::quic
         harddrive_party::net::quic::TransportSettings {
             keep_alive: Duration::from_secs(10),
             window,
+            cipher: Default::default(),
+            congestion: Default::default(),
         },
     )
     .unwrap()

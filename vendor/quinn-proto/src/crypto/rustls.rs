@@ -67,6 +67,7 @@ impl crypto::Session for TlsSession {
                 Connection::Client(_) => None,
                 Connection::Server(ref session) => session.server_name().map(|x| x.into()),
             },
+            negotiated_cipher_suite: self.inner.negotiated_cipher_suite().map(|s| s.suite()),
             #[cfg(feature = "__rustls-post-quantum-test")]
             negotiated_key_exchange_group: self
                 .inner
@@ -268,6 +269,8 @@ pub struct HandshakeData {
     /// The key exchange group negotiated with the peer
     #[cfg(feature = "__rustls-post-quantum-test")]
     pub negotiated_key_exchange_group: NamedGroup,
+    /// The TLS 1.3 cipher suite the handshake chose
+    pub negotiated_cipher_suite: Option<CipherSuite>,
 }
 
 /// A QUIC-compatible TLS client configuration

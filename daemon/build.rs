@@ -14,12 +14,17 @@ fn main() {
     let manifest_dir =
         std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
     let source = Path::new(&manifest_dir).join("../webui-dist");
+    // The router builds leave the vendored QR decoder out (the `router-size` feature).
+    let skip_vendor = std::env::var_os("CARGO_FEATURE_ROUTER_SIZE").is_some();
     println!("cargo:rerun-if-changed={}", source.display());
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR")).join("webui");
     if out.exists() {
         fs::remove_dir_all(&out).expect("clear the previous gzipped UI");
     }
     gzip_tree(&source, &out);
+    if skip_vendor {
+        fs::remove_dir_all(out.join("vendor")).expect("leave the vendored code out");
+    }
 }
 
 fn gzip_tree(from: &Path, to: &Path) {

@@ -15,7 +15,8 @@ function loadJsQr() {
       const script = document.createElement('script');
       script.src = JSQR_URL;
       script.onload = () => (typeof window.jsQR === 'function' ? resolve(window.jsQR) : reject(new Error('the QR decoder did not load')));
-      script.onerror = () => { jsQrLoading = null; reject(new Error('the QR decoder could not be loaded')); };
+      // Router builds carry no decoder of their own (to fit their flash): say what works.
+      script.onerror = () => { jsQrLoading = null; reject(new Error('This browser cannot read QR codes here: paste the code instead (your phone\'s camera app can read the QR and copy its text).')); };
       document.head.append(script);
     });
   }

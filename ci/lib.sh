@@ -55,11 +55,16 @@ retry() {
 }
 
 # A loopback port that no TCP or UDP socket uses now (racy by nature: callers check that
-# what they start came up). Bounded: gives up after 200 tries.
+# what they start came up). It is drawn from below the kernel's ephemeral range, so an
+# outgoing connection cannot take it between this check and the bind (CI once saw that
+# happen: "Address in use" on a port picked as free seconds before). Bounded: gives up
+# after 200 tries.
 free_port() {
-  local port hex i
+  local port hex i ephemeral_low
+  ephemeral_low=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null) || true
+  [[ "$ephemeral_low" =~ ^[0-9]+$ ]] && [ "$ephemeral_low" -gt 12000 ] || ephemeral_low=32768
   for ((i = 0; i < 200; i++)); do
-    port=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
+    port=$((10000 + (RANDOM * 32768 + RANDOM) % (ephemeral_low - 10000)))
     hex=$(printf ':%04X ' "$port")
     if ! cat /proc/net/tcp /proc/net/tcp6 /proc/net/udp /proc/net/udp6 2>/dev/null | grep -q "$hex"; then
       echo "$port"

@@ -1,35 +1,28 @@
 //! The download side: a persisted wishlist of requests (files or whole directories),
-//! expanded into per-file records and scheduled under total and per-peer limits. The
-//! decisions are pure (`queue`, `outcome`); each file is fetched by `fetch`.
+//! expanded into per-file records, and the queue's controls (add, pause, resume, cancel,
+//! reorder, views). `scheduler` decides what runs; each file is fetched by `fetch`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{broadcast, Notify};
 
-use super::job::{FileProgress, InFlight, Job, Presence};
-use super::outcome::{self, Outcome, RetryPolicy};
+use super::job::{Job, Presence};
+use super::outcome::RetryPolicy;
 use super::partials::{Offered, Partials};
 use super::plan;
-use super::queue::{self, queue_order, Next, PendingScan, Slots};
+use super::queue::{self, queue_order};
 use super::rate::RateLimiter;
 use super::TransferView;
 use crate::content::Hash;
-use crate::events::{Event, EventSender};
-use crate::net::peers::{PeerConnection, PeerTable};
-use crate::net::rpc::{self, RpcError};
+use crate::events::EventSender;
+use crate::net::peers::PeerTable;
 use crate::shares::Shares;
 use crate::store::{DownloadRecord, DownloadState, FileRecord, FileState, Store, StoreError};
-use crate::wire::WireError;
 
 pub use super::disk::free_space;
-
-const EXPAND_RETRY: Duration = Duration::from_secs(10);
-/// With nothing in flight and nothing held, the queue still looks again this often, in
-/// case a change went unsignalled.
-const IDLE_SAFETY_NET: Duration = Duration::from_secs(60);
 
 /// How downloads start out: where they go, how many at once, how failures are retried.
 pub struct DownloadSettings {
@@ -53,14 +46,17 @@ pub enum DownloadError {
     Store(#[from] StoreError),
 }
 
-fn unix_now() -> u64 {
+pub(super) fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
 }
 
 /// Every file record of download `id`, in path order.
-fn stored_files(store: &Store, id: u64) -> Result<Vec<(String, FileRecord)>, StoreError> {
+pub(super) fn stored_files(
+    store: &Store,
+    id: u64,
+) -> Result<Vec<(String, FileRecord)>, StoreError> {
     let mut files = Vec::new();
     store.visit_download_files(id, None, |path, file| {
         files.push((path.to_string(), file));
@@ -72,13 +68,13 @@ fn stored_files(store: &Store, id: u64) -> Result<Vec<(String, FileRecord)>, Sto
 pub struct Downloads {
     pub(super) store: Arc<Store>,
     pub(super) peers: Arc<PeerTable>,
-    events: EventSender,
+    pub(super) events: EventSender,
     /// Changeable live: files whose fetch starts after a change go to the new directory.
     download_dir: Mutex<PathBuf>,
     pub(super) limits: DownloadLimits,
     pub(super) rate: Arc<RateLimiter>,
     jobs: Mutex<BTreeMap<u64, Job>>,
-    wake: Notify,
+    pub(super) wake: Notify,
     /// Files being fetched, whose verified pieces other peers may read.
     pub(super) partials: Arc<Partials>,
     /// Given the hashes of each finished file, so a seeded download is found by `Have` at
@@ -126,7 +122,7 @@ impl Downloads {
         }))
     }
 
-    fn jobs(&self) -> MutexGuard<'_, BTreeMap<u64, Job>> {
+    pub(super) fn jobs(&self) -> MutexGuard<'_, BTreeMap<u64, Job>> {
         self.jobs.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -235,7 +231,7 @@ impl Downloads {
     }
 
     /// Download ids in queue order.
-    fn order(jobs: &BTreeMap<u64, Job>) -> Vec<u64> {
+    pub(super) fn order(jobs: &BTreeMap<u64, Job>) -> Vec<u64> {
         queue_order(jobs.iter().map(|(id, j)| (*id, j.record.priority)))
     }
 
@@ -259,7 +255,7 @@ impl Downloads {
         }
     }
 
-    fn view_of(&self, id: u64, job: &Job) -> TransferView {
+    pub(super) fn view_of(&self, id: u64, job: &Job) -> TransferView {
         job.view(id, self.presence(&job.record.peer))
     }
 
@@ -367,273 +363,5 @@ impl Downloads {
         for job in self.jobs().values_mut() {
             job.abort_all();
         }
-    }
-
-    /// The scheduler: dispatches work whenever woken (new request, peer connected, file
-    /// finished), and once a second while files are in flight, with progress every
-    /// `PROGRESS_INTERVAL`. With nothing in flight it sleeps until the earliest hold (a
-    /// retry) ends: an idle daemon has no timer here (the router idle budget).
-    pub async fn run(self: Arc<Self>) {
-        let mut tick = tokio::time::interval(super::PROGRESS_INTERVAL);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut ticks = 0u64;
-        loop {
-            let (in_flight, next_hold) = self.timers();
-            if in_flight {
-                tokio::select! {
-                    _ = self.wake.notified() => {}
-                    _ = tick.tick() => {
-                        ticks += 1;
-                        self.emit_progress();
-                        if ticks % 4 != 0 { continue; }
-                    }
-                }
-            } else {
-                let wait = next_hold.map_or(IDLE_SAFETY_NET, |at| {
-                    at.saturating_duration_since(Instant::now())
-                        .min(IDLE_SAFETY_NET)
-                });
-                tokio::select! {
-                    _ = self.wake.notified() => {}
-                    _ = tokio::time::sleep(wait) => {}
-                }
-                tick.reset();
-            }
-            self.schedule();
-        }
-    }
-
-    /// Whether any file is in flight, and when the earliest held download is due again.
-    fn timers(&self) -> (bool, Option<Instant>) {
-        let jobs = self.jobs();
-        let in_flight = jobs.values().any(|job| !job.in_flight.is_empty());
-        let next_hold = jobs.values().filter_map(|job| job.hold_until).min();
-        (in_flight, next_hold)
-    }
-
-    fn emit_progress(&self) {
-        let now = Instant::now();
-        let mut jobs = self.jobs();
-        for (id, job) in jobs.iter_mut() {
-            if !job.in_flight.is_empty() {
-                let received = job.received();
-                job.meter.update(now, received);
-                self.send_view(*id, job);
-            }
-        }
-    }
-
-    fn send_view(&self, id: u64, job: &Job) {
-        let _ = self
-            .events
-            .send(Event::Transfer(Box::new(self.view_of(id, job))));
-    }
-
-    fn schedule(self: &Arc<Self>) {
-        let now = Instant::now();
-        let mut jobs = self.jobs();
-        let mut slots = Slots::new(self.limits.total, self.limits.per_peer);
-        for job in jobs.values() {
-            for (path, file) in &job.in_flight {
-                slots.take(&job.record.peer, path, file.progress.size);
-            }
-        }
-        for id in Self::order(&jobs) {
-            let Some(job) = jobs.get_mut(&id) else {
-                continue;
-            };
-            if !queue::due(job.record.state, job.hold_until, now) {
-                continue;
-            }
-            job.hold_until = None;
-            let Some(peer) = self.peers.get(&job.record.peer) else {
-                continue;
-            };
-            if job.record.expanded {
-                self.dispatch(id, job, &peer, &mut slots);
-            } else if !job.expanding {
-                job.expanding = true;
-                tokio::spawn(self.clone().expand(id, peer, job.record.path.clone()));
-            }
-        }
-    }
-
-    /// Starts fetches of the download's pending files while slots are free.
-    fn dispatch(
-        self: &Arc<Self>,
-        id: u64,
-        job: &mut Job,
-        peer: &Arc<PeerConnection>,
-        slots: &mut Slots,
-    ) {
-        while slots.has_room(&job.record.peer, 0) {
-            match self.next_file(id, job, slots) {
-                // A big file waits for a whole slot; it stays next, so small files queued
-                // behind it cannot starve it.
-                Next::File(_, record) if !slots.has_room(&job.record.peer, record.size) => break,
-                Next::File(path, record) => {
-                    slots.take(&job.record.peer, &path, record.size);
-                    let progress = Arc::new(FileProgress::new(id, record.size));
-                    let task = tokio::spawn(self.clone().fetch_task(
-                        id,
-                        peer.clone(),
-                        path.clone(),
-                        record,
-                        progress.clone(),
-                    ));
-                    let abort = task.abort_handle();
-                    job.in_flight
-                        .insert(path.clone(), InFlight { progress, abort });
-                    job.cursor = Some(path);
-                }
-                Next::Wait(until) => {
-                    job.hold_until = until;
-                    break;
-                }
-                Next::Complete => {
-                    self.complete(id, job);
-                    break;
-                }
-            }
-        }
-    }
-
-    fn complete(&self, id: u64, job: &mut Job) {
-        job.record.state = queue::final_state(job.files_done, job.files_total, job.failures.len());
-        if let Err(e) = self.store.put_download(id, &job.record) {
-            tracing::error!("cannot record completion of download {id}: {e}");
-        }
-        tracing::info!(
-            "download {}/{} finished: {:?}",
-            job.record.peer,
-            job.record.path,
-            job.record.state
-        );
-        self.send_view(id, job);
-    }
-
-    /// Finds the next pending file that is due, scanning after the cursor and then once from
-    /// the start.
-    fn next_file(&self, id: u64, job: &Job, slots: &Slots) -> Next {
-        let mut scan = PendingScan::new(unix_now());
-        let passes = match &job.cursor {
-            Some(cursor) => vec![Some(cursor.as_str()), None],
-            None => vec![None],
-        };
-        for after in passes {
-            let visited = self.store.visit_download_files(id, after, |path, file| {
-                let in_flight = job.in_flight.contains_key(path);
-                scan.visit(path, file, in_flight, slots.is_busy(&job.record.peer, path))
-            });
-            if let Err(e) = visited {
-                tracing::error!("cannot read download {id} from the store: {e}");
-                return Next::Wait(Some(Instant::now() + EXPAND_RETRY));
-            }
-            if let Some((path, file)) = scan.take_found() {
-                return Next::File(path, file);
-            }
-        }
-        scan.verdict(Instant::now(), !job.in_flight.is_empty())
-    }
-
-    /// Stores the download's files as the peer lists them; then counts them.
-    async fn expand(self: Arc<Self>, id: u64, peer: Arc<PeerConnection>, path: String) {
-        let listed = self.store_listing(id, &peer, &path).await;
-        let mut jobs = self.jobs();
-        let Some(job) = jobs.get_mut(&id) else { return };
-        job.expanding = false;
-        match listed {
-            Ok(Ok(())) => {
-                job.record.expanded = true;
-                job.error = None;
-                if let Ok(files) = stored_files(&self.store, id) {
-                    job.recount(&files);
-                }
-                if let Err(e) = self.store.put_download(id, &job.record) {
-                    tracing::error!("cannot save download {id}: {e}");
-                }
-            }
-            Err(RpcError::Refused(e @ (WireError::NotFound | WireError::Forbidden))) => {
-                job.record.state = DownloadState::Failed;
-                job.error = Some(format!("{}/{}: {e}", job.record.peer, job.record.path));
-                let _ = self.store.put_download(id, &job.record);
-            }
-            Err(e) => {
-                job.error = Some(format!("listing failed, will retry: {e}"));
-                job.hold_until = Some(Instant::now() + EXPAND_RETRY);
-            }
-            Ok(Err(e)) => {
-                job.error = Some(format!("cannot store the listing, will retry: {e}"));
-                job.hold_until = Some(Instant::now() + EXPAND_RETRY);
-            }
-        }
-        self.send_view(id, job);
-        drop(jobs);
-        self.wake();
-    }
-
-    /// Lists `path` recursively on the peer and stores every file at or under it, chunk by
-    /// chunk. The outer error is the listing's, the inner one the store's.
-    async fn store_listing(
-        &self,
-        id: u64,
-        peer: &PeerConnection,
-        path: &str,
-    ) -> Result<Result<(), StoreError>, RpcError> {
-        let mut listing = rpc::ls(&peer.connection, path, None, true).await?;
-        while let Some(entries) = listing.next().await? {
-            let files: Vec<(String, FileRecord)> = entries
-                .into_iter()
-                // Only what lies under the requested path, whatever the peer sends.
-                .filter(|e| {
-                    !e.is_dir && (e.path == path || e.path.starts_with(&format!("{path}/")))
-                })
-                .map(|e| {
-                    let record = crate::store::FileRecord::pending(e.size, e.mtime);
-                    (e.path, record)
-                })
-                .collect();
-            if let Err(e) = self.store.add_download_files(id, &files) {
-                return Ok(Err(e));
-            }
-        }
-        Ok(Ok(()))
-    }
-
-    async fn fetch_task(
-        self: Arc<Self>,
-        id: u64,
-        peer: Arc<PeerConnection>,
-        path: String,
-        mut record: FileRecord,
-        progress: Arc<FileProgress>,
-    ) {
-        let outcome = self.fetch(&peer, &path, &mut record, &progress).await;
-        self.finish_file(id, &path, record, outcome, &progress);
-    }
-
-    fn finish_file(
-        &self,
-        id: u64,
-        path: &str,
-        mut record: FileRecord,
-        outcome: Outcome,
-        progress: &FileProgress,
-    ) {
-        let mut jobs = self.jobs();
-        let Some(job) = jobs.get_mut(&id) else { return };
-        job.fetch_ended(path, progress, &record);
-        let settled = outcome::settle(outcome, &mut record, unix_now(), self.retry_policy());
-        job.settle(path, &record, settled, Instant::now());
-        // A finished file's record rides along with the next durable commit (the download's
-        // end at the latest): one sync per file fewer, and `plan::already_have` finds the
-        // file again if a crash loses the record.
-        let durable = record.state != FileState::Done;
-        if let Err(e) = self.store.put_download_file(id, path, &record, durable) {
-            tracing::error!("cannot save progress of {path}: {e}");
-        }
-        self.send_view(id, job);
-        drop(jobs);
-        self.wake();
     }
 }

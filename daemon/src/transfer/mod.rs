@@ -19,6 +19,7 @@ pub use harddrive_party_core::picker;
 pub mod plan;
 mod queue;
 pub mod rate;
+mod scheduler;
 pub mod swarm;
 pub mod upload;
 

@@ -84,7 +84,7 @@ fn plain_peer_name(peer: &str) -> bool {
 pub enum NoRoom {
     #[error("{size} bytes is larger than the largest file a download accepts (1 TiB)")]
     TooLarge { size: u64 },
-    #[error("needs {need_mib} MiB more; {free_mib} MiB free, {reserve_mib} MiB of it the reserve (--min-free-space)")]
+    #[error("needs {need_mib} MiB more; {free_mib} MiB free, {reserve_mib} MiB of it the reserve (Settings, free-space reserve)")]
     Disk {
         need_mib: u64,
         free_mib: u64,

@@ -1,6 +1,7 @@
 //! Settings changed through `POST /api/settings` while the daemon runs: upload slots (total
-//! and per peer) and the download folder apply at once and are kept across restarts; the
-//! peer listen address is kept for the next start, which binds it.
+//! and per peer), download slots, the free-space reserve, the rescan interval, the hashing
+//! rate and the download folder apply at once and are kept across restarts; the peer listen
+//! address, mDNS and port mapping are kept for the next start, which applies them.
 
 mod common;
 
@@ -43,7 +44,14 @@ fn upload_slots_change_live_and_persist() {
     assert_eq!(
         s["set_at_start"],
         // The test harness gives --no-seed-downloads to every daemon that does not opt in.
-        json!(["download_dir", "listen", "seed_downloads", "upload_limit"]),
+        json!([
+            "download_dir",
+            "mdns",
+            "upnp",
+            "listen",
+            "seed_downloads",
+            "upload_limit"
+        ]),
         "{s}"
     );
     let s = a
@@ -276,4 +284,149 @@ fn listen_address_is_kept_for_the_next_start() {
     let s = settings(&a);
     assert_eq!(s["listen"]["current"], wanted.as_str());
     assert_eq!(s["listen"]["restart_needed"], false);
+}
+
+fn indexed_lines(d: &Daemon) -> usize {
+    d.log_text().matches("indexed ").count()
+}
+
+#[test]
+fn download_slots_reserve_rescan_and_hashing_change_live_and_persist() {
+    let tmp = tempfile::tempdir().unwrap();
+    let share = tmp.path().join("share");
+    write_random_file(&share.join("a.bin"), 10_000, 1);
+    let mut a = Daemon::new(tmp.path(), "a")
+        .share(&share)
+        .args(&["--rescan-interval", "3600"]);
+    a.start();
+    wait_for("the first index", Duration::from_secs(30), || {
+        (indexed_lines(&a) >= 1).then_some(())
+    });
+    let s = settings(&a);
+    assert_eq!(
+        [
+            &s["max_downloads"],
+            &s["max_downloads_per_peer"],
+            &s["min_free_space"],
+            &s["rescan_interval"],
+            &s["background_hash_rate"]
+        ],
+        [
+            &json!(4),
+            &json!(2),
+            &json!(256 << 20),
+            &json!(3600),
+            &json!(64_000_000)
+        ],
+        "{s}"
+    );
+    assert_eq!(s["mdns"], json!({ "current": false, "saved": false }));
+
+    for (bad, field) in [
+        (json!({ "max_downloads": 0 }), "max_downloads"),
+        (
+            json!({ "max_downloads_per_peer": 1025 }),
+            "max_downloads_per_peer",
+        ),
+        (json!({ "min_free_space": "lots" }), "min_free_space"),
+        (json!({ "rescan_interval": 5 }), "rescan_interval"),
+        (
+            json!({ "background_hash_rate": "fast" }),
+            "background_hash_rate",
+        ),
+        // All or nothing: the good field of a refused request is not applied either.
+        (
+            json!({ "max_downloads": 9, "rescan_interval": 1 }),
+            "rescan_interval",
+        ),
+    ] {
+        let (status, body) = a.api_post("/api/settings", bad.clone()).unwrap_err();
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert!(body.contains(field), "{bad}: {body}");
+    }
+    assert_eq!(
+        settings(&a)["max_downloads"],
+        4,
+        "a refused request changed nothing"
+    );
+
+    // Live: a reserve larger than any disk holds downloads at once, and a short rescan
+    // interval replaces the hour the running loop was waiting for.
+    let before = indexed_lines(&a);
+    let s = a
+        .api_post(
+            "/api/settings",
+            json!({
+                "max_downloads": 3,
+                "max_downloads_per_peer": 3,
+                "min_free_space": "1000000GB",
+                "rescan_interval": 10,
+                "background_hash_rate": "20MB",
+                "mdns": true,
+                "upnp": false,
+            }),
+        )
+        .unwrap();
+    assert_eq!(
+        [
+            &s["max_downloads"],
+            &s["max_downloads_per_peer"],
+            &s["min_free_space"],
+            &s["rescan_interval"],
+            &s["background_hash_rate"]
+        ],
+        [
+            &json!(3),
+            &json!(3),
+            &json!(1_000_000_000_000_000u64),
+            &json!(10),
+            &json!(20_000_000)
+        ],
+        "{s}"
+    );
+    assert_eq!(
+        s["mdns"],
+        json!({ "current": false, "saved": true }),
+        "from the next start"
+    );
+    let problems = a.api_get("/api/info")["problems"].to_string();
+    assert!(problems.contains("download_disk_full"), "{problems}");
+    wait_for(
+        "a rescan within the new interval",
+        Duration::from_secs(25),
+        || (indexed_lines(&a) > before).then_some(()),
+    );
+
+    // Kept across a restart without the flags; a flag given at start wins again.
+    a.stop();
+    a.extra.clear();
+    a.start();
+    let s = settings(&a);
+    assert_eq!(
+        [
+            &s["max_downloads"],
+            &s["rescan_interval"],
+            &s["background_hash_rate"]
+        ],
+        [&json!(3), &json!(10), &json!(20_000_000)],
+        "{s}"
+    );
+    a.api_post(
+        "/api/settings",
+        json!({ "min_free_space": 0, "mdns": false }),
+    )
+    .unwrap();
+    let problems = a.api_get("/api/info")["problems"].to_string();
+    assert!(!problems.contains("download_disk_full"), "{problems}");
+    a.stop();
+    a.extra
+        .extend(["--max-downloads", "2", "--rescan-interval", "60"].map(String::from));
+    a.start();
+    let s = settings(&a);
+    assert_eq!(
+        [&s["max_downloads"], &s["rescan_interval"]],
+        [&json!(2), &json!(60)]
+    );
+    let given = s["set_at_start"].as_array().unwrap();
+    assert!(given.contains(&json!("max_downloads")) && given.contains(&json!("rescan_interval")));
 }

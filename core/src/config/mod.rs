@@ -143,16 +143,16 @@ pub struct Settings {
     pub share_dirs: Vec<PathBuf>,
     pub download_dir: Startup<PathBuf>,
     pub listen: Option<SocketAddr>,
-    pub mdns: bool,
-    pub upnp: bool,
+    pub mdns: Startup<bool>,
+    pub upnp: Startup<bool>,
     /// Empty when STUN is off.
     pub stun_servers: Vec<String>,
     pub stun_interval: Duration,
     pub keep_alive_interval: Duration,
     pub turn: Option<TurnSettings>,
     pub threads: usize,
-    pub max_downloads: usize,
-    pub max_downloads_per_peer: usize,
+    pub max_downloads: Startup<usize>,
+    pub max_downloads_per_peer: Startup<usize>,
     pub max_uploads: Startup<usize>,
     pub max_uploads_per_peer: Startup<usize>,
     pub retry_limit: Startup<u64>,
@@ -160,13 +160,14 @@ pub struct Settings {
     pub notify_url: Startup<String>,
     /// Seconds.
     pub retry_backoff: Startup<u64>,
-    pub rescan_interval: Duration,
+    /// Seconds.
+    pub rescan_interval: Startup<u64>,
     /// Limits given at start; each one left unset keeps the value last set through the API.
     pub limits: LimitOverrides,
     pub background_hashing: bool,
-    pub background_hash_rate: Rate,
+    pub background_hash_rate: Startup<Rate>,
     pub seed_downloads: Startup<bool>,
-    pub min_free_space: u64,
+    pub min_free_space: Startup<u64>,
     pub db_cache: usize,
     pub quic_window: u32,
     pub cipher: Cipher,
@@ -292,8 +293,14 @@ impl Layer {
             share_dirs: self.share_dirs.unwrap_or_default(),
             download_dir,
             listen: self.listen,
-            mdns: self.mdns.unwrap_or(true),
-            upnp: self.upnp.unwrap_or(true),
+            mdns: Startup {
+                given: self.mdns,
+                default: true,
+            },
+            upnp: Startup {
+                given: self.upnp,
+                default: true,
+            },
             stun_servers: match self.stun {
                 Some(false) => Vec::new(),
                 _ => self.stun_servers.unwrap_or_else(|| {
@@ -309,8 +316,8 @@ impl Layer {
             }),
             // Small boards: two workers are plenty for I/O-bound work and keep memory low.
             threads: count(bounds!(THREADS), self.threads),
-            max_downloads: count(bounds!(MAX_DOWNLOADS), self.max_downloads),
-            max_downloads_per_peer: count(
+            max_downloads: startup_count(bounds!(MAX_DOWNLOADS), self.max_downloads),
+            max_downloads_per_peer: startup_count(
                 bounds!(MAX_DOWNLOADS_PER_PEER),
                 self.max_downloads_per_peer,
             ),
@@ -325,20 +332,20 @@ impl Layer {
                 default: String::new(),
             },
             retry_backoff: startup(bounds!(RETRY_BACKOFF), self.retry_backoff),
-            rescan_interval: seconds(bounds!(RESCAN_INTERVAL), self.rescan_interval),
+            rescan_interval: startup(bounds!(RESCAN_INTERVAL), self.rescan_interval),
             background_hashing: self.background_hashing.unwrap_or(true),
             seed_downloads: Startup {
                 given: self.seed_downloads,
                 default: true,
             },
-            min_free_space: bounds!(MIN_FREE_SPACE).settle(self.min_free_space),
+            min_free_space: startup(bounds!(MIN_FREE_SPACE), self.min_free_space),
             db_cache: bounds!(DB_CACHE).settle(self.db_cache) as usize,
             // Within u32: the range ends at 256 MiB.
             quic_window: bounds!(QUIC_WINDOW).settle(self.quic_window) as u32,
             cipher: self.cipher.unwrap_or_default(),
             congestion: self.congestion.unwrap_or_default(),
             // Gentle enough for a NAS disk that is also serving, quick on a fast one.
-            background_hash_rate: bounds!(BACKGROUND_HASH_RATE).settle(self.background_hash_rate),
+            background_hash_rate: startup(bounds!(BACKGROUND_HASH_RATE), self.background_hash_rate),
             limits: LimitOverrides {
                 upload: self.upload_limit,
                 download: self.download_limit,
@@ -428,15 +435,15 @@ mod tests {
             s.download_dir.default,
             PathBuf::from("/var/lib/hdp/downloads")
         );
-        assert!(!s.mdns);
-        assert!(!s.upnp);
-        assert!(Layer::default().settle(defaults()).upnp);
+        assert_eq!(s.mdns.given, Some(false));
+        assert_eq!(s.upnp.given, Some(false));
+        assert!(Layer::default().settle(defaults()).upnp.over(None));
         assert_eq!(
             Layer::default().settle(defaults()).trust,
             crate::peer_policy::TrustSettings::default(),
             "nobody is trusted without the user"
         );
-        assert_eq!(s.max_downloads, 4);
+        assert_eq!(s.max_downloads.over(None), 4);
         assert_eq!(s.ui_address, DEFAULT_UI_ADDRESS);
         assert_eq!(s.threads, 2);
     }
@@ -565,11 +572,11 @@ mod tests {
             (
                 s.threads,
                 s.max_uploads.given,
-                s.rescan_interval,
+                s.rescan_interval.given,
                 s.db_cache,
                 s.quic_window
             ),
-            (1, Some(1), Duration::from_secs(10), 1 << 20, 256 << 10)
+            (1, Some(1), Some(10), 1 << 20, 256 << 10)
         );
         let s = Layer {
             db_cache: Some(u64::MAX),

@@ -117,6 +117,7 @@ pub const MDNS: Setting = Setting {
     flag: "no-mdns",
     env: "HDP_NO_MDNS",
     uci: Some("mdns"),
+    api: Some("mdns"),
     help: "Disable local-network discovery.",
     ..UNSET
 };
@@ -125,6 +126,7 @@ pub const UPNP: Setting = Setting {
     flag: "no-upnp",
     env: "HDP_NO_UPNP",
     uci: Some("upnp"),
+    api: Some("upnp"),
     help: "Do not ask the router for a port mapping (UPnP-IGD, PCP, NAT-PMP).",
     ..UNSET
 };
@@ -200,19 +202,19 @@ pub const MAX_DOWNLOADS: Setting = Setting {
     flag: "max-downloads",
     env: "HDP_MAX_DOWNLOADS",
     uci: Some("max_downloads"),
+    api: Some("max_downloads"),
     range: Some(Range::new(4, 1, 1024)),
     help:
         "Concurrent file downloads in total; 16 files of at most 64 KiB count as one [default: 4]",
-    ..UNSET
 };
 pub const MAX_DOWNLOADS_PER_PEER: Setting = Setting {
     key: "max_downloads_per_peer",
     flag: "max-downloads-per-peer",
     env: "HDP_MAX_DOWNLOADS_PER_PEER",
     uci: Some("max_downloads_per_peer"),
+    api: Some("max_downloads_per_peer"),
     range: Some(Range::new(2, 1, 1024)),
     help: "Concurrent file downloads per peer, counted the same way [default: 2]",
-    ..UNSET
 };
 pub const MAX_UPLOADS: Setting = Setting {
     key: "max_uploads",
@@ -264,9 +266,9 @@ pub const RESCAN_INTERVAL: Setting = Setting {
     flag: "rescan-interval",
     env: "HDP_RESCAN_INTERVAL",
     uci: Some("rescan_interval"),
+    api: Some("rescan_interval"),
     range: Some(Range::new(600, 10, 30 * 86_400)),
     help: "Seconds between automatic rescans of the shares [default: 600]",
-    ..UNSET
 };
 pub const UPLOAD_LIMIT: Setting = Setting {
     key: "upload_limit",
@@ -326,18 +328,18 @@ pub const BACKGROUND_HASH_RATE: Setting = Setting {
     flag: "background-hash-rate",
     env: "HDP_BACKGROUND_HASH_RATE",
     uci: Some("background_hash_rate"),
+    api: Some("background_hash_rate"),
     range: Some(Range::new(64_000_000, 0, u64::MAX)),
     help: "Read rate of background hashing, e.g. 20MB; 0 for as fast as possible [default: 64MB]",
-    ..UNSET
 };
 pub const MIN_FREE_SPACE: Setting = Setting {
     key: "min_free_space",
     flag: "min-free-space",
     env: "HDP_MIN_FREE_SPACE",
     uci: Some("min_free_space"),
+    api: Some("min_free_space"),
     range: Some(Range::new(256 * MIB, 0, u64::MAX)),
     help: "Free space to keep on the download disk, e.g. 1GB; downloads pause below it [default: 256MiB]",
-    ..UNSET
 };
 pub const DB_CACHE: Setting = Setting {
     key: "db_cache",

@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, watch, Notify};
 
 use super::settings::SavedSettings;
 use crate::events::{Event, EventSender};
+use crate::locks::lock;
 use crate::shares::{ScanStats, ShareInfo, Shares, SharesError};
 use crate::transfer::rate::{Rate, TokenBucket};
 use crate::wire::{Entry, LsChunker, WireError};
@@ -26,7 +27,6 @@ const MAX_DEMAND_PAUSES: u32 = 500;
 /// What the index loop starts from.
 pub(super) struct IndexStart {
     pub share_dirs: Vec<PathBuf>,
-    pub interval: Duration,
     pub download_dir: PathBuf,
     /// `seed_downloads` as given at start, if it was.
     pub seed_given: Option<bool>,
@@ -49,14 +49,26 @@ pub struct Library {
     pub(super) saved: SavedSettings,
     /// One change of the seeded share at a time.
     pub(super) seeding_lock: Mutex<()>,
-    /// `None` when background hashing is switched off.
-    background_hash_rate: Option<Rate>,
+    /// Off: files are hashed only when first requested.
+    background_hashing: bool,
+    /// The pass's read rate (0: unpaced); a change applies to the next chunk read.
+    hash_rate: Mutex<Rate>,
+    rescan_interval: Mutex<Duration>,
+    /// Wakes the index loop to wait for a changed interval instead of the old one.
+    rescan_interval_changed: Notify,
     hashing: AtomicBool,
     /// Files hashed (or found hashed) by background passes since start.
     hashed_files: AtomicU64,
     /// A permit once the pass has hashed a file: friends are told (`Hashed`), coalesced.
     fresh: Notify,
     shutdown: watch::Receiver<bool>,
+}
+
+/// How often the shares are rescanned and how fast the background pass reads.
+pub(super) struct Pacing {
+    pub background_hashing: bool,
+    pub hash_rate: Rate,
+    pub rescan_interval: Duration,
 }
 
 async fn blocking<T: Send + 'static>(
@@ -71,7 +83,7 @@ impl Library {
     pub(super) fn new(
         shares: Arc<Shares>,
         events: EventSender,
-        background_hash_rate: Option<Rate>,
+        pacing: Pacing,
         shutdown: watch::Receiver<bool>,
         saved: SavedSettings,
     ) -> Self {
@@ -80,7 +92,10 @@ impl Library {
             events,
             saved,
             seeding_lock: Mutex::new(()),
-            background_hash_rate,
+            background_hashing: pacing.background_hashing,
+            hash_rate: Mutex::new(pacing.hash_rate),
+            rescan_interval: Mutex::new(pacing.rescan_interval),
+            rescan_interval_changed: Notify::new(),
             hashing: AtomicBool::new(false),
             hashed_files: AtomicU64::new(0),
             fresh: Notify::new(),
@@ -95,6 +110,23 @@ impl Library {
 
     pub(super) fn shares(&self) -> &Arc<Shares> {
         &self.shares
+    }
+
+    pub fn hash_rate(&self) -> Rate {
+        *lock(&self.hash_rate)
+    }
+
+    pub fn set_hash_rate(&self, rate: Rate) {
+        *lock(&self.hash_rate) = rate;
+    }
+
+    pub fn rescan_interval(&self) -> Duration {
+        *lock(&self.rescan_interval)
+    }
+
+    pub fn set_rescan_interval(&self, interval: Duration) {
+        *lock(&self.rescan_interval) = interval;
+        self.rescan_interval_changed.notify_one();
     }
 
     pub fn hashing(&self) -> HashingProgress {
@@ -165,7 +197,6 @@ impl Library {
         let library = self.clone();
         let IndexStart {
             share_dirs,
-            interval,
             download_dir,
             seed_given,
         } = start;
@@ -178,18 +209,25 @@ impl Library {
         .await;
         // After the registration, so the watcher's first look finds every share.
         self.start_watcher();
-        let mut tick = tokio::time::interval(interval);
         loop {
-            tick.tick().await;
+            let scanned = tokio::time::Instant::now();
             let library = self.clone();
             let _ = tokio::task::spawn_blocking(move || {
                 library.rescan_logged();
-                if let Some(rate) = library.background_hash_rate {
-                    library.hash_in_background(rate);
+                if library.background_hashing {
+                    library.hash_in_background();
                 }
             })
             .await;
             let _ = self.events.send(Event::SharesChanged);
+            // Due an interval after the last scan began, re-read when the interval changes.
+            while tokio::time::timeout_at(
+                scanned + self.rescan_interval(),
+                self.rescan_interval_changed.notified(),
+            )
+            .await
+            .is_ok()
+            {}
         }
     }
 
@@ -227,7 +265,7 @@ impl Library {
 
     /// Computes content hashes of every shared file not hashed yet, paced so that a NAS
     /// keeps serving while it works. Blocking.
-    fn hash_in_background(&self, rate: Rate) {
+    fn hash_in_background(&self) {
         let mut files = Vec::new();
         let _ = self.shares.ls("", None, true, |entry| {
             if !entry.is_dir {
@@ -237,12 +275,17 @@ impl Library {
         });
         self.hashing.store(true, Ordering::Relaxed);
         let started = Instant::now();
-        let mut bucket = TokenBucket::new(rate, started);
+        let mut bucket = TokenBucket::new(self.hash_rate(), started);
         // Paced by the bucket and paused while a friend's request hashes another file, but
         // unpaced while a friend waits for this very file; stopped mid-file at shutdown so a
         // stop never waits for a big file to finish hashing.
         let mut pace = |bytes: u64, awaited: bool| {
-            let wait = bucket.take(bytes, Instant::now());
+            let now = Instant::now();
+            let rate = self.hash_rate();
+            if rate != bucket.rate() {
+                bucket.set_rate(rate, now);
+            }
+            let wait = bucket.take(bytes, now);
             if !awaited {
                 std::thread::sleep(wait);
                 for _ in 0..MAX_DEMAND_PAUSES {

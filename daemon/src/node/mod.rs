@@ -149,6 +149,8 @@ pub struct Node {
     /// start they win again over values stored through the API.
     set_at_start: Vec<&'static str>,
     listen_given: Option<SocketAddr>,
+    /// The switches in force since start; a change through the API waits for a restart.
+    running: Switches,
     library: Arc<Library>,
     peers: Arc<PeerTable>,
     downloads: Arc<Downloads>,
@@ -170,6 +172,13 @@ pub struct Node {
     shutdown: watch::Sender<bool>,
     /// Where notifications go (`notify.rs`); empty: nowhere.
     notify_url: Mutex<String>,
+}
+
+/// Features started (or not) once, at start.
+#[derive(Debug, Clone, Copy)]
+struct Switches {
+    mdns: bool,
+    upnp: bool,
 }
 
 /// Creates the directory if needed and returns its canonical path.
@@ -195,6 +204,25 @@ fn set_at_start(config: &Settings) -> Vec<&'static str> {
         (setting::RETRY_LIMIT, config.retry_limit.given.is_some()),
         (setting::RETRY_BACKOFF, config.retry_backoff.given.is_some()),
         (setting::NOTIFY_URL, config.notify_url.given.is_some()),
+        (setting::MAX_DOWNLOADS, config.max_downloads.given.is_some()),
+        (
+            setting::MAX_DOWNLOADS_PER_PEER,
+            config.max_downloads_per_peer.given.is_some(),
+        ),
+        (
+            setting::MIN_FREE_SPACE,
+            config.min_free_space.given.is_some(),
+        ),
+        (
+            setting::RESCAN_INTERVAL,
+            config.rescan_interval.given.is_some(),
+        ),
+        (
+            setting::BACKGROUND_HASH_RATE,
+            config.background_hash_rate.given.is_some(),
+        ),
+        (setting::MDNS, config.mdns.given.is_some()),
+        (setting::UPNP, config.upnp.given.is_some()),
         (setting::LISTEN, config.listen.is_some()),
         (
             setting::SEED_DOWNLOADS,
@@ -325,9 +353,18 @@ fn transfer_engines(
         DownloadSettings {
             folder: download_dir,
             limits: DownloadLimits {
-                total: config.max_downloads,
-                per_peer: config.max_downloads_per_peer,
-                min_free_space: config.min_free_space,
+                total: config
+                    .max_downloads
+                    .clone()
+                    .over(saved.count(setting::MAX_DOWNLOADS.key)?),
+                per_peer: config
+                    .max_downloads_per_peer
+                    .clone()
+                    .over(saved.count(setting::MAX_DOWNLOADS_PER_PEER.key)?),
+                min_free_space: config
+                    .min_free_space
+                    .clone()
+                    .over(saved.number(setting::MIN_FREE_SPACE.key)?),
             },
             retry: RetryPolicy {
                 limit: config
@@ -375,26 +412,43 @@ impl Node {
             downloads,
             uploads,
         } = transfer_engines(&config, &saved, &store, &peers, &events, &shares)?;
+        let running = Switches {
+            mdns: config.mdns.clone().over(saved.flag(setting::MDNS.key)?),
+            upnp: config.upnp.clone().over(saved.flag(setting::UPNP.key)?),
+        };
+        let pacing = library::Pacing {
+            background_hashing: config.background_hashing,
+            hash_rate: config
+                .background_hash_rate
+                .clone()
+                .over(saved.number(setting::BACKGROUND_HASH_RATE.key)?),
+            rescan_interval: Duration::from_secs(
+                config
+                    .rescan_interval
+                    .clone()
+                    .over(saved.number(setting::RESCAN_INTERVAL.key)?),
+            ),
+        };
         // Last before the node exists, so a failed start leaves no advertisement behind.
-        let (lan, browse) = config
+        let (lan, browse) = running
             .mdns
             .then(|| mdns::Discovery::start(&identity.public_key, bound))
             .flatten()
             .unzip();
-        let reach = reach::Reachability::start(quic, control, &identity, &config, bound);
+        let reach =
+            reach::Reachability::start(quic, control, &identity, &config, running.upnp, bound);
         let shutdown = watch::channel(false).0;
         let library = Arc::new(Library::new(
             shares,
             events.clone(),
-            config
-                .background_hashing
-                .then_some(config.background_hash_rate),
+            pacing,
             shutdown.subscribe(),
             saved.clone(),
         ));
         let node = Arc::new(Node {
             set_at_start,
             listen_given: config.listen,
+            running,
             identity,
             storage,
             store,
@@ -425,7 +479,6 @@ impl Node {
                 stun_interval: config.stun_interval,
                 index: library::IndexStart {
                     share_dirs: config.share_dirs,
-                    interval: config.rescan_interval,
                     download_dir: node.download_dir(),
                     seed_given: config.seed_downloads.given,
                 },

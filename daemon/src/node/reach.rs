@@ -44,6 +44,7 @@ impl Reachability {
         control: ControlReceiver,
         identity: &Identity,
         config: &Settings,
+        upnp: bool,
         bound: SocketAddr,
     ) -> Self {
         let traversal = Traversal::start(
@@ -58,8 +59,7 @@ impl Reachability {
             nat_type: NatType::Unknown,
             relay: None,
         };
-        let portmap =
-            (config.upnp && portmap::worth_trying(bound)).then(|| PortMapper::start(bound));
+        let portmap = (upnp && portmap::worth_trying(bound)).then(|| PortMapper::start(bound));
         Self {
             quic,
             traversal,

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::library::Library;
+use crate::config::registry as setting;
 use crate::events::Event;
 use crate::locks::lock;
 use crate::shares::SharesError;
@@ -17,14 +18,19 @@ impl Library {
     /// Whether finished downloads are offered: the stored value, which the start-up value
     /// (if one was given) replaced at start.
     pub fn seeding(&self) -> bool {
-        self.saved.seed_downloads().ok().flatten().unwrap_or(true)
+        self.saved
+            .flag(setting::SEED_DOWNLOADS.key)
+            .ok()
+            .flatten()
+            .unwrap_or(true)
     }
 
     /// Keeps a start-up value of `seed_downloads`, then makes the shares agree with it.
     pub(super) fn start_seeding(&self, given: Option<bool>, download_dir: &Path) {
-        if let Some(on) = given.filter(|on| self.saved.seed_downloads().ok().flatten() != Some(*on))
+        if let Some(on) = given
+            .filter(|on| self.saved.flag(setting::SEED_DOWNLOADS.key).ok().flatten() != Some(*on))
         {
-            if let Err(e) = self.saved.set_seed_downloads(on) {
+            if let Err(e) = self.saved.set_flag(setting::SEED_DOWNLOADS.key, on) {
                 tracing::warn!("cannot keep seed_downloads: {e}");
             }
         }
@@ -38,7 +44,7 @@ impl Library {
         on: bool,
         download_dir: PathBuf,
     ) -> Result<(), StoreError> {
-        self.saved.set_seed_downloads(on)?;
+        self.saved.set_flag(setting::SEED_DOWNLOADS.key, on)?;
         self.follow_download_dir(download_dir);
         Ok(())
     }
@@ -96,7 +102,7 @@ impl Library {
         let _one_at_a_time = lock(&self.seeding_lock);
         if self.saved.seeded_share()?.as_deref() == Some(name) {
             self.saved.set_seeded_share(None)?;
-            self.saved.set_seed_downloads(false)?;
+            self.saved.set_flag(setting::SEED_DOWNLOADS.key, false)?;
             tracing::info!("share {name} removed: finished downloads are no longer offered");
         }
         Ok(())

@@ -17,7 +17,6 @@ const DOWNLOAD_DIR: &str = "download_dir";
 const UPLOAD_SLOTS: &str = "upload_slots";
 const RATE_LIMITS: &str = "rate_limits";
 const ALT_SPEED: &str = "alt_speed";
-const SEED_DOWNLOADS: &str = "seed_downloads";
 /// The name of the share made of the download folder by `seed_downloads`, so that turning
 /// it off (or moving the folder) removes that share and no share the user made.
 const SEEDED_SHARE: &str = "seeded_share";
@@ -74,6 +73,11 @@ impl SavedSettings {
         Ok(self.store.setting(key)?.and_then(|s| s.parse().ok()))
     }
 
+    /// A count kept under its setting's key.
+    pub fn count(&self, key: &str) -> Result<Option<usize>, StoreError> {
+        Ok(self.number(key)?.and_then(|n| usize::try_from(n).ok()))
+    }
+
     pub fn set_number(&self, key: &str, n: u64) -> Result<(), StoreError> {
         self.store.set_setting(key, &n.to_string())
     }
@@ -103,12 +107,13 @@ impl SavedSettings {
         self.set_json(ALT_SPEED, alt)
     }
 
-    pub fn seed_downloads(&self) -> Result<Option<bool>, StoreError> {
-        self.json(SEED_DOWNLOADS)
+    /// A switch kept under its setting's key (`seed_downloads`, `mdns`, `upnp`).
+    pub fn flag(&self, key: &str) -> Result<Option<bool>, StoreError> {
+        self.json(key)
     }
 
-    pub fn set_seed_downloads(&self, on: bool) -> Result<(), StoreError> {
-        self.set_json(SEED_DOWNLOADS, &on)
+    pub fn set_flag(&self, key: &str, on: bool) -> Result<(), StoreError> {
+        self.set_json(key, &on)
     }
 
     pub fn seeded_share(&self) -> Result<Option<String>, StoreError> {

@@ -1,17 +1,20 @@
-//! The settings the API reads and changes live, as one view and one change request. A
-//! change is checked whole before anything is applied, so a refused request changes
-//! nothing (short of a storage error).
+//! The settings the API reads and changes, as one view and one change request: most apply
+//! live, `listen`, `mdns` and `upnp` from the next start. A change is checked whole before
+//! anything is applied, so a refused request changes nothing (short of a storage error);
+//! the web UI sends each field alone, so one bad field never blocks the others.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use super::{Node, NodeError};
-use crate::config::registry as setting;
+use crate::config::registry::{self as setting, Setting};
 use crate::store::StoreError;
+use crate::transfer::download::DownloadLimits;
 use crate::transfer::rate::{AltMode, AltSpeed, Limits, RateValue, Schedule};
-use crate::transfer::upload::{UploadLimits, MAX_UPLOAD_SLOTS};
+use crate::transfer::upload::UploadLimits;
 use crate::transfer::RetryPolicy;
 
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +35,13 @@ pub struct ListenView {
     pub restart_needed: bool,
 }
 
+/// A switch that applies from the next start.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct SwitchView {
+    pub current: bool,
+    pub saved: bool,
+}
+
 /// `GET /api/settings`.
 #[derive(Debug, Clone, Serialize)]
 pub struct SettingsView {
@@ -45,8 +55,18 @@ pub struct SettingsView {
     pub seed_downloads: bool,
     pub retry_limit: u64,
     pub retry_backoff: u64,
+    pub max_downloads: usize,
+    pub max_downloads_per_peer: usize,
+    /// Bytes.
+    pub min_free_space: u64,
+    /// Seconds.
+    pub rescan_interval: u64,
+    /// Bytes per second; 0: as fast as the disk goes.
+    pub background_hash_rate: u64,
     pub notify_url: String,
     pub listen: ListenView,
+    pub mdns: SwitchView,
+    pub upnp: SwitchView,
     pub set_at_start: Vec<&'static str>,
 }
 
@@ -84,6 +104,55 @@ pub struct SettingsChange {
     pub listen: Option<SocketAddr>,
     /// Offer finished downloads to friends (the download folder as a share).
     pub seed_downloads: Option<bool>,
+    pub max_downloads: Option<usize>,
+    pub max_downloads_per_peer: Option<usize>,
+    /// A size (`1GB`) or bytes.
+    pub min_free_space: Option<RateValue>,
+    /// Seconds.
+    pub rescan_interval: Option<u64>,
+    /// A rate (`20MB`) or bytes per second; 0: as fast as the disk goes.
+    pub background_hash_rate: Option<RateValue>,
+    /// Local-network discovery, from the next start.
+    pub mdns: Option<bool>,
+    /// The router port mapping, from the next start.
+    pub upnp: Option<bool>,
+}
+
+/// `n` if `s`'s bounds hold it, else a message naming the field and the bounds.
+fn bounded(s: &Setting, n: u64) -> Result<u64, SettingsError> {
+    let range = s.bounds();
+    if (range.min..=range.max).contains(&n) {
+        Ok(n)
+    } else {
+        Err(SettingsError::Invalid(format!(
+            "{}: give a number from {} to {}",
+            s.key, range.min, range.max
+        )))
+    }
+}
+
+/// A count within `s`'s bounds (which all fit a `usize`).
+fn bounded_count(s: &Setting, n: usize) -> Result<usize, SettingsError> {
+    bounded(s, n as u64).map(|n| n as usize)
+}
+
+/// A rate in bytes per second within `s`'s bounds.
+fn bounded_rate(s: &Setting, value: &RateValue) -> Result<u64, SettingsError> {
+    let n = value
+        .bytes()
+        .map_err(|e| SettingsError::Invalid(format!("{}: {e}", s.key)))?;
+    bounded(s, n)
+}
+
+/// A size in bytes (written as rates are, without the "per second") within `s`'s bounds.
+fn bounded_size(s: &Setting, value: &RateValue) -> Result<u64, SettingsError> {
+    let n = value.bytes().map_err(|_| {
+        SettingsError::Invalid(format!(
+            "{}: give a size such as 500MB, 2GB or 1.5GiB, or 0",
+            s.key
+        ))
+    })?;
+    bounded(s, n)
 }
 
 fn apply_rates(
@@ -149,45 +218,34 @@ impl SettingsChange {
     }
 
     fn upload_slots(&self, mut slots: UploadLimits) -> Result<UploadLimits, SettingsError> {
-        for (value, slot, name) in [
-            (self.max_uploads, &mut slots.total, "max_uploads"),
-            (
-                self.max_uploads_per_peer,
-                &mut slots.per_peer,
-                "max_uploads_per_peer",
-            ),
-        ] {
-            if let Some(n) = value {
-                if !(1..=MAX_UPLOAD_SLOTS).contains(&n) {
-                    return Err(SettingsError::Invalid(format!(
-                        "{name}: give a number of upload slots from 1 to {MAX_UPLOAD_SLOTS}"
-                    )));
-                }
-                *slot = n;
-            }
+        if let Some(n) = self.max_uploads {
+            slots.total = bounded_count(&setting::MAX_UPLOADS, n)?;
+        }
+        if let Some(n) = self.max_uploads_per_peer {
+            slots.per_peer = bounded_count(&setting::MAX_UPLOADS_PER_PEER, n)?;
         }
         Ok(slots)
     }
 
+    fn download_limits(&self, mut limits: DownloadLimits) -> Result<DownloadLimits, SettingsError> {
+        if let Some(n) = self.max_downloads {
+            limits.total = bounded_count(&setting::MAX_DOWNLOADS, n)?;
+        }
+        if let Some(n) = self.max_downloads_per_peer {
+            limits.per_peer = bounded_count(&setting::MAX_DOWNLOADS_PER_PEER, n)?;
+        }
+        if let Some(value) = &self.min_free_space {
+            limits.min_free_space = bounded_size(&setting::MIN_FREE_SPACE, value)?;
+        }
+        Ok(limits)
+    }
+
     fn retry_policy(&self, mut retry: RetryPolicy) -> Result<RetryPolicy, SettingsError> {
-        for (value, slot, s) in [
-            (self.retry_limit, &mut retry.limit, setting::RETRY_LIMIT),
-            (
-                self.retry_backoff,
-                &mut retry.backoff,
-                setting::RETRY_BACKOFF,
-            ),
-        ] {
-            if let Some(n) = value {
-                let range = s.bounds();
-                if !(range.min..=range.max).contains(&n) {
-                    return Err(SettingsError::Invalid(format!(
-                        "{}: give a number from {} to {}",
-                        s.key, range.min, range.max
-                    )));
-                }
-                *slot = n;
-            }
+        if let Some(n) = self.retry_limit {
+            retry.limit = bounded(&setting::RETRY_LIMIT, n)?;
+        }
+        if let Some(n) = self.retry_backoff {
+            retry.backoff = bounded(&setting::RETRY_BACKOFF, n)?;
         }
         Ok(retry)
     }
@@ -197,6 +255,7 @@ impl Node {
     pub fn settings(&self) -> SettingsView {
         let slots = self.upload_limits();
         let retry = self.downloads.retry_policy();
+        let downloads = self.downloads.limits();
         let current = self.listen_address();
         let saved = self.saved_listen().or(current);
         SettingsView {
@@ -210,14 +269,26 @@ impl Node {
             seed_downloads: self.library.seeding(),
             retry_limit: retry.limit,
             retry_backoff: retry.backoff,
+            max_downloads: downloads.total,
+            max_downloads_per_peer: downloads.per_peer,
+            min_free_space: downloads.min_free_space,
+            rescan_interval: self.library.rescan_interval().as_secs(),
+            background_hash_rate: self.library.hash_rate(),
             notify_url: self.notify_url(),
             listen: ListenView {
                 current: current.map(|a| a.to_string()),
                 saved: saved.map(|a| a.to_string()),
                 restart_needed: saved != current,
             },
+            mdns: self.switch_view(&setting::MDNS, self.running.mdns),
+            upnp: self.switch_view(&setting::UPNP, self.running.upnp),
             set_at_start: self.set_at_start.clone(),
         }
+    }
+
+    fn switch_view(&self, s: &Setting, current: bool) -> SwitchView {
+        let saved = self.saved.flag(s.key).ok().flatten().unwrap_or(current);
+        SwitchView { current, saved }
     }
 
     /// Applies a change live and keeps it for the next start.
@@ -226,6 +297,16 @@ impl Node {
         let alt = change.alt_speed(self.speed.alt_speed())?;
         let slots = change.upload_slots(self.upload_limits())?;
         let retry = change.retry_policy(self.downloads.retry_policy())?;
+        let downloads = change.download_limits(self.downloads.limits())?;
+        let rescan_interval = change
+            .rescan_interval
+            .map(|n| bounded(&setting::RESCAN_INTERVAL, n))
+            .transpose()?;
+        let hash_rate = change
+            .background_hash_rate
+            .as_ref()
+            .map(|v| bounded_rate(&setting::BACKGROUND_HASH_RATE, v))
+            .transpose()?;
         let notify_url = change.notify_url.as_deref().map(str::trim);
         if let Some(url) = notify_url {
             harddrive_party_core::notify::check_url(url)
@@ -252,6 +333,35 @@ impl Node {
             self.saved
                 .set_number(setting::RETRY_BACKOFF.key, retry.backoff)?;
             self.downloads.set_retry_policy(retry);
+        }
+        if change.max_downloads.is_some()
+            || change.max_downloads_per_peer.is_some()
+            || change.min_free_space.is_some()
+        {
+            for (s, n) in [
+                (setting::MAX_DOWNLOADS, downloads.total as u64),
+                (setting::MAX_DOWNLOADS_PER_PEER, downloads.per_peer as u64),
+                (setting::MIN_FREE_SPACE, downloads.min_free_space),
+            ] {
+                self.saved.set_number(s.key, n)?;
+            }
+            self.downloads.set_limits(downloads);
+        }
+        if let Some(seconds) = rescan_interval {
+            self.saved
+                .set_number(setting::RESCAN_INTERVAL.key, seconds)?;
+            self.library
+                .set_rescan_interval(Duration::from_secs(seconds));
+        }
+        if let Some(rate) = hash_rate {
+            self.saved
+                .set_number(setting::BACKGROUND_HASH_RATE.key, rate)?;
+            self.library.set_hash_rate(rate);
+        }
+        for (s, on) in [(setting::MDNS, change.mdns), (setting::UPNP, change.upnp)] {
+            if let Some(on) = on {
+                self.saved.set_flag(s.key, on)?;
+            }
         }
         if let Some(url) = notify_url {
             self.saved.set_text(setting::NOTIFY_URL.key, url)?;

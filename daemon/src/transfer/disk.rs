@@ -25,7 +25,7 @@ pub fn below_reserve(free: u64, reserve: u64) -> Option<String> {
     let mib = |n: u64| n / (1024 * 1024);
     if free < reserve {
         Some(format!(
-            "{} MiB free, below the {} MiB reserve (--min-free-space)",
+            "{} MiB free, below the {} MiB reserve (Settings, free-space reserve)",
             mib(free),
             mib(reserve)
         ))
@@ -175,7 +175,7 @@ impl Downloads {
         use std::os::unix::fs::MetadataExt;
         let on_disk = std::fs::metadata(part).map_or(0, |m| m.blocks().saturating_mul(512));
         let free = free_space(download_dir);
-        plan::room_for(size, on_disk, free, self.limits.min_free_space).map_err(|e| match e {
+        plan::room_for(size, on_disk, free, self.limits().min_free_space).map_err(|e| match e {
             plan::NoRoom::TooLarge { .. } => Outcome::Permanent(e.to_string()),
             plan::NoRoom::Disk { .. } => Outcome::DiskFull(e.to_string()),
         })
@@ -183,7 +183,7 @@ impl Downloads {
 
     /// Why downloads must wait, if the download disk is below the free-space reserve.
     pub(super) fn below_reserve(&self, download_dir: &Path) -> Option<String> {
-        below_reserve(free_space(download_dir)?, self.limits.min_free_space)
+        below_reserve(free_space(download_dir)?, self.limits().min_free_space)
     }
 }
 
@@ -197,7 +197,7 @@ mod tests {
         assert_eq!(below_reserve(256 * mib, 256 * mib), None);
         assert_eq!(
             below_reserve(100 * mib + 5, 256 * mib).as_deref(),
-            Some("100 MiB free, below the 256 MiB reserve (--min-free-space)")
+            Some("100 MiB free, below the 256 MiB reserve (Settings, free-space reserve)")
         );
         assert_eq!(below_reserve(PIECE_SIZE, 0), None);
         assert_eq!(

@@ -18,6 +18,7 @@ use super::rate::RateLimiter;
 use super::TransferView;
 use crate::content::Hash;
 use crate::events::EventSender;
+use crate::locks::lock;
 use crate::net::peers::PeerTable;
 use crate::shares::Shares;
 use crate::store::{DownloadRecord, DownloadState, FileRecord, FileState, Store, StoreError};
@@ -31,6 +32,7 @@ pub struct DownloadSettings {
     pub retry: RetryPolicy,
 }
 
+#[derive(Debug, Clone, Copy)]
 pub struct DownloadLimits {
     pub total: usize,
     pub per_peer: usize,
@@ -71,7 +73,8 @@ pub struct Downloads {
     pub(super) events: EventSender,
     /// Changeable live: files whose fetch starts after a change go to the new directory.
     download_dir: Mutex<PathBuf>,
-    pub(super) limits: DownloadLimits,
+    /// Changeable live: the next dispatch and the next disk check use a change.
+    limits: Mutex<DownloadLimits>,
     pub(super) rate: Arc<RateLimiter>,
     jobs: Mutex<BTreeMap<u64, Job>>,
     pub(super) wake: Notify,
@@ -111,7 +114,7 @@ impl Downloads {
             peers,
             events,
             download_dir: Mutex::new(settings.folder),
-            limits: settings.limits,
+            limits: Mutex::new(settings.limits),
             rate,
             jobs: Mutex::new(jobs),
             wake: Notify::new(),
@@ -123,14 +126,11 @@ impl Downloads {
     }
 
     pub(super) fn jobs(&self) -> MutexGuard<'_, BTreeMap<u64, Job>> {
-        self.jobs.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.jobs)
     }
 
     pub fn download_dir(&self) -> PathBuf {
-        self.download_dir
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        lock(&self.download_dir).clone()
     }
 
     /// `dir` must be canonical. Fetches already running finish in the old directory.
@@ -164,16 +164,26 @@ impl Downloads {
     }
 
     pub fn set_download_dir(&self, dir: PathBuf) {
-        *self.download_dir.lock().unwrap_or_else(|e| e.into_inner()) = dir;
+        *lock(&self.download_dir) = dir;
         self.wake();
     }
 
     pub fn retry_policy(&self) -> RetryPolicy {
-        *self.retry.lock().unwrap_or_else(|e| e.into_inner())
+        *lock(&self.retry)
     }
 
     pub fn set_retry_policy(&self, retry: RetryPolicy) {
-        *self.retry.lock().unwrap_or_else(|e| e.into_inner()) = retry;
+        *lock(&self.retry) = retry;
+    }
+
+    pub fn limits(&self) -> DownloadLimits {
+        *lock(&self.limits)
+    }
+
+    /// More slots start waiting files at once; fewer let running fetches finish.
+    pub fn set_limits(&self, limits: DownloadLimits) {
+        *lock(&self.limits) = limits;
+        self.wake();
     }
 
     pub fn wake(&self) {

@@ -84,7 +84,8 @@ impl Downloads {
     fn schedule(self: &Arc<Self>) {
         let now = Instant::now();
         let mut jobs = self.jobs();
-        let mut slots = Slots::new(self.limits.total, self.limits.per_peer);
+        let limits = self.limits();
+        let mut slots = Slots::new(limits.total, limits.per_peer);
         for job in jobs.values() {
             for (path, file) in &job.in_flight {
                 slots.take(&job.record.peer, path, file.progress.size);

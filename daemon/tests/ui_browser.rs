@@ -252,3 +252,27 @@ fn library_and_preview_on_a_phone() {
     assert!(b.wait_exit(Duration::from_secs(10)).success());
     a.stop();
 }
+
+/// Every setting on the Settings screen at 390×844 (`tests/ui/settings.mjs`): one save with
+/// a bad listen address among good values saves the good ones (checked through the API)
+/// and shows the refusal under its field; an alternative-speed schedule and the one-tap
+/// mode; the mDNS switch kept for the next start; a dark-mode pass.
+#[test]
+fn settings_screen_on_a_phone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let share = tmp.path().join("a-files/Music");
+    write_random_file(&share.join("a.bin"), 10_000, 1);
+    let mut a = Daemon::new(tmp.path(), "a").share(&share);
+    a.start();
+    run_browser_script(
+        "settings.mjs",
+        &[
+            ("HDP_A_URL", a.ui.clone()),
+            ("HDP_A_STORAGE", a.storage.display().to_string()),
+        ],
+        Duration::from_secs(90),
+        &a,
+    );
+    assert_screenshots(&["20-settings", "21-settings-errors", "22-settings-dark"]);
+    a.stop();
+}

@@ -187,9 +187,9 @@ await withBrowser(SHOTS, async (browser, pageErrors) => {
   setStep('8 settings');
   await nav(page, 'settings');
   await page.getByText(/^Now: down 1\.0 MB\/s/).waitFor();
-  await page.getByLabel('Download limit (total)').fill('3MB');
-  await page.getByRole('button', { name: 'Save limits' }).tap();
-  await page.getByText('Limits saved').waitFor();
+  await page.getByLabel('Download limit (total)', { exact: true }).fill('3MB');
+  await page.getByRole('button', { name: 'Save settings' }).tap();
+  await page.getByText('1 setting saved').waitFor();
   const limits = await apiA('/api/settings');
   check(limits.limits.download === 3_000_000, `download limit set live: ${JSON.stringify(limits)}`);
   await axeCheck(page, 'settings');

@@ -1,7 +1,10 @@
 //! Gzips the prebuilt web UI (`../webui-dist`) into `$OUT_DIR/webui`, which `http/ui.rs`
 //! embeds: the binary carries each file compressed (about a third of its size) and the
 //! daemon sends those bytes as they are to every browser (`Content-Encoding: gzip`). Files
-//! already named `*.gz` (large vendored code) are copied unchanged.
+//! already named `*.gz` (large vendored code) are copied unchanged. Scripts and style
+//! sheets lose their indentation and (scripts) their whole-line `//` comments first: 5 KB
+//! of the router builds' 5,000,000 bytes. That is safe because no script holds a string
+//! or template literal spanning lines (a test in `http/ui.rs` keeps it so).
 
 use std::fs;
 use std::io::Write;
@@ -46,7 +49,10 @@ fn gzip_tree(from: &Path, to: &Path) {
         } else if name.ends_with(".gz") {
             fs::copy(&path, to.join(&name)).expect("copy a gzipped UI file");
         } else {
-            let data = fs::read(&path).expect("read a UI file");
+            let mut data = fs::read(&path).expect("read a UI file");
+            if name.ends_with(".js") || name.ends_with(".css") {
+                data = compact(&data, name.ends_with(".js"));
+            }
             // No file name and a zero mtime in the header: the same UI gives the same bytes.
             let mut encoder = flate2::GzBuilder::new()
                 .mtime(0)
@@ -56,4 +62,20 @@ fn gzip_tree(from: &Path, to: &Path) {
             fs::write(to.join(format!("{name}.gz")), gzipped).expect("write a gzipped UI file");
         }
     }
+}
+
+/// `source` without leading whitespace on any line and, for scripts, without lines that
+/// are only a `//` comment. Not a minifier: nothing inside a line changes.
+fn compact(source: &[u8], script: bool) -> Vec<u8> {
+    let text = String::from_utf8_lossy(source);
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        let line = line.trim_start();
+        if script && line.starts_with("//") {
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out.into_bytes()
 }

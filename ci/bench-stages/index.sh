@@ -4,7 +4,8 @@
 # is the million-file library). Measured: the time from the daemon's first log line to its
 # `indexed` line (tracing timestamps), RSS when that line appears, the database's bytes per
 # file, a friend's search over the whole library (time to its first result and to the end of
-# the streamed answer, 1 % of the files matching), and a rescan with nothing changed.
+# the streamed answer, 1 % of the files matching), the background hashing pass (time and
+# peak RSS) and, once it is done, rescans with nothing changed.
 # Runnable alone: BENCH_ONLY=index.
 
 index_stage() {
@@ -72,15 +73,34 @@ index_stage() {
     stop_daemon indexfriend
     stage_end
 
+    # A library at rest: the background pass has hashed every file (its time and peak RSS
+    # are a figure of their own) before the rescans, each of which then walks an unchanged
+    # tree; the median of three is reported.
+    stage_begin library-hashing
+    deadline=$(( SECONDS + TIMEOUT ))
+    until hdp index info --json 2>/dev/null | perl -0ne 'exit !/"hashing"\s*:\s*\{[^}]*"active"\s*:\s*false/'; do
+        kill -0 "$INDEX_PID" 2>/dev/null || die "library-hashing: the daemon exited"
+        (( SECONDS < deadline )) || die "library-hashing: the pass did not end within ${TIMEOUT} s"
+        sleep 0.5
+    done
+    HASHING_SECS="$(calc "$(now) - $INDEX_SEEN")"
+    HASHING_HWM_KB="$(status_kb "$INDEX_PID" VmHWM)"
+    HASHED_FILES="$(hdp index info --json | perl -0ne 'print /"hashed_files"\s*:\s*(\d+)/')"
+    stage_end
+
     stage_begin library-rescan
-    local t0
-    t0="$(now)"
-    RESCAN_LINE="$(hdp index rescan)" || die "library-rescan: rescan failed"
-    RESCAN_SECS="$(calc "$(now) - $t0")"
+    local t0 i times=()
+    for i in 1 2 3; do
+        t0="$(now)"
+        RESCAN_LINE="$(hdp index rescan)" || die "library-rescan: rescan failed"
+        times+=("$(calc "$(now) - $t0")")
+    done
+    RESCAN_ALL="$(printf '%s\n' "${times[@]}" | sort -g | awk '{ printf "%s%.2f", (NR > 1 ? ", " : ""), $1 }')"
+    RESCAN_SECS="$(printf '%s\n' "${times[@]}" | sort -g | sed -n 2p)"
     RESCAN_RSS_KB="$(status_kb "$INDEX_PID" VmHWM)"
     stop_daemon index
     rm -rf "$WORK/manyfiles"
-    log "library: $NFILES files indexed in $(fmt "$INDEX_SECS" 2) s; search first result $(fmt "$SEARCH_FIRST" 3) s, all $SEARCH_ENTRIES in $(fmt "$SEARCH_TOTAL" 2) s; unchanged rescan $(fmt "$RESCAN_SECS" 2) s ($RESCAN_LINE)"
+    log "library: $NFILES files indexed in $(fmt "$INDEX_SECS" 2) s; search first result $(fmt "$SEARCH_FIRST" 3) s, all $SEARCH_ENTRIES in $(fmt "$SEARCH_TOTAL" 2) s; $HASHED_FILES hashed $(fmt "$HASHING_SECS" 0) s after the index; unchanged rescans $RESCAN_ALL s ($RESCAN_LINE)"
     stage_end
 }
 
@@ -93,5 +113,6 @@ index_lines() {
     echo "| RSS after index (VmRSS / VmHWM; background hashing $INDEX_HASHING) | $(kb_mb "$INDEX_RSS_KB") / $(kb_mb "$INDEX_HWM_KB") MB | 42 MB (100k) | ≤ $rss_target MB | $(yesno "$INDEX_RSS_KB * 1024 / 1000000 <= $rss_target") |"
     echo "| index database on disk | $(MB "$DB_BYTES") MB, $(fmt "$per_file" 0) bytes per file | | ≤ 200 bytes per file | $(yesno "$per_file <= 200") |"
     echo "| a friend's search over the library (1 % matching), first result / whole answer | $(fmt "$(calc "$SEARCH_FIRST * 1000")" 0) ms / $(fmt "$SEARCH_TOTAL" 2) s ($SEARCH_ENTRIES entries) | | ≤ 200 ms to the first | $(yesno "$SEARCH_FIRST <= 0.2") |"
-    echo "| rescan with nothing changed | $(fmt "$RESCAN_SECS" 2) s (VmHWM $(kb_mb "$RESCAN_RSS_KB") MB) | | ≤ 3 s | $(yesno "$RESCAN_SECS <= 3") |"
+    echo "| background hashing pass over the library (from the \`indexed\` line), peak RSS | $(fmt "$HASHING_SECS" 0) s for $HASHED_FILES files, VmHWM $(kb_mb "$HASHING_HWM_KB") MB | | ≤ $rss_target MB | $(yesno "$HASHING_HWM_KB * 1024 / 1000000 <= $rss_target") |"
+    echo "| rescan with nothing changed, median of 3 (after the hashing pass) | $(fmt "$RESCAN_SECS" 2) s ($RESCAN_ALL s; VmHWM $(kb_mb "$RESCAN_RSS_KB") MB) | | ≤ 3 s | $(yesno "$RESCAN_SECS <= 3") |"
 }

@@ -103,3 +103,39 @@ fn revalidated(headers: &HeaderMap, etag: &str) -> bool {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.split(',').any(|t| t.trim() == etag))
 }
+
+#[cfg(test)]
+mod tests {
+    /// build.rs strips each script line's indentation and drops `//` comment lines, which
+    /// is safe only while no string or template literal spans lines.
+    #[test]
+    fn no_script_literal_spans_lines() {
+        let dist = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../webui-dist");
+        let mut checked = 0;
+        for entry in std::fs::read_dir(&dist).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_none_or(|e| e != "js") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            for (n, line) in text.lines().enumerate() {
+                let at = format!("{}:{}", path.display(), n + 1);
+                assert_eq!(
+                    line.matches('`').count() % 2,
+                    0,
+                    "{at}: a template literal spans lines"
+                );
+                assert!(
+                    !line.ends_with('\\'),
+                    "{at}: a string continues on the next line"
+                );
+            }
+            checked += 1;
+        }
+        assert!(
+            checked >= 10,
+            "only {checked} scripts found in {}",
+            dist.display()
+        );
+    }
+}

@@ -23,6 +23,8 @@ use crate::wire::{Entry, LsChunker, WireError};
 /// of requests slows the pass down without stopping it.
 const DEMAND_PAUSE: Duration = Duration::from_millis(20);
 const MAX_DEMAND_PAUSES: u32 = 500;
+/// Paths the background pass reads from the index at a time.
+const HASH_BATCH: usize = 1024;
 
 /// What the index loop starts from.
 pub(super) struct IndexStart {
@@ -266,13 +268,6 @@ impl Library {
     /// Computes content hashes of every shared file not hashed yet, paced so that a NAS
     /// keeps serving while it works. Blocking.
     fn hash_in_background(&self) {
-        let mut files = Vec::new();
-        let _ = self.shares.ls("", None, true, |entry| {
-            if !entry.is_dir {
-                files.push(entry.path);
-            }
-            true
-        });
         self.hashing.store(true, Ordering::Relaxed);
         let started = Instant::now();
         let mut bucket = TokenBucket::new(self.hash_rate(), started);
@@ -297,18 +292,34 @@ impl Library {
             }
             !self.stopping()
         };
-        for path in files {
-            if self.stopping() {
+        // In batches from the index, so a library of millions of files costs one batch of
+        // paths in memory, not all of them.
+        let mut after: Option<String> = None;
+        'pass: loop {
+            let batch = match self.shares.files_after(after.as_deref(), HASH_BATCH) {
+                Ok(batch) => batch,
+                Err(e) => {
+                    tracing::debug!("background hashing stopped: {e}");
+                    break;
+                }
+            };
+            for path in &batch {
+                if self.stopping() {
+                    break 'pass;
+                }
+                match self.shares.content_hashes_paced(path, &mut pace) {
+                    Ok((_, true)) => {
+                        self.hashed_files.fetch_add(1, Ordering::Relaxed);
+                        self.fresh.notify_one();
+                    }
+                    Ok((_, false)) => {}
+                    Err(e) => tracing::debug!("background hashing skipped {path}: {e}"),
+                }
+            }
+            if batch.len() < HASH_BATCH {
                 break;
             }
-            match self.shares.content_hashes_paced(&path, &mut pace) {
-                Ok((_, true)) => {
-                    self.hashed_files.fetch_add(1, Ordering::Relaxed);
-                    self.fresh.notify_one();
-                }
-                Ok((_, false)) => {}
-                Err(e) => tracing::debug!("background hashing skipped {path}: {e}"),
-            }
+            after = batch.last().cloned();
         }
         self.hashing.store(false, Ordering::Relaxed);
         tracing::debug!("background hashing pass took {:.2?}", started.elapsed());

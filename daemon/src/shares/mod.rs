@@ -398,6 +398,30 @@ impl Shares {
         }
     }
 
+    /// Up to `limit` indexed files in key order, starting after `after`: a walk over the
+    /// whole library in bounded batches (the background hashing pass).
+    pub fn files_after(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>, WireError> {
+        use std::ops::Bound;
+        let io = |e: redb::Error| WireError::Io(e.to_string());
+        let txn = self.store.db().begin_read().map_err(|e| io(e.into()))?;
+        let index = txn.open_table(INDEX).map_err(|e| io(e.into()))?;
+        let start = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let mut files = Vec::new();
+        for row in index
+            .range::<&str>((start, Bound::Unbounded))
+            .map_err(|e| io(e.into()))?
+        {
+            let (k, v) = row.map_err(|e| io(e.into()))?;
+            if IndexValue::unpack(v.value()).is_some_and(|v| !v.is_dir) {
+                files.push(k.value().to_string());
+                if files.len() == limit {
+                    break;
+                }
+            }
+        }
+        Ok(files)
+    }
+
     /// Maps a request path to a regular file inside a share, following symlinks only while
     /// they stay inside that share's root.
     pub fn resolve(&self, path: &str) -> Result<PathBuf, WireError> {

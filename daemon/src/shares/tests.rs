@@ -64,6 +64,40 @@ fn index_lists_searches_and_sums_sizes() {
 }
 
 #[test]
+fn files_after_walks_every_file_once_in_bounded_batches() {
+    let (tmp, shares) = setup();
+    let music = tmp.path().join("Music");
+    for (i, path) in ["a/1", "a/2", "a/b/3", "c", "d/4"].iter().enumerate() {
+        let path = music.join(path);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, vec![0; i]).unwrap();
+    }
+    shares.add(&music).unwrap();
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    for _ in 0..10 {
+        let batch = shares.files_after(after.as_deref(), 2).unwrap();
+        assert!(batch.len() <= 2);
+        seen.extend(batch.iter().cloned());
+        if batch.len() < 2 {
+            break;
+        }
+        after = batch.last().cloned();
+    }
+    assert_eq!(
+        seen,
+        [
+            "Music/a/1",
+            "Music/a/2",
+            "Music/a/b/3",
+            "Music/c",
+            "Music/d/4"
+        ],
+        "files only, each once, in key order"
+    );
+}
+
+#[test]
 fn rescan_writes_only_changes_and_drops_removed_subtrees() {
     let (tmp, shares) = setup();
     let root = tmp.path().join("data");

@@ -90,8 +90,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let mut txn = self.db.begin_write()?;
         if !durable {
-            txn.set_durability(redb::Durability::None)
-                .map_err(|e| StoreError::Db(e.to_string()))?;
+            self.commit_lazily(&mut txn)?;
         }
         txn.open_table(DOWNLOAD_FILES)?
             .insert((id, path), encode(record).as_slice())?;

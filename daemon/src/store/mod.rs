@@ -98,7 +98,14 @@ pub struct Store {
     dir: PathBuf,
     /// The digest of the user's tables the kept copy was last written with.
     kept_digest: std::sync::Mutex<Option<blake3::Hash>>,
+    /// Commits made without an fsync since the last one that made them durable.
+    lazy_commits: std::sync::atomic::AtomicUsize,
 }
+
+/// redb keeps what a commit without an fsync frees, in memory and in the file, until a
+/// durable commit: a background pass hashing a million files grew the daemon by 30 MB that
+/// way. Every this many lazy commits, one is made durable.
+const LAZY_COMMITS_PER_SYNC: usize = 1024;
 
 pub(super) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     // Encoding our own plain structs into a Vec cannot fail.
@@ -184,9 +191,23 @@ impl Store {
             db,
             dir: path.parent().map(Path::to_path_buf).unwrap_or_default(),
             kept_digest: std::sync::Mutex::new(None),
+            lazy_commits: std::sync::atomic::AtomicUsize::new(0),
         };
         store.check_schema(&path)?;
         Ok(store)
+    }
+
+    /// Makes `txn` commit without an fsync, unless it is the one in
+    /// [`LAZY_COMMITS_PER_SYNC`] that makes the lazy commits before it durable.
+    pub(super) fn commit_lazily(&self, txn: &mut redb::WriteTransaction) -> Result<(), StoreError> {
+        use std::sync::atomic::Ordering;
+        let made = self.lazy_commits.fetch_add(1, Ordering::Relaxed) + 1;
+        if made >= LAZY_COMMITS_PER_SYNC {
+            self.lazy_commits.store(0, Ordering::Relaxed);
+            return Ok(());
+        }
+        txn.set_durability(redb::Durability::None)
+            .map_err(|e| StoreError::Db(e.to_string()))
     }
 
     fn check_schema(&self, path: &Path) -> Result<(), StoreError> {
@@ -280,8 +301,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let mut txn = self.db.begin_write()?;
         if !durable {
-            txn.set_durability(redb::Durability::None)
-                .map_err(|e| StoreError::Db(e.to_string()))?;
+            self.commit_lazily(&mut txn)?;
         }
         txn.open_table(UI_SESSIONS)?
             .insert(key, encode(session).as_slice())?;
@@ -376,8 +396,7 @@ impl Store {
         let mut txn = self.db.begin_write()?;
         // A cache: losing the newest entries in a power cut only means hashing them again,
         // so they ride along with the next durable commit instead of an fsync each.
-        txn.set_durability(redb::Durability::None)
-            .map_err(|e| StoreError::Db(e.to_string()))?;
+        self.commit_lazily(&mut txn)?;
         txn.open_table(HASHES)?
             .insert(path, encode(record).as_slice())?;
         txn.open_table(ROOTS)?

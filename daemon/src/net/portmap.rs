@@ -221,7 +221,9 @@ async fn map_with_pmp(bound: SocketAddr) -> Result<Active, PortmapError> {
     keep_if_public(active).await
 }
 
-async fn map_with_upnp(bound: SocketAddr) -> Result<Active, PortmapError> {
+/// The router's UPnP-IGD service, by SSDP from the peer socket's IP (IPv4: UPnP has no v6
+/// mapping here).
+async fn find_gateway(bound: SocketAddr) -> Result<igd_next::Gateway, PortmapError> {
     let bind_ip = match bound.ip() {
         IpAddr::V4(v4) => v4,
         IpAddr::V6(_) => Ipv4Addr::UNSPECIFIED,
@@ -254,7 +256,11 @@ async fn map_with_upnp(bound: SocketAddr) -> Result<Active, PortmapError> {
             break;
         }
     }
-    let gateway = found?;
+    found
+}
+
+async fn map_with_upnp(bound: SocketAddr) -> Result<Active, PortmapError> {
+    let gateway = find_gateway(bound).await?;
     let local = local_towards(bound, gateway.addr.ip()).ok_or(PortmapError::NoGateway)?;
     let asked = gateway.clone();
     let external_ip = upnp_call("UPnP external address", GATEWAY_TIMEOUT, move || {

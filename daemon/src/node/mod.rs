@@ -388,6 +388,32 @@ fn transfer_engines(
     })
 }
 
+/// The start-up values over the stored ones: what runs from this start (mDNS, port
+/// mapping), and how the library is rescanned and hashed.
+fn switches_and_pacing(
+    config: &Settings,
+    saved: &settings::SavedSettings,
+) -> Result<(Switches, library::Pacing), NodeError> {
+    let running = Switches {
+        mdns: config.mdns.clone().over(saved.flag(setting::MDNS.key)?),
+        upnp: config.upnp.clone().over(saved.flag(setting::UPNP.key)?),
+    };
+    let pacing = library::Pacing {
+        background_hashing: config.background_hashing,
+        hash_rate: config
+            .background_hash_rate
+            .clone()
+            .over(saved.number(setting::BACKGROUND_HASH_RATE.key)?),
+        rescan_interval: Duration::from_secs(
+            config
+                .rescan_interval
+                .clone()
+                .over(saved.number(setting::RESCAN_INTERVAL.key)?),
+        ),
+    };
+    Ok((running, pacing))
+}
+
 impl Node {
     /// Start-up order: storage dir → identity → database → UDP socket → shares → download
     /// dir and upload slots → rate limits → downloads → uploads → LAN and port mapping →
@@ -412,23 +438,7 @@ impl Node {
             downloads,
             uploads,
         } = transfer_engines(&config, &saved, &store, &peers, &events, &shares)?;
-        let running = Switches {
-            mdns: config.mdns.clone().over(saved.flag(setting::MDNS.key)?),
-            upnp: config.upnp.clone().over(saved.flag(setting::UPNP.key)?),
-        };
-        let pacing = library::Pacing {
-            background_hashing: config.background_hashing,
-            hash_rate: config
-                .background_hash_rate
-                .clone()
-                .over(saved.number(setting::BACKGROUND_HASH_RATE.key)?),
-            rescan_interval: Duration::from_secs(
-                config
-                    .rescan_interval
-                    .clone()
-                    .over(saved.number(setting::RESCAN_INTERVAL.key)?),
-            ),
-        };
+        let (running, pacing) = switches_and_pacing(&config, &saved)?;
         // Last before the node exists, so a failed start leaves no advertisement behind.
         let (lan, browse) = running
             .mdns

@@ -63,7 +63,8 @@ pub struct ShareInfo {
     pub available: bool,
 }
 
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+/// The answer of `POST /api/rescan`, read back by the CLI.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct ScanStats {
     pub files: u64,
     pub dirs: u64,

@@ -256,25 +256,8 @@ impl Downloads {
                 },
                 _ = tick.tick() => {
                     ticks += 1;
-                    show_progress(swarm, progress);
-                    let now = began.elapsed().as_millis() as u64;
-                    for peer in crew.membership.due(now) {
-                        if let Some(other) = self.peers.get(&peer) {
-                            crew.asks.spawn(holder(other, swarm.root, swarm.size));
-                        }
-                    }
-                    if ticks % RESERVE_CHECK_TICKS == 0 {
-                        if let Some(low) = self.below_reserve(&download_dir) {
-                            record.have = Some(swarm.have());
-                            return Err(Outcome::DiskFull(low));
-                        }
-                    }
-                    if ticks % SAVE_TICKS == 0 {
-                        record.have = Some(swarm.have());
-                        if let Err(e) = self.store.put_download_file(progress.download, path, record, true) {
-                            tracing::debug!("cannot save progress of {path}: {e}");
-                        }
-                    }
+                    let elapsed_ms = began.elapsed().as_millis() as u64;
+                    self.on_tick(&mut crew, ticks, elapsed_ms, &download_dir, path, record)?;
                 }
             }
             if crew.workers.is_empty() && crew.asks.is_empty() {
@@ -284,6 +267,44 @@ impl Downloads {
         show_progress(swarm, progress);
         record.have = Some(swarm.have());
         Ok(ends)
+    }
+}
+
+impl Downloads {
+    /// Each progress tick of a swarm: counters published, peers due asked again whether
+    /// they hold the file, and now and then the disk reserve checked and progress saved.
+    fn on_tick(
+        &self,
+        crew: &mut Crew,
+        ticks: u64,
+        elapsed_ms: u64,
+        download_dir: &Path,
+        path: &str,
+        record: &mut FileRecord,
+    ) -> Result<(), Outcome> {
+        let swarm = crew.swarm;
+        show_progress(swarm, crew.progress);
+        for peer in crew.membership.due(elapsed_ms) {
+            if let Some(other) = self.peers.get(&peer) {
+                crew.asks.spawn(holder(other, swarm.root, swarm.size));
+            }
+        }
+        if ticks % RESERVE_CHECK_TICKS == 0 {
+            if let Some(low) = self.below_reserve(download_dir) {
+                record.have = Some(swarm.have());
+                return Err(Outcome::DiskFull(low));
+            }
+        }
+        if ticks % SAVE_TICKS == 0 {
+            record.have = Some(swarm.have());
+            if let Err(e) = self
+                .store
+                .put_download_file(crew.progress.download, path, record, true)
+            {
+                tracing::debug!("cannot save progress of {path}: {e}");
+            }
+        }
+        Ok(())
     }
 }
 

@@ -69,28 +69,60 @@ export function browseScreen(main, ctx, params) {
     }
   }
 
+  // A search result's folder (inside the friend's share) and the friend: the second line.
+  const where = (entry) => {
+    const [peer, ...rest] = entry.path.split('/');
+    rest.pop();
+    return [rest.join('/'), peer];
+  };
+
+  function fileActions(entry, name) {
+    const actions = [];
+    if (!entry.is_dir && downloaded(ctx, entry.path)) {
+      actions.push(h('a', { class: 'button small', href: `/downloads/${encodePath(entry.path)}`, target: '_blank', rel: 'noopener', 'aria-label': `Open ${name}` }, 'Open'));
+    }
+    if (!entry.is_dir && previewKind(entry.path)) {
+      actions.push(h('button', { class: 'icon-button', type: 'button', 'aria-label': `Preview ${name}`, title: 'Preview',
+        onclick: () => preview(name, `/api/read?path=${encodeURIComponent(entry.path)}`) }, icon('M7 4l13 8-13 8z')));
+    }
+    const b = h('button', { class: 'icon-button', type: 'button', 'aria-label': `Download ${name}`, title: 'Download' },
+      icon('M12 3v12M6 10l6 6 6-6M4 20h16'));
+    b.addEventListener('click', () => queue(entry, b));
+    actions.push(b);
+    return actions;
+  }
+
+  // A file's sheet: the whole name, where it is, and the same actions as its row.
+  function details(entry) {
+    const name = basename(entry.path);
+    const [folder, peer] = where(entry);
+    const close = h('button', { type: 'button', class: 'secondary' }, 'Close');
+    const facts = [['Folder', folder || '(top of the share)'], ['Friend', peer], ['Size', fmtBytes(entry.size)],
+      ['Modified', new Date(entry.mtime * 1000).toLocaleString()]];
+    const sheet = h('dialog', { class: 'sheet', 'aria-label': name }, h('h2', {}, name),
+      h('dl', { class: 'facts' }, ...facts.flatMap(([k, v]) => [h('dt', {}, k), h('dd', {}, v)])),
+      h('div', { class: 'actions' }, ...fileActions(entry, name), close));
+    close.addEventListener('click', () => sheet.close());
+    sheet.addEventListener('close', () => sheet.remove());
+    document.body.append(sheet);
+    sheet.showModal();
+  }
+
   function row(entry) {
-    const name = q ? entry.path.split('/').slice(1).join('/') : basename(entry.path);
+    const name = basename(entry.path);
     const glyph = h('span', { class: `icon ${entry.peer ? 'peer' : entry.is_dir ? 'dir' : 'file'}`, 'aria-hidden': 'true' });
-    const meta = entry.peer ? (entry.connected ? 'online' : 'offline') : fmtBytes(entry.size);
-    const label = h('span', { class: 'label' }, h('span', { class: 'name' }, name), h('span', { class: 'meta' }, meta));
+    let meta = h('span', { class: 'meta' }, entry.peer ? (entry.connected ? 'online' : 'offline') : fmtBytes(entry.size));
+    // In results the size keeps its place however long the folder and friend are.
+    if (q && !entry.peer) {
+      meta = h('span', { class: 'meta split' }, h('span', {}, where(entry).filter(Boolean).join(' · ')),
+        h('span', {}, ` · ${fmtBytes(entry.size)}`));
+    }
+    const label = h('span', { class: 'label' }, h('span', { class: 'name' }, name), meta);
     const target = entry.is_dir || entry.peer
       ? h('a', { class: 'rowlink', href: link(entry.path, '') }, glyph, label)
-      : h('div', { class: 'rowlink' }, glyph, label);
+      : h('button', { class: 'rowlink', type: 'button', 'aria-haspopup': 'dialog', onclick: () => details(entry) }, glyph, label);
     const actions = h('span', { class: 'actions' });
-    if (!entry.is_dir && !entry.peer && downloaded(ctx, entry.path)) {
-      actions.append(h('a', { class: 'button small', href: `/downloads/${encodePath(entry.path)}`, target: '_blank', rel: 'noopener', 'aria-label': `Open ${basename(entry.path)}` }, 'Open'));
-    }
-    if (!entry.is_dir && !entry.peer && previewKind(entry.path)) {
-      actions.append(h('button', { class: 'icon-button', type: 'button', 'aria-label': `Preview ${basename(entry.path)}`, title: 'Preview',
-        onclick: () => preview(basename(entry.path), `/api/read?path=${encodeURIComponent(entry.path)}`) }, icon('M7 4l13 8-13 8z')));
-    }
-    if (!entry.peer) {
-      const b = h('button', { class: 'icon-button', type: 'button', 'aria-label': `Download ${basename(entry.path)}`, title: 'Download' },
-        icon('M12 3v12M6 10l6 6 6-6M4 20h16'));
-      b.addEventListener('click', () => queue(entry, b));
-      actions.append(b);
-    }
+    if (!entry.peer) actions.append(...fileActions(entry, name));
     return h('div', { class: 'row' }, target, actions);
   }
 

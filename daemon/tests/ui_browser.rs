@@ -96,6 +96,7 @@ fn phone_ui_end_to_end_in_chromium() {
         "04-peers",
         "05-browse",
         "06-search",
+        "06-search-sheet",
         "08-settings",
         "10-transfers-paused",
         "11-transfers-done",

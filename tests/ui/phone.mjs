@@ -147,10 +147,24 @@ await withBrowser(SHOTS, async (browser, pageErrors) => {
   await page.getByLabel('Search files').fill('track');
   await page.getByRole('button', { name: 'Search', exact: true }).tap();
   await page.getByText('6 matches').waitFor();
-  check(await page.getByText('Music/Album/track-3.flac').isVisible(), 'search result paths shown');
-  check(await page.locator('.vrow .meta').first().textContent().then((t) => /\d+(\.\d)? (KB|MB)/.test(t)), 'sizes shown');
+  // A result row: the file's name first, then its folder, the friend and the size.
+  const result = page.locator('.vrow', { hasText: 'track-3.flac' });
+  check(await result.locator('.name').textContent() === 'track-3.flac', 'the file name comes first');
+  const meta = await result.locator('.meta').textContent();
+  check(meta.startsWith(`Music/Album · ${infoB.name} · `) && /\d+(\.\d)? (KB|MB)$/.test(meta), `folder, friend and size follow: ${meta}`);
   await axeCheck(page, 'search');
   await shot(page, '06-search');
+  // Tapping the row opens its sheet: the whole name, where it is, and the actions.
+  await result.getByRole('button', { name: /^track-3\.flac / }).tap();
+  const sheet = page.getByRole('dialog', { name: 'track-3.flac' });
+  await sheet.waitFor();
+  check(await sheet.getByText('Music/Album', { exact: true }).isVisible(), 'the sheet names the folder');
+  check(await sheet.getByText(infoB.name, { exact: true }).isVisible(), 'the sheet names the friend');
+  check(await sheet.getByRole('button', { name: 'Download track-3.flac' }).isVisible(), 'the sheet offers the download');
+  await axeCheck(page, 'search sheet');
+  await shot(page, '06-search-sheet');
+  await sheet.getByRole('button', { name: 'Close' }).tap();
+  await sheet.waitFor({ state: 'detached' });
 
   // 6. Download a whole folder and watch its progress reach 100%.
   setStep('6 folder download');

@@ -2,7 +2,7 @@
 //! embeds: the binary carries each file compressed (about a third of its size) and the
 //! daemon sends those bytes as they are to every browser (`Content-Encoding: gzip`). Files
 //! already named `*.gz` (large vendored code) are copied unchanged. Scripts and style
-//! sheets lose their indentation and (scripts) their whole-line `//` comments first: 5 KB
+//! sheets lose their indentation, blank lines and whole-line comments first: 5 KB
 //! of the router builds' 5,000,000 bytes. That is safe because no script holds a string
 //! or template literal spanning lines (a test in `http/ui.rs` keeps it so).
 
@@ -64,14 +64,20 @@ fn gzip_tree(from: &Path, to: &Path) {
     }
 }
 
-/// `source` without leading whitespace on any line and, for scripts, without lines that
-/// are only a `//` comment. Not a minifier: nothing inside a line changes.
+/// `source` without blank lines, leading whitespace, and lines that are only a comment
+/// (`//` in scripts, a one-line `/* */` in style sheets). Not a minifier: nothing inside
+/// a line changes.
 fn compact(source: &[u8], script: bool) -> Vec<u8> {
     let text = String::from_utf8_lossy(source);
     let mut out = String::with_capacity(text.len());
     for line in text.lines() {
         let line = line.trim_start();
-        if script && line.starts_with("//") {
+        let comment = if script {
+            line.starts_with("//")
+        } else {
+            line.starts_with("/*") && line.ends_with("*/")
+        };
+        if line.is_empty() || comment {
             continue;
         }
         out.push_str(line);

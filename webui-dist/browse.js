@@ -1,7 +1,7 @@
 // Browse & search every connected peer's files. Directory listings and search results
 // can hold tens of thousands of entries: they go into a virtualised list.
 import { api, listing } from './api.js';
-import { h, icon, fmtBytes, basename, encodePath, toast, VirtualList } from './ui.js';
+import { h, icon, fmtBytes, basename, encodePath, toast, VirtualList, sheet } from './ui.js';
 import { preview, previewKind } from './library.js';
 
 const ROW = 64;
@@ -96,16 +96,10 @@ export function browseScreen(main, ctx, params) {
   function details(entry) {
     const name = basename(entry.path);
     const [folder, peer] = where(entry);
-    const close = h('button', { type: 'button', class: 'secondary' }, 'Close');
     const facts = [['Folder', folder || '(top of the share)'], ['Friend', peer], ['Size', fmtBytes(entry.size)],
       ['Modified', new Date(entry.mtime * 1000).toLocaleString()]];
-    const sheet = h('dialog', { class: 'sheet', 'aria-label': name }, h('h2', {}, name),
-      h('dl', { class: 'facts' }, ...facts.flatMap(([k, v]) => [h('dt', {}, k), h('dd', {}, v)])),
-      h('div', { class: 'actions' }, ...fileActions(entry, name), close));
-    close.addEventListener('click', () => sheet.close());
-    sheet.addEventListener('close', () => sheet.remove());
-    document.body.append(sheet);
-    sheet.showModal();
+    sheet(name, h('dl', { class: 'facts' }, ...facts.flatMap(([k, v]) => [h('dt', {}, k), h('dd', {}, v)])),
+      h('div', { class: 'actions' }, ...fileActions(entry, name)));
   }
 
   function row(entry) {

@@ -2,7 +2,7 @@
 // (/api/library), with play, save and delete; and the preview sheet, which plays a
 // friend's file over /api/read or a downloaded one over /library, both with Range.
 import { api } from './api.js';
-import { h, fmtBytes, basename, toast, busy } from './ui.js';
+import { h, fmtBytes, basename, toast, busy, sheet } from './ui.js';
 
 const KINDS = [
   ['audio', /\.(mp3|wav|flac|ogg|oga|opus|m4a|aac)$/i],
@@ -27,15 +27,9 @@ export function preview(name, url) {
   } else {
     body = h(kind, { src: url, controls: kind !== 'img', preload: 'metadata', alt: name });
   }
-  const close = h('button', { type: 'button', class: 'secondary' }, 'Close');
-  const sheet = h('dialog', { class: 'sheet', 'aria-label': `Preview of ${name}` },
-    h('h2', {}, name), body, close);
-  close.addEventListener('click', () => sheet.close());
-  // Closing stops the stream: the element goes with the sheet.
-  sheet.addEventListener('close', () => sheet.remove());
-  document.body.append(sheet);
-  sheet.showModal();
-  return sheet;
+  const shown = sheet(name, body);
+  shown.setAttribute('aria-label', `Preview of ${name}`);
+  return shown;
 }
 
 const fileUrl = (path) => `/library?path=${encodeURIComponent(path)}`;

@@ -166,6 +166,18 @@ export class VirtualList {
   }
 }
 
+// A modal sheet titled `title`, with a Close button after `children`; gone once closed
+// (so a playing preview stops).
+export function sheet(title, ...children) {
+  const close = h('button', { type: 'button', class: 'secondary' }, 'Close');
+  const dialog = h('dialog', { class: 'sheet', 'aria-label': title }, h('h2', {}, title), ...children, close);
+  close.addEventListener('click', () => dialog.close());
+  dialog.addEventListener('close', () => dialog.remove());
+  document.body.append(dialog);
+  dialog.showModal();
+  return dialog;
+}
+
 export function field(label, input, hint) {
   const id = input.id || `f${Math.random().toString(36).slice(2, 9)}`;
   input.id = id;

@@ -97,7 +97,10 @@ await withBrowser(SHOTS, async (browser, pageErrors) => {
   await page.getByRole('button', { name: 'Move big.bin up in the queue' }).tap();
   await page.locator('#toasts .toast', { hasText: 'moved up' }).waitFor();
   await nav(page, 'peers');
-  check(await page.locator('#toasts .toast').count() === 0, 'toasts stay on their screen');
+  // The tap only starts the route change: wait for the Peers screen before looking.
+  await page.locator('#nav a[data-screen="peers"][aria-current="page"]').waitFor();
+  const left = await page.locator('#toasts .toast').allTextContents();
+  check(left.length === 0, `toasts stay on their screen (left: ${JSON.stringify(left)})`);
   await nav(page, 'transfers');
   await shot(page, '23-transfers-cleared');
   setStep('installable');

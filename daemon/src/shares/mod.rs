@@ -63,8 +63,7 @@ pub struct ShareInfo {
     pub available: bool,
 }
 
-/// The answer of `POST /api/rescan`, read back by the CLI.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct ScanStats {
     pub files: u64,
     pub dirs: u64,

@@ -53,6 +53,7 @@ cipher_cross_build() { # cipher_cross_build TRIPLE -> path of the binary
 cipher_stage() {
     local mib="${BENCH_CIPHER_MIB:-64}" native t bin
     stage_begin cipher
+    [[ "${BENCH_CIPHER_CROSS:-1}" == 0 ]] || apt_install qemu-user-static
     if [[ -z "${BENCH_CIPHER_BIN:-}" ]]; then
         (cd "$ROOT" && CARGO_TARGET_DIR="$TARGET_DIR" cargo build --release -p cipher-speed) \
             || die "cipher: cargo build -p cipher-speed failed"

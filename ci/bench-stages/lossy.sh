@@ -135,6 +135,9 @@ lossy_run() {
 lossy_stage() {
     local cc
     stage_begin lossy
+    # A fresh machine has no nft: installed as ci/test does (iproute2 for ip).
+    command -v nft >/dev/null || apt_install nftables
+    command -v ip >/dev/null || apt_install iproute2
     for cc in ${BENCH_LOSSY_CC:-cubic bbr}; do lossy_run "$cc"; done
     stage_end
 }

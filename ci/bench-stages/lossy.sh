@@ -101,7 +101,8 @@ lossy_run() {
     relay_pid=$!
     DAEMON_PIDS+=("$relay_pid")
     sleep 0.5
-    lossy_hdp b "$b" connect "$(json_field "$WORK/$a/info.json" announce_address)" > /dev/null \
+    # a approves b below: until then `connect` exits 3 ("has not approved you yet").
+    may_await_approval lossy_hdp b "$b" connect "$(json_field "$WORK/$a/info.json" announce_address)" > /dev/null \
         || die "lossy: $b could not connect to $a"
     bname="$(json_field "$WORK/$b/info.json" name)"
     local deadline=$(( SECONDS + 60 ))

@@ -113,6 +113,7 @@ index_lines() {
     echo "| RSS after index (VmRSS / VmHWM; background hashing $INDEX_HASHING) | $(kb_mb "$INDEX_RSS_KB") / $(kb_mb "$INDEX_HWM_KB") MB | 42 MB (100k) | ≤ $rss_target MB | $(yesno "$INDEX_RSS_KB * 1024 / 1000000 <= $rss_target") |"
     echo "| index database on disk | $(MB "$DB_BYTES") MB, $(fmt "$per_file" 0) bytes per file | | ≤ 200 bytes per file | $(yesno "$per_file <= 200") |"
     echo "| a friend's search over the library (1 % matching), first result / whole answer | $(fmt "$(calc "$SEARCH_FIRST * 1000")" 0) ms / $(fmt "$SEARCH_TOTAL" 2) s ($SEARCH_ENTRIES entries) | | ≤ 200 ms to the first | $(yesno "$SEARCH_FIRST <= 0.2") |"
-    echo "| background hashing pass over the library (from the \`indexed\` line), peak RSS | $(fmt "$HASHING_SECS" 0) s for $HASHED_FILES files, VmHWM $(kb_mb "$HASHING_HWM_KB") MB | | ≤ $rss_target MB | $(yesno "$HASHING_HWM_KB * 1024 / 1000000 <= $rss_target") |"
+    # The issue bounds memory at 48 MB for a million files; the pass has no smaller target.
+    echo "| background hashing pass over the library (from the \`indexed\` line), peak RSS | $(fmt "$HASHING_SECS" 0) s for $HASHED_FILES files, VmHWM $(kb_mb "$HASHING_HWM_KB") MB | | ≤ 48 MB | $(yesno "$HASHING_HWM_KB * 1024 / 1000000 <= 48") |"
     echo "| rescan with nothing changed, median of 3 (after the hashing pass) | $(fmt "$RESCAN_SECS" 2) s ($RESCAN_ALL s; VmHWM $(kb_mb "$RESCAN_RSS_KB") MB) | | ≤ 3 s | $(yesno "$RESCAN_SECS <= 3") |"
 }

@@ -286,6 +286,18 @@ fn listen_address_is_kept_for_the_next_start() {
     assert_eq!(s["listen"]["restart_needed"], false);
 }
 
+/// The download slots, the reserve, the rescan interval and the hashing rate of a view.
+fn download_and_library(s: &Value) -> [&Value; 5] {
+    [
+        "max_downloads",
+        "max_downloads_per_peer",
+        "min_free_space",
+        "rescan_interval",
+        "background_hash_rate",
+    ]
+    .map(|key| &s[key])
+}
+
 fn indexed_lines(d: &Daemon) -> usize {
     d.log_text().matches("indexed ").count()
 }
@@ -304,13 +316,7 @@ fn download_slots_reserve_rescan_and_hashing_change_live_and_persist() {
     });
     let s = settings(&a);
     assert_eq!(
-        [
-            &s["max_downloads"],
-            &s["max_downloads_per_peer"],
-            &s["min_free_space"],
-            &s["rescan_interval"],
-            &s["background_hash_rate"]
-        ],
+        download_and_library(&s),
         [
             &json!(4),
             &json!(2),
@@ -368,13 +374,7 @@ fn download_slots_reserve_rescan_and_hashing_change_live_and_persist() {
         )
         .unwrap();
     assert_eq!(
-        [
-            &s["max_downloads"],
-            &s["max_downloads_per_peer"],
-            &s["min_free_space"],
-            &s["rescan_interval"],
-            &s["background_hash_rate"]
-        ],
+        download_and_library(&s),
         [
             &json!(3),
             &json!(3),

@@ -14,6 +14,14 @@ fn settings(d: &Daemon) -> Value {
     d.api_get("/api/settings")
 }
 
+/// Restarts `d` with `flags` added to its start and returns its settings then.
+fn restart_with_flags(d: &mut Daemon, flags: &[&str]) -> Value {
+    d.stop();
+    d.extra.extend(flags.iter().map(|f| f.to_string()));
+    d.start();
+    settings(d)
+}
+
 fn active_and_queued(d: &Daemon) -> (usize, usize) {
     let uploads = d.uploads();
     let count = |state: &str| uploads.iter().filter(|u| u["state"] == state).count();
@@ -127,11 +135,7 @@ fn upload_slots_change_live_and_persist() {
         (s["retry_limit"].clone(), s["retry_backoff"].clone()),
         (json!(9), json!(3))
     );
-    a.stop();
-    a.extra
-        .extend(["--max-uploads", "2", "--retry-limit", "7"].map(String::from));
-    a.start();
-    let s = settings(&a);
+    let s = restart_with_flags(&mut a, &["--max-uploads", "2", "--retry-limit", "7"]);
     assert_eq!(
         (s["max_uploads"].clone(), s["max_uploads_per_peer"].clone()),
         (json!(2), json!(3))
@@ -418,11 +422,7 @@ fn download_slots_reserve_rescan_and_hashing_change_live_and_persist() {
     .unwrap();
     let problems = a.api_get("/api/info")["problems"].to_string();
     assert!(!problems.contains("download_disk_full"), "{problems}");
-    a.stop();
-    a.extra
-        .extend(["--max-downloads", "2", "--rescan-interval", "60"].map(String::from));
-    a.start();
-    let s = settings(&a);
+    let s = restart_with_flags(&mut a, &["--max-downloads", "2", "--rescan-interval", "60"]);
     assert_eq!(
         [&s["max_downloads"], &s["rescan_interval"]],
         [&json!(2), &json!(60)]

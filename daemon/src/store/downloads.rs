@@ -90,7 +90,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let mut txn = self.db.begin_write()?;
         if !durable {
-            self.commit_lazily(&mut txn)?;
+            self.make_lazy(&mut txn)?;
         }
         txn.open_table(DOWNLOAD_FILES)?
             .insert((id, path), encode(record).as_slice())?;

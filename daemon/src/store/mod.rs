@@ -103,7 +103,7 @@ pub struct Store {
 }
 
 /// redb keeps what a commit without an fsync frees, in memory and in the file, until a
-/// durable commit: a background pass hashing a million files grew the daemon by 30 MB that
+/// durable commit: a background pass hashing a million files grew the daemon by 40 MB that
 /// way. Every this many lazy commits, one is made durable.
 const LAZY_COMMITS_PER_SYNC: usize = 1024;
 
@@ -197,9 +197,9 @@ impl Store {
         Ok(store)
     }
 
-    /// Makes `txn` commit without an fsync, unless it is the one in
+    /// Makes `txn` a commit without an fsync, unless it is the one in
     /// [`LAZY_COMMITS_PER_SYNC`] that makes the lazy commits before it durable.
-    pub(super) fn commit_lazily(&self, txn: &mut redb::WriteTransaction) -> Result<(), StoreError> {
+    pub(super) fn make_lazy(&self, txn: &mut redb::WriteTransaction) -> Result<(), StoreError> {
         use std::sync::atomic::Ordering;
         let made = self.lazy_commits.fetch_add(1, Ordering::Relaxed) + 1;
         if made >= LAZY_COMMITS_PER_SYNC {
@@ -301,7 +301,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let mut txn = self.db.begin_write()?;
         if !durable {
-            self.commit_lazily(&mut txn)?;
+            self.make_lazy(&mut txn)?;
         }
         txn.open_table(UI_SESSIONS)?
             .insert(key, encode(session).as_slice())?;
@@ -396,7 +396,7 @@ impl Store {
         let mut txn = self.db.begin_write()?;
         // A cache: losing the newest entries in a power cut only means hashing them again,
         // so they ride along with the next durable commit instead of an fsync each.
-        self.commit_lazily(&mut txn)?;
+        self.make_lazy(&mut txn)?;
         txn.open_table(HASHES)?
             .insert(path, encode(record).as_slice())?;
         txn.open_table(ROOTS)?

@@ -106,16 +106,19 @@ fn message(notices: &[Notice], total: usize) -> Message {
 pub enum NotifyUrlError {
     #[error("the notification URL is longer than {MAX_URL_LEN} characters")]
     TooLong,
-    #[error("the notification URL must start with http:// (an ntfy server or a webhook on your network; https needs certificates this small build does not carry)")]
+    #[error("the notification URL must start with http:// or https://")]
     NotHttp,
+    #[error("this router build sends notifications over http:// only (TLS would not fit it): use an ntfy server or a webhook on your network")]
+    HttpsNotBuiltIn,
     #[error("the notification URL has no host")]
     NoHost,
     #[error("the notification URL must not contain spaces or control characters")]
     BadCharacters,
 }
 
-/// Checks a `notify_url`: empty turns notifications off; otherwise a plain `http://` URL.
-pub fn check_url(url: &str) -> Result<(), NotifyUrlError> {
+/// Checks a `notify_url`: empty turns notifications off; otherwise an `http://` URL, or an
+/// `https://` one where the build has TLS for it (`https_built_in`).
+pub fn check_url(url: &str, https_built_in: bool) -> Result<(), NotifyUrlError> {
     if url.is_empty() {
         return Ok(());
     }
@@ -125,7 +128,12 @@ pub fn check_url(url: &str) -> Result<(), NotifyUrlError> {
     if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(NotifyUrlError::BadCharacters);
     }
-    let rest = url.strip_prefix("http://").ok_or(NotifyUrlError::NotHttp)?;
+    let rest = match (url.strip_prefix("http://"), url.strip_prefix("https://")) {
+        (Some(rest), _) => rest,
+        (None, Some(rest)) if https_built_in => rest,
+        (None, Some(_)) => return Err(NotifyUrlError::HttpsNotBuiltIn),
+        (None, None) => return Err(NotifyUrlError::NotHttp),
+    };
     let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
     if host.is_empty() || host.starts_with(':') || host.contains('@') {
         return Err(NotifyUrlError::NoHost);
@@ -214,24 +222,31 @@ mod tests {
     }
 
     #[test]
-    fn urls_are_plain_http_with_a_host() {
-        assert_eq!(check_url(""), Ok(()));
-        assert_eq!(check_url("http://ntfy.lan/nas"), Ok(()));
-        assert_eq!(check_url("http://192.168.1.5:8080/hook?x=1"), Ok(()));
+    fn urls_are_http_or_https_where_built_in_with_a_host() {
+        for https in [true, false] {
+            assert_eq!(check_url("", https), Ok(()));
+            assert_eq!(check_url("http://ntfy.lan/nas", https), Ok(()));
+            assert_eq!(check_url("http://192.168.1.5:8080/hook?x=1", https), Ok(()));
+            assert_eq!(check_url("ftp://x", https), Err(NotifyUrlError::NotHttp));
+            assert_eq!(
+                check_url("http:///path", https),
+                Err(NotifyUrlError::NoHost)
+            );
+            assert_eq!(check_url("http://:80/", https), Err(NotifyUrlError::NoHost));
+            assert_eq!(check_url("http://u@h/", https), Err(NotifyUrlError::NoHost));
+            assert_eq!(
+                check_url("http://h/a b", https),
+                Err(NotifyUrlError::BadCharacters)
+            );
+        }
+        assert_eq!(check_url("https://ntfy.sh/nas", true), Ok(()));
+        assert_eq!(check_url("https:///nas", true), Err(NotifyUrlError::NoHost));
         assert_eq!(
-            check_url("https://ntfy.sh/nas"),
-            Err(NotifyUrlError::NotHttp)
+            check_url("https://ntfy.sh/nas", false),
+            Err(NotifyUrlError::HttpsNotBuiltIn)
         );
-        assert_eq!(check_url("ftp://x"), Err(NotifyUrlError::NotHttp));
-        assert_eq!(check_url("http:///path"), Err(NotifyUrlError::NoHost));
-        assert_eq!(check_url("http://:80/"), Err(NotifyUrlError::NoHost));
-        assert_eq!(check_url("http://u@h/"), Err(NotifyUrlError::NoHost));
         assert_eq!(
-            check_url("http://h/a b"),
-            Err(NotifyUrlError::BadCharacters)
-        );
-        assert_eq!(
-            check_url(&format!("http://h/{}", "a".repeat(MAX_URL_LEN))),
+            check_url(&format!("http://h/{}", "a".repeat(MAX_URL_LEN)), true),
             Err(NotifyUrlError::TooLong)
         );
     }

@@ -1,13 +1,15 @@
 //! Notifications (`--notify-url`, core `notify`) against an HTTP receiver this test runs on
 //! loopback: a finished download is told at once, what follows within 30 s comes as one
 //! message (a failure, more downloads, a stranger's friend request), a receiver that never
-//! answers holds up no download, and the setting is checked and changed through the API.
+//! answers holds up no download, an `https://` receiver is reached only with a certificate
+//! the system's CA store vouches for, and the setting is checked and changed through the API.
 
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::sync::mpsc;
+use std::net::TcpListener;
+use std::path::Path;
+use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use common::*;
@@ -22,8 +24,20 @@ struct Received {
 /// An HTTP receiver on loopback; answers 200 to each request, or, if `hang`, reads it and
 /// never answers. Each request is also sent down the channel. Ends with the test process.
 fn receiver(hang: bool) -> (String, mpsc::Receiver<Received>) {
+    serve(hang, None)
+}
+
+/// A stream a receiver reads a request from and answers on: plain TCP or TLS over it.
+trait Connection: Read + Write + Send {}
+impl<T: Read + Write + Send> Connection for T {}
+
+fn serve(hang: bool, tls: Option<Arc<rustls::ServerConfig>>) -> (String, mpsc::Receiver<Received>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/harddrive-party", listener.local_addr().unwrap());
+    let port = listener.local_addr().unwrap().port();
+    let url = match tls {
+        Some(_) => format!("https://localhost:{port}/harddrive-party"),
+        None => format!("http://127.0.0.1:{port}/harddrive-party"),
+    };
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         let mut held = Vec::new();
@@ -32,7 +46,14 @@ fn receiver(hang: bool) -> (String, mpsc::Receiver<Received>) {
             stream
                 .set_read_timeout(Some(Duration::from_secs(5)))
                 .unwrap();
-            let Some(request) = read_request(&stream) else {
+            let mut stream: Box<dyn Connection> = match &tls {
+                Some(config) => Box::new(rustls::StreamOwned::new(
+                    rustls::ServerConnection::new(config.clone()).unwrap(),
+                    stream,
+                )),
+                None => Box::new(stream),
+            };
+            let Some(request) = read_request(&mut stream) else {
                 continue;
             };
             if tx.send(request).is_err() {
@@ -41,16 +62,44 @@ fn receiver(hang: bool) -> (String, mpsc::Receiver<Received>) {
             if hang {
                 held.push(stream);
             } else {
-                let _ = (&stream).write_all(
+                let _ = stream.write_all(
                     b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
                 );
+                let _ = stream.flush();
             }
         }
     });
     (url, rx)
 }
 
-fn read_request(stream: &TcpStream) -> Option<Received> {
+/// A certificate authority made for one test, written as PEM to `pem` (what
+/// `SSL_CERT_FILE` points a daemon at), and the TLS setup of a `localhost` receiver whose
+/// certificate it signed.
+fn certificate_authority(pem: &Path) -> Arc<rustls::ServerConfig> {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "harddrive-party test CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    std::fs::write(pem, ca.pem()).unwrap();
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .signed_by(&leaf_key, &ca, &ca_key)
+        .unwrap();
+    let config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![leaf.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into()),
+        )
+        .unwrap();
+    Arc::new(config)
+}
+
+fn read_request(stream: &mut dyn Connection) -> Option<Received> {
     let mut reader = BufReader::new(stream);
     let mut line = String::new();
     reader.read_line(&mut line).ok()?;
@@ -188,12 +237,12 @@ fn the_notification_url_is_checked_and_changed_live() {
     let (status, message) = b
         .api_post(
             "/api/settings",
-            serde_json::json!({ "notify_url": "https://ntfy.sh/x" }),
+            serde_json::json!({ "notify_url": "ftp://ntfy.lan/x" }),
         )
-        .expect_err("https is refused");
+        .expect_err("ftp is refused");
     assert_eq!(status, 400);
     assert!(
-        message.contains("notify_url") && message.contains("http://"),
+        message.contains("notify_url") && message.contains("https://"),
         "{message}"
     );
     let (url, _messages) = receiver(false);
@@ -207,5 +256,61 @@ fn the_notification_url_is_checked_and_changed_live() {
         b.api_get("/api/settings")["notify_url"],
         url.as_str(),
         "kept"
+    );
+}
+
+#[test]
+fn an_https_receiver_is_reached_only_through_a_certificate_the_ca_store_vouches_for() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ours = certificate_authority(&tmp.path().join("ours.pem"));
+    // A second authority, which signed nothing the receiver shows.
+    certificate_authority(&tmp.path().join("other.pem"));
+    let (url, messages) = serve(false, Some(ours));
+    let with_store = |label: &str, pem: &str| {
+        let mut daemon = Daemon::new(tmp.path(), label).args(&["--notify-url", &url]);
+        let store = tmp.path().join(pem);
+        daemon
+            .env
+            .push(("SSL_CERT_FILE".into(), store.display().to_string()));
+        daemon.start();
+        daemon
+    };
+    let trusting = with_store("trusting", "ours.pem");
+    let doubting = with_store("doubting", "other.pem");
+    let mut stranger = Daemon::new(tmp.path(), "stranger");
+    stranger.start();
+
+    assert!(
+        !stranger.connect(&trusting.announce()),
+        "a stranger was welcomed"
+    );
+    let told = messages
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the request was told over TLS");
+    assert_eq!(told.path, "/harddrive-party");
+    assert_eq!(told.title, "harddrive-party: Friend request");
+    assert_eq!(
+        told.body,
+        format!("{} asks to be your friend", stranger.name())
+    );
+
+    assert!(
+        !stranger.connect(&doubting.announce()),
+        "a stranger was welcomed"
+    );
+    wait_for(
+        "the unvouched certificate to be refused",
+        Duration::from_secs(20),
+        || {
+            doubting
+                .log_text()
+                .lines()
+                .any(|l| l.contains("notification to https://localhost") && l.contains("failed"))
+                .then_some(())
+        },
+    );
+    assert!(
+        messages.recv_timeout(Duration::from_secs(1)).is_err(),
+        "no request got through a certificate the store does not vouch for"
     );
 }

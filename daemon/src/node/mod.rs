@@ -429,7 +429,7 @@ impl Node {
             .notify_url
             .clone()
             .over(saved.text(setting::NOTIFY_URL.key)?);
-        harddrive_party_core::notify::check_url(&notify_url)?;
+        harddrive_party_core::notify::check_url(&notify_url, notify::HTTPS_BUILT_IN)?;
         let shares = Arc::new(Shares::open(store.clone())?);
         let peers = Arc::new(PeerTable::default());
         let events = events::channel();

@@ -2,7 +2,9 @@
 //! event stream, the download disk filling, and new friend requests, coalesced into at most
 //! one message per 30 s and POSTed as plain text with a `Title` header (what an ntfy topic
 //! reads; any webhook gets the same) to `notify_url`. Sending runs on a blocking thread with
-//! a bounded timeout, so a URL that hangs costs that thread and never a transfer.
+//! a bounded timeout, so a URL that hangs costs that thread and never a transfer. `https://`
+//! URLs are checked against the system's CA store (feature `https-notifications`, left out of
+//! the router builds).
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
@@ -16,6 +18,8 @@ use crate::events::Event;
 use crate::locks::lock;
 use crate::transfer::TransferState;
 
+/// Whether this build can send to `https://` URLs.
+pub(super) const HTTPS_BUILT_IN: bool = cfg!(feature = "https-notifications");
 /// The whole request, connection to answer, is given this long.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often the download disk is looked at for filling up.
@@ -129,8 +133,35 @@ impl Node {
     }
 }
 
+#[cfg(feature = "https-notifications")]
 fn send(url: &str, message: &Message) {
-    let sent = attohttpc::post(url)
+    // Read for each message (at most one per 30 s), so a renewed CA store needs no restart.
+    let roots = rustls_native_certs::load_native_certs();
+    if roots.certs.is_empty() && url.starts_with("https://") {
+        tracing::warn!(
+            "notification to {url}: no CA certificates found ({:?})",
+            roots.errors
+        );
+    }
+    let request = roots.certs.into_iter().fold(
+        attohttpc_tls::post(url),
+        attohttpc_tls::RequestBuilder::add_root_certificate,
+    );
+    deliver(url, message, request);
+}
+
+#[cfg(not(feature = "https-notifications"))]
+fn send(url: &str, message: &Message) {
+    deliver(url, message, attohttpc::post(url));
+}
+
+#[cfg(not(feature = "https-notifications"))]
+use attohttpc as http_client;
+#[cfg(feature = "https-notifications")]
+use attohttpc_tls as http_client;
+
+fn deliver(url: &str, message: &Message, request: http_client::RequestBuilder) {
+    let sent = request
         .timeout(SEND_TIMEOUT)
         .header("Title", &message.title)
         .header("Content-Type", "text/plain; charset=utf-8")

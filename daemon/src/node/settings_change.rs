@@ -309,7 +309,7 @@ impl Node {
             .transpose()?;
         let notify_url = change.notify_url.as_deref().map(str::trim);
         if let Some(url) = notify_url {
-            harddrive_party_core::notify::check_url(url)
+            harddrive_party_core::notify::check_url(url, super::notify::HTTPS_BUILT_IN)
                 .map_err(|e| SettingsError::Invalid(format!("notify_url: {e}")))?;
         }
         if let Some(listen) = change.listen {

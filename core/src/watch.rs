@@ -8,13 +8,17 @@
 //! * **The stable rule.** A file that is being written (created, modified, its attributes
 //!   or mtime changed) is listed only once it has had no such event for `quiet` (1 s);
 //!   until then the re-index keeps its previous entry, or leaves a new file out, and
-//!   [`Coalescer::writing`] names it so the share refuses to serve it. A file that is
+//!   [`Coalescer::take_writing_news`] names it so the share refuses to serve it. A file that is
 //!   renamed into place, removed, or a new directory, needs no wait.
 //! * **Bounded memory.** At most `max_pending` directories and files being written are
 //!   remembered. An event that would go past it drops what is pending for its share and
 //!   asks for one rescan of that share instead, so a burst of 100,000 renames costs a
 //!   fixed amount of memory. While a share waits for its rescan, only files being written
 //!   are still remembered (so the rescan holds them back too), within the same cap.
+//! * **Cost per event independent of how many files are being written.** A folder of
+//!   small files arriving holds a second's worth of them (hundreds) as "being written":
+//!   the files are also kept in the order they go quiet, and the share hears only what
+//!   changed, so an event costs O(log n), never a walk of them all.
 //!
 //! Time is handed in (`now`), so the tests drive it with a fake clock.
 
@@ -82,6 +86,11 @@ pub struct Coalescer {
     rescans: BTreeMap<String, Instant>,
     /// `dirs.len()` plus every `writing` entry: what the cap bounds.
     count: usize,
+    /// Every `writing` entry as (last write, directory, name): the first goes quiet first.
+    quiet_order: BTreeSet<(Instant, String, String)>,
+    /// Files that started (`true`) or stopped (`false`) being written since the last
+    /// [`Coalescer::take_writing_news`], by index key. The watcher takes it every turn.
+    writing_news: BTreeMap<String, bool>,
 }
 
 /// The share a directory key belongs to: its first component.
@@ -96,6 +105,8 @@ impl Coalescer {
             dirs: BTreeMap::new(),
             rescans: BTreeMap::new(),
             count: 0,
+            quiet_order: BTreeSet::new(),
+            writing_news: BTreeMap::new(),
         }
     }
 
@@ -126,13 +137,23 @@ impl Coalescer {
         }
         self.count += grows;
         let pending = self.dirs.entry(dir.to_string()).or_default();
+        let entry = |at| (at, dir.to_string(), name.to_string());
         match change {
             Change::Written => {
-                pending.writing.insert(name.to_string(), now);
+                match pending.writing.insert(name.to_string(), now) {
+                    Some(last) => self.quiet_order.remove(&entry(last)),
+                    None => self
+                        .writing_news
+                        .insert(format!("{dir}/{name}"), true)
+                        .is_some(),
+                };
+                self.quiet_order.insert(entry(now));
             }
             Change::Settled => {
-                if pending.writing.remove(name).is_some() {
+                if let Some(last) = pending.writing.remove(name) {
                     self.count -= 1;
+                    self.quiet_order.remove(&entry(last));
+                    self.writing_news.insert(format!("{dir}/{name}"), false);
                 }
                 let due = now + self.limits.batch;
                 pending.due = Some(pending.due.map_or(due, |d| d.min(due)));
@@ -157,10 +178,15 @@ impl Coalescer {
 
     fn drop_share(&mut self, share: &str) {
         let mut freed = 0;
+        let (order, news) = (&mut self.quiet_order, &mut self.writing_news);
         self.dirs.retain(|key, d| {
             let keep = share_of(key) != share;
             if !keep {
                 freed += 1 + d.writing.len();
+                for (name, last) in std::mem::take(&mut d.writing) {
+                    news.insert(format!("{key}/{name}"), false);
+                    order.remove(&(last, key.clone(), name));
+                }
             }
             keep
         });
@@ -182,19 +208,27 @@ impl Coalescer {
             work.push(Work::Rescan(share));
         }
         let quiet = self.limits.quiet;
-        let mut emptied = Vec::new();
-        for (key, pending) in &mut self.dirs {
-            let before = pending.writing.len();
-            pending.writing.retain(|_, last| *last + quiet > now);
-            let settled_writes = before - pending.writing.len();
-            self.count -= settled_writes;
-            if settled_writes > 0 && pending.due.is_none() {
+        while let Some((last, dir, name)) = self.quiet_order.pop_first() {
+            if last + quiet > now {
+                self.quiet_order.insert((last, dir, name));
+                break;
+            }
+            self.writing_news.insert(format!("{dir}/{name}"), false);
+            let Some(pending) = self.dirs.get_mut(&dir) else {
+                continue;
+            };
+            pending.writing.remove(&name);
+            self.count -= 1;
+            if pending.due.is_none() {
                 // Each file goes quiet at its own time: a folder filled file by file (a
                 // download of many small files) would be read whole once per file. A
                 // directory is re-read for quiet files at most once per batch.
                 let at = pending.read_at.map_or(now, |read| read + self.limits.batch);
                 pending.due = Some(at);
             }
+        }
+        let mut emptied = Vec::new();
+        for (key, pending) in &mut self.dirs {
             if pending.due.is_some_and(|d| d <= now) {
                 pending.due = None;
                 pending.read_at = Some(now);
@@ -216,21 +250,23 @@ impl Coalescer {
 
     /// When [`Coalescer::poll_due`] will next have work, if anything is pending.
     pub fn next_due(&self) -> Option<Instant> {
-        let quiet = self.limits.quiet;
-        let dirs = self.dirs.values().flat_map(|d| {
-            d.due
-                .into_iter()
-                .chain(d.writing.values().map(move |last| *last + quiet))
-        });
-        self.rescans.values().copied().chain(dirs).min()
+        let first_quiet = self
+            .quiet_order
+            .first()
+            .map(|(last, _, _)| *last + self.limits.quiet);
+        let dirs = self.dirs.values().filter_map(|d| d.due);
+        self.rescans
+            .values()
+            .copied()
+            .chain(dirs)
+            .chain(first_quiet)
+            .min()
     }
 
-    /// Index keys (`share/dir/name`) of the files being written right now: not served.
-    pub fn writing(&self) -> BTreeSet<String> {
-        self.dirs
-            .iter()
-            .flat_map(|(dir, d)| d.writing.keys().map(move |name| format!("{dir}/{name}")))
-            .collect()
+    /// Index keys (`share/dir/name`) of the files that started (`true`) or stopped
+    /// (`false`) being written since the last call: the share serves none being written.
+    pub fn take_writing_news(&mut self) -> BTreeMap<String, bool> {
+        std::mem::take(&mut self.writing_news)
     }
 }
 
@@ -242,10 +278,61 @@ mod tests {
         Duration::from_millis(n)
     }
 
+    /// The set the share keeps, brought up to date from the news.
+    #[derive(Default)]
+    struct Served(BTreeSet<String>);
+
+    impl Served {
+        fn now(&mut self, c: &mut Coalescer) -> &BTreeSet<String> {
+            for (key, writing) in c.take_writing_news() {
+                if writing {
+                    self.0.insert(key);
+                } else {
+                    self.0.remove(&key);
+                }
+            }
+            &self.0
+        }
+    }
+
     fn dir(key: &str, keep: &[&str]) -> Work {
         Work::Dir {
             key: key.into(),
             keep: keep.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn the_news_and_the_quiet_order_track_every_file_being_written() {
+        let t0 = Instant::now();
+        let limits = Limits {
+            max_pending: 200,
+            ..Limits::default()
+        };
+        let (mut c, mut served) = (Coalescer::new(limits), Served::default());
+        // A fixed pseudo-random mix of writes, settles, polls and rescans over two shares.
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        for step in 0..20_000u64 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let now = t0 + ms(step);
+            let dir = ["s/a", "s/b", "t/a", "t"][(seed % 4) as usize];
+            let name = format!("f{}", (seed >> 8) % 300);
+            match (seed >> 20) % 16 {
+                0..=8 => c.handle_event(now, dir, &name, Change::Written),
+                9..=13 => c.handle_event(now, dir, &name, Change::Settled),
+                14 => drop(c.poll_due(now)),
+                _ => c.rescan(now, share_of(dir)),
+            }
+            let held: BTreeSet<String> = c
+                .dirs
+                .iter()
+                .flat_map(|(d, p)| p.writing.keys().map(move |n| format!("{d}/{n}")))
+                .collect();
+            assert_eq!(c.quiet_order.len(), held.len(), "step {step}");
+            assert_eq!(served.now(&mut c), &held, "step {step}");
+            assert!(c.pending() <= 200);
         }
     }
 
@@ -268,9 +355,9 @@ mod tests {
     #[test]
     fn a_file_being_written_is_listed_only_after_a_quiet_second() {
         let t0 = Instant::now();
-        let mut c = Coalescer::new(Limits::default());
+        let (mut c, mut served) = (Coalescer::new(Limits::default()), Served::default());
         c.handle_event(t0, "s", "big.iso", Change::Written);
-        assert!(c.writing().contains("s/big.iso"));
+        assert!(served.now(&mut c).contains("s/big.iso"));
         // Writes every 400 ms for 2 s, and a neighbour renamed in meanwhile.
         for i in 1..=5 {
             c.handle_event(t0 + ms(400 * i), "s", "big.iso", Change::Written);
@@ -283,18 +370,19 @@ mod tests {
         assert!(c.poll_due(t0 + ms(2999)).is_empty());
         assert_eq!(c.next_due(), Some(t0 + ms(3000)));
         assert_eq!(c.poll_due(t0 + ms(3000)), [dir("s", &[])]);
-        assert!(c.writing().is_empty());
+        assert!(served.now(&mut c).is_empty());
         assert_eq!(c.pending(), 0);
     }
 
     #[test]
     fn files_going_quiet_one_after_another_reread_their_directory_once_per_batch() {
         let t0 = Instant::now();
-        let mut c = Coalescer::new(Limits::default());
+        let (mut c, mut served) = (Coalescer::new(Limits::default()), Served::default());
         // A file written every 10 ms for 2 s, each once: one goes quiet every 10 ms.
         for i in 0..200u64 {
             c.handle_event(t0 + ms(10 * i), "s/d", &format!("f{i}"), Change::Written);
         }
+        assert_eq!(served.now(&mut c).len(), 200);
         let mut reads = Vec::new();
         for t in (1000..=3000).step_by(10) {
             for work in c.poll_due(t0 + ms(t)) {
@@ -304,17 +392,18 @@ mod tests {
         }
         assert_eq!(reads.first(), Some(&1000), "the first quiet file at once");
         assert!(reads.windows(2).all(|w| w[1] - w[0] >= 250), "{reads:?}");
-        assert!(c.writing().is_empty());
+        assert!(served.now(&mut c).is_empty());
         assert_eq!(c.pending(), 0);
     }
 
     #[test]
     fn a_rename_over_a_file_being_written_settles_it() {
         let t0 = Instant::now();
-        let mut c = Coalescer::new(Limits::default());
+        let (mut c, mut served) = (Coalescer::new(Limits::default()), Served::default());
         c.handle_event(t0, "s/d", "x", Change::Written);
+        assert!(served.now(&mut c).contains("s/d/x"));
         c.handle_event(t0 + ms(10), "s/d", "x", Change::Settled);
-        assert!(c.writing().is_empty());
+        assert!(served.now(&mut c).is_empty());
         assert_eq!(c.poll_due(t0 + ms(260)), [dir("s/d", &[])]);
     }
 
@@ -352,17 +441,18 @@ mod tests {
     #[test]
     fn an_overflow_rescan_replaces_what_was_pending_for_that_share() {
         let t0 = Instant::now();
-        let mut c = Coalescer::new(Limits::default());
+        let (mut c, mut served) = (Coalescer::new(Limits::default()), Served::default());
         c.handle_event(t0, "s/a", "f", Change::Written);
         c.handle_event(t0, "t/a", "g", Change::Settled);
+        assert!(served.now(&mut c).contains("s/a/f"));
         c.rescan(t0 + ms(100), "s");
         assert_eq!(c.pending(), 1);
-        assert!(c.writing().is_empty());
+        assert!(served.now(&mut c).is_empty());
         c.handle_event(t0 + ms(120), "s/b", "f", Change::Settled);
         assert_eq!(c.pending(), 1, "the rescan covers later events");
         // Except that a file being written is still held back, from the rescan too.
         c.handle_event(t0 + ms(130), "s/b", "g", Change::Written);
-        assert!(c.writing().contains("s/b/g"));
+        assert!(served.now(&mut c).contains("s/b/g"));
         assert_eq!(c.poll_due(t0 + ms(250)), [dir("t/a", &[])]);
         assert_eq!(c.poll_due(t0 + ms(350)), [Work::Rescan("s".into())]);
         assert_eq!(c.poll_due(t0 + ms(1130)), [dir("s/b", &[])]);

@@ -2,7 +2,7 @@
 //! the size change up to the share root, say whether a share's directory is there, and
 //! keep files still being written from being served (PROTOCOL.md §6.1).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 
@@ -59,10 +59,17 @@ impl Shares {
             .unwrap_or(true)
     }
 
-    /// The index keys of files being written right now (from the watcher): not served.
-    pub fn set_writing(&self, keys: BTreeSet<String>) {
+    /// Files that started (`true`) or stopped (`false`) being written, by index key (from
+    /// the watcher): none being written is served.
+    pub fn update_writing(&self, news: BTreeMap<String, bool>) {
         if let Ok(mut writing) = self.writing.write() {
-            *writing = keys;
+            for (key, now_writing) in news {
+                if now_writing {
+                    writing.insert(key);
+                } else {
+                    writing.remove(&key);
+                }
+            }
         }
     }
 
@@ -207,12 +214,12 @@ mod tests {
     fn a_file_being_written_is_not_served() {
         let (_tmp, shares, _root) = setup();
         assert!(shares.resolve("s/top").is_ok());
-        shares.set_writing(["s/top".to_string()].into());
+        shares.update_writing([("s/top".to_string(), true)].into());
         assert_eq!(
             shares.resolve("s/top"),
             Err(WireError::Io(BEING_WRITTEN.into()))
         );
-        shares.set_writing(BTreeSet::new());
+        shares.update_writing([("s/top".to_string(), false)].into());
         assert!(shares.resolve("s/top").is_ok());
     }
 }

@@ -129,16 +129,16 @@ impl Watcher {
                     return;
                 }
             };
-            let mut events = 0;
             if readable {
-                events = self.read_events();
+                self.read_events();
             }
             let work = self.coalescer.poll_due(Instant::now());
             let Some(shares) = self.shares.upgrade() else {
                 return;
             };
-            if events > 0 || !work.is_empty() {
-                shares.set_writing(self.coalescer.writing());
+            let news = self.coalescer.take_writing_news();
+            if !news.is_empty() {
+                shares.update_writing(news);
             }
             if !work.is_empty() {
                 Self::apply(&shares, work);
@@ -148,13 +148,11 @@ impl Watcher {
     }
 
     /// Reads what the kernel queued (bounded per turn) into the coalescer.
-    fn read_events(&mut self) -> usize {
-        let mut count = 0;
+    fn read_events(&mut self) {
         for _ in 0..READS_PER_TURN {
             match self.inotify.read_events() {
                 Ok(events) if !events.is_empty() => {
                     let now = Instant::now();
-                    count += events.len();
                     for event in events {
                         self.on_event(now, event);
                     }
@@ -167,7 +165,6 @@ impl Watcher {
                 }
             }
         }
-        count
     }
 
     fn apply(shares: &Shares, work: Vec<Work>) {

@@ -88,6 +88,10 @@ fn a_folder_of_small_files_survives_a_kill_9_in_the_middle_and_ends_exact() {
     assert_eq!(done["files_done"].as_u64(), Some(500), "{done}");
     assert_eq!(done["failures"].as_array().map(Vec::len), Some(0), "{done}");
     assert_same_files(&share, &got, &files);
+    // Library entries commit without an fsync of their own: whatever the kill took, the
+    // files are all in the local library again (found on disk and shelved once more).
+    let library = b.api_get("/api/library");
+    assert_eq!(library["total"].as_u64(), Some(500), "{library}");
 }
 
 /// Finished files (a `.part` is not one) under `dir`.

@@ -2,10 +2,62 @@
 //! `AsyncRead`/`AsyncWrite` (a QUIC stream, or a buffer in tests). Messages, limits and the
 //! frame encoding are the pure core's (`harddrive_party_core::wire`), re-exported here.
 
+use std::future::Future;
+
+use bytes::Bytes;
 use serde::{de::DeserializeOwned, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 pub use harddrive_party_core::wire::*;
+
+/// The answering half of a request stream, as the serving side (`node/server.rs`,
+/// `transfer/upload.rs`) uses it: a QUIC send stream in the daemon, a `tokio::io::duplex`
+/// pipe in the unit tests ([`tests::PipeReply`]).
+pub trait ReplyStream: AsyncWrite + Unpin + Send {
+    /// Writes `bytes` whole (QUIC takes them without a copy).
+    fn write_chunk(&mut self, bytes: Bytes) -> impl Future<Output = std::io::Result<()>> + Send;
+    /// Ends the answer: the requester reads the end of the stream after the last byte.
+    fn finish(&mut self);
+    /// Abandons the answer: the requester sees the stream reset with `code`, never a cut
+    /// answer that looks whole.
+    fn reset(&mut self, code: u32);
+    /// Resolves once the requester will read no more: it stopped the stream, or it has
+    /// acknowledged everything after [`ReplyStream::finish`].
+    fn stopped(&mut self) -> impl Future<Output = ()> + Send;
+}
+
+/// The asking half of a request stream, as the serving side reads it.
+pub trait RequestStream: AsyncRead + Unpin + Send {
+    /// Tells the requester nothing more is read from it, with `code`.
+    fn stop(&mut self, code: u32);
+}
+
+impl ReplyStream for quinn::SendStream {
+    async fn write_chunk(&mut self, bytes: Bytes) -> std::io::Result<()> {
+        quinn::SendStream::write_chunk(self, bytes)
+            .await
+            .map_err(Into::into)
+    }
+
+    fn finish(&mut self) {
+        // Already finished or reset: nothing more to end.
+        let _ = quinn::SendStream::finish(self);
+    }
+
+    fn reset(&mut self, code: u32) {
+        let _ = quinn::SendStream::reset(self, code.into());
+    }
+
+    async fn stopped(&mut self) {
+        let _ = quinn::SendStream::stopped(self).await;
+    }
+}
+
+impl RequestStream for quinn::RecvStream {
+    fn stop(&mut self, code: u32) {
+        let _ = quinn::RecvStream::stop(self, code.into());
+    }
+}
 
 /// Reads one frame. The length is checked before anything is allocated, so a hostile
 /// length prefix costs nothing. A clean end of stream before a frame starts is `Eof`.
@@ -50,8 +102,75 @@ pub async fn write_frame<T: Serialize, W: AsyncWrite + Unpin>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
     use super::*;
+
+    /// How an answer on a [`PipeReply`] ended.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub(crate) enum Ended {
+        Finished,
+        Reset(u32),
+    }
+
+    /// A [`ReplyStream`] over one end of a `tokio::io::duplex` pipe: the test reads the
+    /// answer from the other end, and `ended` tells whether it was finished or reset.
+    pub(crate) struct PipeReply {
+        pub pipe: tokio::io::DuplexStream,
+        pub ended: Option<Ended>,
+    }
+
+    impl PipeReply {
+        /// The reply end, and the end the test reads from; `room` bytes fit in the pipe.
+        pub(crate) fn new(room: usize) -> (Self, tokio::io::DuplexStream) {
+            let (pipe, requester) = tokio::io::duplex(room);
+            (Self { pipe, ended: None }, requester)
+        }
+    }
+
+    impl AsyncWrite for PipeReply {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            Pin::new(&mut self.pipe).poll_write(cx, buf)
+        }
+
+        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Pin::new(&mut self.pipe).poll_flush(cx)
+        }
+
+        fn poll_shutdown(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            Pin::new(&mut self.pipe).poll_shutdown(cx)
+        }
+    }
+
+    impl ReplyStream for PipeReply {
+        async fn write_chunk(&mut self, bytes: Bytes) -> std::io::Result<()> {
+            self.pipe.write_all(&bytes).await
+        }
+
+        fn finish(&mut self) {
+            self.ended.get_or_insert(Ended::Finished);
+        }
+
+        fn reset(&mut self, code: u32) {
+            self.ended.get_or_insert(Ended::Reset(code));
+        }
+
+        async fn stopped(&mut self) {
+            // The requester in these tests reads everything it is sent.
+            if self.ended.is_none() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
 
     #[tokio::test]
     async fn frames_round_trip() {

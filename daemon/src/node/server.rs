@@ -13,8 +13,8 @@ use crate::shares::FriendView;
 use crate::transfer::upload::OpenRange;
 use crate::wire::{
     read_frame, write_frame, AnnounceReply, HashChunk, HashesHeader, HaveReply, JoinReply, LsChunk,
-    LsChunker, ReadHeader, Request, WireError, MAX_HASHES_PER_CHUNK, MAX_REQUEST_FRAME,
-    MAX_RESPONSE_FRAME,
+    LsChunker, ReadHeader, ReplyStream, Request, RequestStream, WireError, MAX_HASHES_PER_CHUNK,
+    MAX_REQUEST_FRAME, MAX_RESPONSE_FRAME,
 };
 use harddrive_party_core::invite::InviteRefusal;
 
@@ -24,7 +24,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const RESET_MALFORMED: u32 = 4;
 
 async fn send_hashes(
-    send: &mut quinn::SendStream,
+    send: &mut impl ReplyStream,
     record: crate::store::HashRecord,
 ) -> Result<(), crate::wire::FrameError> {
     let header = HashesHeader::Ok {
@@ -47,13 +47,13 @@ struct Requester {
     connection: usize,
 }
 
-async fn finish_with<T: serde::Serialize>(send: &mut quinn::SendStream, reply: &T) {
+async fn finish_with<T: serde::Serialize>(send: &mut impl ReplyStream, reply: &T) {
     let _ = write_frame(send, reply, MAX_RESPONSE_FRAME).await;
-    let _ = send.finish();
+    send.finish();
 }
 
 /// Answers `request` with `error`, in the reply type its kind expects.
-pub(super) async fn refuse(send: &mut quinn::SendStream, request: &Request, error: WireError) {
+pub(super) async fn refuse(send: &mut impl ReplyStream, request: &Request, error: WireError) {
     match request {
         Request::Ls { .. } => finish_with(send, &LsChunk::Error(error)).await,
         Request::Hashes { .. } => finish_with(send, &HashesHeader::Error(error)).await,
@@ -66,7 +66,7 @@ pub(super) async fn refuse(send: &mut quinn::SendStream, request: &Request, erro
         }
         // A push has no answer.
         Request::Hashed => {
-            let _ = send.finish();
+            send.finish();
         }
         // Only a malformed join gets here (strangers' joins are answered by `invites`).
         Request::Join { .. } => {
@@ -81,8 +81,8 @@ impl Node {
         peer: String,
         peer_key: PublicKey,
         connection: usize,
-        mut send: quinn::SendStream,
-        mut recv: quinn::RecvStream,
+        mut send: impl ReplyStream,
+        mut recv: impl RequestStream,
     ) {
         let request = match tokio::time::timeout(
             REQUEST_TIMEOUT,
@@ -93,12 +93,12 @@ impl Node {
             Ok(Ok(request)) => request,
             Ok(Err(e)) => {
                 tracing::info!("bad request from {peer}: {e}; closing that stream");
-                let _ = send.reset(RESET_MALFORMED.into());
-                let _ = recv.stop(RESET_MALFORMED.into());
+                send.reset(RESET_MALFORMED);
+                recv.stop(RESET_MALFORMED);
                 return;
             }
             Err(_) => {
-                let _ = send.reset(RESET_MALFORMED.into());
+                send.reset(RESET_MALFORMED);
                 return;
             }
         };
@@ -127,7 +127,7 @@ impl Node {
         self: &Arc<Self>,
         peer: &Requester,
         request: Request,
-        send: &mut quinn::SendStream,
+        send: &mut impl ReplyStream,
     ) {
         match request {
             Request::Ls {
@@ -145,7 +145,7 @@ impl Node {
                 if let Err(e) = listed {
                     let _ = write_frame(send, &LsChunk::Error(e), MAX_RESPONSE_FRAME).await;
                 }
-                let _ = send.finish();
+                send.finish();
             }
             Request::Read { path, start, end } => {
                 let range = self
@@ -180,7 +180,7 @@ impl Node {
             }
             Request::Hashed => {
                 self.downloads.swarm_news(&peer.name);
-                let _ = send.finish();
+                send.finish();
             }
             // A friend with an invite (a second device, an old link): nothing to spend.
             Request::Join { .. } => finish_with(send, &JoinReply::Welcome).await,
@@ -204,7 +204,7 @@ impl Node {
         &self,
         view: Arc<FriendView>,
         path: String,
-        send: &mut quinn::SendStream,
+        send: &mut impl ReplyStream,
     ) {
         let result = tokio::task::spawn_blocking(move || view.content_hashes(&path))
             .await
@@ -213,7 +213,7 @@ impl Node {
             Ok(record) => send_hashes(send, record).await,
             Err(e) => return finish_with(send, &HashesHeader::Error(e)).await,
         };
-        let _ = send.finish();
+        send.finish();
     }
 
     /// A complete shared copy beats a partial one still being downloaded.
@@ -235,7 +235,7 @@ impl Node {
     /// Streams an `Ls` answer in bounded chunks straight from the index.
     async fn stream_ls(
         &self,
-        send: &mut quinn::SendStream,
+        send: &mut impl ReplyStream,
         view: Arc<FriendView>,
         path: String,
         searchterm: Option<String>,
@@ -270,5 +270,101 @@ impl Node {
         lister
             .await
             .unwrap_or_else(|e| Err(WireError::Io(e.to_string())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::tests::{Ended, PipeReply};
+
+    #[tokio::test]
+    async fn each_refusal_is_the_reply_its_request_kind_reads_then_the_end() {
+        let error = WireError::NotFound;
+        let cases = [
+            Request::Hashes { path: "a".into() },
+            Request::Have { root: [7; 32] },
+            Request::Read {
+                path: "a".into(),
+                start: 0,
+                end: None,
+            },
+        ];
+        for request in cases {
+            let (mut reply, mut requester) = PipeReply::new(4096);
+            refuse(&mut reply, &request, error.clone()).await;
+            assert_eq!(reply.ended, Some(Ended::Finished), "{request:?}");
+            let limit = MAX_RESPONSE_FRAME;
+            match request {
+                Request::Hashes { .. } => assert_eq!(
+                    read_frame::<HashesHeader, _>(&mut requester, limit)
+                        .await
+                        .unwrap(),
+                    HashesHeader::Error(error.clone())
+                ),
+                Request::Have { .. } => assert_eq!(
+                    read_frame::<HaveReply, _>(&mut requester, limit)
+                        .await
+                        .unwrap(),
+                    HaveReply::Refused(error.clone())
+                ),
+                _ => assert_eq!(
+                    read_frame::<ReadHeader, _>(&mut requester, limit)
+                        .await
+                        .unwrap(),
+                    ReadHeader::Error(error.clone())
+                ),
+            }
+        }
+        // A push has no answer: the stream just ends.
+        let (mut reply, mut requester) = PipeReply::new(64);
+        refuse(&mut reply, &Request::Hashed, error).await;
+        assert_eq!(reply.ended, Some(Ended::Finished));
+        drop(reply);
+        assert!(matches!(
+            read_frame::<HaveReply, _>(&mut requester, MAX_RESPONSE_FRAME).await,
+            Err(crate::wire::FrameError::Eof)
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_long_piece_list_goes_in_bounded_chunks_after_its_header() {
+        let pieces: Vec<[u8; 32]> = (0..MAX_HASHES_PER_CHUNK + 5)
+            .map(|i| [(i % 256) as u8; 32])
+            .collect();
+        let record = crate::store::HashRecord {
+            size: 1 << 40,
+            mtime: 9,
+            inode: 1,
+            root: [3; 32],
+            pieces: pieces.clone(),
+        };
+        let (mut reply, mut requester) = PipeReply::new(1 << 20);
+        let reading = tokio::spawn(async move {
+            let header: HashesHeader = read_frame(&mut requester, MAX_RESPONSE_FRAME)
+                .await
+                .unwrap();
+            let mut chunks = Vec::new();
+            while let Ok(HashChunk(chunk)) = read_frame(&mut requester, MAX_RESPONSE_FRAME).await {
+                chunks.push(chunk);
+            }
+            (header, chunks)
+        });
+        send_hashes(&mut reply, record).await.unwrap();
+        drop(reply);
+        let (header, chunks) = reading.await.unwrap();
+        assert_eq!(
+            header,
+            HashesHeader::Ok {
+                size: 1 << 40,
+                mtime: 9,
+                root: [3; 32]
+            }
+        );
+        assert_eq!(
+            chunks.iter().map(Vec::len).collect::<Vec<_>>(),
+            [MAX_HASHES_PER_CHUNK, 5]
+        );
+        assert_eq!(chunks.concat(), pieces);
     }
 }

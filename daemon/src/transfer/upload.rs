@@ -20,7 +20,8 @@ use super::{TransferState, TransferView};
 use crate::content::{hash_piece, Hash, PIECE_SIZE};
 use crate::events::{Event, EventSender};
 use crate::wire::{
-    write_frame, ReadHeader, WireError, MAX_RESPONSE_FRAME, RESET_FILE_CHANGED, RESET_IO_ERROR,
+    write_frame, ReadHeader, ReplyStream, WireError, MAX_RESPONSE_FRAME, RESET_FILE_CHANGED,
+    RESET_IO_ERROR,
 };
 
 const READ_CHUNK: usize = PIECE_SIZE as usize;
@@ -310,13 +311,13 @@ impl Uploads {
         connection: usize,
         remote_path: &str,
         range: Result<OpenRange, WireError>,
-        send: &mut quinn::SendStream,
+        send: &mut impl ReplyStream,
     ) {
         let range = match range {
             Ok(range) => range,
             Err(e) => {
                 let _ = write_frame(send, &ReadHeader::Error(e), MAX_RESPONSE_FRAME).await;
-                let _ = send.finish();
+                send.finish();
                 return;
             }
         };
@@ -466,8 +467,8 @@ async fn unstalled<E: std::fmt::Display>(
 }
 
 /// Cancels a stalled upload: the stream is reset and the reason returned.
-fn stalled(send: &mut quinn::SendStream) -> String {
-    let _ = send.reset(RESET_STALLED.into());
+fn stalled(send: &mut impl ReplyStream) -> String {
+    send.reset(RESET_STALLED);
     format!(
         "stalled: the peer took no data for {} s",
         UPLOAD_STALL_TIMEOUT.as_secs()
@@ -477,7 +478,7 @@ fn stalled(send: &mut quinn::SendStream) -> String {
 /// Sends one chunk, paced by the upload limits, counting it as sent slice by slice.
 async fn send_paced(
     mut bytes: Bytes,
-    send: &mut quinn::SendStream,
+    send: &mut impl ReplyStream,
     upload: &Upload,
     rate: &RateLimiter,
 ) -> Result<(), String> {
@@ -495,7 +496,7 @@ async fn send_paced(
 
 async fn stream_file(
     range: OpenRange,
-    send: &mut quinn::SendStream,
+    send: &mut impl ReplyStream,
     upload: &Upload,
     rate: &RateLimiter,
 ) -> Result<(), String> {
@@ -534,23 +535,23 @@ async fn stream_file(
         match chunk {
             Ok(bytes) => send_paced(bytes, send, upload, rate).await?,
             Err(ReaderError::ShortFile) => {
-                let _ = send.reset(RESET_FILE_CHANGED.into());
+                send.reset(RESET_FILE_CHANGED);
                 return Err("the file shrank while it was being sent".into());
             }
             Err(ReaderError::Corrupt(piece)) => {
-                let _ = send.reset(RESET_IO_ERROR.into());
+                send.reset(RESET_IO_ERROR);
                 return Err(format!(
                     "piece {piece} no longer matches its hash on disk; not sent"
                 ));
             }
             Err(ReaderError::Io(e)) => {
-                let _ = send.reset(RESET_IO_ERROR.into());
+                send.reset(RESET_IO_ERROR);
                 return Err(format!("read error: {e}"));
             }
         }
     }
     let _ = reader.await;
-    send.finish().map_err(|e| e.to_string())?;
+    send.finish();
     // Wait until the peer has everything, so "done" means delivered, not just queued. Only
     // ACKs are missing by now (the credit was granted), so past the stall time the stream is
     // left to QUIC to deliver within the connection's send window and the slot is freed.

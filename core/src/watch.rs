@@ -22,7 +22,7 @@
 //!
 //! Time is handed in (`now`), so the tests drive it with a fake clock.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 /// How the watcher tunes the rules; [`Limits::default`] is what the daemon uses.
@@ -86,12 +86,20 @@ pub struct Coalescer {
     rescans: BTreeMap<String, Instant>,
     /// `dirs.len()` plus every `writing` entry: what the cap bounds.
     count: usize,
-    /// Every `writing` entry as (last write, directory, name): the first goes quiet first.
-    quiet_order: BTreeSet<(Instant, String, String)>,
+    /// Writes as (time, directory, name), in time order (`now` never goes back): the first
+    /// goes quiet first. An entry whose file was written again, settled or dropped since is
+    /// stale and skipped when it comes up; [`QUIET_ORDER_SLACK`] bounds how many there are.
+    /// (A queue, not an ordered set: the MIPS builds have no room for another B-tree.)
+    quiet_order: VecDeque<(Instant, String, String)>,
     /// Files that started (`true`) or stopped (`false`) being written since the last
-    /// [`Coalescer::take_writing_news`], by index key. The watcher takes it every turn.
-    writing_news: BTreeMap<String, bool>,
+    /// [`Coalescer::take_writing_news`], by index key, in order. The watcher takes it every
+    /// turn.
+    writing_news: Vec<(String, bool)>,
 }
+
+/// Stale entries `quiet_order` may hold beyond one per file being written before it is
+/// compacted.
+const QUIET_ORDER_SLACK: usize = 1024;
 
 /// The share a directory key belongs to: its first component.
 pub fn share_of(key: &str) -> &str {
@@ -105,8 +113,8 @@ impl Coalescer {
             dirs: BTreeMap::new(),
             rescans: BTreeMap::new(),
             count: 0,
-            quiet_order: BTreeSet::new(),
-            writing_news: BTreeMap::new(),
+            quiet_order: VecDeque::new(),
+            writing_news: Vec::new(),
         }
     }
 
@@ -137,23 +145,23 @@ impl Coalescer {
         }
         self.count += grows;
         let pending = self.dirs.entry(dir.to_string()).or_default();
-        let entry = |at| (at, dir.to_string(), name.to_string());
         match change {
             Change::Written => {
-                match pending.writing.insert(name.to_string(), now) {
-                    Some(last) => self.quiet_order.remove(&entry(last)),
-                    None => self
-                        .writing_news
-                        .insert(format!("{dir}/{name}"), true)
-                        .is_some(),
-                };
-                self.quiet_order.insert(entry(now));
+                if pending.writing.insert(name.to_string(), now).is_none() {
+                    self.writing_news.push((format!("{dir}/{name}"), true));
+                }
+                self.quiet_order
+                    .push_back((now, dir.to_string(), name.to_string()));
+                if self.quiet_order.len() > self.count + QUIET_ORDER_SLACK {
+                    let dirs = &self.dirs;
+                    self.quiet_order
+                        .retain(|(at, d, n)| is_last_write(dirs, at, d, n));
+                }
             }
             Change::Settled => {
-                if let Some(last) = pending.writing.remove(name) {
+                if pending.writing.remove(name).is_some() {
                     self.count -= 1;
-                    self.quiet_order.remove(&entry(last));
-                    self.writing_news.insert(format!("{dir}/{name}"), false);
+                    self.writing_news.push((format!("{dir}/{name}"), false));
                 }
                 let due = now + self.limits.batch;
                 pending.due = Some(pending.due.map_or(due, |d| d.min(due)));
@@ -178,15 +186,16 @@ impl Coalescer {
 
     fn drop_share(&mut self, share: &str) {
         let mut freed = 0;
-        let (order, news) = (&mut self.quiet_order, &mut self.writing_news);
+        let news = &mut self.writing_news;
         self.dirs.retain(|key, d| {
             let keep = share_of(key) != share;
             if !keep {
                 freed += 1 + d.writing.len();
-                for (name, last) in std::mem::take(&mut d.writing) {
-                    news.insert(format!("{key}/{name}"), false);
-                    order.remove(&(last, key.clone(), name));
-                }
+                news.extend(
+                    d.writing
+                        .keys()
+                        .map(|name| (format!("{key}/{name}"), false)),
+                );
             }
             keep
         });
@@ -208,17 +217,23 @@ impl Coalescer {
             work.push(Work::Rescan(share));
         }
         let quiet = self.limits.quiet;
-        while let Some((last, dir, name)) = self.quiet_order.pop_first() {
-            if last + quiet > now {
-                self.quiet_order.insert((last, dir, name));
+        while self
+            .quiet_order
+            .front()
+            .is_some_and(|(at, _, _)| *at + quiet <= now)
+        {
+            let Some((at, dir, name)) = self.quiet_order.pop_front() else {
                 break;
+            };
+            if !is_last_write(&self.dirs, &at, &dir, &name) {
+                continue;
             }
-            self.writing_news.insert(format!("{dir}/{name}"), false);
             let Some(pending) = self.dirs.get_mut(&dir) else {
                 continue;
             };
             pending.writing.remove(&name);
             self.count -= 1;
+            self.writing_news.push((format!("{dir}/{name}"), false));
             if pending.due.is_none() {
                 // Each file goes quiet at its own time: a folder filled file by file (a
                 // download of many small files) would be read whole once per file. A
@@ -252,8 +267,8 @@ impl Coalescer {
     pub fn next_due(&self) -> Option<Instant> {
         let first_quiet = self
             .quiet_order
-            .first()
-            .map(|(last, _, _)| *last + self.limits.quiet);
+            .front()
+            .map(|(at, _, _)| *at + self.limits.quiet);
         let dirs = self.dirs.values().filter_map(|d| d.due);
         self.rescans
             .values()
@@ -265,13 +280,22 @@ impl Coalescer {
 
     /// Index keys (`share/dir/name`) of the files that started (`true`) or stopped
     /// (`false`) being written since the last call: the share serves none being written.
-    pub fn take_writing_news(&mut self) -> BTreeMap<String, bool> {
+    pub fn take_writing_news(&mut self) -> Vec<(String, bool)> {
         std::mem::take(&mut self.writing_news)
     }
 }
 
+/// Whether the write at `at` is still the last one of `dir`/`name` being written.
+fn is_last_write(dirs: &BTreeMap<String, PendingDir>, at: &Instant, dir: &str, name: &str) -> bool {
+    dirs.get(dir)
+        .and_then(|d| d.writing.get(name))
+        .is_some_and(|last| last == at)
+}
+
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
     use super::*;
 
     fn ms(n: u64) -> Duration {
@@ -330,7 +354,13 @@ mod tests {
                 .iter()
                 .flat_map(|(d, p)| p.writing.keys().map(move |n| format!("{d}/{n}")))
                 .collect();
-            assert_eq!(c.quiet_order.len(), held.len(), "step {step}");
+            let live = c
+                .quiet_order
+                .iter()
+                .filter(|(at, d, n)| is_last_write(&c.dirs, at, d, n))
+                .count();
+            assert_eq!(live, held.len(), "step {step}");
+            assert!(c.quiet_order.len() <= c.pending() + QUIET_ORDER_SLACK + 1);
             assert_eq!(served.now(&mut c), &held, "step {step}");
             assert!(c.pending() <= 200);
         }

@@ -2,7 +2,7 @@
 //! the size change up to the share root, say whether a share's directory is there, and
 //! keep files still being written from being served (PROTOCOL.md §6.1).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 
@@ -59,9 +59,9 @@ impl Shares {
             .unwrap_or(true)
     }
 
-    /// Files that started (`true`) or stopped (`false`) being written, by index key (from
-    /// the watcher): none being written is served.
-    pub fn update_writing(&self, news: BTreeMap<String, bool>) {
+    /// Files that started (`true`) or stopped (`false`) being written, by index key, in
+    /// order (from the watcher): none being written is served.
+    pub fn update_writing(&self, news: Vec<(String, bool)>) {
         if let Ok(mut writing) = self.writing.write() {
             for (key, now_writing) in news {
                 if now_writing {
@@ -214,12 +214,12 @@ mod tests {
     fn a_file_being_written_is_not_served() {
         let (_tmp, shares, _root) = setup();
         assert!(shares.resolve("s/top").is_ok());
-        shares.update_writing([("s/top".to_string(), true)].into());
+        shares.update_writing(vec![("s/top".to_string(), true)]);
         assert_eq!(
             shares.resolve("s/top"),
             Err(WireError::Io(BEING_WRITTEN.into()))
         );
-        shares.update_writing([("s/top".to_string(), false)].into());
+        shares.update_writing(vec![("s/top".to_string(), false)]);
         assert!(shares.resolve("s/top").is_ok());
     }
 }
